@@ -1,1 +1,32 @@
-//! placeholder
+//! Shared plumbing for the athena-connect connectors: everything that touches Kafka, the schema
+//! registry, configuration and telemetry, and nothing that talks to athenahealth (that is the
+//! `athena-client` crate).
+//!
+//! # Layout
+//! - [`error`]: this crate's error enum and the [`ErrorClass`] every connector error maps to.
+//! - [`secret`]: [`Secret`], a redacting secret that can come from the config, the environment
+//!   or a file.
+//! - [`config`]: loading one TOML file with `${VAR}` interpolation and `PREFIX__SECTION__KEY`
+//!   environment overrides, deserialised with the failing dotted key named; the pure
+//!   [`config::Validate`] step.
+//! - [`kafka`]: [`kafka::KafkaConfig`] and the producer / consumer / admin builders with the
+//!   delivery settings the connectors rely on (idempotent producer, `acks=all`, manual offset
+//!   store), and topic creation.
+//! - [`avro`]: the schema catalog built from `schemas/*.avsc`, Confluent wire framing, the
+//!   [`avro::AvroCodec`] that encodes our structs and decodes anything a registry knows, and
+//!   [`avro::RegistryClient`] for registration and compatibility settings.
+//! - [`contracts`]: Rust mirrors of the Avro contracts (events, commands, results).
+//! - [`ids`]: deterministic event ids shared by every source path.
+//! - [`telemetry`]: the `tracing` subscriber (pretty or JSON) and the optional OTLP exporter.
+
+pub mod avro;
+pub mod config;
+pub mod contracts;
+pub mod error;
+pub mod ids;
+pub mod kafka;
+pub mod secret;
+pub mod telemetry;
+
+pub use error::{CoreError, ErrorClass};
+pub use secret::Secret;
