@@ -1,0 +1,374 @@
+//! FHIR R4 reads (§6): Patient read and search (with the `ah-practice` rule), and
+//! Encounter / Condition / AllergyIntolerance searches by patient. Minimal hand-written shapes.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use crate::model::{Appointment, ChartItem, ChartKind, Patient, Practice};
+use crate::state::SimState;
+use crate::util::{Params, parse_us_date};
+
+/// The `ah-practice` extension URL.
+const AH_PRACTICE: &str = "https://fhir.athena.io/StructureDefinition/ah-practice";
+
+/// A FHIR JSON answer (`application/fhir+json`).
+pub fn fhir(status: StatusCode, v: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// An `OperationOutcome` error answer.
+pub fn outcome(status: StatusCode, code: &str, text: &str) -> Response {
+    fhir(
+        status,
+        json!({"resourceType": "OperationOutcome",
+               "issue": [{"severity": "error", "code": code, "details": {"text": text}, "diagnostics": text}]}),
+    )
+}
+
+/// Splits `a-{pid}.E-{patientid}` (optionally prefixed `Patient/`).
+pub fn parse_patient_id(s: &str) -> Option<(u64, u64)> {
+    let s = s.strip_prefix("Patient/").unwrap_or(s);
+    let rest = s.strip_prefix("a-")?;
+    let (pid, pat) = rest.split_once(".E-")?;
+    Some((pid.parse().ok()?, pat.parse().ok()?))
+}
+
+/// Reads `ah-practice` in either documented spelling.
+fn practice_param(params: &Params) -> Option<u64> {
+    let raw = params
+        .get("ah-practice")
+        .or_else(|| params.get("ah-practice:Organization"))?;
+    let id = raw.strip_prefix("Organization/").unwrap_or(raw);
+    id.strip_prefix("a-1.Practice-")?.parse().ok()
+}
+
+fn practice_ext(pid: u64) -> Value {
+    json!([{"url": AH_PRACTICE, "valueReference": {"reference": format!("Organization/a-1.Practice-{pid}")}}])
+}
+
+/// The Patient resource of a patient.
+pub fn patient_resource(pid: u64, p: &Patient) -> Value {
+    let gender = match p.field("sex") {
+        "M" | "m" => "male",
+        "F" | "f" => "female",
+        _ => "unknown",
+    };
+    let mut v = json!({
+        "resourceType": "Patient",
+        "id": format!("a-{pid}.E-{}", p.id),
+        "meta": {"lastUpdated": p.modified.to_rfc3339()},
+        "extension": practice_ext(pid),
+        "identifier": [{"system": format!("urn:athenahealth:athenanet:patient:{pid}"), "value": p.id.to_string()}],
+        "active": p.field("status") != "i",
+        "name": [{"use": "official", "family": p.field("lastname"), "given": [p.field("firstname")]}],
+        "gender": gender,
+    });
+    if let Some(d) = parse_us_date(p.field("dob")) {
+        v["birthDate"] = json!(d.format("%Y-%m-%d").to_string());
+    }
+    let mut telecom = Vec::new();
+    if !p.field("email").is_empty() {
+        telecom.push(json!({"system": "email", "value": p.field("email")}));
+    }
+    if !p.field("mobilephone").is_empty() {
+        telecom.push(json!({"system": "phone", "use": "mobile", "value": p.field("mobilephone")}));
+    }
+    if !telecom.is_empty() {
+        v["telecom"] = json!(telecom);
+    }
+    if !p.field("zip").is_empty() {
+        v["address"] = json!([{"postalCode": p.field("zip")}]);
+    }
+    v
+}
+
+/// The Encounter resource of a checked-in appointment.
+pub fn encounter_resource(pid: u64, a: &Appointment) -> Value {
+    json!({
+        "resourceType": "Encounter",
+        "id": format!("a-{pid}.encounter-{}", a.id),
+        "meta": {"lastUpdated": a.modified.to_rfc3339()},
+        "extension": practice_ext(pid),
+        "status": if a.status == "2" { "arrived" } else { "finished" },
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": format!("Patient/a-{pid}.E-{}", a.patient_id.unwrap_or_default())},
+        "participant": [{"individual": {"reference": format!("Practitioner/a-{pid}.Provider-{}", a.provider_id)}}],
+        "period": {"start": format!("{}T{}:00", a.date.format("%Y-%m-%d"), a.start_time)},
+        "serviceProvider": {"reference": format!("Organization/a-{pid}.Department-{}", a.department_id)},
+    })
+}
+
+/// The Condition or AllergyIntolerance resource of a chart item (other kinds: `None`).
+pub fn chart_resource(pid: u64, c: &ChartItem) -> Option<Value> {
+    let subject = json!({"reference": format!("Patient/a-{pid}.E-{}", c.patient_id)});
+    let s = |k: &str| {
+        c.json
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    match c.kind {
+        ChartKind::Problem => Some(json!({
+            "resourceType": "Condition",
+            "id": format!("a-{pid}.problem-{}", c.id),
+            "meta": {"lastUpdated": c.modified.to_rfc3339()},
+            "extension": practice_ext(pid),
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item"}]}],
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": s("code"), "display": s("name")}]},
+            "subject": subject,
+        })),
+        ChartKind::Allergy => Some(json!({
+            "resourceType": "AllergyIntolerance",
+            "id": format!("a-{pid}.allergy-{}", c.id),
+            "meta": {"lastUpdated": c.modified.to_rfc3339()},
+            "extension": practice_ext(pid),
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+            "code": {"text": s("allergenname")},
+            "patient": subject,
+        })),
+        _ => None,
+    }
+}
+
+/// Resources of one type for a practice (optionally one patient), with last-update times.
+pub fn resources(
+    p: &Practice,
+    ty: &str,
+    patient: Option<u64>,
+) -> Vec<(chrono::DateTime<chrono::Utc>, Value)> {
+    let pid = p.id;
+    let want = |x: u64| patient.is_none_or(|q| q == x);
+    match ty {
+        "Patient" => p
+            .patients
+            .values()
+            .filter(|x| want(x.id))
+            .map(|x| (x.modified, patient_resource(pid, x)))
+            .collect(),
+        "Encounter" => p
+            .appointments
+            .values()
+            .filter(|a| {
+                matches!(a.status.as_str(), "2" | "3" | "4") && a.patient_id.is_some_and(want)
+            })
+            .map(|a| (a.modified, encounter_resource(pid, a)))
+            .collect(),
+        "Condition" | "AllergyIntolerance" => p
+            .chart
+            .iter()
+            .filter(|c| want(c.patient_id))
+            .filter_map(|c| chart_resource(pid, c).map(|v| (c.modified, v)))
+            .filter(|(_, v)| v["resourceType"] == ty)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn bundle(base: &str, items: Vec<Value>) -> Value {
+    let entry: Vec<Value> = items
+        .into_iter()
+        .map(|r| {
+            let url = format!(
+                "{base}/fhir/r4/{}/{}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or("")
+            );
+            json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
+        })
+        .collect();
+    json!({"resourceType": "Bundle", "type": "searchset", "total": entry.len(), "entry": entry})
+}
+
+/// `http://host` of the request, for absolute URLs in answers.
+pub fn base_url(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+/// `GET /fhir/r4/Patient/{id}` (id `a-{pid}.E-{patientid}`).
+pub async fn read_patient(State(s): State<SimState>, Path(id): Path<String>) -> Response {
+    let Some((pid, pat)) = parse_patient_id(&id) else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "Invalid FHIR request: the id is not a valid athenaOne patient id.",
+        );
+    };
+    let found = s
+        .with_practice(pid, |p| {
+            p.patients.get(&pat).map(|x| patient_resource(pid, x))
+        })
+        .flatten();
+    match found {
+        Some(v) => fhir(StatusCode::OK, v),
+        None => outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            &format!("Resource Patient/{id} is not known."),
+        ),
+    }
+}
+
+/// `GET /fhir/r4/Patient?_id=…&ah-practice=…` (also `family`+`birthdate`/`given`/`gender`, `name`).
+pub async fn search_patient(
+    State(s): State<SimState>,
+    headers: axum::http::HeaderMap,
+    params: Params,
+) -> Response {
+    let Some(pid) = practice_param(&params) else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Could not determine what practice the request was for. Add the `ah-practice` search parameter with a value of `Organization/a-1.Practice-{practiceid}`.",
+        );
+    };
+    let ids = params.list("_id");
+    let family = params.get("family").map(str::to_ascii_lowercase);
+    let name = params.get("name").map(str::to_ascii_lowercase);
+    let ok_combo = !ids.is_empty()
+        || name.is_some()
+        || params.get("identifier").is_some()
+        || (family.is_some()
+            && (params.get("birthdate").is_some()
+                || params.get("gender").is_some()
+                || params.get("given").is_some()));
+    if !ok_combo {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "forbidden",
+            "The search could not be completed: one of the required parameter combinations [[_id],[identifier],[name],[family,birthdate],[family,gender],[family,given]] was not provided.",
+        );
+    }
+    let mut wanted: BTreeMap<u64, ()> = BTreeMap::new();
+    for i in &ids {
+        // Guess: a qualified id for another practice matches nothing; an unqualified id is
+        // accepted (some preview setups reject it, §8.3 — we are lenient).
+        match parse_patient_id(i) {
+            Some((p, x)) if p == pid => {
+                wanted.insert(x, ());
+            }
+            Some(_) => {}
+            None => {
+                if let Ok(x) = i.parse() {
+                    wanted.insert(x, ());
+                }
+            }
+        }
+    }
+    let base = base_url(&headers);
+    let items = s.with_practice(pid, |p| {
+        p.patients
+            .values()
+            .filter(|x| ids.is_empty() || wanted.contains_key(&x.id))
+            .filter(|x| {
+                family
+                    .as_ref()
+                    .is_none_or(|f| x.field("lastname").to_ascii_lowercase() == *f)
+            })
+            .filter(|x| {
+                name.as_ref().is_none_or(|n| {
+                    x.field("lastname").to_ascii_lowercase().contains(n)
+                        || x.field("firstname").to_ascii_lowercase().contains(n)
+                })
+            })
+            .filter(|x| {
+                params
+                    .get("given")
+                    .is_none_or(|g| x.field("firstname").eq_ignore_ascii_case(g))
+            })
+            .filter(|x| {
+                params.get("birthdate").is_none_or(|b| {
+                    parse_us_date(x.field("dob"))
+                        .is_some_and(|d| d.format("%Y-%m-%d").to_string() == b)
+                })
+            })
+            .filter(|x| {
+                params
+                    .get("identifier")
+                    .is_none_or(|i| i.rsplit('|').next() == Some(&x.id.to_string()))
+            })
+            .map(|x| patient_resource(pid, x))
+            .collect::<Vec<_>>()
+    });
+    match items {
+        Some(items) => fhir(StatusCode::OK, bundle(&base, items)),
+        None => outcome(StatusCode::NOT_FOUND, "not-found", "Unknown practice."),
+    }
+}
+
+async fn by_patient(
+    s: SimState,
+    headers: axum::http::HeaderMap,
+    params: Params,
+    ty: &str,
+) -> Response {
+    let Some(pid) = practice_param(&params) else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Could not determine what practice the request was for. Add the `ah-practice` search parameter with a value of `Organization/a-1.Practice-{practiceid}`.",
+        );
+    };
+    let Some((ppid, pat)) = params.get("patient").and_then(parse_patient_id) else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "forbidden",
+            "The search could not be completed: one of the required parameter combinations [[patient],[_id]] was not provided.",
+        );
+    };
+    if ppid != pid {
+        return fhir(StatusCode::OK, bundle(&base_url(&headers), Vec::new()));
+    }
+    match s.with_practice(pid, |p| {
+        resources(p, ty, Some(pat))
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>()
+    }) {
+        Some(items) => fhir(StatusCode::OK, bundle(&base_url(&headers), items)),
+        None => outcome(StatusCode::NOT_FOUND, "not-found", "Unknown practice."),
+    }
+}
+
+/// `GET /fhir/r4/Encounter?patient=…&ah-practice=…`.
+pub async fn search_encounter(
+    State(s): State<SimState>,
+    headers: axum::http::HeaderMap,
+    params: Params,
+) -> Response {
+    by_patient(s, headers, params, "Encounter").await
+}
+
+/// `GET /fhir/r4/Condition?patient=…&ah-practice=…`.
+pub async fn search_condition(
+    State(s): State<SimState>,
+    headers: axum::http::HeaderMap,
+    params: Params,
+) -> Response {
+    by_patient(s, headers, params, "Condition").await
+}
+
+/// `GET /fhir/r4/AllergyIntolerance?patient=…&ah-practice=…`.
+pub async fn search_allergy(
+    State(s): State<SimState>,
+    headers: axum::http::HeaderMap,
+    params: Params,
+) -> Response {
+    by_patient(s, headers, params, "AllergyIntolerance").await
+}

@@ -1,0 +1,343 @@
+//! The change generator: deterministic (ChaCha8 seeded from `SimConfig::seed`) synthetic
+//! activity across the configured practices — new/updated patients, bookings, cancellations,
+//! check-ins, chart items, lab results, claims and provider updates. Every step goes through the
+//! same domain operations as the API, so it produces the same ledger entries and feed rows a
+//! client's write would (ledger params carry `source=generator`).
+
+use chrono::{Duration as ChronoDuration, Utc};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::api::{appointments, claims, patients};
+use crate::config::{ChangeKind, SimConfig};
+use crate::model::{ChartItem, ChartKind, FIRST_NAMES, LAST_NAMES, Practice};
+use crate::state::{World, apply_write};
+use crate::util::{Params, eastern_stamp, today_eastern, us_date};
+
+const PROBLEMS: &[(&str, &str)] = &[
+    ("84229001", "Fatigue"),
+    ("38341003", "Hypertension"),
+    ("44054006", "Type 2 diabetes"),
+    ("195967001", "Asthma"),
+];
+const ALLERGENS: &[&str] = &["Peanut", "Penicillin", "Latex", "Shellfish"];
+const MEDICATIONS: &[&str] = &[
+    "lisinopril 10 mg tablet",
+    "metformin 500 mg tablet",
+    "albuterol 90 mcg inhaler",
+];
+const LABS: &[(&str, &str)] = &[
+    ("2345-7", "Glucose"),
+    ("718-7", "Hemoglobin"),
+    ("2093-3", "Cholesterol"),
+];
+
+fn params(pairs: &[(&str, String)]) -> Params {
+    let mut v: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    v.push(("source".into(), "generator".into()));
+    Params::from_pairs(v)
+}
+
+fn pick<'a, T>(rng: &mut ChaCha8Rng, xs: &'a [T]) -> Option<&'a T> {
+    if xs.is_empty() {
+        None
+    } else {
+        Some(&xs[rng.random_range(0..xs.len())])
+    }
+}
+
+fn ids_where(p: &Practice, f: impl Fn(&crate::model::Appointment) -> bool) -> Vec<u64> {
+    p.appointments
+        .values()
+        .filter(|a| f(a))
+        .map(|a| a.id)
+        .collect()
+}
+
+/// Runs one generator step.
+pub fn step(w: &mut World, cfg: &SimConfig) {
+    let gen_cfg = cfg.generator.clone().unwrap_or_default();
+    let practices: Vec<u64> = if gen_cfg.practices.is_empty() {
+        cfg.practices.clone()
+    } else {
+        gen_cfg.practices.clone()
+    };
+    let mix: Vec<ChangeKind> = if gen_cfg.mix.is_empty() {
+        ChangeKind::ALL.to_vec()
+    } else {
+        gen_cfg.mix.clone()
+    };
+    let Some(&pid) = pick(&mut w.rng, &practices) else {
+        return;
+    };
+    if !w.practices.contains_key(&pid) {
+        return;
+    }
+    let mut kind = *pick(&mut w.rng, &mix).expect("non-empty mix");
+    // Fall back along a chain when a precondition is missing (nothing booked to cancel, …);
+    // every chain ends in an action that always succeeds.
+    for _ in 0..4 {
+        match try_step(w, pid, kind) {
+            Ok(()) => return,
+            Err(next) => kind = next,
+        }
+    }
+}
+
+fn try_step(w: &mut World, pid: u64, kind: ChangeKind) -> Result<(), ChangeKind> {
+    let p = w.practices.get(&pid).expect("practice");
+    let patient_ids: Vec<u64> = p.patients.keys().copied().collect();
+    let rng = &mut w.rng;
+    match kind {
+        ChangeKind::NewPatient => {
+            let first = pick(rng, FIRST_NAMES).expect("names");
+            let last = pick(rng, LAST_NAMES).expect("names");
+            let dob = format!(
+                "{:02}/{:02}/{}",
+                rng.random_range(1..=12),
+                rng.random_range(1..=28),
+                rng.random_range(1940..2020)
+            );
+            let dept = pick(rng, &p.departments).expect("departments").id.clone();
+            let zip = format!("0{:04}", rng.random_range(1000..9999));
+            let q = params(&[
+                ("firstname", first.to_string()),
+                ("lastname", last.to_string()),
+                ("dob", dob),
+                ("departmentid", dept),
+                ("zip", zip),
+                ("bypasspatientmatching", "true".into()),
+            ]);
+            let _ = apply_write(w, pid, "CreatePatient", &q, patients::create);
+            Ok(())
+        }
+        ChangeKind::UpdatePatient => {
+            let Some(&pat) = pick(rng, &patient_ids) else {
+                return Err(ChangeKind::NewPatient);
+            };
+            let phone = format!("617555{:04}", rng.random_range(100..9999));
+            let q = params(&[("mobilephone", phone)]);
+            apply_write(w, pid, "UpdatePatient", &q, |p, q| {
+                patients::update(p, q, pat)
+            })
+            .map(|_| ())
+            .map_err(|_| ChangeKind::NewPatient)
+        }
+        ChangeKind::Booking => {
+            let open = ids_where(p, |a| a.status == "o");
+            let (Some(&slot), Some(&pat)) = (pick(rng, &open), pick(rng, &patient_ids)) else {
+                // No open slot left: add a day of slots for a provider.
+                let prov = pick(rng, &p.providers.values().cloned().collect::<Vec<_>>())
+                    .expect("providers")
+                    .clone();
+                let day = today_eastern() + ChronoDuration::days(rng.random_range(1..30));
+                let q = params(&[
+                    ("appointmentdate", us_date(day)),
+                    ("appointmenttime", "13:00,13:30,14:00".into()),
+                    ("departmentid", prov.department_id),
+                    ("providerid", prov.id),
+                ]);
+                let _ = apply_write(
+                    w,
+                    pid,
+                    "CreateAppointmentSlots",
+                    &q,
+                    appointments::create_slots,
+                );
+                return Ok(());
+            };
+            let q = params(&[
+                ("patientid", pat.to_string()),
+                ("appointmenttypeid", "82".into()),
+            ]);
+            apply_write(w, pid, "BookAppointment", &q, |p, q| {
+                appointments::book(p, q, slot)
+            })
+            .map(|_| ())
+            .map_err(|_| ChangeKind::NewPatient)
+        }
+        ChangeKind::Cancellation => {
+            let booked = ids_where(p, |a| a.status == "f");
+            let Some(&id) = pick(rng, &booked) else {
+                return Err(ChangeKind::Booking);
+            };
+            let pat = p.appointments[&id].patient_id.unwrap_or_default();
+            let q = params(&[
+                ("patientid", pat.to_string()),
+                ("appointmentcancelreasonid", "1".into()),
+            ]);
+            apply_write(w, pid, "CancelAppointment", &q, |p, q| {
+                appointments::cancel(p, q, id)
+            })
+            .map(|_| ())
+            .map_err(|_| ChangeKind::Booking)
+        }
+        ChangeKind::CheckIn => {
+            let booked = ids_where(p, |a| a.status == "f");
+            let Some(&id) = pick(rng, &booked) else {
+                return Err(ChangeKind::Booking);
+            };
+            let q = params(&[]);
+            apply_write(w, pid, "CheckIn", &q, |p, _| {
+                appointments::checkin(p, id, true)?;
+                appointments::checkin(p, id, false)
+            })
+            .map(|_| ())
+            .map_err(|_| ChangeKind::Booking)
+        }
+        ChangeKind::Claim => {
+            let arrived = ids_where(p, |a| a.status == "2" && a.claim_id.is_none());
+            let Some(&id) = pick(rng, &arrived) else {
+                return Err(ChangeKind::CheckIn);
+            };
+            let code = pick(rng, &["99212", "99213", "99214"])
+                .expect("codes")
+                .to_string();
+            let q = params(&[(
+                "claimcharges",
+                json!([{"procedurecode": code, "units": "1", "icd10code1": "Z0000"}]).to_string(),
+            )]);
+            apply_write(w, pid, "CreateAppointmentClaim", &q, |p, q| {
+                claims::appointment_claim(p, q, id)
+            })
+            .map(|_| ())
+            .map_err(|_| ChangeKind::CheckIn)
+        }
+        ChangeKind::Provider => {
+            let provs: Vec<String> = p.providers.keys().cloned().collect();
+            let id = pick(rng, &provs).expect("providers").clone();
+            let specialty = pick(
+                rng,
+                &[
+                    "Family Medicine",
+                    "Internal Medicine",
+                    "Pediatrics",
+                    "Cardiology",
+                ],
+            )
+            .expect("x")
+            .to_string();
+            let q = params(&[("specialty", specialty.clone())]);
+            let _ = apply_write(w, pid, "UpdateProvider", &q, |p, _| {
+                let pr = p.providers.get_mut(&id).expect("provider");
+                pr.specialty = specialty;
+                pr.modified = Utc::now();
+                let (snap, dept) = (pr.to_json(), pr.department_id.clone());
+                p.change("providers", "ProviderUpdate", Some(dept), None, snap);
+                Ok((json!({}), id.clone()))
+            });
+            Ok(())
+        }
+        ChangeKind::Problem
+        | ChangeKind::Allergy
+        | ChangeKind::Medication
+        | ChangeKind::LabResult => {
+            let Some(&pat) = pick(rng, &patient_ids) else {
+                return Err(ChangeKind::NewPatient);
+            };
+            let (ck, op, detail) = match kind {
+                ChangeKind::Problem => {
+                    let (c, n) = *pick(rng, PROBLEMS).expect("x");
+                    (
+                        ChartKind::Problem,
+                        "AddProblem",
+                        json!({"codeset": "SNOMED", "code": c, "name": n}),
+                    )
+                }
+                ChangeKind::Allergy => (
+                    ChartKind::Allergy,
+                    "AddAllergy",
+                    json!({"allergenname": pick(rng, ALLERGENS).expect("x")}),
+                ),
+                ChangeKind::Medication => (
+                    ChartKind::Medication,
+                    "AddMedication",
+                    json!({"medication": pick(rng, MEDICATIONS).expect("x")}),
+                ),
+                _ => {
+                    let (loinc, name) = *pick(rng, LABS).expect("x");
+                    let value = rng.random_range(40..200).to_string();
+                    (
+                        ChartKind::LabResult,
+                        "AddLabResult",
+                        json!({"status": "CLOSED", "analytes": [{"loinc": loinc, "analytename": name, "value": value}]}),
+                    )
+                }
+            };
+            let q = params(&[("patientid", pat.to_string())]);
+            let _ = apply_write(w, pid, op, &q, |p, _| Ok(add_chart(p, pat, ck, detail)));
+            Ok(())
+        }
+    }
+}
+
+fn add_chart(
+    p: &mut Practice,
+    pat: u64,
+    kind: ChartKind,
+    detail: serde_json::Value,
+) -> (serde_json::Value, String) {
+    let id = p.next_chart_id();
+    let now = Utc::now();
+    let dept = p
+        .patients
+        .get(&pat)
+        .and_then(|x| x.department())
+        .unwrap_or_else(|| "1".into());
+    let (id_key, feed, event, ts_key) = match kind {
+        ChartKind::Problem => (
+            "problemid",
+            "chart/healthhistory/problems",
+            "ProblemAdd",
+            "lastmodified",
+        ),
+        ChartKind::Allergy => (
+            "allergenid",
+            "chart/healthhistory/allergies",
+            "AllergyAdd",
+            "lastmodified",
+        ),
+        ChartKind::Medication => (
+            "medicationentryid",
+            "chart/healthhistory/medication",
+            "MedicationHxAdd",
+            "lastmodified",
+        ),
+        ChartKind::LabResult => (
+            "labresultid",
+            "labresults",
+            "LabResultAdd",
+            "lastmodifieddatetime",
+        ),
+    };
+    let mut v = detail;
+    // athena is inconsistent here: chart feeds carry numeric ids (see §4.4 fixtures).
+    v[id_key] = json!(id);
+    v["patientid"] = json!(pat);
+    v["departmentid"] = json!(dept);
+    v[ts_key] = if kind == ChartKind::LabResult {
+        json!(
+            now.with_timezone(&chrono_tz::America::New_York)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        )
+    } else {
+        json!(eastern_stamp(now))
+    };
+    if kind == ChartKind::Problem {
+        v["events"] = json!([{"eventtype": "START", "startdate": us_date(today_eastern())}]);
+    }
+    p.chart.push(ChartItem {
+        id,
+        kind,
+        patient_id: pat,
+        department_id: dept.clone(),
+        json: v.clone(),
+        modified: now,
+    });
+    p.change(feed, event, Some(dept), Some(pat.to_string()), v.clone());
+    (v, id.to_string())
+}

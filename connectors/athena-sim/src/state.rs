@@ -1,0 +1,297 @@
+//! `SimState`: the shared state behind every handler (an `Arc` of a few mutexes over plain data)
+//! and the test-facing methods of the contract (faults, tokens, counters, ledger, seeding).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use chrono::{NaiveDate, Utc};
+use parking_lot::Mutex;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use crate::api::export::ExportJob;
+use crate::config::SimConfig;
+use crate::faults::FaultRule;
+use crate::model::{LedgerEntry, NewPatient, Practice, patient_fields};
+use crate::util::{ApiError, ApiResult, Params};
+
+/// The mutable data model: practices, the ledger and the generator's random stream.
+#[derive(Debug)]
+pub struct World {
+    /// Practices by id.
+    pub practices: BTreeMap<u64, Practice>,
+    /// Every accepted write.
+    pub ledger: Vec<LedgerEntry>,
+    /// The generator's deterministic random stream.
+    pub rng: ChaCha8Rng,
+}
+
+impl World {
+    /// Appends a ledger entry.
+    pub fn record(
+        &mut self,
+        practice_id: u64,
+        operation: &str,
+        entity_id: &str,
+        params: BTreeMap<String, String>,
+    ) {
+        let seq = self.ledger.len() as u64 + 1;
+        self.ledger.push(LedgerEntry {
+            seq,
+            practice_id,
+            operation: operation.into(),
+            entity_id: entity_id.into(),
+            params,
+        });
+    }
+}
+
+/// An issued access token.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// Rejected after this instant.
+    pub expires: Instant,
+    /// Granted scope.
+    pub scope: String,
+}
+
+/// Token bucket for the QPS limit.
+#[derive(Debug)]
+pub struct Bucket {
+    /// Available tokens.
+    pub tokens: f64,
+    /// Last refill.
+    pub last: Instant,
+}
+
+/// Shared internals of `SimState`.
+#[derive(Debug)]
+pub struct Inner {
+    /// The configuration the simulator was started with.
+    pub config: SimConfig,
+    /// The data model.
+    pub world: Mutex<World>,
+    /// Scripted faults, consumed in order.
+    pub faults: Mutex<Vec<FaultRule>>,
+    /// Issued tokens by value.
+    pub tokens: Mutex<HashMap<String, IssuedToken>>,
+    /// Token requests seen.
+    pub token_requests: AtomicU64,
+    /// Token grants in the current minute: (minute since epoch, count).
+    pub token_window: Mutex<(i64, u32)>,
+    /// Requests by (method, route template).
+    pub counts: Mutex<BTreeMap<(String, String), u64>>,
+    /// QPS bucket.
+    pub qps: Mutex<Bucket>,
+    /// Daily quota: (UTC day, requests used).
+    pub quota: Mutex<(NaiveDate, u64)>,
+    /// Bulk exports by job id.
+    pub exports: Mutex<BTreeMap<String, ExportJob>>,
+}
+
+/// Handle on one simulated athenahealth environment; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SimState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl SimState {
+    /// A fresh environment seeded from `config.seed`.
+    pub fn new(config: SimConfig) -> Self {
+        let practices = config
+            .practices
+            .iter()
+            .map(|&p| (p, Practice::seeded(p, config.seed)))
+            .collect();
+        let world = World {
+            practices,
+            ledger: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        };
+        let qps = config.qps_limit.unwrap_or(0) as f64;
+        SimState {
+            inner: Arc::new(Inner {
+                world: Mutex::new(world),
+                faults: Mutex::new(Vec::new()),
+                tokens: Mutex::new(HashMap::new()),
+                token_requests: AtomicU64::new(0),
+                token_window: Mutex::new((0, 0)),
+                counts: Mutex::new(BTreeMap::new()),
+                qps: Mutex::new(Bucket {
+                    tokens: qps,
+                    last: Instant::now(),
+                }),
+                quota: Mutex::new((Utc::now().date_naive(), 0)),
+                exports: Mutex::new(BTreeMap::new()),
+                config,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.config
+    }
+
+    /// Appends a scripted fault; rules are matched in insertion order.
+    pub fn inject(&self, rule: FaultRule) {
+        self.inner.faults.lock().push(rule);
+    }
+
+    /// Removes every scripted fault.
+    pub fn clear_faults(&self) {
+        self.inner.faults.lock().clear();
+    }
+
+    /// Invalidates every issued token (later requests with them get 401).
+    pub fn revoke_tokens(&self) {
+        self.inner.tokens.lock().clear();
+    }
+
+    /// How many requests reached `POST /oauth2/v1/token`.
+    pub fn token_requests(&self) -> u64 {
+        self.inner.token_requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests received for a route template, e.g.
+    /// `("PUT", "/v1/{practiceid}/appointments/{appointmentid}")`. Throttled and faulted
+    /// requests count too.
+    pub fn request_count(&self, method: &str, route_template: &str) -> u64 {
+        self.inner
+            .counts
+            .lock()
+            .get(&(method.to_ascii_uppercase(), route_template.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every request count, keyed `"METHOD template"` (for `GET /_sim/stats`).
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.inner
+            .counts
+            .lock()
+            .iter()
+            .map(|((m, t), n)| (format!("{m} {t}"), *n))
+            .collect()
+    }
+
+    /// Every write the simulator accepted, in order.
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        self.inner.world.lock().ledger.clone()
+    }
+
+    /// Runs the change generator `n` steps (deterministic for a seed).
+    pub fn generate(&self, n: usize) {
+        let mut w = self.inner.world.lock();
+        for _ in 0..n {
+            crate::generator::step(&mut w, &self.inner.config);
+        }
+    }
+
+    /// Seeds a patient directly (no ledger entry; an `AddPatient` change if subscribed).
+    pub fn add_patient(&self, practice: u64, p: NewPatient) -> String {
+        let mut w = self.inner.world.lock();
+        let pr = w.practices.get_mut(&practice).expect("configured practice");
+        let id = pr.insert_patient(patient_fields(&p), Utc::now());
+        pr.patient_changed(id, "AddPatient");
+        id.to_string()
+    }
+
+    /// Seeds open slots (no ledger entry; `AddAppointmentSlot` changes if subscribed).
+    pub fn add_open_slots(
+        &self,
+        practice: u64,
+        department_id: &str,
+        provider_id: &str,
+        date: NaiveDate,
+        times: &[&str],
+    ) -> Vec<String> {
+        let mut w = self.inner.world.lock();
+        let pr = w.practices.get_mut(&practice).expect("configured practice");
+        let ids = pr.create_slots(department_id, provider_id, "82", date, times, Utc::now());
+        for id in &ids {
+            pr.appointment_changed(*id, "AddAppointmentSlot");
+        }
+        ids.iter().map(u64::to_string).collect()
+    }
+
+    /// Unprocessed rows queued on a feed (a test helper beyond the contract).
+    pub fn pending_changes(&self, practice: u64, feed: &str) -> usize {
+        let w = self.inner.world.lock();
+        w.practices
+            .get(&practice)
+            .and_then(|p| p.feeds.get(feed))
+            .map(|f| f.rows.iter().filter(|r| r.processed_at.is_none()).count())
+            .unwrap_or(0)
+    }
+
+    /// Read access to one practice (a test helper beyond the contract).
+    pub fn with_practice<T>(&self, practice: u64, f: impl FnOnce(&Practice) -> T) -> Option<T> {
+        self.inner.world.lock().practices.get(&practice).map(f)
+    }
+
+    /// Runs a read on a practice; 404 `Invalid practice.` when unknown.
+    pub(crate) fn read<T>(
+        &self,
+        practice: u64,
+        f: impl FnOnce(&mut Practice) -> ApiResult<T>,
+    ) -> ApiResult<T> {
+        let mut w = self.inner.world.lock();
+        let p = w
+            .practices
+            .get_mut(&practice)
+            .ok_or_else(|| ApiError::not_found("Invalid practice."))?;
+        f(p)
+    }
+
+    /// Runs a write on a practice and, if it is accepted, appends it to the ledger.
+    /// `f` returns the answer and the written entity's id.
+    pub(crate) fn write(
+        &self,
+        practice: u64,
+        operation: &str,
+        params: &Params,
+        f: impl FnOnce(&mut Practice, &Params) -> ApiResult<(Value, String)>,
+    ) -> ApiResult<Value> {
+        let mut w = self.inner.world.lock();
+        apply_write(&mut w, practice, operation, params, f)
+    }
+}
+
+/// The body of `SimState::write`, shared with the generator (which already holds the lock).
+pub(crate) fn apply_write(
+    w: &mut World,
+    practice: u64,
+    operation: &str,
+    params: &Params,
+    f: impl FnOnce(&mut Practice, &Params) -> ApiResult<(Value, String)>,
+) -> ApiResult<Value> {
+    let p = w
+        .practices
+        .get_mut(&practice)
+        .ok_or_else(|| ApiError::not_found("Invalid practice."))?;
+    let (answer, entity) = f(p, params)?;
+    w.record(practice, operation, &entity, redact(params.to_map()));
+    Ok(answer)
+}
+
+/// Masks card data before it reaches the ledger: the ledger is test-visible and logged.
+fn redact(mut m: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    if let Some(pan) = m.get_mut("accountnumber") {
+        let last4: String = pan
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        *pan = format!("************{last4}");
+    }
+    m.remove("cardsecuritycode");
+    m.remove("trackdata");
+    m
+}
