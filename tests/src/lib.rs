@@ -1,1 +1,244 @@
-//! placeholder
+//! Test harness shared by the end-to-end tests: where the real Kafka broker and schema registry
+//! are, unique names, and small produce/consume helpers.
+//!
+//! # Finding the servers
+//! 1. `KAFKA_BOOTSTRAP_SERVERS` and `SCHEMA_REGISTRY_URL` (set by `./dev test`, or by
+//!    `export $(./dev env)` after `./dev up`).
+//! 2. Otherwise, when a Docker engine answers, testcontainers starts Kafka and Apicurio Registry
+//!    with the versions in `deploy/local/versions.env`, once per test binary.
+//! 3. Otherwise the test **fails** with a message naming `./dev up`. It never skips.
+//!
+//! Either way the servers are probed before a test uses them, with a bounded timeout, so a
+//! stopped broker gives a clear failure rather than a hang.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use connector_core::avro::{AvroCodec, RegistryClient, RegistryConfig};
+use connector_core::kafka::{KafkaConfig, TopicSpec, ensure_topics};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+
+/// Addresses of the servers the tests talk to.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Kafka bootstrap servers.
+    pub bootstrap: String,
+    /// Confluent-compatible registry base URL.
+    pub registry_url: String,
+}
+
+/// How a developer starts the servers; part of every failure message.
+pub const HOW_TO_START: &str = "Start the local stack with `./dev up` and export its addresses \
+     (`export $(./dev env)`), or run the whole suite with `./dev test`.";
+
+impl Stack {
+    /// The stack, or a panic explaining how to start it. Probes both servers.
+    pub async fn get() -> Stack {
+        let stack = locate().unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = probe(&stack).await {
+            panic!("{e}");
+        }
+        stack
+    }
+
+    /// A Kafka config for the tests (replication factor 1).
+    pub fn kafka(&self) -> KafkaConfig {
+        KafkaConfig::plaintext(self.bootstrap.clone())
+    }
+
+    /// A registry config for the tests.
+    pub fn registry(&self) -> RegistryConfig {
+        RegistryConfig::new(self.registry_url.clone())
+    }
+
+    /// A codec over the test registry.
+    pub fn codec(&self) -> AvroCodec {
+        AvroCodec::new(self.registry()).expect("codec")
+    }
+
+    /// A registry admin client.
+    pub fn registry_client(&self) -> RegistryClient {
+        RegistryClient::new(self.registry()).expect("registry client")
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin = self.kafka().build_admin().expect("admin");
+        ensure_topics(&admin, 1, &[TopicSpec::new(topic, partitions)])
+            .await
+            .expect("create topic");
+    }
+
+    /// Consumes `n` messages from `topic` in a fresh consumer group, or panics after `timeout`.
+    pub async fn consume(&self, topic: &str, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
+        let consumer: StreamConsumer = self
+            .kafka()
+            .build_consumer(&unique("group"))
+            .expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let mut out = Vec::with_capacity(n);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while out.len() < n {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(m)) => out.push(m.detach()),
+                Ok(Err(e)) => panic!("consume from {topic}: {e}"),
+                Err(_) => panic!(
+                    "consumed {} of {n} messages from {topic} within {timeout:?}",
+                    out.len()
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// A unique name with `prefix`, for topics, groups and subjects (tests share one broker).
+pub fn unique(prefix: &str) -> String {
+    format!("test.{prefix}.{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Where the servers are, without probing them.
+pub fn locate() -> Result<Stack, String> {
+    let kafka = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok();
+    let registry = std::env::var("SCHEMA_REGISTRY_URL").ok();
+    match (kafka, registry) {
+        (Some(bootstrap), Some(registry_url)) => Ok(Stack {
+            bootstrap,
+            registry_url,
+        }),
+        (None, None) if docker_available() => containers::start(),
+        (k, r) => Err(format!(
+            "These tests need a real Kafka broker and schema registry, and {} not set \
+             (and no Docker engine answers for testcontainers). {HOW_TO_START}",
+            match (k, r) {
+                (None, None) => "KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL are",
+                (None, _) => "KAFKA_BOOTSTRAP_SERVERS is",
+                _ => "SCHEMA_REGISTRY_URL is",
+            }
+        )),
+    }
+}
+
+/// Probes Kafka (metadata request) and the registry (`GET /subjects`), each bounded.
+pub async fn probe(stack: &Stack) -> Result<(), String> {
+    probe_kafka(&stack.bootstrap, Duration::from_secs(10)).await?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{}/subjects", stack.registry_url.trim_end_matches('/'));
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!(
+            "The schema registry at {} answered HTTP {}. {HOW_TO_START}",
+            stack.registry_url,
+            r.status()
+        )),
+        Err(e) => Err(format!(
+            "The schema registry at {} is not reachable ({}). {HOW_TO_START}",
+            stack.registry_url,
+            e.without_url()
+        )),
+    }
+}
+
+/// Fails within about `timeout` when no broker answers at `bootstrap`.
+pub async fn probe_kafka(bootstrap: &str, timeout: Duration) -> Result<(), String> {
+    KafkaConfig::plaintext(bootstrap)
+        .check_connectivity(timeout)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("Kafka is not reachable at {bootstrap} ({e}). {HOW_TO_START}"))
+}
+
+fn docker_available() -> bool {
+    std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Versions and ports from `deploy/local/versions.env`, the one place they are set.
+pub fn versions() -> BTreeMap<String, String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/versions.env");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Docker fallback: Kafka and Apicurio in containers, started once per test binary and kept
+/// for its lifetime.
+mod containers {
+    use super::*;
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::SyncRunner;
+    use testcontainers::{Container, GenericImage, ImageExt};
+    use testcontainers_modules::kafka::apache::{KAFKA_PORT, Kafka};
+
+    struct Running {
+        _kafka: Container<Kafka>,
+        _registry: Container<GenericImage>,
+        stack: Stack,
+    }
+
+    static RUNNING: OnceLock<Result<Running, String>> = OnceLock::new();
+
+    pub(super) fn start() -> Result<Stack, String> {
+        RUNNING
+            .get_or_init(|| {
+                // SyncRunner drives its own runtime; keep it off the test's async runtime thread.
+                std::thread::spawn(start_inner)
+                    .join()
+                    .unwrap_or_else(|_| Err("container start panicked".into()))
+            })
+            .as_ref()
+            .map(|r| r.stack.clone())
+            .map_err(|e| format!("testcontainers could not start the stack: {e}. {HOW_TO_START}"))
+    }
+
+    fn start_inner() -> Result<Running, String> {
+        let v = versions();
+        let kafka = Kafka::default()
+            .with_jvm_image()
+            .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+            .with_env_var("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+            .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+            .start()
+            .map_err(|e| e.to_string())?;
+        let kport = kafka
+            .get_host_port_ipv4(KAFKA_PORT)
+            .map_err(|e| e.to_string())?;
+        let registry = GenericImage::new(
+            v.get("APICURIO_IMAGE")
+                .cloned()
+                .unwrap_or_else(|| "apicurio/apicurio-registry".into()),
+            v.get("APICURIO_VERSION")
+                .cloned()
+                .unwrap_or_else(|| "latest".into()),
+        )
+        .with_exposed_port(8080.tcp())
+        .with_wait_for(WaitFor::message_on_stdout("started in"))
+        .start()
+        .map_err(|e| e.to_string())?;
+        let rport = registry
+            .get_host_port_ipv4(8080.tcp())
+            .map_err(|e| e.to_string())?;
+        Ok(Running {
+            stack: Stack {
+                bootstrap: format!("127.0.0.1:{kport}"),
+                registry_url: format!("http://127.0.0.1:{rport}/apis/ccompat/v7"),
+            },
+            _kafka: kafka,
+            _registry: registry,
+        })
+    }
+}

@@ -603,6 +603,78 @@ fn registry_message(json: &Json) -> String {
         })
 }
 
+/// One schema to register: which bundled schema, under which subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// Full name of the bundled schema.
+    pub schema: String,
+    /// Registry subject.
+    pub subject: String,
+}
+
+/// The subjects of every top-level bundled schema on its default topic (with `topic_prefix`
+/// prepended to the topic, for isolated environments and tests).
+pub fn default_bindings(strategy: SubjectStrategy, topic_prefix: &str) -> Vec<Binding> {
+    DEFAULT_TOPICS
+        .iter()
+        .map(|(schema, topic)| Binding {
+            schema: schema.to_string(),
+            subject: strategy.value_subject(&format!("{topic_prefix}{topic}"), schema),
+        })
+        .collect()
+}
+
+/// What happened to one binding during registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// The binding.
+    pub binding: Binding,
+    /// The registry id of the schema.
+    pub id: u32,
+}
+
+/// Sets each subject to `compatibility` and registers its bundled schema. Stops at the first
+/// subject that refuses (an incompatible change), naming it.
+pub async fn register_bindings(
+    registry: &RegistryClient,
+    bindings: &[Binding],
+    compatibility: &str,
+) -> Result<Vec<Registered>, CoreError> {
+    let mut out = Vec::with_capacity(bindings.len());
+    for b in bindings {
+        let bundled = Catalog::global().get(&b.schema).ok_or_else(|| {
+            CoreError::config("schemas", format!("no bundled schema named {}", b.schema))
+        })?;
+        registry
+            .set_compatibility(&b.subject, compatibility)
+            .await?;
+        let id = registry.register(&b.subject, &bundled.json).await?;
+        out.push(Registered {
+            binding: b.clone(),
+            id,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks, without registering, that each bundled schema is compatible with its subject.
+/// Returns the bindings that are not.
+pub async fn incompatible_bindings(
+    registry: &RegistryClient,
+    bindings: &[Binding],
+) -> Result<Vec<Binding>, CoreError> {
+    let mut bad = Vec::new();
+    for b in bindings {
+        let bundled = Catalog::global().get(&b.schema).ok_or_else(|| {
+            CoreError::config("schemas", format!("no bundled schema named {}", b.schema))
+        })?;
+        if !registry.is_compatible(&b.subject, &bundled.json).await? {
+            bad.push(b.clone());
+        }
+    }
+    Ok(bad)
+}
+
 /// Encodes and decodes our records in the Confluent wire format.
 #[derive(Clone)]
 pub struct AvroCodec {
