@@ -27,7 +27,7 @@ fn patient_event(i: usize) -> PatientChanged {
             department_id: Some("1".into()),
             entity_type: "patient".into(),
             entity_id: id.clone(),
-            event_name: if i % 2 == 0 {
+            event_name: if i.is_multiple_of(2) {
                 Some("UpdatePatient".into())
             } else {
                 None
@@ -35,7 +35,7 @@ fn patient_event(i: usize) -> PatientChanged {
             changed_at: Some(TimestampMillis(1_764_000_000_000 + i as i64)),
             observed_at: TimestampMillis(1_764_000_000_500 + i as i64),
             snapshot: false,
-            replayed: i % 3 == 0,
+            replayed: i.is_multiple_of(3),
         },
         payload: Patient {
             patient_id: id,
@@ -44,7 +44,7 @@ fn patient_event(i: usize) -> PatientChanged {
             first_name: Some(format!("Synthetic{i}")),
             last_name: Some("Testperson".into()),
             dob: Some(Date(7000 + i as i32)),
-            previous_patient_ids: if i % 4 == 0 {
+            previous_patient_ids: if i.is_multiple_of(4) {
                 vec!["77".into()]
             } else {
                 vec![]
@@ -52,7 +52,7 @@ fn patient_event(i: usize) -> PatientChanged {
             last_modified: Some(TimestampMillis(1_764_000_000_000 + i as i64)),
             ..Default::default()
         },
-        original: if i % 2 == 1 {
+        original: if !i.is_multiple_of(2) {
             Some(format!("{{\"patientid\":\"{i}\"}}"))
         } else {
             None

@@ -60,6 +60,8 @@ struct SchemaArgs {
     compatibility: String,
 }
 
+// The names mirror Confluent's TopicNameStrategy / RecordNameStrategy / TopicRecordNameStrategy.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Strategy {
     /// `<topic>-value`.
