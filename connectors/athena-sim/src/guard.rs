@@ -25,13 +25,21 @@ pub async fn count_layer(State(state): State<SimState>, req: Request, next: Next
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "<unmatched>".into());
+    let method = req.method().as_str().to_string();
     *state
         .inner
         .counts
         .lock()
-        .entry((req.method().as_str().to_string(), template))
+        .entry((method.clone(), template.clone()))
         .or_insert(0) += 1;
     let mut resp = next.run(req).await;
+    // Route template only: the raw URI can carry names and dates of birth (bestmatch queries).
+    tracing::debug!(
+        method,
+        route = template,
+        status = resp.status().as_u16(),
+        "Handled request."
+    );
     // Observed format `rrt-…-gea1-…`; ours is recognisably simulated.
     let id = format!(
         "rrt-sim{:010}-gea1-{}",

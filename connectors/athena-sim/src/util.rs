@@ -86,14 +86,20 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .query()
             .map(|q| serde_urlencoded::from_str(q).unwrap_or_default())
             .unwrap_or_default();
-        let is_form = req
+        let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+            .unwrap_or("")
+            .to_string();
+        let is_form = content_type.starts_with("application/x-www-form-urlencoded");
         let body = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
+        if let Some(boundary) = multipart_boundary(&content_type) {
+            pairs.extend(parse_multipart(&body, &boundary));
+            return Ok(Params { pairs });
+        }
         // Guess: athena reads a form body even without the content type (clients differ); a
         // body that does not decode as a form is ignored rather than rejected.
         if (is_form || !body.is_empty())
@@ -103,6 +109,74 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         }
         Ok(Params { pairs })
     }
+}
+
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    if !content_type.starts_with("multipart/form-data") {
+        return None;
+    }
+    content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"').to_string())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A small `multipart/form-data` reader (athena documents multipart for document uploads).
+/// File parts become base64 text, so handlers see the same `attachmentcontents` as from a
+/// urlencoded form. Malformed parts are skipped.
+pub fn parse_multipart(body: &[u8], boundary: &str) -> Vec<(String, String)> {
+    use base64::Engine;
+    let delim = format!("--{boundary}");
+    let mut out = Vec::new();
+    let mut rest = body;
+    // Skip the preamble up to the first delimiter.
+    let Some(start) = find(rest, delim.as_bytes()) else {
+        return out;
+    };
+    rest = &rest[start + delim.len()..];
+    loop {
+        if rest.starts_with(b"--") {
+            break;
+        }
+        let part_start = if rest.starts_with(b"\r\n") { 2 } else { 0 };
+        let Some(end) = find(&rest[part_start..], delim.as_bytes()) else {
+            break;
+        };
+        let part = &rest[part_start..part_start + end];
+        rest = &rest[part_start + end + delim.len()..];
+        let Some(split) = find(part, b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&part[..split]);
+        let mut content = &part[split + 4..];
+        if content.ends_with(b"\r\n") {
+            content = &content[..content.len() - 2];
+        }
+        let disposition = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
+            .unwrap_or("");
+        let attr = |key: &str| {
+            disposition.split(';').map(str::trim).find_map(|p| {
+                p.strip_prefix(key)
+                    .and_then(|v| v.strip_prefix('='))
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        };
+        let Some(name) = attr("name") else { continue };
+        let value = if attr("filename").is_some() {
+            base64::engine::general_purpose::STANDARD.encode(content)
+        } else {
+            String::from_utf8_lossy(content).into_owned()
+        };
+        out.push((name, value));
+    }
+    out
 }
 
 /// A handler failure, rendered the way athena renders it.
@@ -202,6 +276,23 @@ mod tests {
         let s = eastern_stamp(t);
         assert_eq!(s, "07/04/2026 12:30:05"); // EDT = UTC-4
         assert_eq!(parse_eastern(&s), Some(t));
+    }
+
+    #[test]
+    fn multipart_text_and_file_parts() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"departmentid\"\r\n\r\n1\r\n--XyZ\r\nContent-Disposition: form-data; name=\"attachmentcontents\"; filename=\"a.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n--XyZ--\r\n";
+        let pairs = parse_multipart(body, "XyZ");
+        assert_eq!(
+            pairs,
+            vec![
+                ("departmentid".into(), "1".into()),
+                ("attachmentcontents".into(), "JVBERg==".into())
+            ]
+        );
+        assert_eq!(
+            multipart_boundary("multipart/form-data; boundary=\"XyZ\""),
+            Some("XyZ".into())
+        );
     }
 
     #[test]

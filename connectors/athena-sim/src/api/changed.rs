@@ -12,6 +12,8 @@ use crate::util::{ApiError, ApiResult, Params, parse_eastern};
 /// Default and maximum `limit` of a poll.
 const DEFAULT_LIMIT: usize = 1500;
 const MAX_LIMIT: usize = 5000;
+/// How long processed rows stay available to `showprocessed*` windows.
+const RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(3);
 
 /// `GET /{feed}/changed/subscription/events`.
 pub fn events(def: &FeedDef) -> Value {
@@ -172,6 +174,10 @@ pub fn poll(state: &SimState, pid: u64, def: &'static FeedDef, params: &Params) 
                 f.rows[i].processed_at.get_or_insert(now);
             }
         }
+        // athena: "all messages will eventually be deleted". Guess: processed rows are kept for
+        // RETENTION, long enough for any recovery window a connector would use.
+        f.rows
+            .retain(|r| r.processed_at.is_none_or(|t| now - t < RETENTION));
         let mut out = json!({ def.items_key: items, "totalcount": total });
         if offset + page.len() < total {
             let mut pairs: Vec<(String, String)> = params
