@@ -214,6 +214,8 @@ pub enum SubOp {
     },
 }
 
+// Guess: a row holds the snapshot taken when the change happened (one row per change), not the
+// record's state at read time; the reference only says items are whole-record snapshots.
 /// One queued change: a whole-record snapshot taken when the change happened.
 #[derive(Debug, Clone)]
 pub struct ChangeRow {

@@ -129,6 +129,7 @@ pub async fn api_guard(State(state): State<SimState>, req: Request, next: Next) 
             .get(&token)
             .is_some_and(|t| t.expires > Instant::now())
     };
+    // Guess: an unknown or expired token reaches athena's OAuth check and gets a JSON 401.
     if !valid {
         return unauthorized(
             axum::Json(json!({"error": "Unauthorized", "detailedmessage": "The access token is invalid or has expired."}))

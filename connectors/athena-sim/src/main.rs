@@ -121,7 +121,18 @@ async fn main() {
     // Never log the client secret.
     tracing::info!(%listen, practices = ?cfg.practices, qps = ?cfg.qps_limit, seed = cfg.seed, "Simulator listening.");
     let state = SimState::new(cfg);
+    // Containers stop with SIGTERM, terminals with Ctrl-C: honour both.
     let shutdown = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Shutting down.");
     };

@@ -129,6 +129,8 @@ pub fn poll(state: &SimState, pid: u64, def: &'static FeedDef, params: &Params) 
         let now = Utc::now();
         let f = p.feeds.get_mut(def.path).expect("feed");
         f.settle(def, now);
+        // Guess: while a first subscription is still pending (subscription_delay), polls get the
+        // same 403 as with no subscription at all — setup "has not been done" yet.
         if f.active.is_none() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -93,6 +93,8 @@ pub fn patient_resource(pid: u64, p: &Patient) -> Value {
     v
 }
 
+// Guess: athena's Encounter/Condition/AllergyIntolerance logical ids are not documented; we use
+// `a-{pid}.encounter-{appointmentid}`, `a-{pid}.problem-{id}`, `a-{pid}.allergy-{id}`.
 /// The Encounter resource of a checked-in appointment.
 pub fn encounter_resource(pid: u64, a: &Appointment) -> Value {
     json!({
