@@ -62,6 +62,13 @@ pub enum Error {
         /// Short marker explaining why this was judged a throttle (e.g. `X-Mashery-Error-Code`).
         reason: String,
     },
+    /// The daily quota of this API key is exhausted (`X-RateLimit-Remaining: 0`); requests are refused locally
+    /// until `retry_after` has passed (midnight GMT, capped). Class: RateLimited.
+    #[error("daily athena quota exhausted; retry in {}s", .retry_after.as_secs())]
+    QuotaExhausted {
+        /// Time until the local pause ends.
+        retry_after: Duration,
+    },
     /// A 5xx or 408 answer. Class: Retriable (the transport turns it into [`Error::Ambiguous`] for writes).
     #[error("server error (HTTP {status}){}", fmt_msg(.message))]
     Server {
@@ -162,6 +169,9 @@ impl Error {
             Error::RateLimited { retry_after, .. } => ErrorClass::RateLimited {
                 retry_after: *retry_after,
             },
+            Error::QuotaExhausted { retry_after } => ErrorClass::RateLimited {
+                retry_after: Some(*retry_after),
+            },
             Error::Server { .. } | Error::Timeout | Error::Connect(_) | Error::Transport(_) => {
                 ErrorClass::Retriable
             }
@@ -181,7 +191,10 @@ impl Error {
     pub(crate) fn is_pre_send(&self) -> bool {
         matches!(
             self,
-            Error::Connect(_) | Error::RateLimited { .. } | Error::Unauthorized { .. }
+            Error::Connect(_)
+                | Error::RateLimited { .. }
+                | Error::QuotaExhausted { .. }
+                | Error::Unauthorized { .. }
         )
     }
 
@@ -488,13 +501,14 @@ mod tests {
             })
         };
         let rl_none = Some(ErrorClass::RateLimited { retry_after: None });
-        let cases: Vec<(
+        type Case<'a> = (
             u16,
-            Vec<(&'static str, &str)>,
-            &str,
+            Vec<(&'static str, &'a str)>,
+            &'a str,
             bool,
             Option<ErrorClass>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (200, vec![], r#"{"patients":[]}"#, false, None),
             (
                 200,

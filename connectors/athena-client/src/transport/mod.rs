@@ -243,7 +243,10 @@ impl Transport {
         loop {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
-            self.limiter.acquire(&call.lane).await;
+            if let Err(retry_after) = self.limiter.acquire(&call.lane).await {
+                self.stats.lock().throttled += 1;
+                return Err(Error::QuotaExhausted { retry_after });
+            }
 
             // Token problems happen before the API request is sent: never ambiguous.
             let token = if call.bearer {

@@ -10,8 +10,10 @@
 //!   FIFO holds within a lane.
 //! * Throttling answers pause *all* callers until `retry_after` (capped) and drain the bucket.
 //! * `X-RateLimit-Limit`/`-Remaining` are recorded from every API response into a [`QuotaSnapshot`]. When
-//!   remaining reaches 0 (daily quota, resets at 00:00 GMT) callers pause until midnight GMT, capped by
-//!   `rate_limit.quota_pause_cap`, and a warning is logged.
+//!   remaining reaches 0 (daily quota, resets at 00:00 GMT) the key is paused until midnight GMT, capped by
+//!   `rate_limit.quota_pause_cap`, a warning is logged and the snapshot shows `paused_until`. During that
+//!   pause [`RateLimiter::acquire`] fails fast (the caller sees `Error::QuotaExhausted`) rather than
+//!   blocking for hours; after the cap, requests probe athena again.
 //! * The token endpoint has its own, much smaller per-minute budget (athena: 5/min preview, 50/min prod).
 
 use std::collections::{HashMap, VecDeque};
@@ -75,6 +77,8 @@ impl Bucket {
 struct State {
     bucket: Bucket,
     paused_until: Option<Instant>,
+    /// Daily quota exhausted until then: acquire fails fast instead of blocking for hours.
+    quota_until: Option<Instant>,
     next_ticket: u64,
     queues: HashMap<String, VecDeque<u64>>,
     /// Lanes with waiters, in round-robin order; the front lane's first ticket is served next.
@@ -149,6 +153,7 @@ impl RateLimiter {
             state: Mutex::new(State {
                 bucket: Bucket::new(config.qps, f64::from(config.burst)),
                 paused_until: None,
+                quota_until: None,
                 next_ticket: 0,
                 queues: HashMap::new(),
                 order: VecDeque::new(),
@@ -186,7 +191,11 @@ impl RateLimiter {
 
     /// Wait for permission to send one API request on behalf of `lane` (a practice id, or `""`).
     /// Cancel-safe: dropping the future gives up the place in the queue.
-    pub async fn acquire(&self, lane: &str) {
+    ///
+    /// Fails fast with the remaining pause while the daily quota is exhausted: blocking a caller for hours
+    /// would only hide the condition (and break Kafka consumer liveness); the caller gets
+    /// `Error::QuotaExhausted` with a `retry_after` instead.
+    pub async fn acquire(&self, lane: &str) -> Result<(), Duration> {
         let ticket = self.state.lock().enqueue(lane);
         let mut guard = Waiter {
             limiter: self,
@@ -201,6 +210,9 @@ impl RateLimiter {
             let wait = {
                 let mut st = self.state.lock();
                 let now = Instant::now();
+                if let Some(q) = st.quota_until.filter(|q| *q > now) {
+                    return Err(q - now);
+                }
                 match st.paused_until {
                     Some(p) if p > now => Some(p - now),
                     _ => {
@@ -213,7 +225,7 @@ impl RateLimiter {
                                 guard.served = true;
                                 drop(st);
                                 self.notify.notify_waiters();
-                                return;
+                                return Ok(());
                             }
                             Some(st.bucket.until_one())
                         } else {
@@ -297,9 +309,12 @@ impl RateLimiter {
                 q.paused_until = Some(until);
             }
             drop(q);
-            self.pause_until(Instant::now() + pause);
-        } else if q.paused_until.is_some_and(|p| p <= now) || remaining.is_some() {
+            self.state.lock().quota_until = Some(Instant::now() + pause);
+            self.notify.notify_waiters();
+        } else if remaining.is_some() || q.paused_until.is_some_and(|p| p <= now) {
             q.paused_until = None;
+            drop(q);
+            self.state.lock().quota_until = None;
         }
     }
 
@@ -354,14 +369,14 @@ mod tests {
     #[tokio::test]
     async fn round_robin_between_practices() {
         let l = Arc::new(RateLimiter::new("t", cfg(200.0, 1)));
-        l.acquire("warmup").await; // drain the single burst token
+        l.acquire("warmup").await.unwrap(); // drain the single burst token
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for (lane, n) in [("A", 10), ("B", 3), ("C", 2)] {
             for _ in 0..n {
                 let (l, order) = (l.clone(), order.clone());
                 tasks.push(tokio::spawn(async move {
-                    l.acquire(lane).await;
+                    l.acquire(lane).await.unwrap();
                     order.lock().push(lane);
                 }));
                 tokio::task::yield_now().await; // enqueue in spawn order
@@ -384,12 +399,13 @@ mod tests {
     #[tokio::test]
     async fn dropped_waiter_does_not_block_queue() {
         let l = Arc::new(RateLimiter::new("t", cfg(20.0, 1)));
-        l.acquire("A").await;
+        l.acquire("A").await.unwrap();
         // This waiter is cancelled while at the head of the queue.
         let _ = tokio::time::timeout(Duration::from_millis(5), l.acquire("A")).await;
         tokio::time::timeout(Duration::from_secs(2), l.acquire("B"))
             .await
-            .expect("queue not stalled");
+            .expect("queue not stalled")
+            .unwrap();
     }
 
     #[tokio::test]
@@ -398,7 +414,7 @@ mod tests {
         let applied = l.pause_for(Duration::from_millis(300));
         assert_eq!(applied, Duration::from_millis(300));
         let start = std::time::Instant::now();
-        l.acquire("A").await;
+        l.acquire("A").await.unwrap();
         assert!(start.elapsed() >= Duration::from_millis(290));
         assert_eq!(
             l.pause_for(Duration::from_secs(3600)),
@@ -407,8 +423,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn quota_headers_are_recorded() {
+    #[tokio::test]
+    async fn quota_headers_are_recorded() {
         let l = RateLimiter::new("t", cfg(10.0, 1));
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-limit", "50000".parse().unwrap());
@@ -420,6 +436,15 @@ mod tests {
         h.insert("x-ratelimit-remaining", "0".parse().unwrap());
         l.observe(&h);
         assert!(l.quota().paused_until.is_some());
+        let wait = l
+            .acquire("A")
+            .await
+            .expect_err("fails fast while the quota is out");
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(3600));
+        h.insert("x-ratelimit-remaining", "10".parse().unwrap());
+        l.observe(&h);
+        assert!(l.quota().paused_until.is_none());
+        l.acquire("A").await.expect("quota back");
     }
 
     #[test]
