@@ -275,6 +275,11 @@ impl KafkaConfig {
     ) -> Result<FutureProducer, CoreError> {
         let mut c = self.producer_config();
         c.set("transactional.id", transactional_id);
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+        if c.get("transaction.timeout.ms").is_none() {
+            let msg_timeout = c.get("message.timeout.ms").unwrap_or("120000").to_string();
+            c.set("transaction.timeout.ms", msg_timeout);
+        }
         c.create().map_err(|source| CoreError::Kafka {
             operation: "create transactional producer",
             source,

@@ -16,13 +16,20 @@
 //!   [`avro::AvroCodec`] that encodes our structs and decodes anything a registry knows, and
 //!   [`avro::RegistryClient`] for registration and compatibility settings.
 //! - [`contracts`]: Rust mirrors of the Avro contracts (events, commands, results).
+//! - [`checkpoint`]: state (cursors, progress, ledgers) in a compacted topic.
+//! - [`dlq`]: the dead-letter queue with Kafka Connect's `__connect.errors.*` headers and
+//!   PHI redaction.
+//! - [`headers`]: W3C trace context and CloudEvents attributes in Kafka headers.
 //! - [`ids`]: deterministic event ids shared by every source path.
 //! - [`telemetry`]: the `tracing` subscriber (pretty or JSON) and the optional OTLP exporter.
 
 pub mod avro;
+pub mod checkpoint;
 pub mod config;
 pub mod contracts;
+pub mod dlq;
 pub mod error;
+pub mod headers;
 pub mod ids;
 pub mod kafka;
 pub mod secret;

@@ -1,0 +1,160 @@
+//! Kafka headers athena-connect reads and writes: W3C trace context (`traceparent`,
+//! `tracestate`) so a command's trace continues through the athena call into its result, and
+//! CloudEvents-style attributes (`ce_id`, `ce_type`, `ce_source`, `ce_time`, `ce_subject`) on
+//! events so generic tooling can route them without decoding Avro.
+//!
+//! Header values are ids, types and times only: never patient data.
+
+use std::collections::HashMap;
+
+use opentelemetry::propagation::{Extractor, Injector};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// W3C trace context header names.
+pub const TRACEPARENT: &str = "traceparent";
+/// W3C trace state header.
+pub const TRACESTATE: &str = "tracestate";
+
+/// The value of header `name` as UTF-8, if present and valid.
+pub fn get_str<'a>(headers: &'a impl Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Adds a UTF-8 header.
+pub fn with_str(headers: OwnedHeaders, name: &str, value: &str) -> OwnedHeaders {
+    headers.insert(Header {
+        key: name,
+        value: Some(value.as_bytes()),
+    })
+}
+
+struct MapInjector<'a>(&'a mut HashMap<String, String>);
+impl Injector for MapInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+}
+
+struct HeaderExtractor<'a, H: Headers>(&'a H);
+impl<H: Headers> Extractor for HeaderExtractor<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        get_str(self.0, key)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|h| h.key).collect()
+    }
+}
+
+/// Adds the current `tracing` span's W3C trace context to `headers` (nothing when no
+/// OpenTelemetry layer is installed or the span is not sampled).
+pub fn inject_current_trace(headers: OwnedHeaders) -> OwnedHeaders {
+    let cx = tracing::Span::current().context();
+    let mut map = HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut MapInjector(&mut map))
+    });
+    let mut headers = headers;
+    for (k, v) in &map {
+        headers = with_str(headers, k, v);
+    }
+    headers
+}
+
+/// Makes the trace context carried in `headers` (if any) the parent of `span`.
+pub fn continue_trace(span: &tracing::Span, headers: &impl Headers) {
+    let cx =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    // Errors only when the span is disabled; nothing to continue then.
+    let _ = span.set_parent(cx);
+}
+
+/// CloudEvents attributes for an event record.
+#[derive(Debug, Clone)]
+pub struct CloudEvent<'a> {
+    /// `ce_id`: the deterministic event id.
+    pub id: &'a str,
+    /// `ce_type`: e.g. `com.athenaconnect.events.PatientChanged`.
+    pub ty: &'a str,
+    /// `ce_source`: e.g. `athena://195900/patients`.
+    pub source: &'a str,
+    /// `ce_time`: RFC 3339 time of the change.
+    pub time: Option<&'a str>,
+    /// `ce_subject`: the entity id.
+    pub subject: &'a str,
+}
+
+/// Adds `ce_specversion` and the CloudEvents attributes of `ev`.
+pub fn with_cloud_event(headers: OwnedHeaders, ev: &CloudEvent<'_>) -> OwnedHeaders {
+    let mut h = with_str(headers, "ce_specversion", "1.0");
+    h = with_str(h, "ce_id", ev.id);
+    h = with_str(h, "ce_type", ev.ty);
+    h = with_str(h, "ce_source", ev.source);
+    if let Some(t) = ev.time {
+        h = with_str(h, "ce_time", t);
+    }
+    with_str(h, "ce_subject", ev.subject)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_event_headers() {
+        let h = with_cloud_event(
+            OwnedHeaders::new(),
+            &CloudEvent {
+                id: "e1",
+                ty: "com.athenaconnect.events.PatientChanged",
+                source: "athena://195900/patients",
+                time: Some("2026-01-01T00:00:00Z"),
+                subject: "60178",
+            },
+        );
+        assert_eq!(get_str(&h, "ce_id"), Some("e1"));
+        assert_eq!(get_str(&h, "ce_specversion"), Some("1.0"));
+        assert_eq!(get_str(&h, "ce_subject"), Some("60178"));
+        assert_eq!(get_str(&h, "missing"), None);
+    }
+
+    #[test]
+    fn trace_context_round_trips_through_headers() {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let sc = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let cx = opentelemetry::Context::new().with_remote_span_context(sc);
+        let mut map = HashMap::new();
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut MapInjector(&mut map))
+        });
+        let mut h = OwnedHeaders::new();
+        for (k, v) in &map {
+            h = with_str(h, k, v);
+        }
+        assert_eq!(
+            get_str(&h, TRACEPARENT),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        let back =
+            opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&h)));
+        assert_eq!(
+            back.span().span_context().trace_id(),
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+        );
+    }
+}
