@@ -564,3 +564,58 @@ async fn exhausted_daily_quota_fails_fast_and_is_reported() {
     assert_eq!(client.quota().remaining, Some(0));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn lost_poll_answer_is_ambiguous_and_replay_recovers_it() {
+    let (sim, _client, practice) = start(SimConfig::default()).await;
+    practice
+        .subscribe(Feed::Appointments, &Subscribe::default())
+        .await
+        .unwrap();
+    let checkpoint = Utc::now() - chrono::Duration::seconds(2);
+    let slots = sim
+        .state
+        .add_open_slots(PRACTICE, "150", "74", slot_date(), &["11:00", "11:15"]);
+    // athena marks the page processed, then the answer is lost.
+    sim.state.inject(
+        FaultRule::new(Fault::ApplyThenDrop, 1)
+            .method("GET")
+            .path("/appointments/changed"),
+    );
+    let err = practice
+        .poll_changed(Feed::Appointments, &PollParams::default())
+        .await
+        .expect_err("lost answer");
+    assert_eq!(err.class(), ErrorClass::Ambiguous, "{err:?}");
+    assert_eq!(
+        sim.state
+            .request_count("GET", "/v1/{practiceid}/appointments/changed"),
+        1,
+        "not retried"
+    );
+    let next = practice
+        .poll_changed(Feed::Appointments, &PollParams::default())
+        .await
+        .unwrap();
+    assert!(
+        next.items.is_empty(),
+        "the lost page is gone from the unprocessed set"
+    );
+    let replay = PollParams {
+        replay: Some((checkpoint, Utc::now() + chrono::Duration::seconds(2))),
+        ..PollParams::default()
+    };
+    let mut got: Vec<String> = practice
+        .poll_changed(Feed::Appointments, &replay)
+        .await
+        .unwrap()
+        .ids()
+        .into_iter()
+        .flatten()
+        .collect();
+    got.sort();
+    let mut want = slots;
+    want.sort();
+    assert_eq!(got, want, "the replay window recovers the lost page");
+    sim.shutdown().await;
+}

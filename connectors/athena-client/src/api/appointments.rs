@@ -55,8 +55,8 @@ pub struct CreateSlots {
     pub times: Vec<NaiveTime>,
 }
 
-/// `PUT /appointments/{id}`: book an open slot.
-#[derive(Debug, Clone, Default)]
+/// `PUT /appointments/{id}`: book an open slot. `Debug` omits the free-text note and extras.
+#[derive(Clone, Default)]
 pub struct BookAppointment {
     /// Patient (required).
     pub patient_id: String,
@@ -74,6 +74,17 @@ pub struct BookAppointment {
     pub no_patient_case: bool,
     /// Other fields, verbatim.
     pub extra: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for BookAppointment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BookAppointment")
+            .field("patient_id", &self.patient_id)
+            .field("appointment_type_id", &self.appointment_type_id)
+            .field("reason_id", &self.reason_id)
+            .field("department_id", &self.department_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `PUT /appointments/{id}/cancel`.

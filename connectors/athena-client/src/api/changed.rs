@@ -8,9 +8,10 @@
 //! * `GET /{feed}/changed` — [`PracticeClient::poll_changed`] and [`ChangedPager`]
 //!
 //! **Destructive read.** Every record a poll returns is marked processed by athena at once; a retried poll
-//! (after a timeout) may therefore come back without the records the lost answer carried. The client still
-//! retries polls (a retry never loses data *by itself*), and the connector recovers lost pages by replaying a
-//! window with `showprocessedstartdatetime`/`showprocessedenddatetime` ([`PollParams::replay`]).
+//! (after a timeout) would come back without the records the lost answer carried. So a destructive poll is
+//! treated like a non-idempotent write: a lost answer is `Error::Ambiguous`, never retried, and the
+//! connector recovers by replaying a window with `showprocessedstartdatetime`/`showprocessedenddatetime`
+//! ([`PollParams::replay`]) from its last durable checkpoint (minus a safety margin), deduplicating by id.
 //!
 //! **Paging hazard.** Because read rows leave the unprocessed set, offset paging (`offset=N`, or following
 //! `next`) can skip rows. [`ChangedPager`] never sends `offset`: it repeats `limit=N` until a short or empty
@@ -427,15 +428,22 @@ impl PracticeClient {
     }
 
     /// `GET /v1/{practiceid}/{feed}/changed` — one destructive poll (see the module docs).
-    /// Retried: a GET; a lost answer's records are recovered with a replay window, not by the client.
+    /// Throttling and 401 are retried (athena did not process the request). A destructive poll whose answer
+    /// is lost (timeout, reset, 5xx) is NOT retried: it fails with `Error::Ambiguous`, because athena may
+    /// already have marked the records processed; recover them with [`PollParams::replay`] from the last
+    /// durable checkpoint. Polls with `leave_unprocessed` or a replay window are plain reads and retried.
     pub async fn poll_changed(
         &self,
         feed: Feed,
         params: &PollParams,
     ) -> Result<ChangedPage, Error> {
-        let call = self
+        let mut call = self
             .get(feed.poll_route(), &feed.segments(&[]))
             .query(params.to_query());
+        // A destructive poll is a GET that changes state: a lost answer may have marked records processed.
+        // It is therefore NOT idempotent: a timeout/reset/5xx becomes Error::Ambiguous and the caller
+        // replays its window instead of the client silently skipping what the lost answer carried.
+        call.idempotent = params.leave_unprocessed || params.replay.is_some();
         let body: serde_json::Value = self.client.json(&call).await?;
         Ok(ChangedPage::from_json(feed, body))
     }

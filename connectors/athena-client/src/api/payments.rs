@@ -62,8 +62,8 @@ impl CardPayments {
     }
 }
 
-/// A card payment. The card number and security code are secrets and never printed.
-#[derive(Debug, Clone)]
+/// A card payment. Card data and cardholder details are never printed (`Debug` shows ids only).
+#[derive(Clone)]
 pub struct CardPayment {
     /// Department (required).
     pub department_id: String,
@@ -87,6 +87,15 @@ pub struct CardPayment {
     pub copay_amount: Option<String>,
     /// Appointment for the copay.
     pub appointment_id: Option<String>,
+}
+
+impl std::fmt::Debug for CardPayment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardPayment")
+            .field("department_id", &self.department_id)
+            .field("appointment_id", &self.appointment_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PracticeClient {

@@ -274,7 +274,16 @@ impl Transport {
                         "athena answered 401; refreshing the token and repeating the request once."
                     );
                     let used = token.as_ref().expect("checked above");
-                    fresh_token = Some(self.auth.refresh_after_401(used).await?);
+                    match self.auth.refresh_after_401(used).await {
+                        Ok(t) => fresh_token = Some(t),
+                        // The token endpoint failed: nothing was sent to the API, so apply the normal
+                        // policy as a pre-send failure (the next loop fetches a token again).
+                        Err(e) => {
+                            if let Some(e) = self.decide(call, e, attempt, max, true).await {
+                                return Err(e);
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     if let Some(e) = self.decide(call, e, attempt, max, false).await {
