@@ -192,6 +192,9 @@ impl SimState {
     }
 
     /// Seeds a patient directly (no ledger entry; an `AddPatient` change if subscribed).
+    ///
+    /// # Panics
+    /// If `practice` is not in `SimConfig::practices` (a test setup error).
     pub fn add_patient(&self, practice: u64, p: NewPatient) -> String {
         let mut w = self.inner.world.lock();
         let pr = w.practices.get_mut(&practice).expect("configured practice");
@@ -201,6 +204,9 @@ impl SimState {
     }
 
     /// Seeds open slots (no ledger entry; `AddAppointmentSlot` changes if subscribed).
+    ///
+    /// # Panics
+    /// If `practice` is not in `SimConfig::practices` (a test setup error).
     pub fn add_open_slots(
         &self,
         practice: u64,

@@ -70,3 +70,26 @@ async fn generated_changes_reach_subscribed_feeds() {
     assert!(v["totalcount"].as_u64().unwrap() > 0);
     h.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn background_generator_runs_while_serving() {
+    use athena_sim::{GeneratorConfig, RunningSim};
+    let cfg = SimConfig {
+        generator: Some(GeneratorConfig {
+            rate_per_sec: 100.0,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sim = RunningSim::start(cfg).await.unwrap();
+    let mut waited = 0;
+    while sim.state.ledger().len() < 5 && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert!(
+        sim.state.ledger().len() >= 5,
+        "generator produced writes in the background"
+    );
+    sim.shutdown().await;
+}
