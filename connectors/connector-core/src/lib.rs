@@ -21,6 +21,9 @@
 //!   PHI redaction.
 //! - [`headers`]: W3C trace context and CloudEvents attributes in Kafka headers.
 //! - [`ids`]: deterministic event ids shared by every source path.
+//! - [`metrics`]: every Prometheus metric name and label set, in one place.
+//! - [`runtime`]: the task lifecycle contract (shutdown, pause/resume, status) between the
+//!   runner and each connector.
 //! - [`telemetry`]: the `tracing` subscriber (pretty or JSON) and the optional OTLP exporter.
 
 pub mod avro;
@@ -32,6 +35,8 @@ pub mod error;
 pub mod headers;
 pub mod ids;
 pub mod kafka;
+pub mod metrics;
+pub mod runtime;
 pub mod secret;
 pub mod telemetry;
 

@@ -1,0 +1,194 @@
+//! The lifecycle contract between the process that runs connectors (`athena-connect run`, its
+//! admin API) and each connector task.
+//!
+//! A task receives a [`TaskControl`] and must:
+//! - return promptly (finishing or handing back in-flight work, committing what is done) once
+//!   [`TaskControl::shutdown_requested`] resolves: SIGTERM and `stop`/`restart` go through it;
+//! - stop polling or consuming while [`TaskControl::is_paused`] (a sink pauses its partitions, a
+//!   source stops polling), keeping its state, and continue on resume;
+//! - report its state and last error (PHI-free) through [`TaskControl::set_state`] and
+//!   [`TaskControl::report_error`], which the admin API's status endpoint shows.
+//!
+//! The runner keeps the matching [`TaskHandle`].
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A task's state, in Kafka Connect's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    /// Starting up (loading state, checking subscriptions).
+    Unassigned,
+    /// Working.
+    Running,
+    /// Paused by an operator.
+    Paused,
+    /// Stopped with an error; see `last_error`.
+    Failed,
+    /// Stopped on request.
+    Stopped,
+}
+
+/// What the admin API shows about a task.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskStatus {
+    /// Connector name from the config.
+    pub connector: String,
+    /// Connector kind (`changed-data-source`, `write-back-sink`, ...).
+    pub kind: String,
+    /// Current state.
+    pub state: TaskState,
+    /// Last error, PHI-free (class and our own message; never a payload).
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    shutdown: CancellationToken,
+    paused_tx: watch::Sender<bool>,
+    status: Mutex<TaskStatus>,
+}
+
+/// The task's side: observe shutdown and pause, report state.
+#[derive(Debug, Clone)]
+pub struct TaskControl {
+    shared: Arc<Shared>,
+    paused_rx: watch::Receiver<bool>,
+}
+
+/// The runner's side: request shutdown, pause, resume; read status.
+#[derive(Debug, Clone)]
+pub struct TaskHandle {
+    shared: Arc<Shared>,
+}
+
+/// A connected control/handle pair for one task.
+pub fn task(connector: impl Into<String>, kind: impl Into<String>) -> (TaskControl, TaskHandle) {
+    let (paused_tx, paused_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        shutdown: CancellationToken::new(),
+        paused_tx,
+        status: Mutex::new(TaskStatus {
+            connector: connector.into(),
+            kind: kind.into(),
+            state: TaskState::Unassigned,
+            last_error: None,
+        }),
+    });
+    (
+        TaskControl {
+            shared: shared.clone(),
+            paused_rx,
+        },
+        TaskHandle { shared },
+    )
+}
+
+impl TaskControl {
+    /// Resolves when the task must stop.
+    pub async fn shutdown_requested(&self) {
+        self.shared.shutdown.cancelled().await
+    }
+    /// Whether the task must stop.
+    pub fn is_shutdown(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
+    }
+    /// The cancellation token (to hand to sub-tasks).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+    /// Whether an operator paused the task.
+    pub fn is_paused(&self) -> bool {
+        *self.paused_rx.borrow()
+    }
+    /// Waits until the task is not paused (or shutdown is requested).
+    pub async fn wait_resumed(&mut self) {
+        while *self.paused_rx.borrow() && !self.is_shutdown() {
+            tokio::select! {
+                r = self.paused_rx.changed() => if r.is_err() { return },
+                _ = self.shared.shutdown.cancelled() => return,
+            }
+        }
+    }
+    /// Sets the task's state.
+    pub fn set_state(&self, state: TaskState) {
+        self.shared.status.lock().state = state;
+    }
+    /// Records the last error (must be PHI-free); does not change the state.
+    pub fn report_error(&self, message: impl Into<String>) {
+        self.shared.status.lock().last_error = Some(message.into());
+    }
+    /// Clears the last error after recovery.
+    pub fn clear_error(&self) {
+        self.shared.status.lock().last_error = None;
+    }
+}
+
+impl TaskHandle {
+    /// Asks the task to stop.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+    /// Pauses the task.
+    pub fn pause(&self) {
+        self.shared.paused_tx.send_replace(true);
+        let mut s = self.shared.status.lock();
+        if s.state == TaskState::Running {
+            s.state = TaskState::Paused;
+        }
+    }
+    /// Resumes the task.
+    pub fn resume(&self) {
+        self.shared.paused_tx.send_replace(false);
+        let mut s = self.shared.status.lock();
+        if s.state == TaskState::Paused {
+            s.state = TaskState::Running;
+        }
+    }
+    /// Whether the task is paused.
+    pub fn is_paused(&self) -> bool {
+        *self.shared.paused_tx.borrow()
+    }
+    /// A snapshot of the task's status.
+    pub fn status(&self) -> TaskStatus {
+        self.shared.status.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn pause_resume_shutdown() {
+        let (mut ctl, handle) = task("src", "changed-data-source");
+        ctl.set_state(TaskState::Running);
+        handle.pause();
+        assert!(ctl.is_paused());
+        assert_eq!(handle.status().state, TaskState::Paused);
+        let waiter = tokio::spawn(async move {
+            ctl.wait_resumed().await;
+            ctl
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        handle.resume();
+        let ctl = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(handle.status().state, TaskState::Running);
+        ctl.report_error("athena unavailable (retriable)");
+        assert!(handle.status().last_error.is_some());
+        handle.shutdown();
+        tokio::time::timeout(Duration::from_secs(5), ctl.shutdown_requested())
+            .await
+            .unwrap();
+    }
+}
