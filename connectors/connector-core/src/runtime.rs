@@ -18,6 +18,17 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// The shared settings every connector task gets from the root config (`[kafka]`,
+/// `[schema_registry]`). The athena client is passed beside it, since this crate does not
+/// depend on `athena-client`.
+#[derive(Debug, Clone)]
+pub struct RunEnv {
+    /// How to reach Kafka.
+    pub kafka: crate::kafka::KafkaConfig,
+    /// How to reach the schema registry.
+    pub registry: crate::avro::RegistryConfig,
+}
+
 /// A task's state, in Kafka Connect's vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
