@@ -619,3 +619,185 @@ async fn lost_poll_answer_is_ambiguous_and_replay_recovers_it() {
     assert_eq!(got, want, "the replay window recovers the lost page");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn write_workflow_checkin_claim_payment_document_insurance() {
+    use athena_client::api::appointments::{CancelAppointment, RescheduleAppointment};
+    use athena_client::api::claims::{AppointmentClaim, ClaimCharge, ClaimQuery};
+    use athena_client::api::documents::ClinicalDocument;
+    use athena_client::api::insurances::InsuranceFields;
+    use athena_client::api::payments::RecordPayment;
+
+    let (sim, _client, practice) = start(SimConfig::default()).await;
+    let slots = sim.state.add_open_slots(
+        PRACTICE,
+        "1",
+        "71",
+        slot_date(),
+        &["13:00", "13:15", "13:30"],
+    );
+    let patient = sim.state.add_patient(
+        PRACTICE,
+        NewPatient {
+            email: Some("w@example.invalid".into()),
+            ..NewPatient::default()
+        },
+    );
+
+    // Book, check in, claim.
+    practice
+        .book_appointment(&slots[0], &book(&patient))
+        .await
+        .unwrap();
+    practice.start_checkin(&slots[0]).await.unwrap();
+    practice.checkin(&slots[0]).await.unwrap();
+    assert_eq!(
+        practice
+            .get_appointment(&slots[0])
+            .await
+            .unwrap()
+            .appointmentstatus
+            .as_deref(),
+        Some("2")
+    );
+    let charges = vec![ClaimCharge {
+        procedurecode: "99213".into(),
+        units: Some("1".into()),
+        icd10code1: "Z0000".into(),
+        ..ClaimCharge::default()
+    }];
+    let claim = practice
+        .create_appointment_claim(
+            &slots[0],
+            &AppointmentClaim {
+                charges: charges.clone(),
+                supervising_provider_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim.claimids.len(), 1);
+    let again = practice
+        .create_appointment_claim(
+            &slots[0],
+            &AppointmentClaim {
+                charges,
+                supervising_provider_id: None,
+            },
+        )
+        .await
+        .expect_err("one claim per appointment");
+    assert_eq!(again.class(), ErrorClass::Permanent, "{again:?}");
+    let listed = practice
+        .list_claims(
+            &ClaimQuery {
+                patient_id: Some(patient.clone()),
+                ..ClaimQuery::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    assert!(listed.iter().any(|c| c.claimid == claim.claimids[0]));
+    assert_eq!(
+        practice
+            .get_claim(&claim.claimids[0])
+            .await
+            .unwrap()
+            .claimid,
+        claim.claimids[0]
+    );
+
+    // Payment, document, insurance.
+    let paid = practice
+        .record_payment(
+            &patient,
+            &RecordPayment {
+                department_id: "1".into(),
+                payment_method: "CASH".into(),
+                other_amount: Some("10.00".into()),
+                ..RecordPayment::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(paid.paymentbatchid.is_some());
+    let doc = practice
+        .upload_clinical_document(
+            &patient,
+            &ClinicalDocument {
+                department_id: "1".into(),
+                document_subclass: "CLINICALDOCUMENT".into(),
+                attachment: Some(b"%PDF-1.4 synthetic".to_vec()),
+                attachment_type: Some("PDF".into()),
+                original_filename: Some("synthetic-note".into()),
+                autoclose: true,
+                ..ClinicalDocument::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!doc.clinicaldocumentid.is_empty());
+    practice
+        .create_insurance(
+            &patient,
+            &InsuranceFields {
+                insurance_package_id: Some("0".into()),
+                sequence_number: Some(1),
+                ..InsuranceFields::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(practice.insurances(&patient).await.unwrap().len(), 1);
+
+    // Reschedule then cancel.
+    practice
+        .book_appointment(&slots[1], &book(&patient))
+        .await
+        .unwrap();
+    let moved = practice
+        .reschedule_appointment(
+            &slots[1],
+            &RescheduleAppointment {
+                new_appointment_id: slots[2].clone(),
+                patient_id: patient.clone(),
+                ..RescheduleAppointment::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.appointmentid, slots[2]);
+    practice
+        .cancel_appointment(
+            &slots[2],
+            &CancelAppointment {
+                patient_id: patient.clone(),
+                ..CancelAppointment::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        practice
+            .get_appointment(&slots[2])
+            .await
+            .unwrap()
+            .appointmentstatus
+            .as_deref(),
+        Some("x")
+    );
+    let reasons = practice.cancel_reasons().await.unwrap();
+    assert!(!reasons.is_empty());
+
+    let ops: Vec<String> = sim
+        .state
+        .ledger()
+        .into_iter()
+        .map(|e| e.operation)
+        .collect();
+    for op in ["BookAppointment", "CreateAppointmentClaim", "RecordPayment"] {
+        assert!(ops.iter().any(|o| o == op), "{op} missing from {ops:?}");
+    }
+    sim.shutdown().await;
+}
