@@ -494,6 +494,13 @@ async fn fhir_read_and_bulk_export() {
         .await
         .expect("FHIR read");
     assert_eq!(patient["resourceType"], "Patient");
+    let bundle = client
+        .fhir_search(PracticeId(PRACTICE), "Patient", &[("_id", &fhir_id)])
+        .await
+        .expect("FHIR search");
+    let found = bundle.resources();
+    assert_eq!(found.len(), 1, "{:?}", bundle.raw);
+    assert_eq!(found[0]["id"], fhir_id.as_str());
 
     let job = client
         .bulk_export_kickoff(
