@@ -42,6 +42,8 @@ pub(crate) struct Call {
     pub(crate) url: Url,
     pub(crate) query: Vec<(String, String)>,
     pub(crate) form: Option<Vec<(String, String)>>,
+    /// A JSON body (FHIR writes such as `POST /Subscription`); mutually exclusive with `form`.
+    pub(crate) json: Option<serde_json::Value>,
     pub(crate) headers: Vec<(&'static str, String)>,
     /// Rate-limiter lane: the practice id, or `""`.
     pub(crate) lane: String,
@@ -68,6 +70,7 @@ impl Call {
             url,
             query: Vec::new(),
             form: None,
+            json: None,
             headers: Vec::new(),
             lane: lane.into(),
             idempotent: true,
@@ -366,6 +369,9 @@ impl Transport {
         }
         if let Some(form) = &call.form {
             rb = rb.form(form);
+        }
+        if let Some(json) = &call.json {
+            rb = rb.json(json);
         }
         for (k, v) in &call.headers {
             rb = rb.header(*k, v);
