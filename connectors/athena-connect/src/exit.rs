@@ -1,14 +1,23 @@
 //! Exit codes of `athena-connect`, documented in `--help` and the README.
 
-/// Success.
+/// Success (for `run`: every connector stopped within `shutdown_timeout`).
 pub const OK: i32 = 0;
-/// A runtime failure: a server unreachable, a request refused.
+/// A runtime failure: a server unreachable, a request refused, a connector that did not stop in
+/// time on shutdown.
 pub const FAILURE: i32 = 1;
-/// Bad usage or invalid configuration (the message names the key).
+/// Bad usage or invalid configuration (the message names the dotted key).
 pub const USAGE: i32 = 2;
 /// A schema is incompatible with what the registry holds.
 pub const INCOMPATIBLE: i32 = 3;
+/// The operation needs the connector stopped (e.g. `offsets reset` while it runs).
+pub const CONFLICT: i32 = 4;
 
 /// Help text appended to `--help`.
 pub const HELP: &str = "Exit codes: 0 success, 1 runtime failure (server unreachable, request \
-refused), 2 bad usage or invalid configuration, 3 schema incompatible with the registry.";
+refused, a connector that did not stop within shutdown_timeout), 2 bad usage or invalid \
+configuration (the message names the key), 3 schema incompatible with the registry, 4 the \
+connector must be stopped first (offsets reset).
+
+Start here: `athena-connect check --config FILE` validates the file and reaches athena, Kafka and \
+the registry; `athena-connect run --config FILE` runs every connector it lists. \
+See deploy/athena-connect.example.toml and docs/operations.md.";

@@ -2,9 +2,25 @@
 //! maps outcomes to exit codes; the subcommands live here so tests can call them.
 //!
 //! # Layout
+//! - [`config`]: the root TOML file (`[kafka]`, `[schema_registry]`, `[athena]`, `[telemetry]`,
+//!   `[admin]`, one table per connector instance, `[backfill]`).
+//! - [`connectors`]: the one place that wires each connector crate's `Config` + `run` in.
+//! - [`supervisor`]: runs the connectors as tasks; pause, resume, stop, restart, bounded
+//!   shutdown.
+//! - [`admin`]: the admin HTTP API (health, readiness, metrics, Connect-like control, offsets).
+//! - [`offsets`]: where each connector's position lives; show and reset (only while stopped).
+//! - [`run`]: `athena-connect run` (signals, admin API, live summary), `check`, `offsets`.
+//! - [`sim`]: `athena-connect sim`, the simulator from the `athena-sim` crate.
 //! - [`schemas`]: `athena-connect schemas register|check|list`, deploy-time registration of the
 //!   bundled Avro contracts with `BACKWARD_TRANSITIVE` compatibility.
 //! - [`exit`]: the documented exit codes.
 
+pub mod admin;
+pub mod config;
+pub mod connectors;
 pub mod exit;
+pub mod offsets;
+pub mod run;
 pub mod schemas;
+pub mod sim;
+pub mod supervisor;

@@ -1,7 +1,10 @@
 //! `athena-connect`: streams athenahealth data into Kafka and carries commands back.
 //! This file only parses arguments; the work is in the library.
 
-use athena_connect::{exit, schemas};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use athena_connect::{exit, run, schemas, sim};
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_core::avro::SubjectStrategy;
 
@@ -19,11 +22,56 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run every connector the config lists (sources, sinks, push receiver) in this process,
+    /// with the admin API; stops cleanly on SIGTERM or Ctrl-C within `shutdown_timeout`.
+    Run {
+        /// The TOML config (see deploy/athena-connect.example.toml).
+        #[arg(long, short, env = "ATHENA_CONNECT_CONFIG")]
+        config: PathBuf,
+        /// Print a live summary line (events per feed, commands by outcome, DLQ) this often,
+        /// e.g. `2s`.
+        #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+        summary: Option<Duration>,
+    },
+    /// Validate the config and reach athena, Kafka and the schema registry, printing each result
+    /// (exit 0 all fine, 1 something unreachable, 2 invalid config).
+    Check {
+        /// The TOML config.
+        #[arg(long, short, env = "ATHENA_CONNECT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Show or reset a connector's offsets (cursor checkpoints or consumer-group offsets).
+    /// Reset only while the connector is stopped.
+    Offsets {
+        #[command(subcommand)]
+        action: OffsetsAction,
+    },
+    /// Run the athenahealth simulator (for the demo and local testing).
+    Sim(sim::SimOptions),
     /// Register, check or list the Avro contracts (run at deploy time, before the connectors).
     Schemas {
         #[command(subcommand)]
         action: SchemasAction,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum OffsetsAction {
+    /// Print the connector's offsets as JSON (Kafka Connect's shape).
+    Show(OffsetArgs),
+    /// Delete the connector's offsets so it starts from its configured beginning (refused with
+    /// exit 4 while the connector runs).
+    Reset(OffsetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct OffsetArgs {
+    /// The TOML config.
+    #[arg(long, short, env = "ATHENA_CONNECT_CONFIG")]
+    config: PathBuf,
+    /// Connector name (the table key, e.g. `main` for `[sinks.write_back.main]`).
+    #[arg(long)]
+    connector: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +153,19 @@ fn main() {
     let mut out = std::io::stdout();
     let code = runtime.block_on(async {
         match cli.command {
+            Command::Run { config, summary } => {
+                run::run(&run::RunOptions { config, summary }).await
+            }
+            Command::Check { config } => run::check(&config, &mut out).await,
+            Command::Offsets { action } => match action {
+                OffsetsAction::Show(a) => {
+                    run::offsets(&a.config, &a.connector, false, &mut out).await
+                }
+                OffsetsAction::Reset(a) => {
+                    run::offsets(&a.config, &a.connector, true, &mut out).await
+                }
+            },
+            Command::Sim(o) => sim::run(&o).await,
             Command::Schemas { action } => match action {
                 SchemasAction::Register(a) => schemas::register(&a.into(), &mut out).await,
                 SchemasAction::Check(a) => schemas::check(&a.into(), &mut out).await,

@@ -1,0 +1,430 @@
+//! The admin HTTP API: health, readiness, Prometheus metrics and Kafka-Connect-like connector
+//! control.
+//!
+//! | Method and path                        | Auth | Answer                                       |
+//! |----------------------------------------|------|----------------------------------------------|
+//! | `GET /healthz`                         | no   | 200 while the process serves                 |
+//! | `GET /readyz`                          | no   | 200 when Kafka, registry and athena answer, else 503 |
+//! | `GET /metrics`                         | yes  | Prometheus text                              |
+//! | `GET /connectors[?expand=status]`      | yes  | names (or name -> status)                    |
+//! | `GET /connectors/{name}`               | yes  | name, type, kind (never its config)          |
+//! | `GET /connectors/{name}/status`        | yes  | Connect's status shape                       |
+//! | `PUT /connectors/{name}/pause`         | yes  | 202                                          |
+//! | `PUT /connectors/{name}/resume`        | yes  | 202 (starts it again when stopped)           |
+//! | `PUT /connectors/{name}/stop`          | yes  | 204 once stopped (bounded wait)              |
+//! | `POST /connectors/{name}/restart`      | yes  | 202 with the new status                      |
+//! | `GET /connectors/{name}/offsets`       | yes  | Connect's offsets shape                      |
+//! | `DELETE /connectors/{name}/offsets`    | yes  | 200 when reset; 409 unless stopped (KIP-875) |
+//!
+//! Authentication is a bearer token compared in constant time. Health and readiness are open so
+//! orchestrator probes need no secret; they reveal only "up" or "unavailable". No response ever
+//! contains a config value, so no secret can be echoed (the mistake of KAFKA-5117). Errors use
+//! Connect's `{"error_code", "message"}` body.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use athena_client::AthenaClient;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use connector_core::Secret;
+use connector_core::avro::RegistryClient;
+use connector_core::kafka::KafkaConfig;
+use connector_core::runtime::{TaskState, TaskStatus};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::offsets;
+use crate::supervisor::{Supervisor, SupervisorError};
+
+/// Checks of the three dependencies behind `/readyz`, remembered for a short while.
+pub struct Readiness {
+    kafka: KafkaConfig,
+    registry: RegistryClient,
+    athena: Option<AthenaClient>,
+    cache_for: Duration,
+    last: tokio::sync::Mutex<Option<(Instant, ReadyReport)>>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness").finish_non_exhaustive()
+    }
+}
+
+/// One readiness answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReadyReport {
+    /// `up` or `unavailable`.
+    pub kafka: &'static str,
+    /// `up` or `unavailable`.
+    pub schema_registry: &'static str,
+    /// `up`, `unavailable`, or `not_configured`.
+    pub athena: &'static str,
+}
+
+impl ReadyReport {
+    fn ready(&self) -> bool {
+        self.kafka == "up" && self.schema_registry == "up" && self.athena != "unavailable"
+    }
+}
+
+impl Readiness {
+    /// Readiness over these clients; `athena = None` skips that check.
+    pub fn new(
+        kafka: KafkaConfig,
+        registry: RegistryClient,
+        athena: Option<AthenaClient>,
+        cache_for: Duration,
+    ) -> Self {
+        Readiness {
+            kafka,
+            registry,
+            athena,
+            cache_for,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs (or reuses) the three checks. Failures are logged with their reason; the answer only
+    /// says `unavailable`.
+    pub async fn check(&self) -> ReadyReport {
+        let mut last = self.last.lock().await;
+        if let Some((at, r)) = &*last
+            && at.elapsed() < self.cache_for
+        {
+            return r.clone();
+        }
+        let (k, r, a) = tokio::join!(
+            self.kafka.check_connectivity(Duration::from_secs(3)),
+            tokio::time::timeout(Duration::from_secs(5), self.registry.subjects()),
+            async {
+                match &self.athena {
+                    Some(c) => Some(
+                        tokio::time::timeout(Duration::from_secs(5), c.check_credentials()).await,
+                    ),
+                    None => None,
+                }
+            }
+        );
+        let kafka = match k {
+            Ok(_) => "up",
+            Err(e) => {
+                tracing::warn!(error = %e, "Readiness: Kafka unavailable.");
+                "unavailable"
+            }
+        };
+        let schema_registry = match r {
+            Ok(Ok(_)) => "up",
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Readiness: schema registry unavailable.");
+                "unavailable"
+            }
+            Err(_) => {
+                tracing::warn!("Readiness: schema registry timed out.");
+                "unavailable"
+            }
+        };
+        let athena = match a {
+            None => "not_configured",
+            Some(Ok(Ok(()))) => "up",
+            Some(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "Readiness: athena unavailable.");
+                "unavailable"
+            }
+            Some(Err(_)) => {
+                tracing::warn!("Readiness: athena timed out.");
+                "unavailable"
+            }
+        };
+        let report = ReadyReport {
+            kafka,
+            schema_registry,
+            athena,
+        };
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+}
+
+/// What the admin API serves.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The connectors.
+    pub supervisor: Arc<Supervisor>,
+    /// The bearer token.
+    pub token: Arc<Secret>,
+    /// Kafka settings, for the offsets endpoints.
+    pub kafka: KafkaConfig,
+    /// Dependency checks.
+    pub readiness: Arc<Readiness>,
+    /// Worker id shown in status answers (`host:port` of the admin API).
+    pub worker_id: String,
+    /// Serialises offsets operations so two resets cannot interleave.
+    pub offsets_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error_code": status.as_u16(), "message": message.into()})),
+    )
+        .into_response()
+}
+
+impl IntoResponse for SupervisorError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            SupervisorError::Unknown(_) => StatusCode::NOT_FOUND,
+            SupervisorError::Conflict { .. } => StatusCode::CONFLICT,
+        };
+        error(status, self.to_string())
+    }
+}
+
+async fn require_token(State(st): State<AdminState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let ok: bool = given.as_bytes().ct_eq(st.token.expose().as_bytes()).into();
+    if !ok || given.is_empty() {
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    next.run(req).await
+}
+
+/// The admin app (no socket), so tests can drive it in-process.
+pub fn router(state: AdminState) -> Router {
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/connectors", get(list))
+        .route("/connectors/{name}", get(info))
+        .route("/connectors/{name}/status", get(status))
+        .route("/connectors/{name}/pause", put(pause))
+        .route("/connectors/{name}/resume", put(resume))
+        .route("/connectors/{name}/stop", put(stop))
+        .route("/connectors/{name}/restart", post(restart))
+        .route(
+            "/connectors/{name}/offsets",
+            get(get_offsets).delete(delete_offsets),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "UP"})) }))
+        .route("/readyz", get(readyz))
+        .merge(protected)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds `addr` (with a clear message when taken).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+async fn readyz(State(st): State<AdminState>) -> Response {
+    let r = st.readiness.check().await;
+    let code = if r.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(r)).into_response()
+}
+
+async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        connector_core::metrics::global().render(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    expand: Option<String>,
+}
+
+fn status_json(st: &AdminState, s: &TaskStatus, connect_type: &str) -> Value {
+    let state = serde_json::to_value(s.state).unwrap_or(Value::Null);
+    let mut task = json!({"id": 0, "state": state, "worker_id": st.worker_id});
+    if let Some(e) = &s.last_error {
+        task["trace"] = Value::String(e.clone());
+    }
+    // A failed task leaves the connector itself RUNNING in Connect; we have one task per
+    // connector, so both show the task's state.
+    json!({
+        "name": s.connector,
+        "connector": {"state": state, "worker_id": st.worker_id},
+        "tasks": [task],
+        "type": connect_type,
+        "kind": s.kind,
+    })
+}
+
+async fn list(State(st): State<AdminState>, Query(q): Query<ListQuery>) -> Response {
+    let names = st.supervisor.names();
+    if q.expand.as_deref() == Some("status") {
+        let mut out = serde_json::Map::new();
+        for n in names {
+            if let (Ok(s), Ok(d)) = (st.supervisor.status(&n), st.supervisor.def(&n)) {
+                out.insert(
+                    n,
+                    json!({"status": status_json(&st, &s, d.kind.connect_type())}),
+                );
+            }
+        }
+        return Json(Value::Object(out)).into_response();
+    }
+    Json(names).into_response()
+}
+
+async fn info(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+    match st.supervisor.def(&name) {
+        Ok(d) => Json(json!({
+            "name": d.name,
+            "type": d.kind.connect_type(),
+            "kind": d.kind.name(),
+            "config_section": format!("{}.{}", d.kind.section(), d.name),
+            "tasks": [{"connector": d.name, "task": 0}],
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn status(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+    match (st.supervisor.status(&name), st.supervisor.def(&name)) {
+        (Ok(s), Ok(d)) => Json(status_json(&st, &s, d.kind.connect_type())).into_response(),
+        (Err(e), _) | (_, Err(e)) => e.into_response(),
+    }
+}
+
+async fn pause(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+    match st.supervisor.pause(&name) {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn resume(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+    match st.supervisor.resume(&name).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn stop(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+    match st.supervisor.stop(&name).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("connector {name} did not stop in time and was aborted; it is stopped now"),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn restart(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+    if let Err(e) = st.supervisor.restart(&name).await {
+        return e.into_response();
+    }
+    match (st.supervisor.status(&name), st.supervisor.def(&name)) {
+        (Ok(s), Ok(d)) => (
+            StatusCode::ACCEPTED,
+            Json(status_json(&st, &s, d.kind.connect_type())),
+        )
+            .into_response(),
+        (Err(e), _) | (_, Err(e)) => e.into_response(),
+    }
+}
+
+async fn get_offsets(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+    let def = match st.supervisor.def(&name) {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    match offsets::show(&st.kafka, &def.offsets).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => {
+            tracing::warn!(connector = %name, error = %e, "Reading offsets failed.");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot read offsets from Kafka; see the logs",
+            )
+        }
+    }
+}
+
+async fn delete_offsets(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+    let (def, status) = match (st.supervisor.def(&name), st.supervisor.status(&name)) {
+        (Ok(d), Ok(s)) => (d, s),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    if status.state != TaskState::Stopped {
+        return SupervisorError::Conflict {
+            name,
+            state: serde_json::to_value(status.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            hint: "stop it first: PUT /connectors/{name}/stop (KIP-875)",
+        }
+        .into_response();
+    }
+    // One reset at a time; Kafka calls are awaited with the lock released between attempts.
+    let Ok(_guard) = st.offsets_lock.try_lock() else {
+        return error(StatusCode::CONFLICT, "another offsets operation is running");
+    };
+    match offsets::reset(&st.kafka, &def.offsets).await {
+        Ok(n) => {
+            tracing::info!(connector = %name, removed = n, "Offsets reset.");
+            Json(json!({"message": "The offsets for this connector have been reset successfully", "removed": n}))
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(connector = %name, error = %e, "Offsets reset failed.");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot reset offsets; see the logs",
+            )
+        }
+    }
+}
