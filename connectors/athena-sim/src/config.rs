@@ -45,6 +45,12 @@ pub struct SimConfig {
     pub export_retry_after: u64,
     /// Maximum lines per NDJSON file of a bulk export; a type with more lines is split.
     pub export_max_lines: usize,
+    /// How long a failed push notification is retried before it is dead-lettered (athena: 1 h).
+    #[serde(with = "humantime_serde")]
+    pub push_retry_for: Duration,
+    /// Pause between push delivery attempts.
+    #[serde(with = "humantime_serde")]
+    pub push_retry_interval: Duration,
 }
 
 impl Default for SimConfig {
@@ -65,6 +71,8 @@ impl Default for SimConfig {
             export_polls: 1,
             export_retry_after: 1,
             export_max_lines: 1000,
+            push_retry_for: Duration::from_secs(3600),
+            push_retry_interval: Duration::from_secs(1),
         }
     }
 }

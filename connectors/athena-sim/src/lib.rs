@@ -14,6 +14,8 @@
 //! - [`generator`]: the deterministic change generator.
 //! - [`api`]: one file per API area (oauth, changed, patients, appointments, claims, documents,
 //!   reference, fhir, export, admin) and the router.
+//! - [`push`]: the FHIR push platform (§7): change outbox, signed id-only notifications,
+//!   delivery retries and dead letters (management endpoints in `api/subscriptions.rs`).
 //! - [`util`]: the `Params` extractor, athena-style errors, date formats.
 
 pub mod api;
@@ -23,6 +25,7 @@ pub mod feeds;
 pub mod generator;
 pub mod guard;
 pub mod model;
+pub mod push;
 pub mod state;
 pub mod util;
 

@@ -449,6 +449,8 @@ pub struct Practice {
     pub feeds: BTreeMap<&'static str, FeedState>,
     /// Id counters.
     pub ids: IdGen,
+    /// Changes waiting for the push notifier (`push.rs`).
+    pub push_outbox: Vec<crate::push::PushChange>,
 }
 
 impl Practice {
@@ -484,6 +486,7 @@ impl Practice {
                 .map(|f| (f.path, FeedState::default()))
                 .collect(),
             ids: IdGen::default(),
+            push_outbox: Vec::new(),
         };
         for (i, pid) in ["71", "72", "73", "74"].iter().enumerate() {
             p.providers.insert(
@@ -618,6 +621,7 @@ impl Practice {
         snapshot: Value,
     ) {
         let def = feed_def(feed).expect("known feed");
+        crate::push::record(&mut self.push_outbox, def.path, event, &snapshot);
         if let Some(f) = self.feeds.get_mut(def.path) {
             f.record(def, Utc::now(), event, dept, patient, snapshot);
         }

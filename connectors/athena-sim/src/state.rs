@@ -90,6 +90,8 @@ pub struct Inner {
     pub quota: Mutex<(NaiveDate, u64)>,
     /// Bulk exports by job id.
     pub exports: Mutex<BTreeMap<String, ExportJob>>,
+    /// The push platform (subscriptions, deliveries).
+    pub push: crate::push::PushState,
 }
 
 /// Handle on one simulated athenahealth environment; cheap to clone.
@@ -126,6 +128,7 @@ impl SimState {
                 }),
                 quota: Mutex::new((Utc::now().date_naive(), 0)),
                 exports: Mutex::new(BTreeMap::new()),
+                push: Default::default(),
                 config,
             }),
         }

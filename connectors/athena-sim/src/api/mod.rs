@@ -16,6 +16,7 @@ pub mod fhir;
 pub mod oauth;
 pub mod patients;
 pub mod reference;
+pub mod subscriptions;
 
 use axum::{
     Router,
@@ -175,6 +176,19 @@ pub fn build_router(state: SimState) -> Router {
         .route("/fhir/r4/Encounter", get(fhir::search_encounter))
         .route("/fhir/r4/Condition", get(fhir::search_condition))
         .route("/fhir/r4/AllergyIntolerance", get(fhir::search_allergy))
+        .route(
+            "/fhir/r4/Subscription",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/fhir/r4/Subscription/{id}",
+            axum::routing::delete(subscriptions::delete),
+        )
+        .route("/fhir/r4/SubscriptionTopic", get(subscriptions::topics))
+        .route(
+            "/fhir/r4/Encounter/{id}",
+            get(subscriptions::read_encounter),
+        )
         .route("/fhir/r4/Group/{groupid}/$export", get(export::kickoff))
         .route(
             "/fhir/r4/bulkstatus/{jobid}",
