@@ -346,8 +346,14 @@ pub(crate) mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(ticks.load(Ordering::SeqCst) <= frozen + 1);
         sup.resume("a").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(ticks.load(Ordering::SeqCst) > frozen + 1);
+        let moved = async {
+            while ticks.load(Ordering::SeqCst) <= frozen + 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), moved)
+            .await
+            .expect("resumed task makes progress");
 
         assert!(sup.stop("a").await.unwrap());
         assert_eq!(sup.status("a").unwrap().state, TaskState::Stopped);
