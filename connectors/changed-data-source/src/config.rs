@@ -1,0 +1,317 @@
+//! The `[sources.changed_data.<name>]` section: which practices and feeds, where events go, how
+//! often to poll, and the delivery mode. Field docs are the user docs; defaults sit beside the
+//! struct; [`Validate`] is pure and names the dotted key.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use athena_client::api::changed::Feed;
+use connector_core::CoreError;
+use connector_core::config::Validate;
+use serde::Deserialize;
+
+use crate::events;
+
+/// How events and the cursor reach Kafka.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Idempotent producer; the cursor moves only after every event before it is acknowledged.
+    /// After a crash the replay window re-sends some events (flagged `replayed`, same event id).
+    #[default]
+    AtLeastOnce,
+    /// Events and cursor in one Kafka transaction per page: a `read_committed` consumer sees each
+    /// change once.
+    ExactlyOnce,
+}
+
+/// One changed-data source connector instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// athenaOne practice ids this instance serves (all feeds run for each practice).
+    pub practices: Vec<String>,
+    /// The feeds to stream, by name (`patients`, `appointments`, `problems`, `lab_results`, ...),
+    /// each with optional overrides; `feeds.patients = {}` takes every default.
+    pub feeds: BTreeMap<Feed, FeedConfig>,
+    /// Delivery mode: `at_least_once` (default) or `exactly_once`.
+    #[serde(default)]
+    pub mode: DeliveryMode,
+    /// Compacted topic holding the cursors (key `<connector>/<practice>/<feed>`).
+    #[serde(default = "default_state_topic")]
+    pub state_topic: String,
+    /// Prefix for every default event topic (isolated environments and tests).
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Create missing event topics at start with this many partitions (0 = do not create).
+    #[serde(default = "default_partitions")]
+    pub topic_partitions: i32,
+    /// Base poll interval of every feed.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Longest interval adaptive back-off reaches on a run of empty polls (and on errors).
+    #[serde(default = "default_max_interval", with = "humantime_serde")]
+    pub max_poll_interval: Duration,
+    /// Records per destructive poll (`limit`; athena allows 1..=5000). A full page is followed
+    /// at once by the next poll.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// How far before the "poll in progress since" marker the replay window starts, to cover
+    /// clock skew with athena and its whole-second timestamps.
+    #[serde(default = "default_replay_margin", with = "humantime_serde")]
+    pub replay_margin: Duration,
+    /// Requests per day this instance may spend on polls, spread over its feeds (athena's daily
+    /// quota is per API key and shared). Unset = no budget beyond the poll intervals.
+    #[serde(default)]
+    pub daily_request_budget: Option<u64>,
+    /// Keep the original athena record in each event's `original` field. Turn off for PHI
+    /// minimisation: only the typed fields are sent.
+    #[serde(default = "default_true")]
+    pub keep_original: bool,
+    /// Create the subscriptions the config asks for at start (idempotently).
+    #[serde(default = "default_true")]
+    pub manage_subscriptions: bool,
+    /// Prefix of the transactional ids in exactly-once mode (the id is
+    /// `<prefix>-<connector>-<practice>-<feed>`, so a restarted instance fences its zombie).
+    #[serde(default = "default_txn_prefix")]
+    pub transactional_id_prefix: String,
+}
+
+/// Per-feed overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Topic for this feed's events (default: the schema's default topic, e.g.
+    /// `athena.patients.v1`, with `topic_prefix` in front).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Poll interval of this feed (default: the connector's `poll_interval`).
+    #[serde(default, with = "humantime_serde")]
+    pub poll_interval: Option<Duration>,
+    /// Event names to subscribe to (empty = all events of the feed).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Departments to subscribe and poll (empty = the whole practice). athena asks that a feed
+    /// filtered by department is also subscribed by department; both use this list.
+    #[serde(default)]
+    pub departments: Vec<String>,
+    /// Feed-specific poll parameters, e.g. `{ showpreviouspatientids = "true" }`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+fn default_state_topic() -> String {
+    "athena.connect.state.v1".into()
+}
+fn default_partitions() -> i32 {
+    6
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_interval() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_page_size() -> u32 {
+    1000
+}
+fn default_replay_margin() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_txn_prefix() -> String {
+    "athena-connect-cds".into()
+}
+
+/// Poll parameters the connector sets itself; a feed may not override them.
+const RESERVED_PARAMS: &[&str] = &[
+    "leaveunprocessed",
+    "showprocessedstartdatetime",
+    "showprocessedenddatetime",
+    "limit",
+    "offset",
+    "departmentid",
+];
+
+impl Config {
+    /// The topic of `feed`.
+    pub fn topic(&self, feed: Feed) -> String {
+        self.feeds
+            .get(&feed)
+            .and_then(|f| f.topic.clone())
+            .unwrap_or_else(|| format!("{}{}", self.topic_prefix, events::spec(feed).default_topic))
+    }
+
+    /// The configured poll interval of `feed`.
+    pub fn base_interval(&self, feed: Feed) -> Duration {
+        self.feeds
+            .get(&feed)
+            .and_then(|f| f.poll_interval)
+            .unwrap_or(self.poll_interval)
+    }
+
+    /// The shortest interval between two polls of one (practice, feed) that keeps the whole
+    /// instance within `daily_request_budget` (each poll cycle costs about one request).
+    pub fn budget_interval(&self) -> Option<Duration> {
+        let budget = self.daily_request_budget?;
+        let tasks = (self.practices.len() * self.feeds.len()).max(1) as u64;
+        let per_task = (budget / tasks).max(1);
+        Some(Duration::from_secs_f64(86_400.0 / per_task as f64))
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), CoreError> {
+        // The key is relative to the connector's table; the runner prefixes
+        // `sources.changed_data.<name>.`.
+        if self.practices.is_empty() {
+            return Err(CoreError::config("practices", "list at least one practice id"));
+        }
+        for (i, p) in self.practices.iter().enumerate() {
+            if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
+                return Err(CoreError::config(
+                    format!("practices[{i}]"),
+                    "must be a numeric athena practice id",
+                ));
+            }
+        }
+        if self.feeds.is_empty() {
+            return Err(CoreError::config("feeds", "configure at least one feed"));
+        }
+        if self.poll_interval < Duration::from_millis(100) {
+            return Err(CoreError::config("poll_interval", "must be at least 100ms"));
+        }
+        if self.max_poll_interval < self.poll_interval {
+            return Err(CoreError::config(
+                "max_poll_interval",
+                "must not be shorter than poll_interval",
+            ));
+        }
+        if !(1..=5000).contains(&self.page_size) {
+            return Err(CoreError::config("page_size", "must be between 1 and 5000"));
+        }
+        if self.replay_margin < Duration::from_secs(1) {
+            return Err(CoreError::config(
+                "replay_margin",
+                "must be at least 1s (athena's replay window has whole seconds)",
+            ));
+        }
+        if self.state_topic.trim().is_empty() {
+            return Err(CoreError::config("state_topic", "must not be empty"));
+        }
+        if self.daily_request_budget == Some(0) {
+            return Err(CoreError::config("daily_request_budget", "must be positive"));
+        }
+        for (feed, fc) in &self.feeds {
+            let name = serde_json::to_value(feed)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if let Some(t) = &fc.topic
+                && t.trim().is_empty()
+            {
+                return Err(CoreError::config(
+                    format!("feeds.{name}.topic"),
+                    "must not be empty",
+                ));
+            }
+            if let Some(i) = fc.poll_interval
+                && i < Duration::from_millis(100)
+            {
+                return Err(CoreError::config(
+                    format!("feeds.{name}.poll_interval"),
+                    "must be at least 100ms",
+                ));
+            }
+            for k in fc.params.keys() {
+                if RESERVED_PARAMS.contains(&k.as_str()) {
+                    return Err(CoreError::config(
+                        format!("feeds.{name}.params.{k}"),
+                        "is set by the connector itself",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Config {
+        connector_core::config::load_str(toml_text, &Default::default(), "X").unwrap()
+    }
+
+    #[test]
+    fn defaults_topics_and_budget() {
+        let c = parse(
+            r#"
+            practices = ["195900", "1959001"]
+            topic_prefix = "dev."
+            [feeds.patients]
+            [feeds.lab_results]
+            topic = "custom.labs"
+            poll_interval = "2s"
+            "#,
+        );
+        c.validate().unwrap();
+        assert_eq!(c.topic(Feed::Patients), "dev.athena.patients.v1");
+        assert_eq!(c.topic(Feed::LabResults), "custom.labs");
+        assert_eq!(c.base_interval(Feed::LabResults), Duration::from_secs(2));
+        assert_eq!(c.base_interval(Feed::Patients), Duration::from_secs(10));
+        assert_eq!(c.mode, DeliveryMode::AtLeastOnce);
+        assert!(c.budget_interval().is_none());
+        let c = parse(
+            r#"
+            practices = ["1"]
+            daily_request_budget = 8640
+            feeds.patients = {}
+            feeds.claims = {}
+            "#,
+        );
+        // 8640 requests / 2 tasks = 4320 per task per day = one every 20 s.
+        assert_eq!(c.budget_interval(), Some(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let bad = [
+            ("practices = []\nfeeds.patients = {}", "practices"),
+            ("practices = [\"x1\"]\nfeeds.patients = {}", "practices[0]"),
+            ("practices = [\"1\"]\nfeeds = {}", "feeds"),
+            ("practices = [\"1\"]\npage_size = 9000\nfeeds.patients = {}", "page_size"),
+            (
+                "practices = [\"1\"]\n[feeds.patients]\nparams = { offset = \"5\" }",
+                "feeds.patients.params.offset",
+            ),
+            (
+                "practices = [\"1\"]\n[feeds.claims]\npoll_interval = \"1ms\"",
+                "feeds.claims.poll_interval",
+            ),
+        ];
+        for (text, key) in bad {
+            let e = parse(text).validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let r: Result<Config, _> = connector_core::config::load_str(
+            "practices = [\"1\"]\nfeeds.patients = {}\npoll_intervall = \"1s\"",
+            &Default::default(),
+            "X",
+        );
+        assert!(r.is_err());
+        let r: Result<Config, _> = connector_core::config::load_str(
+            "practices = [\"1\"]\nfeeds.no_such_feed = {}",
+            &Default::default(),
+            "X",
+        );
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! The changed-data source connector: athenahealth's Changed Data Subscriptions become typed
+//! Avro events on Kafka, with a crash-safe cursor and no lost rows.
+//!
+//! # Layout
+//! - [`config`]: the `[sources.changed_data.<name>]` section and its pure validation.
+//! - [`events`]: one file per feed with its typed event (the Rust mirror of
+//!   `schemas/events/<Entity>Changed.avsc`) and the record-to-event mapping; [`events::spec`]
+//!   and [`events::codec`] dispatch by feed.
+//! - [`cursor`]: the per-(practice, feed) cursor in the compacted state topic, with the
+//!   "poll in progress since" marker and the replay window.
+//! - [`writer`]: writing a page and the cursor in at-least-once or exactly-once mode.
+//! - [`task`]: the loop of one (practice, feed): replay, drain, back-off, budget.
+//! - [`subscriptions`]: creating the subscriptions the config asks for and reporting the
+//!   feeds that are not subscribed.
+//! - [`error`]: this crate's error enum and its one `class()`.
+//!
+//! [`run`] starts one task per (practice, feed) and returns when shutdown is requested; the
+//! `changed-data-source` binary runs it from a TOML file (see `src/bin/`).
+
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod events;
+pub mod subscriptions;
+pub mod task;
+pub mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use athena_client::AthenaClient;
+use connector_core::ErrorClass;
+use connector_core::avro::AvroCodec;
+use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
+use connector_core::config::Validate;
+use connector_core::kafka::{TopicSpec, ensure_topics};
+use connector_core::runtime::{RunEnv, TaskControl, TaskState};
+
+pub use config::{Config, DeliveryMode, FeedConfig};
+pub use cursor::Cursor;
+pub use error::Error;
+
+/// The connector kind reported in task status.
+pub const KIND: &str = "changed-data-source";
+
+/// Retries `op` with back-off while its error is not fatal, until it succeeds, fails fatally,
+/// or shutdown is requested (then the last error is returned).
+async fn with_retry<T, F, Fut>(control: &TaskControl, what: &str, mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.class() == ErrorClass::Fatal => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, step = what, "Start-up step failed; retrying.");
+                control.report_error(format!("{what}: {e}"));
+                let wait = task::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = control.shutdown_requested() => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Runs one connector until `control.shutdown_requested()`; honours pause/resume; reports status
+/// via `control`. Returns `Err` only for fatal errors (invalid config, every feed stopped).
+pub async fn run(
+    name: &str,
+    config: &Config,
+    env: &RunEnv,
+    athena: &AthenaClient,
+    control: TaskControl,
+) -> Result<(), Error> {
+    control.set_state(TaskState::Unassigned);
+    config.validate().map_err(Error::Config)?;
+    let config = Arc::new(config.clone());
+
+    // Kafka: topics, the state store and the cursors, retried while Kafka is unreachable.
+    let producer = env.kafka.build_producer()?;
+    let store = with_retry(&control, "open state topic", || async {
+        Ok(KafkaCheckpointStore::open(&env.kafka, &config.state_topic, producer.clone()).await?)
+    })
+    .await?;
+    if config.topic_partitions > 0 {
+        let topics: Vec<TopicSpec> = config
+            .feeds
+            .keys()
+            .map(|f| TopicSpec::new(config.topic(*f), config.topic_partitions))
+            .collect();
+        with_retry(&control, "create topics", || async {
+            let admin = env.kafka.build_admin()?;
+            Ok(ensure_topics(&admin, env.kafka.replication_factor, &topics).await?)
+        })
+        .await?;
+    }
+    let stored: HashMap<String, Vec<u8>> =
+        with_retry(&control, "load cursors", || async { Ok(store.load().await?) }).await?;
+
+    if config.manage_subscriptions {
+        subscriptions::ensure(name, &config, athena, &control).await;
+    }
+
+    let avro = AvroCodec::new(env.registry.clone())?;
+    let mut handles = Vec::new();
+    for practice in &config.practices {
+        for feed in config.feeds.keys().copied() {
+            let key = Cursor::key(name, practice, task::feed_name(feed));
+            let cursor = match stored.get(&key) {
+                Some(b) => Cursor::from_bytes(&key, b)?,
+                None => Cursor {
+                    v: 1,
+                    ..Default::default()
+                },
+            };
+            let ctx = TaskSetup {
+                name: name.to_string(),
+                practice: practice.clone(),
+                feed,
+                config: config.clone(),
+                env: env.clone(),
+                athena: athena.clone(),
+                avro: avro.clone(),
+                producer: producer.clone(),
+                store: store.clone(),
+                cursor,
+                control: control.clone(),
+            };
+            handles.push(tokio::spawn(ctx.start()));
+        }
+    }
+    control.set_state(TaskState::Running);
+    let total = handles.len();
+    let mut failed = 0usize;
+    let mut last_fatal = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failed += 1;
+                last_fatal = Some(e);
+            }
+            Err(join) => {
+                failed += 1;
+                tracing::error!(error = %join, "A feed task panicked.");
+            }
+        }
+    }
+    if failed == total
+        && let Some(e) = last_fatal
+    {
+        control.set_state(TaskState::Failed);
+        return Err(e);
+    }
+    control.set_state(if control.is_shutdown() {
+        TaskState::Stopped
+    } else {
+        TaskState::Failed
+    });
+    Ok(())
+}
+
+/// What one feed task needs before it can start.
+struct TaskSetup {
+    name: String,
+    practice: String,
+    feed: athena_client::api::changed::Feed,
+    config: Arc<Config>,
+    env: RunEnv,
+    athena: AthenaClient,
+    avro: AvroCodec,
+    producer: rdkafka::producer::FutureProducer,
+    store: KafkaCheckpointStore,
+    cursor: Cursor,
+    control: TaskControl,
+}
+
+impl TaskSetup {
+    async fn start(self) -> Result<(), Error> {
+        let feed_label = task::feed_name(self.feed);
+        let topic = self.config.topic(self.feed);
+        // A registry outage is retried; a schema the registry rejects stops this feed only.
+        let codec = match with_retry(&self.control, "resolve schema", || async {
+            Ok(events::codec(&self.avro, self.feed, &topic).await?)
+        })
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(feed = feed_label, practice = %self.practice, error = %e, "Feed stopped: its schema is not usable.");
+                self.control.report_error(format!(
+                    "feed {feed_label} practice {} stopped: {e}",
+                    self.practice
+                ));
+                return Err(e);
+            }
+        };
+        let writer = match self.config.mode {
+            DeliveryMode::AtLeastOnce => writer::Writer::AtLeastOnce {
+                producer: self.producer.clone(),
+                store: Box::new(self.store.clone()),
+            },
+            DeliveryMode::ExactlyOnce => {
+                let txn_id = format!(
+                    "{}-{}-{}-{}",
+                    self.config.transactional_id_prefix, self.name, self.practice, feed_label
+                );
+                let (kafka, state_topic) = (self.env.kafka.clone(), self.config.state_topic.clone());
+                with_retry(&self.control, "init transactions", || {
+                    let (kafka, state_topic, txn_id) = (kafka.clone(), state_topic.clone(), txn_id.clone());
+                    async move { writer::Writer::exactly_once(&kafka, &state_topic, &txn_id).await }
+                })
+                .await?
+            }
+        };
+        let task = task::FeedTask {
+            connector: self.name.clone(),
+            practice: self.practice.clone(),
+            feed: self.feed,
+            config: self.config.clone(),
+            codec,
+            topic,
+            client: self.athena.practice(self.practice.parse::<u64>().unwrap_or_default()),
+            writer,
+            cursor: self.cursor,
+            control: self.control.clone(),
+            replay_seen: HashSet::new(),
+        };
+        task.run().await
+    }
+}

@@ -1,0 +1,516 @@
+//! The loop of one (practice, feed): replay after a crash, drain the feed page by page with the
+//! marker protocol of [`crate::cursor`], then wait (adaptive back-off on empty polls, the daily
+//! request budget, athena's remaining quota) and poll again.
+//!
+//! Errors never skip rows: a page that could not be written stays in memory and is written again;
+//! a poll whose answer may have been lost triggers a replay; a stop (shutdown, fatal error)
+//! leaves the marker on Kafka, so the next start replays.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use athena_client::PracticeClient;
+use athena_client::api::changed::{Feed, PollParams};
+use chrono::Utc;
+use connector_core::ErrorClass;
+use connector_core::contracts::TimestampMillis;
+use connector_core::metrics::{ErrorLabels, FeedLabels, global};
+use connector_core::runtime::TaskControl;
+use rand::Rng;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::config::{Config, DeliveryMode};
+use crate::cursor::{Cursor, short_id};
+use crate::error::Error;
+use crate::events::{FeedCodec, MapContext, Mapped};
+use crate::writer::{HeaderInfo, Writer};
+
+/// Exponential back-off with full jitter: a random wait in `[0, min(cap, base * 2^attempt)]`,
+/// at least 10 ms.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt.min(20)));
+    let ceiling = exp.min(cap);
+    let ms = rand::rng().random_range(0..=ceiling.as_millis().max(10) as u64);
+    Duration::from_millis(ms.max(10))
+}
+
+/// The next wait after a successful drain: back to the base interval when rows came, doubled
+/// (up to `max`) after an empty poll.
+pub fn next_interval(current: Duration, base: Duration, max: Duration, rows: usize) -> Duration {
+    if rows > 0 {
+        base
+    } else {
+        current.saturating_mul(2).clamp(base, max)
+    }
+}
+
+/// One (practice, feed) loop.
+pub struct FeedTask {
+    /// Connector name.
+    pub connector: String,
+    /// athena practice id.
+    pub practice: String,
+    /// The feed.
+    pub feed: Feed,
+    /// The connector's config.
+    pub config: Arc<Config>,
+    /// Encoder of this feed's events.
+    pub codec: Box<dyn FeedCodec>,
+    /// Destination topic.
+    pub topic: String,
+    /// athena, for this practice.
+    pub client: PracticeClient,
+    /// Kafka writer.
+    pub writer: Writer,
+    /// The cursor as last loaded or written.
+    pub cursor: Cursor,
+    /// Lifecycle control.
+    pub control: TaskControl,
+    /// Event ids a replay emitted that the next drain may return again (at-least-once mode
+    /// skips them there; exactly-once mode uses the persisted [`Cursor::recent`]).
+    pub replay_seen: HashSet<String>,
+}
+
+impl std::fmt::Debug for FeedTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedTask")
+            .field("connector", &self.connector)
+            .field("practice", &self.practice)
+            .field("feed", &self.feed)
+            .finish()
+    }
+}
+
+impl FeedTask {
+    fn key(&self) -> String {
+        Cursor::key(&self.connector, &self.practice, feed_name(self.feed))
+    }
+
+    fn labels(&self) -> FeedLabels {
+        FeedLabels {
+            connector: self.connector.clone(),
+            feed: feed_name(self.feed).to_string(),
+        }
+    }
+
+    fn header_info(&self) -> HeaderInfo {
+        HeaderInfo {
+            ce_type: self.codec.schema_name(),
+            ce_source: format!("athena://{}/{}", self.practice, self.feed.path()),
+        }
+    }
+
+    fn feed_params(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let fc = self.config.feeds.get(&self.feed);
+        (
+            fc.map(|f| f.departments.clone()).unwrap_or_default(),
+            fc.map(|f| f.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn count_error(&self, e: &Error) {
+        global()
+            .errors
+            .get_or_create(&ErrorLabels {
+                connector: self.connector.clone(),
+                class: e.class_label().to_string(),
+            })
+            .inc();
+    }
+
+    /// Runs until shutdown; returns `Err` only for an error that stops this feed.
+    pub async fn run(mut self) -> Result<(), Error> {
+        let span = tracing::info_span!(
+            "changed_data_feed",
+            connector = %self.connector,
+            practice = %self.practice,
+            feed = feed_name(self.feed)
+        );
+        async move {
+            let base = self.config.base_interval(self.feed);
+            let max = self.config.max_poll_interval;
+            let mut interval = base;
+            let mut needs_replay = self.cursor.in_progress_since.is_some();
+            let mut attempt = 0u32;
+            let mut control = self.control.clone();
+            while !control.is_shutdown() {
+                control.wait_resumed().await;
+                if control.is_shutdown() {
+                    break;
+                }
+                let step = if needs_replay {
+                    self.replay().await.map(|_| None)
+                } else {
+                    self.drain().await.map(Some)
+                };
+                let wait = match step {
+                    Ok(rows) => {
+                        attempt = 0;
+                        if needs_replay {
+                            needs_replay = false;
+                            Duration::ZERO
+                        } else {
+                            interval = next_interval(interval, base, max, rows.unwrap_or(0));
+                            interval
+                        }
+                    }
+                    Err(e) => {
+                        self.count_error(&e);
+                        // A poll whose answer may be lost, or any failure after a poll, leaves
+                        // the marker set: replay before polling again.
+                        if self.cursor.in_progress_since.is_some() {
+                            needs_replay = true;
+                        }
+                        let msg = format!(
+                            "feed {} practice {}: {e} ({})",
+                            feed_name(self.feed),
+                            self.practice,
+                            e.class_label()
+                        );
+                        self.control.report_error(msg.clone());
+                        attempt += 1;
+                        match e.class() {
+                            ErrorClass::Fatal => {
+                                tracing::error!(error = %e, "Feed stopped.");
+                                return Err(e);
+                            }
+                            ErrorClass::Permanent => {
+                                // e.g. 403 "subscription not set up": subscriptions take minutes.
+                                tracing::warn!(error = %e, "Feed not available; retrying at the longest interval.");
+                                max
+                            }
+                            ErrorClass::RateLimited { retry_after } => {
+                                tracing::warn!(error = %e, "athena throttled the feed; backing off.");
+                                retry_after.unwrap_or(max).min(max).max(base)
+                            }
+                            ErrorClass::Retriable => {
+                                tracing::warn!(error = %e, attempt, "Feed step failed; backing off.");
+                                backoff(attempt, base.min(Duration::from_secs(1)), max)
+                            }
+                        }
+                    }
+                };
+                let wait = self.budgeted(wait);
+                if wait > Duration::ZERO {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = control.shutdown_requested() => {}
+                    }
+                }
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Stretches `wait` to honour the daily request budget and athena's remaining quota.
+    fn budgeted(&self, wait: Duration) -> Duration {
+        let mut wait = wait;
+        if let Some(b) = self.config.budget_interval() {
+            wait = wait.max(b);
+        }
+        let q = self.client.client().quota();
+        if let Some(rem) = q.remaining {
+            global().athena_quota_remaining.set(rem as i64);
+            // Below 5 % of the daily quota: poll no more often than the longest interval, leaving
+            // the rest for writes and other connectors on the same key.
+            if q.limit.is_some_and(|l| rem.saturating_mul(20) < l) {
+                wait = wait.max(self.config.max_poll_interval);
+            }
+        }
+        wait
+    }
+
+    fn lag(&self) {
+        let lag = self
+            .cursor
+            .committed_at
+            .map(|t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0)
+            .unwrap_or(0.0);
+        global()
+            .source_feed_lag_seconds
+            .get_or_create(&self.labels())
+            .set(lag.max(0.0));
+    }
+
+    async fn persist_cursor(&self) -> Result<(), Error> {
+        self.writer
+            .save_cursor(&self.key(), &self.cursor.to_bytes())
+            .await?;
+        global()
+            .source_offset_commits
+            .get_or_create(&self.labels())
+            .inc();
+        Ok(())
+    }
+
+    /// Maps records, skipping those in `skip` (matched by full or short event id).
+    fn map_page(
+        &self,
+        items: &[Value],
+        replayed: bool,
+        skip: &HashSet<String>,
+    ) -> Result<Vec<Mapped>, Error> {
+        let ctx = MapContext {
+            practice_id: &self.practice,
+            observed_at: TimestampMillis::now(),
+            replayed,
+            keep_original: self.config.keep_original,
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for rec in items {
+            let m = self.codec.map(&ctx, rec)?;
+            if !skip.is_empty() && (skip.contains(&m.event_id) || skip.contains(&short_id(&m.event_id))) {
+                continue;
+            }
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    /// Writes a page, retrying (never skipping) until it is durable or the task must stop.
+    async fn write_durably(&mut self, events: &[Mapped], with_cursor: bool) -> Result<(), Error> {
+        let info = self.header_info();
+        let key = self.key();
+        let cancel = self.control.shutdown_token();
+        let mut attempt = 0u32;
+        loop {
+            let bytes = self.cursor.to_bytes();
+            let cursor = with_cursor.then_some((key.as_str(), bytes.as_slice()));
+            match self
+                .writer
+                .write_page(&self.topic, events, &info, cursor, &cancel)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if e.class() == ErrorClass::Fatal || cancel.is_cancelled() => return Err(e),
+                Err(e) => {
+                    self.count_error(&e);
+                    attempt += 1;
+                    self.control.report_error(format!(
+                        "feed {} practice {}: writing to Kafka failed, retrying: {e}",
+                        feed_name(self.feed),
+                        self.practice
+                    ));
+                    tracing::warn!(error = %e, attempt, "Writing a page failed; writing it again.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(attempt, Duration::from_millis(500), Duration::from_secs(30))) => {}
+                        _ = cancel.cancelled() => return Err(e),
+                    }
+                }
+            }
+        }
+        if with_cursor {
+            global()
+                .source_offset_commits
+                .get_or_create(&self.labels())
+                .inc();
+        }
+        global()
+            .source_records_produced
+            .get_or_create(&self.labels())
+            .inc_by(events.len() as u64);
+        Ok(())
+    }
+
+    /// Drains the feed with destructive polls until a short page; returns the rows written.
+    pub async fn drain(&mut self) -> Result<usize, Error> {
+        let page_size = self.config.page_size;
+        let (departments, extra) = self.feed_params();
+        let mut total = 0usize;
+        loop {
+            // 1. The marker, acknowledged before athena hands anything out.
+            let now = Utc::now();
+            self.cursor.in_progress_since = Some(now);
+            self.cursor.polled_at = Some(now);
+            self.persist_cursor().await?;
+            // 2. The destructive poll.
+            let params = PollParams {
+                limit: Some(page_size),
+                department_ids: departments.clone(),
+                extra: extra.clone(),
+                ..Default::default()
+            };
+            global().source_polls.get_or_create(&self.labels()).inc();
+            let page = match self.client.poll_changed(self.feed, &params).await {
+                Ok(p) => p,
+                Err(e) => {
+                    if athena_refused(&e) {
+                        // athena did not process this request (throttled, not subscribed,
+                        // refused): nothing can be lost, drop the marker without a replay.
+                        self.cursor.in_progress_since = None;
+                    }
+                    return Err(Error::Athena(e));
+                }
+            };
+            let n = page.items.len();
+            // 3. Produce, 4. clear the marker once everything is acknowledged.
+            let skip = self.skip_set();
+            let events = self.map_page(&page.items, false, &skip)?;
+            let now = Utc::now();
+            self.cursor.in_progress_since = None;
+            self.cursor.committed_at = Some(now);
+            self.cursor.events_total += events.len() as u64;
+            if self.config.mode == DeliveryMode::ExactlyOnce {
+                let ids = events.iter().map(|m| short_id(&m.event_id)).collect();
+                self.cursor.remember(now, ids, self.recent_keep());
+            }
+            self.write_durably(&events, true).await?;
+            self.lag();
+            self.control.clear_error();
+            total += events.len();
+            if n < page_size as usize {
+                break;
+            }
+        }
+        self.replay_seen.clear();
+        Ok(total)
+    }
+
+    fn skip_set(&self) -> HashSet<String> {
+        match self.config.mode {
+            DeliveryMode::AtLeastOnce => self.replay_seen.clone(),
+            DeliveryMode::ExactlyOnce => self.cursor.recent_ids(),
+        }
+    }
+
+    /// How long committed ids must be remembered: a later replay window reaches back by the
+    /// margin, plus slack for a slow page.
+    fn recent_keep(&self) -> Duration {
+        self.config.replay_margin + Duration::from_secs(60)
+    }
+
+    /// Re-reads the window since the marker (non-destructively, paged by offset over a stable
+    /// set), writes what it finds flagged `replayed`, then clears the marker.
+    pub async fn replay(&mut self) -> Result<usize, Error> {
+        let Some(marker) = self.cursor.in_progress_since else {
+            return Ok(0);
+        };
+        let (start, end) = Cursor::replay_window(marker, self.config.replay_margin, Utc::now());
+        tracing::info!(
+            since = %marker.to_rfc3339(),
+            "A poll was in progress; replaying its window."
+        );
+        let page_size = self.config.page_size;
+        let (departments, extra) = self.feed_params();
+        let mut offset = 0usize;
+        let mut total = 0usize;
+        loop {
+            let mut extra = extra.clone();
+            extra.push(("offset".into(), offset.to_string()));
+            // leaveunprocessed keeps the selected set stable while we page through it by offset;
+            // rows still unprocessed come again from the next destructive poll and are skipped
+            // there by event id.
+            let params = PollParams {
+                leave_unprocessed: true,
+                replay: Some((start, end)),
+                limit: Some(page_size),
+                department_ids: departments.clone(),
+                extra,
+                ..Default::default()
+            };
+            global().source_polls.get_or_create(&self.labels()).inc();
+            let page = self.client.poll_changed(self.feed, &params).await?;
+            let n = page.items.len();
+            let skip = match self.config.mode {
+                DeliveryMode::AtLeastOnce => HashSet::new(),
+                DeliveryMode::ExactlyOnce => self.cursor.recent_ids(),
+            };
+            let events = self.map_page(&page.items, true, &skip)?;
+            match self.config.mode {
+                DeliveryMode::AtLeastOnce => {
+                    self.replay_seen
+                        .extend(events.iter().map(|m| m.event_id.clone()));
+                    self.write_durably(&events, false).await?;
+                }
+                DeliveryMode::ExactlyOnce => {
+                    // The marker stays; the ids join `recent` in the same transaction, so a
+                    // crash during the replay does not emit them twice.
+                    let ids = events.iter().map(|m| short_id(&m.event_id)).collect();
+                    self.cursor.remember(Utc::now(), ids, self.recent_keep());
+                    self.write_durably(&events, true).await?;
+                }
+            }
+            total += events.len();
+            offset += n;
+            if n < page_size as usize {
+                break;
+            }
+        }
+        self.cursor.in_progress_since = None;
+        self.cursor.committed_at = Some(Utc::now());
+        self.cursor.events_total += total as u64;
+        self.persist_cursor().await?;
+        tracing::info!(events = total, "Replay done.");
+        Ok(total)
+    }
+}
+
+/// Whether athena certainly did not hand out rows for this failed poll. Anything else (a lost
+/// answer, a server error, an undecodable body) may have marked rows processed.
+fn athena_refused(e: &athena_client::Error) -> bool {
+    use athena_client::Error as A;
+    matches!(
+        e,
+        A::RateLimited { .. }
+            | A::QuotaExhausted { .. }
+            | A::Unauthorized { .. }
+            | A::Config { .. }
+            | A::Business { .. }
+            | A::Validation { .. }
+            | A::NotFound { .. }
+    )
+}
+
+/// The config name of a feed (`lab_results`, ...), used in keys, labels and messages.
+pub fn feed_name(feed: Feed) -> &'static str {
+    // Leaked once per feed; 23 small strings at most.
+    static NAMES: std::sync::OnceLock<std::collections::HashMap<Feed, &'static str>> =
+        std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        Feed::ALL
+            .iter()
+            .map(|f| {
+                let name = serde_json::to_value(f)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| f.path().to_string());
+                (*f, &*Box::leak(name.into_boxed_str()))
+            })
+            .collect()
+    })[&feed]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_intervals_adapt() {
+        for attempt in 0..30 {
+            let d = backoff(attempt, Duration::from_millis(100), Duration::from_secs(5));
+            assert!(d <= Duration::from_secs(5), "{d:?}");
+            assert!(d >= Duration::from_millis(10));
+        }
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(8));
+        let mut i = base;
+        let mut seen = vec![];
+        for _ in 0..5 {
+            i = next_interval(i, base, max, 0);
+            seen.push(i.as_secs());
+        }
+        assert_eq!(seen, vec![2, 4, 8, 8, 8]);
+        assert_eq!(next_interval(i, base, max, 3), base);
+    }
+
+    #[test]
+    fn feed_names() {
+        assert_eq!(feed_name(Feed::LabResults), "lab_results");
+        assert_eq!(feed_name(Feed::Patients), "patients");
+        assert_eq!(feed_name(Feed::OrCase), "or_case");
+    }
+}
