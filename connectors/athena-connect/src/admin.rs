@@ -428,3 +428,110 @@ async fn delete_offsets(State(st): State<AdminState>, Path(name): Path<String>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::tests::counting;
+    use axum::body::Body;
+    use std::sync::atomic::AtomicUsize;
+    use tower::ServiceExt;
+
+    const TOKEN: &str = "test-admin-token-0123456789";
+
+    fn state() -> AdminState {
+        let sup = Supervisor::start(
+            vec![counting(
+                "sink",
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicUsize::new(0)),
+            )],
+            Duration::from_secs(5),
+        );
+        let kafka = KafkaConfig::plaintext("127.0.0.1:1");
+        AdminState {
+            supervisor: sup,
+            token: Arc::new(Secret::new(TOKEN)),
+            kafka: kafka.clone(),
+            readiness: Arc::new(Readiness::new(
+                kafka,
+                RegistryClient::new(connector_core::avro::RegistryConfig::new(
+                    "http://127.0.0.1:1",
+                ))
+                .unwrap(),
+                None,
+                Duration::from_secs(5),
+            )),
+            worker_id: "test:0".into(),
+            offsets_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    async fn call(app: &Router, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn auth_and_control() {
+        let app = router(state());
+        let (code, body) = call(&app, "GET", "/healthz", None).await;
+        assert_eq!(code, 200, "{body}");
+        for (m, p) in [
+            ("GET", "/connectors"),
+            ("GET", "/metrics"),
+            ("PUT", "/connectors/sink/pause"),
+            ("GET", "/connectors/sink/offsets"),
+        ] {
+            assert_eq!(call(&app, m, p, None).await.0, 401, "{m} {p}");
+            assert_eq!(call(&app, m, p, Some("wrong")).await.0, 401, "{m} {p}");
+        }
+        // Wait until the task reports it started.
+        for _ in 0..500 {
+            let (_, body) = call(&app, "GET", "/connectors/sink/status", Some(TOKEN)).await;
+            if body.contains("RUNNING") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (code, body) = call(&app, "GET", "/connectors", Some(TOKEN)).await;
+        assert_eq!((code, body.as_str()), (200, "[\"sink\"]"));
+        let (code, _) = call(&app, "PUT", "/connectors/sink/pause", Some(TOKEN)).await;
+        assert_eq!(code, 202);
+        let (_, body) = call(&app, "GET", "/connectors/sink/status", Some(TOKEN)).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["connector"]["state"], "PAUSED", "{body}");
+        assert_eq!(v["type"], "sink");
+        // Offsets can only be reset while stopped.
+        let (code, _) = call(&app, "DELETE", "/connectors/sink/offsets", Some(TOKEN)).await;
+        assert_eq!(code, 409);
+        let (code, _) = call(&app, "PUT", "/connectors/sink/resume", Some(TOKEN)).await;
+        assert_eq!(code, 202);
+        let (code, _) = call(&app, "PUT", "/connectors/sink/stop", Some(TOKEN)).await;
+        assert_eq!(code, 204);
+        let (code, body) = call(&app, "DELETE", "/connectors/sink/offsets", Some(TOKEN)).await;
+        assert_eq!(code, 200, "{body}");
+        let (code, body) = call(&app, "POST", "/connectors/sink/restart", Some(TOKEN)).await;
+        assert_eq!(code, 202, "{body}");
+        let (code, _) = call(&app, "GET", "/connectors/nope/status", Some(TOKEN)).await;
+        assert_eq!(code, 404);
+        let (code, body) = call(&app, "GET", "/connectors?expand=status", Some(TOKEN)).await;
+        assert_eq!(code, 200);
+        assert!(!body.contains(TOKEN));
+        let (code, body) = call(&app, "GET", "/readyz", None).await;
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("unavailable"), "{body}");
+    }
+}

@@ -126,8 +126,14 @@ impl TaskControl {
             }
         }
     }
-    /// Sets the task's state.
+    /// Sets the task's state. `Running` while an operator has the task paused is recorded as
+    /// `Paused` (a pause can arrive before the task reports that it started).
     pub fn set_state(&self, state: TaskState) {
+        let state = if state == TaskState::Running && *self.paused_rx.borrow() {
+            TaskState::Paused
+        } else {
+            state
+        };
         self.shared.status.lock().state = state;
     }
     /// Records the last error (must be PHI-free); does not change the state.
