@@ -4,17 +4,21 @@
 //! This is the only file that names the connector crates. A connector kind whose crate is not
 //! part of this build is refused with the dotted key of its section, never silently skipped.
 
+use std::sync::Arc;
+
 use athena_client::AthenaClient;
 use connector_core::CoreError;
-use connector_core::runtime::RunEnv;
+use connector_core::config::Validate;
+use connector_core::runtime::{RunEnv, TaskControl};
 
-use crate::config::{Instance, Kind, RootConfig};
-use crate::supervisor::ConnectorDef;
+use crate::config::{Instance, Kind, RootConfig, typed};
+use crate::offsets::OffsetsLocation;
+use crate::supervisor::{ConnectorDef, Factory, TaskFuture};
 
 /// Types and validates every connector section without I/O (used by `check` and `run`).
 pub fn validate_all(config: &RootConfig) -> Result<(), CoreError> {
     for i in config.instances() {
-        validate_one(&i)?;
+        Typed::parse(&i)?;
     }
     Ok(())
 }
@@ -33,9 +37,38 @@ fn not_built(i: &Instance<'_>) -> CoreError {
     )
 }
 
-fn validate_one(i: &Instance<'_>) -> Result<(), CoreError> {
-    match i.kind {
-        Kind::ChangedData | Kind::FhirPush | Kind::WriteBack => Err(not_built(i)),
+/// A validation error whose key is relative to the connector's table gets the table's prefix.
+fn prefixed(i: &Instance<'_>, e: CoreError) -> CoreError {
+    match e {
+        CoreError::Config { key: k, message } if !k.starts_with(i.kind.section()) => {
+            CoreError::config(format!("{}.{k}", key(i)), message)
+        }
+        other => other,
+    }
+}
+
+/// One connector section, typed with its crate's `Config`.
+enum Typed {
+    ChangedData(changed_data_source::Config),
+    WriteBack(write_back_sink::Config),
+}
+
+impl Typed {
+    fn parse(i: &Instance<'_>) -> Result<Typed, CoreError> {
+        let k = key(i);
+        match i.kind {
+            Kind::ChangedData => {
+                let c: changed_data_source::Config = typed(&k, i.table)?;
+                c.validate().map_err(|e| prefixed(i, e))?;
+                Ok(Typed::ChangedData(c))
+            }
+            Kind::WriteBack => {
+                let c: write_back_sink::Config = typed(&k, i.table)?;
+                c.validate_named(i.name)?;
+                Ok(Typed::WriteBack(c))
+            }
+            Kind::FhirPush => Err(not_built(i)),
+        }
     }
 }
 
@@ -52,12 +85,81 @@ pub fn build(
         .collect()
 }
 
+/// A factory that runs `f(name, config, env, athena, control)` for each start; the connector's
+/// error is turned into its (PHI-free) message for the status API.
+fn factory<C, F, Fut, E>(
+    name: &str,
+    config: C,
+    env: &RunEnv,
+    athena: &AthenaClient,
+    f: F,
+) -> Factory
+where
+    C: Send + Sync + 'static,
+    F: Fn(Arc<str>, Arc<C>, RunEnv, AthenaClient, TaskControl) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let name: Arc<str> = Arc::from(name);
+    let config = Arc::new(config);
+    let env = env.clone();
+    let athena = athena.clone();
+    Arc::new(move |ctl: TaskControl| -> TaskFuture {
+        let fut = f(
+            name.clone(),
+            config.clone(),
+            env.clone(),
+            athena.clone(),
+            ctl,
+        );
+        Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+    })
+}
+
 fn build_one(
     i: &Instance<'_>,
     env: &RunEnv,
     athena: &AthenaClient,
 ) -> Result<ConnectorDef, CoreError> {
-    let _ = (env, athena);
-    validate_one(i)?;
-    Err(not_built(i))
+    let (factory, offsets) = match Typed::parse(i)? {
+        Typed::ChangedData(c) => {
+            // Cursors live under `<connector>/<practice>/<feed>` in the state topic.
+            let offsets = OffsetsLocation::Checkpoints {
+                topic: c.state_topic.clone(),
+                key_prefix: format!("{}/", i.name),
+            };
+            let f = factory(
+                i.name,
+                c,
+                env,
+                athena,
+                |name, c, env, athena, ctl| async move {
+                    changed_data_source::run(&name, &c, &env, &athena, ctl).await
+                },
+            );
+            (f, offsets)
+        }
+        Typed::WriteBack(c) => {
+            let offsets = OffsetsLocation::ConsumerGroup {
+                group_id: c.group_id(i.name),
+                topics: c.topics.clone(),
+            };
+            let f = factory(
+                i.name,
+                c,
+                env,
+                athena,
+                |name, c, env, athena, ctl| async move {
+                    write_back_sink::run(&name, &c, &env, &athena, ctl).await
+                },
+            );
+            (f, offsets)
+        }
+    };
+    Ok(ConnectorDef {
+        name: i.name.to_string(),
+        kind: i.kind,
+        factory,
+        offsets,
+    })
 }
