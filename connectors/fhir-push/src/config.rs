@@ -1,0 +1,290 @@
+//! `[sources.fhir_push.<name>]`: one push connector (receiver + inflation + subscription
+//! management) for one practice. Field docs are the user docs.
+
+use std::time::Duration;
+
+use connector_core::CoreError;
+use connector_core::Secret;
+use connector_core::avro::AvroRecord;
+use connector_core::config::Validate;
+use connector_core::contracts::{AppointmentChanged, PatientChanged};
+use connector_core::dlq::DlqConfig;
+use serde::Deserialize;
+
+use crate::contracts::FhirResourceChanged;
+
+/// Which subscription dialect the other side speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdapterKind {
+    /// athenahealth's Event Subscription Platform (HMAC `X-Hub-Signature`).
+    #[default]
+    Athena,
+    /// A plain HL7 R4 backport server (bearer token in `channel.header`).
+    R4Backport,
+}
+
+/// One FHIR push connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Subscription dialect: `athena` (default) or `r4-backport`.
+    #[serde(default)]
+    pub adapter: AdapterKind,
+    /// athenaOne practice id the subscriptions filter on.
+    pub practice_id: u64,
+    /// Shared secret: the `X-Hub-Secret` athena signs with, or the r4-backport bearer token.
+    pub secret: Secret,
+    /// Address the webhook receiver listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Public URL of the receiver, registered as the subscription endpoint. athena requires
+    /// public HTTPS on 443 with a publicly trusted certificate: terminate TLS in front of the
+    /// receiver (ingress, load balancer); the receiver itself speaks plain HTTP.
+    pub public_url: String,
+    /// Largest accepted notification body; larger requests get 413.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// How long the receiver waits for Kafka to acknowledge a notification before answering
+    /// 503 (athena allows 2 s in total).
+    #[serde(default = "default_ack_budget", with = "humantime_serde")]
+    pub ack_budget: Duration,
+    /// Topic codes to subscribe to, one Subscription each (e.g. `Patient.update`).
+    #[serde(default)]
+    pub subscription_topics: Vec<String>,
+    /// Create missing and delete stale Subscriptions at start.
+    #[serde(default = "yes")]
+    pub manage_subscriptions: bool,
+    /// SubscriptionTopic canonical base (r4-backport only; athena's is built in).
+    pub topic_base: Option<String>,
+    /// Topic holding the raw notifications (the durable inbox).
+    #[serde(default = "default_notifications_topic")]
+    pub notifications_topic: String,
+    /// Partitions of the notifications topic when it is created.
+    #[serde(default = "default_partitions")]
+    pub notifications_partitions: i32,
+    /// Topic for `PatientChanged` events (default: the schema's default topic).
+    pub patients_topic: Option<String>,
+    /// Topic for `AppointmentChanged` events.
+    pub appointments_topic: Option<String>,
+    /// Topic for `FhirResourceChanged` events (encounters and other FHIR-only resources).
+    pub fhir_resources_topic: Option<String>,
+    /// Consumer group of the inflation stage (default `athena-connect.fhir-push.<name>`).
+    pub group_id: Option<String>,
+    /// Silence longer than this raises the gap signal and triggers a catch-up read.
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat_period: Duration,
+    /// How many recent `notificationEvent.id`s the inflation stage remembers for deduplication.
+    #[serde(default = "default_dedup")]
+    pub dedup_capacity: usize,
+    /// Keep the original record JSON in events (`false` = PHI minimisation).
+    #[serde(default = "yes")]
+    pub include_original: bool,
+    /// Dead-letter queue for notifications that can never be inflated.
+    #[serde(default)]
+    pub dlq: DlqConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> String {
+    "0.0.0.0:8088".into()
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+fn default_ack_budget() -> Duration {
+    Duration::from_millis(1500)
+}
+fn default_notifications_topic() -> String {
+    "athena.push.notifications.v1".into()
+}
+fn default_partitions() -> i32 {
+    6
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_dedup() -> usize {
+    100_000
+}
+
+fn default_topic<T: AvroRecord>() -> String {
+    T::bundled()
+        .default_topic
+        .clone()
+        .unwrap_or_else(|| T::SCHEMA_NAME.to_string())
+}
+
+impl Config {
+    /// A config with defaults for everything optional (tests, examples).
+    pub fn new(practice_id: u64, secret: Secret, public_url: impl Into<String>) -> Self {
+        Config {
+            adapter: AdapterKind::Athena,
+            practice_id,
+            secret,
+            listen: default_listen(),
+            public_url: public_url.into(),
+            body_limit_bytes: default_body_limit(),
+            ack_budget: default_ack_budget(),
+            subscription_topics: Vec::new(),
+            manage_subscriptions: true,
+            topic_base: None,
+            notifications_topic: default_notifications_topic(),
+            notifications_partitions: default_partitions(),
+            patients_topic: None,
+            appointments_topic: None,
+            fhir_resources_topic: None,
+            group_id: None,
+            heartbeat_period: default_heartbeat(),
+            dedup_capacity: default_dedup(),
+            include_original: true,
+            dlq: DlqConfig::default(),
+        }
+    }
+    /// Topic of `PatientChanged`.
+    pub fn patients_topic(&self) -> String {
+        self.patients_topic
+            .clone()
+            .unwrap_or_else(default_topic::<PatientChanged>)
+    }
+    /// Topic of `AppointmentChanged`.
+    pub fn appointments_topic(&self) -> String {
+        self.appointments_topic
+            .clone()
+            .unwrap_or_else(default_topic::<AppointmentChanged>)
+    }
+    /// Topic of `FhirResourceChanged`.
+    pub fn fhir_resources_topic(&self) -> String {
+        self.fhir_resources_topic
+            .clone()
+            .unwrap_or_else(default_topic::<FhirResourceChanged>)
+    }
+    /// The inflation consumer group for connector `name`.
+    pub fn group_id(&self, name: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("athena-connect.fhir-push.{name}"))
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), CoreError> {
+        const P: &str = "sources.fhir_push.<name>";
+        let key = |k: &str| format!("{P}.{k}");
+        if self.secret.expose().len() < 16 {
+            return Err(CoreError::config(
+                key("secret"),
+                "must be at least 16 characters",
+            ));
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(CoreError::config(
+                key("listen"),
+                "must be host:port, e.g. 0.0.0.0:8088",
+            ));
+        }
+        match url::Url::parse(&self.public_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(CoreError::config(
+                    key("public_url"),
+                    "must be an http(s) URL",
+                ));
+            }
+        }
+        if self.ack_budget < Duration::from_millis(100) || self.ack_budget >= Duration::from_secs(2)
+        {
+            return Err(CoreError::config(
+                key("ack_budget"),
+                "must be between 100ms and 2s (athena's hard limit is 2s)",
+            ));
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(CoreError::config(
+                key("body_limit_bytes"),
+                "must be at least 1024",
+            ));
+        }
+        if self.heartbeat_period < Duration::from_secs(1) {
+            return Err(CoreError::config(
+                key("heartbeat_period"),
+                "must be at least 1s",
+            ));
+        }
+        if self.dedup_capacity == 0 {
+            return Err(CoreError::config(
+                key("dedup_capacity"),
+                "must be at least 1",
+            ));
+        }
+        if self.notifications_topic.trim().is_empty() {
+            return Err(CoreError::config(
+                key("notifications_topic"),
+                "must not be empty",
+            ));
+        }
+        if self.adapter == AdapterKind::R4Backport && self.topic_base.is_none() {
+            return Err(CoreError::config(
+                key("topic_base"),
+                "is required with adapter = \"r4-backport\"",
+            ));
+        }
+        if let Some(t) = self
+            .subscription_topics
+            .iter()
+            .find(|t| !t.contains('.') && self.adapter == AdapterKind::Athena)
+        {
+            return Err(CoreError::config(
+                key("subscription_topics"),
+                format!("`{t}` is not an athena topic code like Patient.update"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_key() {
+        let ok = Config::new(
+            195900,
+            Secret::new("0123456789abcdef"),
+            "https://h.example.invalid/hook",
+        );
+        ok.validate().unwrap();
+        let mut c = ok.clone();
+        c.secret = Secret::new("short");
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("fhir_push.<name>.secret")
+        );
+        let mut c = ok.clone();
+        c.ack_budget = Duration::from_secs(3);
+        assert!(c.validate().unwrap_err().to_string().contains("ack_budget"));
+        let mut c = ok.clone();
+        c.adapter = AdapterKind::R4Backport;
+        assert!(c.validate().unwrap_err().to_string().contains("topic_base"));
+        let toml_text = r#"
+            practice_id = 195900
+            secret = "0123456789abcdef"
+            public_url = "https://h.example.invalid/hook"
+            subscription_topics = ["Patient.update"]
+            ack_budget = "1200ms"
+        "#;
+        let c: Config = toml_parse(toml_text);
+        assert_eq!(c.ack_budget, Duration::from_millis(1200));
+        assert_eq!(c.patients_topic(), "athena.patients.v1");
+        assert_eq!(c.fhir_resources_topic(), "athena.fhir.resources.v1");
+    }
+
+    fn toml_parse(s: &str) -> Config {
+        connector_core::config::load_str(s, &Default::default(), "ATHENA_CONNECT_TEST").unwrap()
+    }
+}

@@ -1,0 +1,94 @@
+//! Gap detection. athena numbers events per bundle (not per subscription) and documents no
+//! heartbeats, so the IG's event-number check cannot find lost notifications there; what is left
+//! is silence: no authentic notification for longer than `heartbeat_period`. Silence raises the
+//! gap signal (the `source_feed_lag_seconds{feed="push"}` gauge, a gap counter, the task's last
+//! error) and runs the catch-up hook, which re-checks the Subscriptions (the usual cause of
+//! silence is a subscription athena turned off) and hands over to a reconciliation read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use connector_core::metrics::{FeedLabels, global};
+use parking_lot::Mutex;
+
+/// Tracks when the last authentic notification arrived.
+#[derive(Debug)]
+pub struct GapMonitor {
+    last: Mutex<Instant>,
+    period: Duration,
+    gaps: AtomicU64,
+    labels: FeedLabels,
+}
+
+impl GapMonitor {
+    /// A monitor for `connector` expecting traffic at least every `period`.
+    pub fn new(connector: &str, period: Duration) -> Self {
+        GapMonitor {
+            last: Mutex::new(Instant::now()),
+            period,
+            gaps: AtomicU64::new(0),
+            labels: FeedLabels {
+                connector: connector.to_string(),
+                feed: "push".into(),
+            },
+        }
+    }
+
+    /// Records an authentic notification (event, heartbeat or handshake).
+    pub fn seen(&self) {
+        *self.last.lock() = Instant::now();
+        global()
+            .source_feed_lag_seconds
+            .get_or_create(&self.labels)
+            .set(0.0);
+    }
+
+    /// Time since the last authentic notification.
+    pub fn silence(&self) -> Duration {
+        self.last.lock().elapsed()
+    }
+
+    /// Gaps detected so far.
+    pub fn gaps(&self) -> u64 {
+        self.gaps.load(Ordering::Relaxed)
+    }
+
+    /// Checks once: updates the lag gauge and, when silent for longer than the period, counts a
+    /// gap, restarts the silence clock (one gap per silent period) and returns true.
+    pub fn check(&self) -> bool {
+        let silence = self.silence();
+        global()
+            .source_feed_lag_seconds
+            .get_or_create(&self.labels)
+            .set(silence.as_secs_f64());
+        if silence > self.period {
+            self.gaps.fetch_add(1, Ordering::Relaxed);
+            *self.last.lock() = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How often [`GapMonitor::check`] should run.
+    pub fn tick(&self) -> Duration {
+        (self.period / 4).max(Duration::from_millis(100))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_beyond_period_is_one_gap() {
+        let m = GapMonitor::new("t", Duration::from_millis(30));
+        assert!(!m.check());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(m.check());
+        assert!(!m.check(), "the clock restarts after a gap");
+        assert_eq!(m.gaps(), 1);
+        m.seen();
+        assert!(m.silence() < Duration::from_millis(30));
+    }
+}
