@@ -167,7 +167,10 @@ impl Validate for Config {
         // The key is relative to the connector's table; the runner prefixes
         // `sources.changed_data.<name>.`.
         if self.practices.is_empty() {
-            return Err(CoreError::config("practices", "list at least one practice id"));
+            return Err(CoreError::config(
+                "practices",
+                "list at least one practice id",
+            ));
         }
         for (i, p) in self.practices.iter().enumerate() {
             if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
@@ -202,7 +205,10 @@ impl Validate for Config {
             return Err(CoreError::config("state_topic", "must not be empty"));
         }
         if self.daily_request_budget == Some(0) {
-            return Err(CoreError::config("daily_request_budget", "must be positive"));
+            return Err(CoreError::config(
+                "daily_request_budget",
+                "must be positive",
+            ));
         }
         for (feed, fc) in &self.feeds {
             let name = serde_json::to_value(feed)
@@ -283,7 +289,10 @@ mod tests {
             ("practices = []\nfeeds.patients = {}", "practices"),
             ("practices = [\"x1\"]\nfeeds.patients = {}", "practices[0]"),
             ("practices = [\"1\"]\nfeeds = {}", "feeds"),
-            ("practices = [\"1\"]\npage_size = 9000\nfeeds.patients = {}", "page_size"),
+            (
+                "practices = [\"1\"]\npage_size = 9000\nfeeds.patients = {}",
+                "page_size",
+            ),
             (
                 "practices = [\"1\"]\n[feeds.patients]\nparams = { offset = \"5\" }",
                 "feeds.patients.params.offset",

@@ -136,11 +136,18 @@ mod tests {
         };
         let back = Cursor::from_bytes("k", &c.to_bytes()).unwrap();
         assert_eq!(back, c);
-        assert_eq!(Cursor::key("src", "195900", "patients"), "src/195900/patients");
+        assert_eq!(
+            Cursor::key("src", "195900", "patients"),
+            "src/195900/patients"
+        );
         let e = Cursor::from_bytes("src/1/patients", b"{not json").unwrap_err();
         assert!(e.to_string().contains("src/1/patients"));
         // Older cursors without the optional fields still load.
-        let old = Cursor::from_bytes("k", br#"{"in_progress_since":null,"committed_at":null,"polled_at":null}"#).unwrap();
+        let old = Cursor::from_bytes(
+            "k",
+            br#"{"in_progress_since":null,"committed_at":null,"polled_at":null}"#,
+        )
+        .unwrap();
         assert_eq!(old.v, 1);
     }
 
@@ -163,14 +170,29 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let mut c = Cursor::default();
         c.remember(t0, vec!["a".into()], Duration::from_secs(60));
-        c.remember(t0 + ChronoDuration::seconds(30), vec!["b".into()], Duration::from_secs(60));
+        c.remember(
+            t0 + ChronoDuration::seconds(30),
+            vec!["b".into()],
+            Duration::from_secs(60),
+        );
         assert_eq!(c.recent_ids().len(), 2);
-        c.remember(t0 + ChronoDuration::seconds(90), vec![], Duration::from_secs(60));
+        c.remember(
+            t0 + ChronoDuration::seconds(90),
+            vec![],
+            Duration::from_secs(60),
+        );
         assert_eq!(c.recent_ids(), HashSet::from(["b".to_string()]));
         let big: Vec<String> = (0..MAX_RECENT_IDS).map(|i| i.to_string()).collect();
-        c.remember(t0 + ChronoDuration::seconds(91), big, Duration::from_secs(60));
+        c.remember(
+            t0 + ChronoDuration::seconds(91),
+            big,
+            Duration::from_secs(60),
+        );
         assert_eq!(c.recent_ids().len(), MAX_RECENT_IDS);
         assert!(!c.recent_ids().contains("b"));
-        assert_eq!(short_id("6f1c2d9e-8b44-4c1a-9f3e-52a7d0c41b88"), "6f1c2d9e8b444c1a");
+        assert_eq!(
+            short_id("6f1c2d9e-8b44-4c1a-9f3e-52a7d0c41b88"),
+            "6f1c2d9e8b444c1a"
+        );
     }
 }

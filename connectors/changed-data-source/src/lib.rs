@@ -60,7 +60,8 @@ where
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, step = what, "Start-up step failed; retrying.");
                 control.report_error(format!("{what}: {e}"));
-                let wait = task::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30));
+                let wait =
+                    task::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = control.shutdown_requested() => return Err(e),
@@ -101,8 +102,33 @@ pub async fn run(
         })
         .await?;
     }
-    let stored: HashMap<String, Vec<u8>> =
-        with_retry(&control, "load cursors", || async { Ok(store.load().await?) }).await?;
+    // Exactly-once: initialise every transactional producer first. That fences the previous
+    // instance and aborts its open transactions, so the read_committed load below is not held
+    // back at their last stable offset and sees every committed cursor.
+    let mut writers: HashMap<(String, athena_client::api::changed::Feed), writer::Writer> =
+        HashMap::new();
+    if config.mode == DeliveryMode::ExactlyOnce {
+        for practice in &config.practices {
+            for feed in config.feeds.keys().copied() {
+                let txn_id = format!(
+                    "{}-{}-{}-{}",
+                    config.transactional_id_prefix,
+                    name,
+                    practice,
+                    task::feed_name(feed)
+                );
+                let w = with_retry(&control, "init transactions", || {
+                    writer::Writer::exactly_once(&env.kafka, &config.state_topic, &txn_id)
+                })
+                .await?;
+                writers.insert((practice.clone(), feed), w);
+            }
+        }
+    }
+    let stored: HashMap<String, Vec<u8>> = with_retry(&control, "load cursors", || async {
+        Ok(store.load().await?)
+    })
+    .await?;
 
     if config.manage_subscriptions {
         subscriptions::ensure(name, &config, athena, &control).await;
@@ -120,16 +146,21 @@ pub async fn run(
                     ..Default::default()
                 },
             };
+            let writer = match writers.remove(&(practice.clone(), feed)) {
+                Some(w) => w,
+                None => writer::Writer::AtLeastOnce {
+                    producer: producer.clone(),
+                    store: Box::new(store.clone()),
+                },
+            };
             let ctx = TaskSetup {
+                writer,
                 name: name.to_string(),
                 practice: practice.clone(),
                 feed,
                 config: config.clone(),
-                env: env.clone(),
                 athena: athena.clone(),
                 avro: avro.clone(),
-                producer: producer.clone(),
-                store: store.clone(),
                 cursor,
                 control: control.clone(),
             };
@@ -173,11 +204,9 @@ struct TaskSetup {
     practice: String,
     feed: athena_client::api::changed::Feed,
     config: Arc<Config>,
-    env: RunEnv,
     athena: AthenaClient,
     avro: AvroCodec,
-    producer: rdkafka::producer::FutureProducer,
-    store: KafkaCheckpointStore,
+    writer: writer::Writer,
     cursor: Cursor,
     control: TaskControl,
 }
@@ -202,24 +231,6 @@ impl TaskSetup {
                 return Err(e);
             }
         };
-        let writer = match self.config.mode {
-            DeliveryMode::AtLeastOnce => writer::Writer::AtLeastOnce {
-                producer: self.producer.clone(),
-                store: Box::new(self.store.clone()),
-            },
-            DeliveryMode::ExactlyOnce => {
-                let txn_id = format!(
-                    "{}-{}-{}-{}",
-                    self.config.transactional_id_prefix, self.name, self.practice, feed_label
-                );
-                let (kafka, state_topic) = (self.env.kafka.clone(), self.config.state_topic.clone());
-                with_retry(&self.control, "init transactions", || {
-                    let (kafka, state_topic, txn_id) = (kafka.clone(), state_topic.clone(), txn_id.clone());
-                    async move { writer::Writer::exactly_once(&kafka, &state_topic, &txn_id).await }
-                })
-                .await?
-            }
-        };
         let task = task::FeedTask {
             connector: self.name.clone(),
             practice: self.practice.clone(),
@@ -227,8 +238,10 @@ impl TaskSetup {
             config: self.config.clone(),
             codec,
             topic,
-            client: self.athena.practice(self.practice.parse::<u64>().unwrap_or_default()),
-            writer,
+            client: self
+                .athena
+                .practice(self.practice.parse::<u64>().unwrap_or_default()),
+            writer: self.writer,
             cursor: self.cursor,
             control: self.control.clone(),
             replay_seen: HashSet::new(),

@@ -127,8 +127,14 @@ mod tests {
     fn plans() {
         let all = FeedConfig::default();
         assert_eq!(plan(&status("ACTIVE", &["A", "B"]), &all), Plan::Keep);
-        assert_eq!(plan(&status("INACTIVE", &[]), &all), Plan::Subscribe(vec![None]));
-        assert_eq!(plan(&status("PARTIAL", &["A"]), &all), Plan::Subscribe(vec![None]));
+        assert_eq!(
+            plan(&status("INACTIVE", &[]), &all),
+            Plan::Subscribe(vec![None])
+        );
+        assert_eq!(
+            plan(&status("PARTIAL", &["A"]), &all),
+            Plan::Subscribe(vec![None])
+        );
         let some = FeedConfig {
             events: vec!["A".into(), "C".into()],
             ..Default::default()
@@ -142,6 +148,9 @@ mod tests {
             departments: vec!["1".into()],
             ..Default::default()
         };
-        assert_eq!(plan(&status("ACTIVE", &["A"]), &depts), Plan::Subscribe(vec![None]));
+        assert_eq!(
+            plan(&status("ACTIVE", &["A"]), &depts),
+            Plan::Subscribe(vec![None])
+        );
     }
 }

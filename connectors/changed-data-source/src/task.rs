@@ -106,8 +106,13 @@ impl FeedTask {
         let fc = self.config.feeds.get(&self.feed);
         (
             fc.map(|f| f.departments.clone()).unwrap_or_default(),
-            fc.map(|f| f.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
+            fc.map(|f| {
+                f.params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
         )
     }
 
@@ -264,7 +269,9 @@ impl FeedTask {
         let mut out = Vec::with_capacity(items.len());
         for rec in items {
             let m = self.codec.map(&ctx, rec)?;
-            if !skip.is_empty() && (skip.contains(&m.event_id) || skip.contains(&short_id(&m.event_id))) {
+            if !skip.is_empty()
+                && (skip.contains(&m.event_id) || skip.contains(&short_id(&m.event_id)))
+            {
                 continue;
             }
             out.push(m);

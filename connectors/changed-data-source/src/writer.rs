@@ -277,7 +277,8 @@ pub async fn send_all_acked(
                 error = %e,
                 "Event deliveries failed; sending them again."
             );
-            let wait = crate::task::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30));
+            let wait =
+                crate::task::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = cancel.cancelled() => {

@@ -47,8 +47,9 @@ struct Sources {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber_init();
     let args = Args::parse();
-    let root: Root = connector_core::config::load_file(&args.config, connector_core::config::ENV_PREFIX)
-        .with_context(|| format!("loading {}", args.config.display()))?;
+    let root: Root =
+        connector_core::config::load_file(&args.config, connector_core::config::ENV_PREFIX)
+            .with_context(|| format!("loading {}", args.config.display()))?;
     root.kafka.validate()?;
     root.schema_registry.validate()?;
     root.athena.validate()?;
@@ -56,7 +57,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(only) = &args.connector {
         connectors.retain(|n, _| n == only);
     }
-    anyhow::ensure!(!connectors.is_empty(), "no [sources.changed_data.*] connector to run");
+    anyhow::ensure!(
+        !connectors.is_empty(),
+        "no [sources.changed_data.*] connector to run"
+    );
     for (name, c) in &connectors {
         c.validate()
             .with_context(|| format!("in [sources.changed_data.{name}]"))?;

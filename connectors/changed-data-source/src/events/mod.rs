@@ -210,9 +210,7 @@ impl<T: FeedEvent> Typed<T> {
         let (id, version) = identify(T::ID_FIELDS, rec);
         let entity_id = id.unwrap_or_else(|| stand_in_id(&version));
         let r = Rec(rec);
-        let changed_at = r
-            .s(LAST_MODIFIED_KEYS)
-            .and_then(|s| parse_athena_time(&s));
+        let changed_at = r.s(LAST_MODIFIED_KEYS).and_then(|s| parse_athena_time(&s));
         let envelope = EventEnvelope {
             event_id: event_id(T::ENTITY_TYPE, ctx.practice_id, &entity_id, &version),
             source: SourceKind::ChangedData,

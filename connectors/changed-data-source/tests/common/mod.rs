@@ -1,0 +1,184 @@
+//! Helpers shared by the integration tests: simulator client config, connector configs,
+//! what the simulator handed out, and reading a topic to its end.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use athena_client::api::changed::Feed;
+use athena_client::{ClientConfig, Environment};
+use athena_connect_tests::Stack;
+use athena_sim::SimState;
+use changed_data_source::events;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// Practice the tests use.
+pub const PRACTICE: u64 = 195_900;
+
+/// The feeds the simulator's generator writes to.
+pub const GENERATED: &[Feed] = &[
+    Feed::Patients,
+    Feed::Appointments,
+    Feed::Problems,
+    Feed::Allergies,
+    Feed::Medications,
+    Feed::LabResults,
+    Feed::Claims,
+    Feed::Providers,
+];
+
+/// An athena client config for a simulator at `base_url`.
+pub fn athena_config(base_url: &str) -> ClientConfig {
+    let mut c = ClientConfig::new(
+        Environment::Custom(base_url.parse().expect("sim url")),
+        "sim-client",
+        "sim-secret".to_string().into(),
+    );
+    c.request_timeout = Duration::from_secs(5);
+    c.retry.base = Duration::from_millis(20);
+    c.retry.cap = Duration::from_millis(200);
+    c.rate_limit.qps = 500.0;
+    c.rate_limit.burst = 100;
+    c.rate_limit.token_requests_per_minute = 600;
+    c
+}
+
+/// The `[sources.changed_data.<name>]` table as TOML text.
+pub fn connector_toml(prefix: &str, feeds: &[Feed], extra: &str) -> String {
+    let mut s = format!(
+        "practices = [\"{PRACTICE}\"]\ntopic_prefix = \"{prefix}.\"\nstate_topic = \"{prefix}.state\"\n\
+         topic_partitions = 3\npoll_interval = \"100ms\"\nmax_poll_interval = \"400ms\"\n{extra}\n"
+    );
+    for f in feeds {
+        s.push_str(&format!(
+            "[feeds.{}]\n",
+            changed_data_source::task::feed_name(*f)
+        ));
+    }
+    s
+}
+
+/// Every row the simulator handed out (processed) on `feed`, as (event id, snapshot).
+pub fn handed_out(sim: &SimState, feed: Feed) -> Vec<(String, serde_json::Value)> {
+    let codec = events::codec_with_id(feed, 1).expect("codec");
+    sim.with_practice(PRACTICE, |p| {
+        p.feeds
+            .get(feed.path())
+            .map(|f| {
+                f.rows
+                    .iter()
+                    .filter(|r| r.processed_at.is_some())
+                    .map(|r| {
+                        (
+                            codec.event_id(&PRACTICE.to_string(), &r.snapshot),
+                            r.snapshot.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .unwrap_or_default()
+}
+
+/// Unprocessed rows on all `feeds`.
+pub fn pending(sim: &SimState, feeds: &[Feed]) -> usize {
+    feeds
+        .iter()
+        .map(|f| sim.pending_changes(PRACTICE, f.path()))
+        .sum()
+}
+
+/// Waits until every subscription of `feeds` is effective in the simulator.
+pub async fn wait_subscribed(sim: &SimState, feeds: &[Feed], timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let all = sim
+            .with_practice(PRACTICE, |p| {
+                feeds.iter().all(|f| {
+                    p.feeds
+                        .get(f.path())
+                        .is_some_and(|s| s.active.is_some() || !s.pending.is_empty())
+                })
+            })
+            .unwrap_or(false);
+        if all {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connector did not subscribe to {feeds:?} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads `topic` from the beginning to its end (read_committed), every partition.
+pub fn read_all(stack: &Stack, topic: &str) -> Vec<OwnedMessage> {
+    let kafka = stack.kafka();
+    let mut cfg = kafka.consumer_config(&athena_connect_tests::unique("reader"));
+    cfg.set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = cfg.create().expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    assert!(!parts.is_empty(), "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut eof = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while eof.len() < parts.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} did not reach its end"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(m)) => out.push(m.detach()),
+        }
+    }
+    out
+}
+
+/// The `event_id` header of a message.
+pub fn event_id(m: &OwnedMessage) -> String {
+    let h = m.headers().expect("headers");
+    connector_core::headers::get_str(h, "event_id")
+        .expect("event_id header")
+        .to_string()
+}
+
+/// Counts of each event id among `msgs`.
+pub fn id_counts(msgs: &[OwnedMessage]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for msg in msgs {
+        *m.entry(event_id(msg)).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Counts of each event id among the rows handed out.
+pub fn expected_counts(rows: &[(String, serde_json::Value)]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for (id, _) in rows {
+        *m.entry(id.clone()).or_insert(0) += 1;
+    }
+    m
+}
