@@ -98,4 +98,28 @@ impl PracticeClient {
         let v: serde_json::Value = self.client.json(&call).await?;
         de::one_or_first(v).map_err(|e| Error::decode(route, &e, true))
     }
+    /// `GET /v1/{practiceid}/patients/{patientid}/documents/clinicaldocument` — the patient's clinical
+    /// documents as raw JSON objects (ids, subclass, `originalfilename`; never the content). Safe to retry.
+    /// Used to reconcile an upload whose answer was lost.
+    pub async fn clinical_documents(
+        &self,
+        patient_id: &str,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let route = "/v1/{practiceid}/patients/{patientid}/documents/clinicaldocument";
+        let v: serde_json::Value = self
+            .client
+            .json(&self.get(
+                route,
+                &["patients", patient_id, "documents", "clinicaldocument"],
+            ))
+            .await?;
+        Ok(match v {
+            serde_json::Value::Array(a) => a,
+            serde_json::Value::Object(mut o) => match o.remove("clinicaldocuments") {
+                Some(serde_json::Value::Array(a)) => a,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        })
+    }
 }

@@ -1,0 +1,323 @@
+//! The `[sinks.write_back.<name>]` section (field docs are the user docs) and the small root
+//! config the stand-alone `write-back-sink` binary reads. Validation is pure and names the
+//! dotted key; topics are created (when allowed) by [`crate::run`], not here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use connector_core::CoreError;
+use connector_core::avro::RegistryConfig;
+use connector_core::config::Validate;
+use connector_core::dlq::DlqConfig;
+use connector_core::kafka::KafkaConfig;
+use serde::Deserialize;
+
+/// One write-back sink instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Command topics to consume. One topic per command family, several record types per topic
+    /// (TopicRecordNameStrategy subjects); producers key each command by the entity it touches
+    /// (`<practice_id>/<appointment_id or patient_id>`), which is the ordering key.
+    #[serde(default = "default_topics")]
+    pub topics: Vec<String>,
+    /// Where exactly one `CommandResult` per command is written, keyed by `command_id`.
+    #[serde(default = "default_results_topic")]
+    pub results_topic: String,
+    /// Compacted ledger topic: command outcomes and in-flight intents, keyed by `command_id`.
+    #[serde(default = "default_ledger_topic")]
+    pub ledger_topic: String,
+    /// Consumer group; default `athena-connect-write-back-<name>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// Kafka `transactional.id` of the result producer; default the group id. Give every
+    /// replica of the same sink its own (e.g. `write-back-${HOSTNAME}`).
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+    /// Commands performed against athena at the same time (different keys only: one key is
+    /// always one at a time, in order).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Commands read but not yet answered above which the sink pauses its partitions (instead
+    /// of stopping to poll, which would exceed `max.poll.interval.ms`); resumes at half.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered: usize,
+    /// athena attempts per command for transient failures (5xx, timeouts on reads) before the
+    /// command is answered FAILED. Throttling does not count: see `max_throttled_wait`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First backoff between attempts (full jitter, doubling).
+    #[serde(default = "default_backoff_base", with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Largest backoff between attempts.
+    #[serde(default = "default_backoff_cap", with = "humantime_serde")]
+    pub backoff_cap: Duration,
+    /// How long one command may keep waiting out athena throttling (403/429) before it is
+    /// answered FAILED with `RATE_LIMITED`.
+    #[serde(default = "default_max_throttled_wait", with = "humantime_serde")]
+    pub max_throttled_wait: Duration,
+    /// How often finished results and offsets are committed (one Kafka transaction each time).
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// On shutdown, how long to let commands already at athena finish before stopping (the
+    /// rest is reconciled on restart).
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Dead-letter queue for undecodable messages (Kafka Connect's `errors.deadletterqueue.*`).
+    #[serde(default)]
+    pub dlq: DlqConfig,
+    /// Create missing topics (commands, results, ledger, DLQ) at start.
+    #[serde(default = "yes")]
+    pub create_topics: bool,
+    /// Partitions for topics this sink creates.
+    #[serde(default = "default_partitions")]
+    pub topic_partitions: i32,
+    /// Card payments through athena (`collectpayment`).
+    #[serde(default)]
+    pub card_payments: CardPaymentsConfig,
+}
+
+/// Card capture through athena. **Turning this on puts this deployment in PCI DSS scope**: card
+/// numbers then travel through the command topics, this process and its hosts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardPaymentsConfig {
+    /// Accept `RecordPayment` commands carrying `card` (default false: they are REJECTED with
+    /// `CARD_PAYMENTS_DISABLED` and no call is made).
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+fn default_topics() -> Vec<String> {
+    vec![
+        "athena.cmd.patients.v1".into(),
+        "athena.cmd.appointments.v1".into(),
+        "athena.cmd.billing.v1".into(),
+    ]
+}
+fn default_results_topic() -> String {
+    "athena.cmd.results.v1".into()
+}
+fn default_ledger_topic() -> String {
+    "athena.cmd.ledger.v1".into()
+}
+fn default_max_in_flight() -> usize {
+    32
+}
+fn default_max_buffered() -> usize {
+    2000
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_backoff_base() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_backoff_cap() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_throttled_wait() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_commit_interval() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_partitions() -> i32 {
+    6
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+impl Config {
+    /// The consumer group of instance `name`.
+    pub fn group_id(&self, name: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("athena-connect-write-back-{name}"))
+    }
+    /// The `transactional.id` of instance `name`.
+    pub fn transactional_id(&self, name: &str) -> String {
+        self.transactional_id
+            .clone()
+            .unwrap_or_else(|| self.group_id(name))
+    }
+}
+
+/// Dotted prefix of this section for instance `name`, for error messages.
+fn key(name: &str, field: &str) -> String {
+    format!("sinks.write_back.{name}.{field}")
+}
+
+impl Config {
+    /// Like [`Validate::validate`], naming the instance in the dotted key.
+    pub fn validate_named(&self, name: &str) -> Result<(), CoreError> {
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(CoreError::config(
+                key(name, "topics"),
+                "must list at least one non-empty topic",
+            ));
+        }
+        for (field, t) in [
+            ("results_topic", &self.results_topic),
+            ("ledger_topic", &self.ledger_topic),
+        ] {
+            if t.trim().is_empty() {
+                return Err(CoreError::config(key(name, field), "must not be empty"));
+            }
+            if self.topics.contains(t) {
+                return Err(CoreError::config(
+                    key(name, field),
+                    "must differ from the command topics",
+                ));
+            }
+        }
+        if self.results_topic == self.ledger_topic {
+            return Err(CoreError::config(
+                key(name, "ledger_topic"),
+                "must differ from results_topic",
+            ));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 10_000 {
+            return Err(CoreError::config(
+                key(name, "max_in_flight"),
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.max_buffered < self.max_in_flight {
+            return Err(CoreError::config(
+                key(name, "max_buffered"),
+                "must be at least max_in_flight",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(CoreError::config(
+                key(name, "max_attempts"),
+                "must be at least 1",
+            ));
+        }
+        if self.backoff_base.is_zero() || self.backoff_cap < self.backoff_base {
+            return Err(CoreError::config(
+                key(name, "backoff_cap"),
+                "backoff_base must be positive and backoff_cap at least backoff_base",
+            ));
+        }
+        if self.commit_interval < Duration::from_millis(10) {
+            return Err(CoreError::config(
+                key(name, "commit_interval"),
+                "must be at least 10ms",
+            ));
+        }
+        if self.topic_partitions < 1 {
+            return Err(CoreError::config(
+                key(name, "topic_partitions"),
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.validate_named("<name>")
+    }
+}
+
+/// The root file of the stand-alone `write-back-sink` binary: the shared sections plus
+/// `[sinks.write_back.<name>]` tables. (`athena-connect run` reads the same sections.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootConfig {
+    /// How to reach Kafka.
+    pub kafka: KafkaConfig,
+    /// How to reach the schema registry.
+    pub schema_registry: RegistryConfig,
+    /// The athena client (credentials, rate limits, retries).
+    pub athena: athena_client::ClientConfig,
+    /// Connector instances; only `write_back` is read here.
+    pub sinks: Sinks,
+}
+
+/// `[sinks]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sinks {
+    /// `[sinks.write_back.<name>]` instances.
+    #[serde(default)]
+    pub write_back: BTreeMap<String, Config>,
+}
+
+impl Validate for RootConfig {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.kafka.validate()?;
+        self.schema_registry.validate()?;
+        self.athena
+            .validate()
+            .map_err(|e| CoreError::config("athena", e.to_string()))?;
+        if self.sinks.write_back.is_empty() {
+            return Err(CoreError::config(
+                "sinks.write_back",
+                "must define at least one instance",
+            ));
+        }
+        for (name, c) in &self.sinks.write_back {
+            c.validate_named(name)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_errors_name_the_key() {
+        let c = Config::default();
+        c.validate_named("main").unwrap();
+        assert_eq!(c.group_id("main"), "athena-connect-write-back-main");
+        assert!(!c.card_payments.enabled);
+
+        let bad = Config {
+            max_in_flight: 0,
+            ..Default::default()
+        };
+        let e = bad.validate_named("main").unwrap_err().to_string();
+        assert!(e.contains("sinks.write_back.main.max_in_flight"), "{e}");
+
+        let mut bad = Config::default();
+        bad.results_topic = bad.topics[0].clone();
+        let e = bad.validate_named("x").unwrap_err().to_string();
+        assert!(e.contains("sinks.write_back.x.results_topic"), "{e}");
+
+        let e = toml::from_str::<Config>("nope = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let text = include_str!("../../../deploy/write-back-sink.example.toml");
+        let env: BTreeMap<String, String> = [
+            ("ATHENA_CLIENT_ID".to_string(), "id".to_string()),
+            ("ATHENA_CLIENT_SECRET".to_string(), "secret".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let root: RootConfig =
+            connector_core::config::load_str(text, &env, "ATHENA_CONNECT").unwrap();
+        root.validate().unwrap();
+        assert!(root.sinks.write_back.contains_key("main"));
+    }
+}

@@ -1,0 +1,38 @@
+//! This crate's one error type and its mapping to [`ErrorClass`]. Only fatal conditions leave
+//! [`crate::run`] as an `Err`: everything a single command can run into becomes that command's
+//! `CommandResult` (or a dead letter) instead.
+
+use connector_core::{CoreError, ErrorClass};
+
+/// Everything that can stop the write-back sink.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid configuration; `key` is the dotted key. Class: Fatal.
+    #[error("{key}: {message}")]
+    Config {
+        /// Dotted config key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Kafka, registry or schema plumbing failed. Class: that error's class.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The athena client refused to work (bad credentials, configuration). Class: Fatal.
+    #[error("athena: {0}")]
+    Athena(#[from] athena_client::Error),
+    /// A Kafka transaction could not be committed and cannot be retried (fenced by a newer
+    /// instance with the same `transactional_id`, or a fatal producer error). Class: Fatal.
+    #[error("transaction failed: {0}")]
+    Transaction(String),
+}
+
+impl Error {
+    /// The one mapping from error to class.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Config { .. } | Error::Transaction(_) | Error::Athena(_) => ErrorClass::Fatal,
+            Error::Core(e) => e.class(),
+        }
+    }
+}

@@ -1,0 +1,793 @@
+//! The sink's consume loop: ordering, bounded concurrency, transactions, dead letters.
+//!
+//! Invariants (see `docs/connectors/write-back-sink.md`):
+//! - **Per key in order.** Commands with the same Kafka key (on one partition) run one at a
+//!   time in offset order; different keys run concurrently, at most `max_in_flight` athena
+//!   commands at once. A stuck key blocks only itself.
+//! - **Results, ledger and offsets in one transaction.** A finished command's `CommandResult`,
+//!   its ledger `done` record and the consumer offset after it are committed in one Kafka
+//!   transaction, and only for a *contiguous* prefix of each partition: a result waits until
+//!   every earlier offset of its partition is finished too. So a committed offset always means
+//!   "every command before it has its result on Kafka", and a result is never published for a
+//!   message whose offset is not committed with it: after a crash no result is repeated.
+//! - **No blocking past `max.poll.interval.ms`.** When `max_buffered` commands are read but not
+//!   committed, the partitions are paused (and resumed at half); the loop keeps polling.
+//! - **Poison messages** go to the DLQ byte for byte (acknowledged before their offset is
+//!   committed) and the partition moves on.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use connector_core::avro::{AvroCodec, Encoder};
+use connector_core::contracts::{CommandResult, CommandStatus, TimestampMillis};
+use connector_core::dlq::{DeadLetterQueue, Stage};
+use connector_core::kafka::{TopicSpec, ensure_topics};
+use connector_core::metrics::{CommandLabels, ConnectorLabels};
+use connector_core::runtime::{RunEnv, TaskControl, TaskState};
+use connector_core::{CoreError, ErrorClass, headers};
+use parking_lot::Mutex;
+use rdkafka::ClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::{Semaphore, mpsc};
+use tracing::Instrument;
+
+use crate::apply::{Executor, Outcome};
+use crate::commands::{Command, CommandDecoder};
+use crate::config::Config;
+use crate::error::Error;
+use crate::ledger::{Ledger, LedgerEntry, Position};
+
+type Tp = (Arc<str>, i32);
+type KeyId = (Tp, Vec<u8>);
+/// (assigned?, partitions) as reported by a rebalance callback.
+type RebalanceEvent = (bool, Vec<(String, i32)>);
+
+/// A record to produce inside the next transaction.
+#[derive(Debug, Clone)]
+struct OutRecord {
+    topic: String,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+}
+
+/// Read-but-uncommitted commands of one partition, by offset; `Some` once finished.
+#[derive(Debug, Default)]
+struct PartState {
+    epoch: u64,
+    slots: BTreeMap<i64, Option<Vec<OutRecord>>>,
+}
+
+struct Job {
+    tp: Tp,
+    epoch: u64,
+    key: KeyId,
+    msg: OwnedMessage,
+    command: Command,
+    received_at: TimestampMillis,
+}
+
+enum Done {
+    Finished {
+        tp: Tp,
+        epoch: u64,
+        offset: i64,
+        key: Option<KeyId>,
+        records: Vec<OutRecord>,
+    },
+    Fatal(Error),
+}
+
+/// Records assignment changes for the loop (callbacks run inside librdkafka's poll).
+#[derive(Default)]
+struct Ctx {
+    events: Mutex<Vec<RebalanceEvent>>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        let list = |tpl: &TopicPartitionList| {
+            tpl.elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect::<Vec<_>>()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => self.events.lock().push((true, list(tpl))),
+            Rebalance::Revoke(tpl) => self.events.lock().push((false, list(tpl))),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "Rebalance error."),
+        }
+    }
+}
+
+/// Everything a worker needs, shared.
+struct Shared {
+    name: String,
+    executor: Executor,
+    ledger: Arc<Ledger>,
+    encoder: Encoder<CommandResult>,
+    results_topic: String,
+    permits: Semaphore,
+    done_tx: mpsc::UnboundedSender<Done>,
+}
+
+/// Runs the sink until shutdown; see the module docs.
+pub async fn run(
+    name: &str,
+    config: &Config,
+    env: &RunEnv,
+    athena: &athena_client::AthenaClient,
+    control: TaskControl,
+) -> Result<(), Error> {
+    config.validate_named(name)?;
+    let config = Arc::new(config.clone());
+    let kafka = &env.kafka;
+    let group = config.group_id(name);
+
+    if config.create_topics {
+        let admin = kafka.build_admin()?;
+        let mut specs: Vec<TopicSpec> = config
+            .topics
+            .iter()
+            .map(|t| TopicSpec::new(t, config.topic_partitions))
+            .collect();
+        specs.push(TopicSpec::new(
+            &config.results_topic,
+            config.topic_partitions,
+        ));
+        let dlq_probe =
+            DeadLetterQueue::new(kafka.build_producer()?, config.dlq.clone(), name, "0");
+        let mut dlq_topics: Vec<String> = config
+            .topics
+            .iter()
+            .map(|t| dlq_probe.topic_for(t))
+            .collect();
+        dlq_topics.dedup();
+        specs.extend(dlq_topics.into_iter().map(|t| TopicSpec::new(t, 1)));
+        ensure_topics(&admin, kafka.replication_factor, &specs).await?;
+    }
+
+    // Intents and dead letters: acknowledged one by one, so no linger.
+    let mut pc = kafka.producer_config();
+    pc.set("linger.ms", "0");
+    let plain: FutureProducer = pc.create().map_err(|source| CoreError::Kafka {
+        operation: "create producer",
+        source,
+    })?;
+    let ledger = Arc::new(Ledger::open(kafka, &config.ledger_topic, plain.clone()).await?);
+    let loaded = ledger.load().await?;
+    tracing::info!(
+        connector = name,
+        entries = loaded,
+        "Loaded the command ledger."
+    );
+    let dlq = DeadLetterQueue::new(plain.clone(), config.dlq.clone(), name, "0");
+
+    let codec = AvroCodec::new(env.registry.clone())?;
+    let encoder = codec
+        .encoder::<CommandResult>(&config.results_topic)
+        .await?;
+    let decoder = CommandDecoder::new(&env.registry)?;
+
+    let txp = kafka.build_transactional_producer(&config.transactional_id(name))?;
+    {
+        let txp = txp.clone();
+        tokio::task::spawn_blocking(move || txp.init_transactions(Duration::from_secs(60)))
+            .await
+            .map_err(|e| Error::Transaction(format!("init task: {e}")))?
+            .map_err(|e| Error::Transaction(format!("init_transactions: {e}")))?;
+    }
+
+    let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
+        kafka
+            .consumer_config(&group)
+            .create_with_context(Ctx::default())
+            .map_err(|source| CoreError::Kafka {
+                operation: "create consumer",
+                source,
+            })?,
+    );
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|source| CoreError::Kafka {
+            operation: "subscribe",
+            source,
+        })?;
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        name: name.to_string(),
+        executor: Executor::new(athena.clone(), ledger.clone(), config.clone()),
+        ledger: ledger.clone(),
+        encoder,
+        results_topic: config.results_topic.clone(),
+        permits: Semaphore::new(config.max_in_flight),
+        done_tx,
+    });
+
+    let mut st = LoopState {
+        parts: HashMap::new(),
+        keys: HashMap::new(),
+        epoch: 0,
+        buffered: 0,
+        running: 0,
+        paused: false,
+        newly_assigned: false,
+    };
+    control.set_state(TaskState::Running);
+    tracing::info!(connector = name, group = %group, "Write-back sink running.");
+    let mut tick = tokio::time::interval(config.commit_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let result: Result<(), Error> = loop {
+        if control.is_shutdown() {
+            break Ok(());
+        }
+        if let Err(e) = st.rebalance(&consumer, &ledger).await {
+            break Err(e);
+        }
+        // Pause rather than stop polling (max.poll.interval.ms); resume at half (hysteresis).
+        let want_pause = st.buffered >= config.max_buffered || control.is_paused();
+        let release = st.buffered <= config.max_buffered / 2 && !control.is_paused();
+        if want_pause && (!st.paused || st.newly_assigned) {
+            if !st.paused {
+                tracing::info!(
+                    connector = name,
+                    buffered = st.buffered,
+                    "Pausing partitions."
+                );
+            }
+            st.set_paused(&consumer, true);
+        } else if st.paused && release {
+            st.set_paused(&consumer, false);
+        }
+        st.newly_assigned = false;
+        tokio::select! {
+            biased;
+            _ = control.shutdown_requested() => break Ok(()),
+            d = done_rx.recv() => match d {
+                Some(Done::Fatal(e)) => break Err(e),
+                Some(Done::Finished { tp, epoch, offset, key, records }) => {
+                    st.finish(&tp, epoch, offset, records);
+                    if let Some(key) = key {
+                        st.next_for_key(&key, &shared);
+                    }
+                }
+                None => break Err(Error::Transaction("completion channel closed".into())),
+            },
+            _ = tick.tick() => {
+                if let Err(e) = st.flush(&txp, &consumer, name).await {
+                    control.report_error(e.to_string());
+                    if e.class() == ErrorClass::Fatal {
+                        break Err(e);
+                    }
+                }
+            }
+            m = consumer.recv() => match m {
+                Ok(m) => {
+                    let msg = m.detach();
+                    if let Err(e) = st.accept(msg, &decoder, &dlq, &shared, &control).await {
+                        break Err(e);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(connector = name, error = %e, "Kafka consume error; continuing.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    };
+
+    // Let commands already at athena finish (bounded), commit what is contiguous, stop.
+    let deadline = Instant::now() + config.shutdown_grace;
+    while result.is_ok() && st.running > 0 && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(200), done_rx.recv()).await {
+            Ok(Some(Done::Finished {
+                tp,
+                epoch,
+                offset,
+                key,
+                records,
+            })) => {
+                st.finish(&tp, epoch, offset, records);
+                if let Some(key) = key {
+                    // Finish the key's current command only; queued ones wait for the restart.
+                    if let Some(q) = st.keys.get_mut(&key) {
+                        q.clear();
+                    }
+                    st.keys.remove(&key);
+                }
+            }
+            Ok(Some(Done::Fatal(e))) => {
+                tracing::error!(connector = name, error = %e, "Fatal error while stopping.");
+                break;
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    if result.is_ok()
+        && let Err(e) = st.flush(&txp, &consumer, name).await
+    {
+        tracing::warn!(connector = name, error = %e, "Final commit failed; the commands will be reconciled on restart.");
+    }
+    match &result {
+        Ok(()) => control.set_state(TaskState::Stopped),
+        Err(e) => {
+            control.report_error(e.to_string());
+            control.set_state(TaskState::Failed);
+        }
+    }
+    consumer.unsubscribe();
+    result
+}
+
+struct LoopState {
+    parts: HashMap<Tp, PartState>,
+    /// A key is present while a worker runs for it; the deque holds its queued jobs.
+    keys: HashMap<KeyId, VecDeque<Job>>,
+    epoch: u64,
+    buffered: usize,
+    running: usize,
+    paused: bool,
+    /// Partitions were assigned since the last pause check (they start unpaused).
+    newly_assigned: bool,
+}
+
+impl LoopState {
+    fn set_paused(&mut self, consumer: &StreamConsumer<Ctx>, pause: bool) {
+        let Ok(assignment) = consumer.assignment() else {
+            return;
+        };
+        let r = if pause {
+            consumer.pause(&assignment)
+        } else {
+            consumer.resume(&assignment)
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "Could not pause/resume partitions.");
+        } else {
+            if self.paused && !pause {
+                tracing::info!(buffered = self.buffered, "Resuming partitions.");
+            }
+            self.paused = pause;
+        }
+    }
+
+    async fn rebalance(
+        &mut self,
+        consumer: &StreamConsumer<Ctx>,
+        ledger: &Ledger,
+    ) -> Result<(), Error> {
+        let events: Vec<_> = std::mem::take(&mut *consumer.context().events.lock());
+        let mut assigned = false;
+        for (assign, list) in events {
+            for (topic, partition) in list {
+                let tp: Tp = (Arc::from(topic.as_str()), partition);
+                if assign {
+                    assigned = true;
+                    self.epoch += 1;
+                    self.drop_partition(&tp);
+                    self.parts.insert(
+                        tp,
+                        PartState {
+                            epoch: self.epoch,
+                            slots: BTreeMap::new(),
+                        },
+                    );
+                } else {
+                    // Work in flight for it is dropped when it completes (epoch mismatch); its
+                    // intent records let the next owner reconcile instead of re-sending.
+                    self.drop_partition(&tp);
+                }
+            }
+        }
+        if assigned {
+            self.newly_assigned = true;
+            // Another owner may have finished or started commands of these partitions.
+            let n = ledger.load().await?;
+            tracing::info!(
+                entries = n,
+                "Reloaded the command ledger after an assignment."
+            );
+        }
+        Ok(())
+    }
+
+    fn drop_partition(&mut self, tp: &Tp) {
+        if let Some(p) = self.parts.remove(tp) {
+            self.buffered -= p.slots.len();
+        }
+        for (k, q) in self.keys.iter_mut() {
+            if &k.0 == tp {
+                q.clear();
+            }
+        }
+    }
+
+    async fn accept(
+        &mut self,
+        msg: OwnedMessage,
+        decoder: &CommandDecoder,
+        dlq: &DeadLetterQueue,
+        shared: &Arc<Shared>,
+        control: &TaskControl,
+    ) -> Result<(), Error> {
+        let tp: Tp = (Arc::from(msg.topic()), msg.partition());
+        let offset = msg.offset();
+        if !self.parts.contains_key(&tp) {
+            // Assignment callback not seen yet (first messages): start an epoch now.
+            self.epoch += 1;
+            self.parts.insert(
+                tp.clone(),
+                PartState {
+                    epoch: self.epoch,
+                    slots: BTreeMap::new(),
+                },
+            );
+        }
+        let part = self.parts.get_mut(&tp).expect("inserted above");
+        if part.slots.contains_key(&offset) {
+            return Ok(()); // Re-fetched after a pause: already being handled.
+        }
+        let epoch = part.epoch;
+        part.slots.insert(offset, None);
+        self.buffered += 1;
+        let received_at = TimestampMillis::now();
+
+        let decoded = loop {
+            let r = match msg.payload() {
+                Some(p) if !p.is_empty() => decoder.decode(p).await,
+                _ => Err(CoreError::NotWireFormat("empty message".into())),
+            };
+            match r {
+                Err(e) if e.class() == ErrorClass::Retriable => {
+                    tracing::warn!(error = %e, "Schema registry unavailable; retrying the decode.");
+                    control.report_error("schema registry unavailable");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if control.is_shutdown() {
+                        return Ok(());
+                    }
+                }
+                other => break other,
+            }
+        };
+        match decoded {
+            Err(e) => {
+                tracing::warn!(connector = %shared.name, topic = %tp.0, partition = tp.1, offset,
+                    error = %connector_core::dlq::redact(&e.to_string()), "Undecodable command; sending it to the dead-letter queue.");
+                let dlq = dlq.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let mut n = 0u32;
+                    loop {
+                        match dlq.send(&msg, &e, Stage::ValueConverter).await {
+                            Ok(()) => break,
+                            Err(err) => {
+                                n += 1;
+                                tracing::warn!(error = %err, attempt = n, "Dead-letter produce failed; retrying.");
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                        }
+                    }
+                    connector_core::metrics::global()
+                        .dlq_produce_requests
+                        .get_or_create(&ConnectorLabels {
+                            connector: shared.name.clone(),
+                        })
+                        .inc();
+                    let _ = shared.done_tx.send(Done::Finished {
+                        tp,
+                        epoch,
+                        offset,
+                        key: None,
+                        records: Vec::new(),
+                    });
+                });
+            }
+            Ok(command) => {
+                let key_bytes = msg
+                    .key()
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_else(|| command.command_id().as_bytes().to_vec());
+                let key: KeyId = (tp.clone(), key_bytes);
+                let job = Job {
+                    tp,
+                    epoch,
+                    key: key.clone(),
+                    msg,
+                    command,
+                    received_at,
+                };
+                match self.keys.get_mut(&key) {
+                    Some(q) => q.push_back(job),
+                    None => {
+                        self.keys.insert(key, VecDeque::new());
+                        self.spawn(job, shared);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, job: Job, shared: &Arc<Shared>) {
+        self.running += 1;
+        let shared = shared.clone();
+        let span = tracing::info_span!("write_back.command",
+            command_id = %job.command.command_id(), command = job.command.type_name(),
+            partition = job.tp.1, offset = job.msg.offset());
+        if let Some(h) = job.msg.headers() {
+            headers::continue_trace(&span, h);
+        }
+        tokio::spawn(
+            async move {
+                let done = match work(&shared, &job).await {
+                    Ok(records) => Done::Finished {
+                        tp: job.tp.clone(),
+                        epoch: job.epoch,
+                        offset: job.msg.offset(),
+                        key: Some(job.key.clone()),
+                        records,
+                    },
+                    Err(e) => Done::Fatal(e),
+                };
+                let _ = shared.done_tx.send(done);
+            }
+            .instrument(span),
+        );
+    }
+
+    fn next_for_key(&mut self, key: &KeyId, shared: &Arc<Shared>) {
+        self.running = self.running.saturating_sub(1);
+        let next = self.keys.get_mut(key).and_then(VecDeque::pop_front);
+        match next {
+            Some(job) => self.spawn(job, shared),
+            None => {
+                self.keys.remove(key);
+            }
+        }
+    }
+
+    fn finish(&mut self, tp: &Tp, epoch: u64, offset: i64, records: Vec<OutRecord>) {
+        if let Some(p) = self.parts.get_mut(tp)
+            && p.epoch == epoch
+            && let Some(slot) = p.slots.get_mut(&offset)
+        {
+            *slot = Some(records);
+        }
+    }
+
+    /// Commits the finished contiguous prefix of every partition in one transaction.
+    async fn flush(
+        &mut self,
+        txp: &FutureProducer,
+        consumer: &Arc<StreamConsumer<Ctx>>,
+        name: &str,
+    ) -> Result<(), Error> {
+        let mut records = Vec::new();
+        let mut offsets = TopicPartitionList::new();
+        let mut taken: Vec<(Tp, i64)> = Vec::new();
+        for (tp, p) in &self.parts {
+            let mut last = None;
+            for (off, slot) in &p.slots {
+                match slot {
+                    Some(r) => {
+                        records.extend(r.iter().cloned());
+                        last = Some(*off);
+                    }
+                    None => break,
+                }
+            }
+            if let Some(off) = last {
+                offsets
+                    .add_partition_offset(&tp.0, tp.1, Offset::Offset(off + 1))
+                    .map_err(|e| Error::Transaction(e.to_string()))?;
+                taken.push((tp.clone(), off));
+            }
+        }
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let txp2 = txp.clone();
+        let consumer2 = consumer.clone();
+        let n_records = records.len();
+        let r = tokio::task::spawn_blocking(move || {
+            commit_batch(&txp2, &consumer2, &records, &offsets)
+        })
+        .await
+        .map_err(|e| Error::Transaction(format!("commit task: {e}")))?;
+        match r {
+            Ok(()) => {
+                for (tp, off) in taken {
+                    if let Some(p) = self.parts.get_mut(&tp) {
+                        let rest = p.slots.split_off(&(off + 1));
+                        self.buffered -= p.slots.len();
+                        p.slots = rest;
+                    }
+                }
+                connector_core::metrics::global()
+                    .sink_offset_commits
+                    .get_or_create(&ConnectorLabels {
+                        connector: name.to_string(),
+                    })
+                    .inc();
+                tracing::debug!(records = n_records, "Committed results and offsets.");
+                Ok(())
+            }
+            Err(e) => {
+                let fatal = match &e {
+                    KafkaError::Transaction(t) => {
+                        t.is_fatal()
+                            || matches!(
+                                t.code(),
+                                RDKafkaErrorCode::ProducerFenced
+                                    | RDKafkaErrorCode::InvalidProducerEpoch
+                                    | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                            )
+                    }
+                    _ => false,
+                };
+                if fatal {
+                    Err(Error::Transaction(e.to_string()))
+                } else {
+                    // Aborted; the same (recomputed) batch is tried again at the next tick.
+                    tracing::warn!(error = %e, "Result transaction aborted; retrying.");
+                    Err(Error::Core(CoreError::Kafka {
+                        operation: "commit results",
+                        source: e,
+                    }))
+                }
+            }
+        }
+    }
+}
+
+/// One transaction: every record, then the offsets, then commit; abort on any failure.
+fn commit_batch(
+    txp: &FutureProducer,
+    consumer: &StreamConsumer<Ctx>,
+    records: &[OutRecord],
+    offsets: &TopicPartitionList,
+) -> Result<(), KafkaError> {
+    let timeout = Duration::from_secs(30);
+    txp.begin_transaction()?;
+    let r = (|| {
+        for r in records {
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic)
+                .key(&r.key[..])
+                .payload(&r.payload[..]);
+            if let Some(h) = &r.headers {
+                rec = rec.headers(h.clone());
+            }
+            loop {
+                match txp.send_result(rec) {
+                    Ok(_delivery) => break, // commit_transaction flushes and fails on any error
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        rec = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        let gm = consumer
+            .group_metadata()
+            .ok_or(KafkaError::MessageProduction(RDKafkaErrorCode::State))?;
+        txp.send_offsets_to_transaction(offsets, &gm, timeout)?;
+        txp.commit_transaction(timeout)
+    })();
+    if r.is_err() {
+        let _ = txp.abort_transaction(timeout);
+    }
+    r
+}
+
+/// Handles one decoded command; returns the records of its transaction (ledger, result).
+async fn work(shared: &Shared, job: &Job) -> Result<Vec<OutRecord>, Error> {
+    let _permit = shared
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| Error::Transaction("worker pool closed".into()))?;
+    let cmd = &job.command;
+    let position = Position {
+        topic: job.tp.0.to_string(),
+        partition: job.tp.1,
+        offset: job.msg.offset(),
+    };
+    let outcome = match shared.ledger.get(cmd.command_id()) {
+        Some(LedgerEntry::Done { position: p, .. }) if p == position => {
+            // This very message already has its result (cannot normally happen: the offset is
+            // committed with it). Publish nothing.
+            return Ok(Vec::new());
+        }
+        Some(LedgerEntry::Done { result, .. }) => Outcome {
+            status: CommandStatus::Duplicate,
+            athena_ids: result.athena_ids.clone(),
+            error: None,
+            attempts: 0,
+        },
+        _ => shared.executor.execute(cmd, &position).await?,
+    };
+    let result = CommandResult {
+        command_id: cmd.command_id().to_string(),
+        command_type: cmd.type_name().to_string(),
+        practice_id: cmd.practice_id().to_string(),
+        correlation_id: cmd.correlation_id().map(str::to_owned),
+        status: outcome.status,
+        athena_ids: outcome.athena_ids,
+        error: outcome.error,
+        attempts: outcome.attempts,
+        received_at: job.received_at,
+        completed_at: TimestampMillis::now(),
+    };
+    let m = connector_core::metrics::global();
+    let outcome_label = match result.status {
+        CommandStatus::Applied => "applied",
+        CommandStatus::Duplicate => "duplicate",
+        CommandStatus::Rejected => "rejected",
+        CommandStatus::Failed => "failed",
+    };
+    m.sink_commands
+        .get_or_create(&CommandLabels {
+            connector: shared.name.clone(),
+            command: cmd.type_name().to_string(),
+            outcome: outcome_label.to_string(),
+        })
+        .inc();
+    m.sink_command_latency_seconds
+        .get_or_create(&ConnectorLabels {
+            connector: shared.name.clone(),
+        })
+        .observe((result.completed_at.0 - result.received_at.0).max(0) as f64 / 1000.0);
+    tracing::info!(
+        status = outcome_label,
+        attempts = result.attempts,
+        error_code = result.error.as_ref().map(|e| e.code.as_str()).unwrap_or(""),
+        "Command finished."
+    );
+
+    let payload = shared.encoder.encode(&result)?;
+    let mut out = Vec::with_capacity(2);
+    let is_new = result.status != CommandStatus::Duplicate
+        || !matches!(
+            shared.ledger.get(cmd.command_id()),
+            Some(LedgerEntry::Done { .. })
+        );
+    if is_new {
+        let entry = LedgerEntry::Done {
+            position,
+            result: result.clone(),
+        };
+        out.push(OutRecord {
+            topic: shared.ledger.topic().to_string(),
+            key: cmd.command_id().as_bytes().to_vec(),
+            payload: Ledger::encode(&entry),
+            headers: None,
+        });
+        shared.ledger.remember(cmd.command_id(), entry);
+    }
+    let mut h = headers::inject_current_trace(OwnedHeaders::new());
+    h = headers::with_str(h, "athena.command.type", cmd.type_name());
+    out.push(OutRecord {
+        topic: shared.results_topic.clone(),
+        key: cmd.command_id().as_bytes().to_vec(),
+        payload,
+        headers: Some(h),
+    });
+    Ok(out)
+}
