@@ -1,0 +1,618 @@
+//! FHIR push on the real broker and registry, against the simulator's push platform.
+//!
+//! - forged, unsigned and wrongly signed notifications get 401 and nothing reaches Kafka;
+//! - the whole connector (`run`): subscriptions created from config, a simulated change pushed,
+//!   signed, made durable, inflated into a `PatientChanged` with the shared event id;
+//! - the receiver *process* killed after Kafka acknowledged but before it answered: the
+//!   simulator retries, and after dedup exactly one event comes out;
+//! - Kafka unreachable (the receiver's bootstrap goes through a TCP proxy the test stops): no
+//!   2xx, then once the proxy is back the retried notification lands, nothing lost.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use athena_client::{AthenaClient, ClientConfig, Environment};
+use athena_connect_tests::{Stack, unique};
+use athena_sim::{NewPatient, RunningSim, SimConfig};
+use connector_core::avro::AvroCodec;
+use connector_core::contracts::{PatientChanged, SourceKind};
+use connector_core::runtime::RunEnv;
+use connector_core::{Secret, kafka::KafkaConfig};
+use fhir_push::adapter::{AthenaAdapter, PushAdapter, SubscriptionSpec};
+use fhir_push::inflate::Inflater;
+use fhir_push::signature::sign;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use secrecy::SecretString;
+
+const PRACTICE: u64 = 195_900;
+const SECRET: &str = "test-shared-secret-0123456789";
+
+fn athena(sim: &RunningSim) -> AthenaClient {
+    let mut c = ClientConfig::new(
+        Environment::Custom(sim.base_url.parse().unwrap()),
+        "sim-client",
+        SecretString::from("sim-secret"),
+    );
+    c.request_timeout = Duration::from_secs(5);
+    c.rate_limit.qps = 200.0;
+    c.rate_limit.burst = 50;
+    c.rate_limit.token_requests_per_minute = 60;
+    AthenaClient::new(c).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn high_watermark(kafka: &KafkaConfig, topic: &str) -> i64 {
+    let c: BaseConsumer = kafka.consumer_config(&unique("wm")).create().unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum()
+}
+
+fn config(stack: &Stack, port: u16) -> (fhir_push::Config, RunEnv) {
+    let mut c = fhir_push::Config::new(
+        PRACTICE,
+        Secret::new(SECRET),
+        format!("http://127.0.0.1:{port}/notifications"),
+    );
+    c.listen = format!("127.0.0.1:{port}");
+    c.notifications_topic = unique("push.notifications");
+    c.notifications_partitions = 2;
+    c.patients_topic = Some(unique("patients"));
+    c.appointments_topic = Some(unique("appointments"));
+    c.fhir_resources_topic = Some(unique("fhir"));
+    c.group_id = Some(unique("inflate"));
+    c.subscription_topics = vec!["Patient.create".into(), "Patient.update".into()];
+    let mut registry = stack.registry();
+    registry.auto_register = true;
+    let env = RunEnv {
+        kafka: stack.kafka(),
+        registry,
+    };
+    (c, env)
+}
+
+async fn codec(env: &RunEnv) -> AvroCodec {
+    AvroCodec::new(env.registry.clone()).unwrap()
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn bundle(event_id: &str, patient: &str) -> String {
+    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
+        "resourceType": "SubscriptionStatus", "type": "event-notification",
+        "subscription": {"reference": "Subscription/s1"},
+        "topic": "https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/Patient.update",
+        "notificationEvent": [{"id": event_id, "eventNumber": "1",
+            "focus": {"reference": format!("Patient/a-{PRACTICE}.E-{patient}")}}]}}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn forged_unsigned_and_wrongly_signed_get_401_and_nothing_reaches_kafka() {
+    let stack = Stack::get().await;
+    let topic = unique("push.notifications");
+    stack.create_topic(&topic, 1).await;
+    let kafka = stack.kafka();
+    let adapter: Arc<dyn PushAdapter> = Arc::new(AthenaAdapter::new(Secret::new(SECRET)));
+    let gap = Arc::new(fhir_push::gap::GapMonitor::new(
+        "t",
+        Duration::from_secs(60),
+    ));
+    let state = fhir_push::receiver::ReceiverState::new(
+        "t",
+        adapter,
+        kafka.build_producer().unwrap(),
+        topic.clone(),
+        Duration::from_millis(1500),
+        gap,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = fhir_push::receiver::router(state, 64 * 1024);
+    tokio::spawn(fhir_push::receiver::serve(
+        listener,
+        app,
+        std::future::pending(),
+    ));
+    let url = format!("http://{addr}/notifications");
+    let http = reqwest::Client::new();
+    let body = bundle("e-1", "1");
+    let other = bundle("e-2", "1");
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("unsigned", None, &body),
+        (
+            "forged with another key",
+            Some(sign(b"not-the-secret", body.as_bytes())),
+            &body,
+        ),
+        // A captured signature replayed over a different body.
+        (
+            "replayed signature",
+            Some(sign(SECRET.as_bytes(), other.as_bytes())),
+            &body,
+        ),
+        ("garbage header", Some("sha256=00ff".into()), &body),
+        (
+            "other method",
+            Some(sign(SECRET.as_bytes(), body.as_bytes()).replace("sha256", "sha1")),
+            &body,
+        ),
+    ];
+    for (what, sig, b) in cases {
+        let mut rb = http.post(&url).body(b.to_string());
+        if let Some(s) = sig {
+            rb = rb.header("X-Hub-Signature", s);
+        }
+        let status = rb.send().await.unwrap().status().as_u16();
+        assert_eq!(status, 401, "{what}");
+    }
+    // Re-serialised JSON (whitespace differs) with the original signature is refused too.
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&body).unwrap())
+            .unwrap();
+    let status = http
+        .post(&url)
+        .header("X-Hub-Signature", sign(SECRET.as_bytes(), body.as_bytes()))
+        .body(pretty)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 401);
+    // Over the body limit: 413, nothing produced.
+    let big = "x".repeat(70 * 1024);
+    let status = http
+        .post(&url)
+        .header("X-Hub-Signature", sign(SECRET.as_bytes(), big.as_bytes()))
+        .body(big)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 413);
+    assert_eq!(high_watermark(&kafka, &topic), 0, "nothing reached Kafka");
+    // A heartbeat is acknowledged without producing.
+    let hb = r#"{"resourceType":"Bundle","type":"history","entry":[{"resource":{"resourceType":"SubscriptionStatus","type":"heartbeat"}}]}"#;
+    let status = http
+        .post(&url)
+        .header("X-Hub-Signature", sign(SECRET.as_bytes(), hb.as_bytes()))
+        .body(hb)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(high_watermark(&kafka, &topic), 0);
+    // The correctly signed one is accepted and is the only record.
+    let status = http
+        .post(&url)
+        .header("X-Hub-Signature", sign(SECRET.as_bytes(), body.as_bytes()))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(high_watermark(&kafka, &topic), 1);
+    let got = stack.consume(&topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(
+        got[0].payload().unwrap(),
+        body.as_bytes(),
+        "stored byte for byte"
+    );
+}
+
+#[tokio::test]
+async fn connector_subscribes_receives_and_inflates_with_shared_event_ids() {
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
+    let client = athena(&sim);
+    let port = free_port();
+    let (cfg, env) = config(&stack, port);
+    for t in [
+        cfg.patients_topic(),
+        cfg.appointments_topic(),
+        cfg.fhir_resources_topic(),
+    ] {
+        stack.create_topic(&t, 2).await;
+    }
+    let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
+    let task = {
+        let (cfg, env, client) = (cfg.clone(), env.clone(), client.clone());
+        tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await })
+    };
+    wait_for("subscriptions", Duration::from_secs(30), || {
+        sim.state.push().subscriptions.lock().len() == 2
+    })
+    .await;
+    // Idempotent management: a second pass creates nothing.
+    let adapter = AthenaAdapter::new(Secret::new(SECRET));
+    let specs = fhir_push::subscription_specs(&cfg);
+    let again = fhir_push::manage::reconcile(
+        &client,
+        &adapter,
+        adapter.hub_secret().as_ref(),
+        &specs,
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(
+        again.iter().all(|s| !s.created && s.status == "active"),
+        "{again:?}"
+    );
+    assert_eq!(sim.state.push().subscriptions.lock().len(), 2);
+
+    let patient = sim.state.add_patient(
+        PRACTICE,
+        NewPatient::new(
+            "Synth",
+            "Pushtest",
+            chrono::NaiveDate::from_ymd_opt(1980, 5, 6).unwrap(),
+        ),
+    );
+    let got = stack
+        .consume(&cfg.patients_topic(), 1, Duration::from_secs(60))
+        .await;
+    let ev: PatientChanged = stack
+        .codec()
+        .decode(got[0].payload().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ev.payload.patient_id, patient);
+    assert_eq!(ev.envelope.source, SourceKind::FhirPush);
+    assert_eq!(ev.envelope.event_name.as_deref(), Some("Patient.create"));
+    // The same id the changed-data path computes from the same record.
+    let rec = client
+        .practice(PRACTICE)
+        .get_patient(&patient)
+        .await
+        .unwrap();
+    let expected = fhir_push::mapping::patient_from_athena(
+        &PRACTICE.to_string(),
+        &rec.raw,
+        &fhir_push::mapping::Observation {
+            source: SourceKind::ChangedData,
+            event_name: None,
+            snapshot: false,
+            include_original: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(ev.envelope.event_id, expected.envelope.event_id);
+    assert_eq!(
+        got[0]
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned()),
+        Some(format!("{PRACTICE}/{patient}"))
+    );
+    assert!(
+        sim.state
+            .push()
+            .delivered
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("connector stops")
+        .unwrap()
+        .unwrap();
+    sim.shutdown().await;
+}
+
+struct Receiver(Child);
+
+impl Receiver {
+    fn start(bootstrap: &str, port: u16, topic: &str, crash: bool) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fhir-push-receiver"));
+        cmd.args([
+            "--bootstrap",
+            bootstrap,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--topic",
+            topic,
+            "--ack-budget-ms",
+            "1500",
+        ])
+        .env("FHIR_PUSH_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        if crash {
+            cmd.env("FHIR_PUSH_CRASH_AFTER_DURABLE", "1");
+        }
+        Receiver(cmd.spawn().expect("receiver binary starts"))
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_listening(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "receiver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn subscribe(sim: &RunningSim, port: u16) {
+    let client = athena(sim);
+    let adapter = AthenaAdapter::new(Secret::new(SECRET));
+    let spec = SubscriptionSpec {
+        topic: "Patient.create".into(),
+        endpoint: format!("http://127.0.0.1:{port}/notifications"),
+        practice_id: PRACTICE,
+    };
+    fhir_push::manage::reconcile(
+        &client,
+        &adapter,
+        adapter.hub_secret().as_ref(),
+        &[spec],
+        false,
+    )
+    .await
+    .unwrap();
+}
+
+/// Inflates every notification on `cfg.notifications_topic` through a fresh `Inflater` and
+/// returns how many events each produced.
+async fn inflate_all(
+    stack: &Stack,
+    cfg: &fhir_push::Config,
+    env: &RunEnv,
+    sim: &RunningSim,
+    n: usize,
+) -> Vec<usize> {
+    let adapter: Arc<dyn PushAdapter> = Arc::new(AthenaAdapter::new(Secret::new(SECRET)));
+    let mut inflater = Inflater::new(
+        "t",
+        cfg,
+        adapter,
+        &codec(env).await,
+        env.kafka.build_producer().unwrap(),
+        athena(sim),
+    )
+    .await
+    .unwrap();
+    let raw = stack
+        .consume(&cfg.notifications_topic, n, Duration::from_secs(30))
+        .await;
+    let mut out = Vec::new();
+    for m in raw {
+        out.push(inflater.handle(m.payload().unwrap()).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn receiver_killed_after_produce_before_answer_gives_exactly_one_event() {
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig {
+        push_retry_interval: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = free_port();
+    let (cfg, env) = config(&stack, port);
+    stack.create_topic(&cfg.notifications_topic, 2).await;
+
+    stack.create_topic(&cfg.patients_topic(), 1).await;
+    let mut crashing = Receiver::start(&stack.bootstrap, port, &cfg.notifications_topic, true);
+    wait_listening(port).await;
+    subscribe(&sim, port).await;
+    sim.state.add_patient(
+        PRACTICE,
+        NewPatient::new(
+            "Synth",
+            "Killtest",
+            chrono::NaiveDate::from_ymd_opt(1970, 1, 2).unwrap(),
+        ),
+    );
+    // The receiver dies right after Kafka acknowledged, before answering.
+    let status = tokio::task::spawn_blocking(move || crashing.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(137), "crash hook fired");
+    assert_eq!(high_watermark(&env.kafka, &cfg.notifications_topic), 1);
+    let push = sim.state.push();
+    assert_eq!(push.delivered.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+    // Restarted, the receiver takes athena's retry of the same notification.
+    let _receiver = Receiver::start(&stack.bootstrap, port, &cfg.notifications_topic, false);
+    wait_for("the retried delivery", Duration::from_secs(60), || {
+        push.delivered.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(push.attempts.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert_eq!(
+        high_watermark(&env.kafka, &cfg.notifications_topic),
+        2,
+        "the retry is a second copy"
+    );
+    let produced = inflate_all(&stack, &cfg, &env, &sim, 2).await;
+    assert_eq!(
+        produced.iter().sum::<usize>(),
+        1,
+        "dedup leaves exactly one event: {produced:?}"
+    );
+    assert_eq!(high_watermark(&env.kafka, &cfg.patients_topic()), 1);
+    sim.shutdown().await;
+}
+
+/// A TCP proxy to Kafka's bootstrap address that the test can take down and bring back.
+struct Proxy {
+    listen: SocketAddr,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn new(target: &str) -> Self {
+        Proxy {
+            listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            target: target.to_string(),
+            task: None,
+        }
+    }
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.listen).await.unwrap();
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        }));
+    }
+    fn down(&mut self) {
+        // Aborting the accept task drops the listener and every proxied connection.
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig {
+        push_retry_interval: Duration::from_millis(500),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = free_port();
+    let (cfg, env) = config(&stack, port);
+    stack.create_topic(&cfg.notifications_topic, 2).await;
+    stack.create_topic(&cfg.patients_topic(), 1).await;
+    // The proxy starts down: the receiver cannot reach any broker.
+    let mut proxy = Proxy::new(&stack.bootstrap);
+    let _receiver = Receiver::start(
+        &proxy.listen.to_string(),
+        port,
+        &cfg.notifications_topic,
+        false,
+    );
+    wait_listening(port).await;
+    subscribe(&sim, port).await;
+    let push = sim.state.push();
+
+    // A direct, correctly signed post: 503, not 2xx.
+    let body = bundle("direct-1", "1");
+    let status = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/notifications"))
+        .header("X-Hub-Signature", sign(SECRET.as_bytes(), body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 503);
+
+    sim.state.add_patient(
+        PRACTICE,
+        NewPatient::new(
+            "Synth",
+            "Downtest",
+            chrono::NaiveDate::from_ymd_opt(1971, 3, 4).unwrap(),
+        ),
+    );
+    wait_for(
+        "three failed delivery attempts",
+        Duration::from_secs(60),
+        || push.attempts.load(std::sync::atomic::Ordering::Relaxed) >= 3,
+    )
+    .await;
+    assert_eq!(
+        push.delivered.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "never 2xx while Kafka is away"
+    );
+
+    // Kafka "returns".
+    proxy.up().await;
+    wait_for(
+        "delivery after Kafka returned",
+        Duration::from_secs(90),
+        || push.delivered.load(std::sync::atomic::Ordering::Relaxed) == 1,
+    )
+    .await;
+    assert!(push.dead_letters.lock().is_empty());
+    // Copies queued while Kafka was away may land too; whatever landed, one event per change
+    // (plus the direct post's patient 1) comes out.
+    let n = high_watermark(&env.kafka, &cfg.notifications_topic) as usize;
+    assert!(n >= 1);
+    let produced = inflate_all(&stack, &cfg, &env, &sim, n).await;
+    let patients = stack
+        .consume(
+            &cfg.patients_topic(),
+            produced.iter().sum(),
+            Duration::from_secs(30),
+        )
+        .await;
+    let mut ids = Vec::new();
+    for m in &patients {
+        let ev: PatientChanged = stack.codec().decode(m.payload().unwrap()).await.unwrap();
+        ids.push(ev.payload.patient_id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert!(ids.len() == patients.len(), "no duplicate events: {ids:?}");
+    assert!(
+        ids.iter().any(|i| i != "1"),
+        "the pushed change arrived: {ids:?}"
+    );
+    proxy.down();
+    sim.shutdown().await;
+}
