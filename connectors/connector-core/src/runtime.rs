@@ -126,6 +126,14 @@ impl TaskControl {
             }
         }
     }
+    /// Resolves when an operator pauses or resumes the task (or shutdown is requested), so a
+    /// loop can `select!` on it and act on a pause at once instead of at its next turn.
+    pub async fn pause_changed(&mut self) {
+        tokio::select! {
+            r = self.paused_rx.changed() => if r.is_err() { std::future::pending::<()>().await },
+            _ = self.shared.shutdown.cancelled() => {}
+        }
+    }
     /// Sets the task's state. `Running` while an operator has the task paused is recorded as
     /// `Paused` (a pause can arrive before the task reports that it started).
     pub fn set_state(&self, state: TaskState) {
@@ -207,5 +215,21 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), ctl.shutdown_requested())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn pause_changed_wakes_on_pause() {
+        let (mut ctl, handle) = task("sink", "write-back-sink");
+        let waiter = tokio::spawn(async move {
+            ctl.pause_changed().await;
+            ctl.is_paused()
+        });
+        tokio::task::yield_now().await;
+        handle.pause();
+        let paused = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(paused);
     }
 }
