@@ -12,6 +12,7 @@
 //! - [`task`]: the loop of one (practice, feed): replay, drain, back-off, budget.
 //! - [`subscriptions`]: creating the subscriptions the config asks for and reporting the
 //!   feeds that are not subscribed.
+//! - [`standalone`]: the root config of the standalone binary.
 //! - [`error`]: this crate's error enum and its one `class()`.
 //!
 //! [`run`] starts one task per (practice, feed) and returns when shutdown is requested; the
@@ -21,6 +22,7 @@ pub mod config;
 pub mod cursor;
 pub mod error;
 pub mod events;
+pub mod standalone;
 pub mod subscriptions;
 pub mod task;
 pub mod writer;

@@ -4,18 +4,13 @@
 //! binary runs the same [`changed_data_source::run`] alongside the other connectors).
 //! SIGTERM/SIGINT stop it gracefully.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use athena_client::{AthenaClient, ClientConfig};
-use changed_data_source::Config;
+use athena_client::AthenaClient;
+use changed_data_source::standalone::StandaloneConfig;
 use clap::Parser;
-use connector_core::avro::RegistryConfig;
-use connector_core::config::Validate;
-use connector_core::kafka::KafkaConfig;
 use connector_core::runtime::{RunEnv, task};
-use serde::Deserialize;
 
 #[derive(Parser, Debug)]
 #[command(about = "Stream athenahealth changed-data feeds into Kafka")]
@@ -28,31 +23,12 @@ struct Args {
     connector: Option<String>,
 }
 
-/// The root sections this binary reads.
-#[derive(Debug, Deserialize)]
-struct Root {
-    kafka: KafkaConfig,
-    schema_registry: RegistryConfig,
-    athena: ClientConfig,
-    sources: Sources,
-}
-
-#[derive(Debug, Deserialize)]
-struct Sources {
-    #[serde(default)]
-    changed_data: BTreeMap<String, Config>,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber_init();
     let args = Args::parse();
-    let root: Root =
-        connector_core::config::load_file(&args.config, connector_core::config::ENV_PREFIX)
-            .with_context(|| format!("loading {}", args.config.display()))?;
-    root.kafka.validate()?;
-    root.schema_registry.validate()?;
-    root.athena.validate()?;
+    let root = StandaloneConfig::load(&args.config)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let _telemetry = connector_core::telemetry::init(&root.telemetry)?;
     let mut connectors = root.sources.changed_data;
     if let Some(only) = &args.connector {
         connectors.retain(|n, _| n == only);
@@ -61,10 +37,6 @@ async fn main() -> anyhow::Result<()> {
         !connectors.is_empty(),
         "no [sources.changed_data.*] connector to run"
     );
-    for (name, c) in &connectors {
-        c.validate()
-            .with_context(|| format!("in [sources.changed_data.{name}]"))?;
-    }
     let env = RunEnv {
         kafka: root.kafka,
         registry: root.schema_registry,
@@ -99,10 +71,6 @@ async fn main() -> anyhow::Result<()> {
     }
     anyhow::ensure!(!failed, "a connector failed");
     Ok(())
-}
-
-fn tracing_subscriber_init() {
-    let _ = connector_core::telemetry::init(&Default::default());
 }
 
 async fn shutdown_signal() {
