@@ -199,6 +199,10 @@ pub async fn read_until(
                 keys.insert(m.key().map(<[u8]>::to_vec));
                 out.push(m);
             }
+            // The sink creates the results topic; the reader may subscribe first.
+            Ok(Err(e)) if e.to_string().contains("UnknownTopicOrPartition") => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             Ok(Err(e)) => panic!("consume {topic}: {e}"),
             Err(_) => break,
         }

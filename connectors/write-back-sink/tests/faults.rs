@@ -1,0 +1,231 @@
+//! Fault runs on the real broker and registry: 5xx bursts, applied-but-lost answers, dropped
+//! connections, latency past the client timeout, 403 throttling storms (the simulator's QPS
+//! budget) and exhausted-quota answers. Properties: no command lost, exactly one result per
+//! command, and athena (the simulator's write ledger) holds each write at most once, exactly
+//! when the result says APPLIED.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use athena_connect_tests::Stack;
+use athena_sim::{Fault, FaultRule, NewPatient, SimConfig};
+use chrono::NaiveDate;
+use common::*;
+use connector_core::contracts::{CommandResult, CommandStatus};
+use write_back_sink::commands::*;
+
+fn status(code: u16) -> Fault {
+    Fault::Status {
+        code,
+        retry_after: None,
+        body: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
+    let stack = Stack::get().await;
+    let (sim, athena) = start_sim(SimConfig {
+        qps_limit: Some(60),
+        throttle_status: 403,
+        ..Default::default()
+    })
+    .await;
+    let n = Names::new();
+    create_topics(&stack, &n).await;
+    let p = Producer::new(&stack);
+
+    let patient = sim.state.add_patient(
+        PRACTICE,
+        NewPatient::new(
+            "Testa",
+            "Testperson",
+            NaiveDate::from_ymd_opt(1980, 2, 3).unwrap(),
+        ),
+    );
+    const BOOKINGS: usize = 240;
+    const CLAIMS: usize = 30;
+    const DOCS: usize = 30;
+    let slots = open_slots(&sim, BOOKINGS);
+
+    let put = |f: Fault, times: u32| {
+        FaultRule::new(f, times)
+            .method("PUT")
+            .path("/appointments/")
+    };
+    sim.state.inject(put(status(500), 15));
+    sim.state.inject(put(Fault::ApplyThenDrop, 12));
+    sim.state.inject(put(Fault::DropConnection, 8));
+    sim.state
+        .inject(put(Fault::Latency(Duration::from_secs(3)), 6));
+    sim.state
+        .inject(FaultRule::new(Fault::ExhaustQuota, 3).method("PUT"));
+    sim.state.inject(
+        FaultRule::new(Fault::ApplyThenDrop, 5)
+            .method("POST")
+            .path("/claims"),
+    );
+    sim.state.inject(
+        FaultRule::new(Fault::ApplyThenDrop, 5)
+            .method("POST")
+            .path("/clinicaldocument"),
+    );
+    sim.state.inject(
+        FaultRule::new(status(503), 3)
+            .method("POST")
+            .path("/clinicaldocument"),
+    );
+
+    let mut ids = Vec::new();
+    for (i, slot) in slots.iter().enumerate() {
+        let id = format!("f-book-{i}");
+        p.send(
+            &n.appointments,
+            &format!("195900/{slot}"),
+            &book(&id, slot, &patient),
+        )
+        .await;
+        ids.push(id);
+    }
+    let service_date = chrono::Utc::now().date_naive() - chrono::Duration::days(2);
+    for i in 0..CLAIMS {
+        let id = format!("f-claim-{i}");
+        let claim = CreateClaim {
+            command_id: id.clone(),
+            practice_id: PRACTICE.to_string(),
+            correlation_id: None,
+            issued_at: None,
+            appointment_id: None,
+            patient_id: Some(patient.clone()),
+            department_id: Some("1".into()),
+            supervising_provider_id: Some("71".into()),
+            rendering_provider_id: None,
+            service_date: Some(service_date.into()),
+            primary_patient_insurance_id: None,
+            charges: vec![ClaimCharge {
+                procedure_code: "99213".into(),
+                icd10_codes: vec!["Z0000".into()],
+                units: None,
+                unit_amount: None,
+                line_note: None,
+            }],
+        };
+        // Same key: claims of one patient run in order, so each baseline is exact.
+        p.send(&n.billing, &format!("195900/{patient}"), &claim)
+            .await;
+        ids.push(id);
+    }
+    for i in 0..DOCS {
+        let id = format!("f-doc-{i}");
+        let doc = UploadClinicalDocument {
+            command_id: id.clone(),
+            practice_id: PRACTICE.to_string(),
+            correlation_id: None,
+            issued_at: None,
+            patient_id: patient.clone(),
+            department_id: "1".into(),
+            document_subclass: "CLINICALDOCUMENT".into(),
+            attachment: format!("%PDF-1.4 synthetic {i}").into_bytes(),
+            attachment_type: "PDF".into(),
+            original_filename: None,
+            document_type_id: None,
+            autoclose: false,
+            observation_date: None,
+            provider_id: None,
+            internal_note: None,
+        };
+        p.send(&n.patients, &format!("195900/{patient}"), &doc)
+            .await;
+        ids.push(id);
+    }
+
+    let sink = start_sink(&stack, sink_config(&n), athena.clone());
+    let total = ids.len();
+    let msgs = read_until(&stack.kafka(), &n.results, total, Duration::from_secs(180)).await;
+    let msgs = if msgs.len() == total {
+        // Give a late duplicate the chance to show up.
+        let more = drain_more(&stack.kafka(), &n.results, total, Duration::from_secs(3)).await;
+        if more.len() > msgs.len() { more } else { msgs }
+    } else {
+        msgs
+    };
+    let results = results_by_id(&p.codec, &msgs).await;
+    let missing: Vec<&String> = ids.iter().filter(|i| !results.contains_key(*i)).collect();
+    assert!(
+        missing.is_empty(),
+        "no result for {} commands: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(results.len(), total);
+    sink.stop().await;
+
+    // athena's side: each write at most once, and exactly when APPLIED.
+    let ledger = sim.state.ledger();
+    let mut booked: HashMap<String, usize> = HashMap::new();
+    for e in ledger.iter().filter(|e| e.operation == "BookAppointment") {
+        *booked.entry(e.entity_id.clone()).or_default() += 1;
+    }
+    let mut by_status: HashMap<CommandStatus, usize> = HashMap::new();
+    for (i, slot) in slots.iter().enumerate() {
+        let r: &CommandResult = &results[&format!("f-book-{i}")];
+        *by_status.entry(r.status).or_default() += 1;
+        let writes = booked.get(slot).copied().unwrap_or(0);
+        assert!(writes <= 1, "slot {slot} booked {writes} times");
+        match r.status {
+            CommandStatus::Applied | CommandStatus::Duplicate => {
+                assert_eq!(writes, 1, "{r:?}")
+            }
+            _ => assert_eq!(writes, 0, "{r:?} but athena holds the booking"),
+        }
+    }
+    let applied = |prefix: &str| {
+        results
+            .values()
+            .filter(|r| r.command_id.starts_with(prefix) && r.status == CommandStatus::Applied)
+            .count()
+    };
+    let claims_written = ledger
+        .iter()
+        .filter(|e| e.operation == "CreateClaim")
+        .count();
+    assert_eq!(
+        claims_written,
+        applied("f-claim-"),
+        "stand-alone claims written once each"
+    );
+    let docs_written = ledger
+        .iter()
+        .filter(|e| e.operation == "UploadClinicalDocument")
+        .count();
+    assert_eq!(
+        docs_written,
+        applied("f-doc-"),
+        "documents written once each"
+    );
+    // The faults are all recoverable within the retry budget: everything is applied.
+    assert_eq!(
+        by_status.get(&CommandStatus::Applied).copied().unwrap_or(0),
+        BOOKINGS,
+        "booking outcomes: {by_status:?}"
+    );
+    let not_applied: Vec<&CommandResult> = results
+        .values()
+        .filter(|r| r.status != CommandStatus::Applied)
+        .collect();
+    assert_eq!(applied("f-claim-"), CLAIMS, "{not_applied:?}");
+    assert_eq!(applied("f-doc-"), DOCS, "{not_applied:?}");
+    // The faults really happened.
+    let stats = athena.stats();
+    assert!(
+        stats.throttled > 0,
+        "the QPS budget throttled some calls: {stats:?}"
+    );
+    assert!(
+        stats.ambiguous >= 20,
+        "ambiguous write outcomes were reconciled: {stats:?}"
+    );
+    sim.shutdown().await;
+}
