@@ -1,1 +1,455 @@
-//! Stub (being written).
+//! The FHIR Bulk `$export` backfill: onboard a practice or re-sync it periodically by streaming
+//! `Group/a-1.C-{practiceid}/$export` output into Avro snapshot events (`snapshot = true`,
+//! `source = BULK_EXPORT`), with the same event ids the changed-data and push paths give.
+//!
+//! # Layout
+//! - [`config`]: the `backfill` config section.
+//! - [`state`]: the checkpoint (status URL, manifest, per-file progress, next `_since`).
+//! - [`progress`]: `indicatif` bar on a terminal, log lines otherwise.
+//! - [`run_backfill`]: the whole run; `bin/bulk-backfill.rs` is a thin CLI around it.
+//!
+//! # Resumption and delivery
+//! Kick-off, manifest and per-file progress are checkpointed on a compacted topic
+//! ([`connector_core::checkpoint::KafkaCheckpointStore`]). A file's progress moves only after
+//! Kafka acknowledged every event of the lines it covers, every `checkpoint_every` records and
+//! at the end of each file. A restarted backfill skips finished files, re-downloads the file it
+//! was in and skips the acknowledged lines, so it loses nothing and re-emits at most
+//! `checkpoint_every` records (with unchanged event ids), never a whole file. The manifest's
+//! `transactionTime` becomes the next run's `_since` only once every file is done.
+
+pub mod config;
+pub mod progress;
+pub mod state;
+
+use std::time::Duration;
+
+use athena_client::api::bulk::{ExportJob, ExportPolling, ExportRequest, ManifestFile};
+use athena_client::{AthenaClient, PracticeId};
+use chrono::{DateTime, Utc};
+use connector_core::avro::{AvroCodec, Encoder};
+use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
+use connector_core::config::Validate;
+use connector_core::contracts::{PatientChanged, SourceKind};
+use connector_core::runtime::{RunEnv, TaskControl, TaskState};
+use connector_core::{CoreError, ErrorClass};
+use fhir_push::contracts::FhirResourceChanged;
+use fhir_push::mapping::{self, Observation};
+use futures::StreamExt;
+use futures::future::try_join_all;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+
+pub use config::Config;
+use state::{BackfillState, FileState, JobState, ManifestState};
+
+/// Errors of the backfill.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An athena call failed.
+    #[error("athena: {0}")]
+    Athena(#[from] athena_client::Error),
+    /// Kafka, the registry or configuration failed.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The stored checkpoint cannot be read (someone else's value under our key?).
+    #[error("backfill checkpoint `{key}` is unreadable: {message}")]
+    Checkpoint {
+        /// Checkpoint key.
+        key: String,
+        /// Decoder message (no payload).
+        message: String,
+    },
+    /// An output file kept failing mid-download.
+    #[error("download of a {resource_type} file failed {attempts} times")]
+    Download {
+        /// Resource type of the file.
+        resource_type: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+impl Error {
+    /// The one place errors are classified.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Athena(e) => match e.class() {
+                athena_client::ErrorClass::Retriable | athena_client::ErrorClass::Ambiguous => {
+                    ErrorClass::Retriable
+                }
+                athena_client::ErrorClass::RateLimited { retry_after } => {
+                    ErrorClass::RateLimited { retry_after }
+                }
+                athena_client::ErrorClass::Permanent => ErrorClass::Permanent,
+                athena_client::ErrorClass::Fatal => ErrorClass::Fatal,
+            },
+            Error::Core(e) => e.class(),
+            Error::Checkpoint { .. } => ErrorClass::Fatal,
+            Error::Download { .. } => ErrorClass::Retriable,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Output files in the manifest.
+    pub files: usize,
+    /// Files already finished by an earlier, interrupted run.
+    pub files_resumed_done: usize,
+    /// Events produced and acknowledged by this run.
+    pub events: u64,
+    /// Records that could not be decoded or mapped (logged by line number, never content).
+    pub skipped: u64,
+    /// The manifest's `transactionTime` (the next `_since`).
+    pub transaction_time: Option<String>,
+    /// Shutdown was requested before the end; the checkpoint holds the progress.
+    pub interrupted: bool,
+}
+
+struct Out {
+    topic: String,
+    key: String,
+    value: Vec<u8>,
+}
+
+struct Sink {
+    producer: FutureProducer,
+    practice: String,
+    patients: (String, Encoder<PatientChanged>),
+    resources: (String, Encoder<FhirResourceChanged>),
+    obs: Observation,
+}
+
+impl Sink {
+    fn encode(&self, r: &Value) -> Result<Option<Out>, Error> {
+        if r.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+            let Some(ev) = mapping::patient_from_fhir(&self.practice, r, &self.obs) else {
+                return Ok(None);
+            };
+            return Ok(Some(Out {
+                topic: self.patients.0.clone(),
+                key: format!("{}/{}", self.practice, ev.payload.patient_id),
+                value: self.patients.1.encode(&ev)?,
+            }));
+        }
+        let Some(ev) = mapping::resource_from_fhir(&self.practice, r, &self.obs) else {
+            return Ok(None);
+        };
+        Ok(Some(Out {
+            topic: self.resources.0.clone(),
+            key: format!("{}/{}/{}", self.practice, ev.resource_type, ev.fhir_id),
+            value: self.resources.1.encode(&ev)?,
+        }))
+    }
+
+    /// Sends every event, then awaits every acknowledgement.
+    async fn flush(&self, batch: &mut Vec<Out>) -> Result<u64, Error> {
+        let futures = batch.iter().map(|o| {
+            let headers = connector_core::headers::inject_current_trace(OwnedHeaders::new());
+            let f = self.producer.send(
+                FutureRecord::to(&o.topic)
+                    .key(&o.key)
+                    .payload(&o.value)
+                    .headers(headers),
+                Duration::from_secs(60),
+            );
+            async move {
+                f.await.map_err(|(source, _)| CoreError::Kafka {
+                    operation: "produce snapshot event",
+                    source,
+                })
+            }
+        });
+        let n = try_join_all(futures).await?.len() as u64;
+        batch.clear();
+        Ok(n)
+    }
+}
+
+struct Checkpoint {
+    store: KafkaCheckpointStore,
+    key: String,
+}
+
+impl Checkpoint {
+    async fn save(&self, s: &BackfillState) -> Result<(), Error> {
+        Ok(self.store.save(&self.key, &s.to_bytes()).await?)
+    }
+}
+
+fn parse_since(s: Option<&str>) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The checkpoint key of backfill `name` for `practice`.
+pub fn checkpoint_key(name: &str, practice: u64) -> String {
+    format!("backfill/{name}/{practice}")
+}
+
+/// Runs one backfill to completion (or until `control` asks for shutdown, leaving the progress
+/// in the checkpoint). Returns Err for errors that stop the run; a rerun resumes.
+pub async fn run_backfill(
+    name: &str,
+    config: &Config,
+    env: &RunEnv,
+    athena: &AthenaClient,
+    control: TaskControl,
+) -> Result<Summary, Error> {
+    config.validate()?;
+    let producer = env.kafka.build_producer()?;
+    let cp = Checkpoint {
+        store: KafkaCheckpointStore::open(&env.kafka, &config.checkpoint_topic, producer.clone())
+            .await?,
+        key: checkpoint_key(name, config.practice_id),
+    };
+    let mut st = match cp.store.load().await?.get(&cp.key) {
+        Some(b) => BackfillState::from_bytes(b).map_err(|e| Error::Checkpoint {
+            key: cp.key.clone(),
+            message: format!("line {} column {}", e.line(), e.column()),
+        })?,
+        None => BackfillState::default(),
+    };
+    let codec = AvroCodec::new(env.registry.clone())?;
+    let (pt, rt) = (config.patients_topic(), config.fhir_resources_topic());
+    let sink = Sink {
+        patients: (pt.clone(), codec.encoder(&pt).await?),
+        resources: (rt.clone(), codec.encoder(&rt).await?),
+        producer,
+        practice: config.practice_id.to_string(),
+        obs: Observation {
+            source: SourceKind::BulkExport,
+            event_name: None,
+            snapshot: true,
+            include_original: config.include_original,
+        },
+    };
+    let practice = PracticeId(config.practice_id);
+    let polling = ExportPolling {
+        min_interval: config.poll_min_interval,
+        max_interval: config.poll_max_interval,
+        timeout: config.export_timeout,
+    };
+    control.set_state(TaskState::Running);
+
+    // Kick-off and manifest, resumable; an expired status URL starts a new export.
+    let manifest = loop {
+        if st.job.is_none() {
+            let since = config
+                .since
+                .or_else(|| parse_since(st.next_since.as_deref()));
+            let req = ExportRequest {
+                types: config.types.clone(),
+                since,
+            };
+            let job = athena.bulk_export_kickoff(practice, &req).await?;
+            tracing::info!(practice = %practice, since = ?since, "Bulk export started.");
+            st.job = Some(JobState {
+                status_url: job.status_url.to_string(),
+                since: since.map(|s| s.to_rfc3339()),
+                manifest: None,
+            });
+            cp.save(&st).await?;
+        }
+        let job = st.job.as_ref().expect("set above");
+        if let Some(m) = &job.manifest {
+            break m.clone();
+        }
+        let status_url = url::Url::parse(&job.status_url).map_err(|_| Error::Checkpoint {
+            key: cp.key.clone(),
+            message: "stored status URL is not a URL".into(),
+        })?;
+        let export = ExportJob {
+            practice,
+            status_url,
+        };
+        let waited = tokio::select! {
+            _ = control.shutdown_requested() => {
+                return Ok(Summary { interrupted: true, ..Summary::default() });
+            }
+            r = athena.bulk_export_wait(&export, &polling) => r,
+        };
+        match waited {
+            Ok(m) => {
+                let ms = ManifestState {
+                    transaction_time: m.transaction_time.clone(),
+                    requires_access_token: m.requires_access_token,
+                    files: m
+                        .output
+                        .iter()
+                        .map(|f| FileState {
+                            resource_type: f.resource_type.clone(),
+                            url: f.url.clone(),
+                            count: f.count,
+                            lines_done: 0,
+                            done: false,
+                        })
+                        .collect(),
+                };
+                if !m.error.is_empty() {
+                    tracing::warn!(
+                        files = m.error.len(),
+                        "Bulk export reported error files (OperationOutcome); they are not read."
+                    );
+                }
+                st.job.as_mut().expect("set").manifest = Some(ms.clone());
+                cp.save(&st).await?;
+                tracing::info!(files = ms.files.len(), "Bulk export manifest ready.");
+                break ms;
+            }
+            Err(athena_client::Error::NotFound { .. }) => {
+                tracing::warn!("Stored bulk export status URL expired; starting a new export.");
+                st.job = None;
+                cp.save(&st).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+
+    let total = manifest.files.iter().map(|f| f.count).sum::<Option<u64>>();
+    let mut progress = progress::Progress::new(config.progress, total, config.log_interval);
+    progress.resume_at(manifest.files.iter().map(|f| f.lines_done).sum());
+    let mut summary = Summary {
+        files: manifest.files.len(),
+        files_resumed_done: manifest.files.iter().filter(|f| f.done).count(),
+        transaction_time: manifest.transaction_time.clone(),
+        ..Summary::default()
+    };
+
+    for i in 0..manifest.files.len() {
+        let file = st
+            .job
+            .as_ref()
+            .expect("set")
+            .manifest
+            .as_ref()
+            .expect("set")
+            .files[i]
+            .clone();
+        if file.done {
+            continue;
+        }
+        let mf = ManifestFile {
+            resource_type: file.resource_type.clone(),
+            url: file.url.clone(),
+            count: file.count,
+        };
+        let mut attempts = 0u32;
+        'download: loop {
+            attempts += 1;
+            let already = st
+                .job
+                .as_ref()
+                .expect("set")
+                .manifest
+                .as_ref()
+                .expect("set")
+                .files[i]
+                .lines_done;
+            let mut stream = athena
+                .bulk_download(practice, &mf, manifest.requires_access_token)
+                .await?;
+            let mut line = 0u64;
+            let mut batch = Vec::new();
+            let mut batch_lines = 0u64;
+            let mut interrupted = false;
+            let mut failed = false;
+            while let Some(item) = stream.next().await {
+                if let Err(athena_client::Error::Transport(_)) = &item {
+                    failed = true;
+                    break;
+                }
+                line += 1;
+                if line <= already {
+                    continue;
+                }
+                match item {
+                    Ok(v) => match sink.encode(&v)? {
+                        Some(out) => batch.push(out),
+                        None => {
+                            summary.skipped += 1;
+                            tracing::warn!(resource_type = %file.resource_type, line, "Skipped an export record without a usable id.");
+                        }
+                    },
+                    Err(_) => {
+                        summary.skipped += 1;
+                        tracing::warn!(resource_type = %file.resource_type, line, "Skipped an export line that is not JSON.");
+                    }
+                }
+                batch_lines += 1;
+                if batch_lines as usize >= config.checkpoint_every {
+                    let n = sink.flush(&mut batch).await?;
+                    summary.events += n;
+                    progress.inc(batch_lines);
+                    advance(&mut st, i, batch_lines, false);
+                    cp.save(&st).await?;
+                    batch_lines = 0;
+                    if control.is_shutdown() {
+                        interrupted = true;
+                        break;
+                    }
+                }
+            }
+            // Whatever was read is made durable and recorded before anything else happens.
+            let n = sink.flush(&mut batch).await?;
+            summary.events += n;
+            progress.inc(batch_lines);
+            advance(&mut st, i, batch_lines, !failed && !interrupted);
+            cp.save(&st).await?;
+            if interrupted {
+                progress.finish();
+                summary.interrupted = true;
+                return Ok(summary);
+            }
+            if !failed {
+                break 'download;
+            }
+            if attempts >= 5 {
+                return Err(Error::Download {
+                    resource_type: file.resource_type.clone(),
+                    attempts,
+                });
+            }
+            tracing::warn!(resource_type = %file.resource_type, attempts, "Export download interrupted; resuming the file.");
+            tokio::time::sleep(Duration::from_millis(500) * attempts).await;
+        }
+    }
+    progress.finish();
+
+    // Every file done: the transaction time becomes the next `_since`.
+    st.next_since = manifest.transaction_time.clone();
+    let status_url = st.job.take().map(|j| j.status_url);
+    cp.save(&st).await?;
+    if let Some(u) = status_url.and_then(|u| url::Url::parse(&u).ok()) {
+        // Best-effort clean-up of athena's side.
+        let _ = athena
+            .bulk_export_cancel(&ExportJob {
+                practice,
+                status_url: u,
+            })
+            .await;
+    }
+    tracing::info!(
+        events = summary.events,
+        files = summary.files,
+        skipped = summary.skipped,
+        "Backfill complete."
+    );
+    control.set_state(TaskState::Stopped);
+    Ok(summary)
+}
+
+fn advance(st: &mut BackfillState, i: usize, lines: u64, done: bool) {
+    if let Some(f) = st
+        .job
+        .as_mut()
+        .and_then(|j| j.manifest.as_mut())
+        .and_then(|m| m.files.get_mut(i))
+    {
+        f.lines_done += lines;
+        f.done |= done;
+    }
+}

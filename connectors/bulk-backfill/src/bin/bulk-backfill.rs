@@ -1,2 +1,108 @@
-//! Stub.
-fn main() {}
+//! `bulk-backfill --config backfill.toml [--name NAME]`: one resumable FHIR Bulk `$export`
+//! backfill. The file has the root config's `[kafka]`, `[schema_registry]`, `[athena]`,
+//! optional `[telemetry]` and `[backfill]` sections (`${VAR}` interpolation and
+//! `ATHENA_CONNECT__SECTION__KEY` overrides apply). `athena-connect backfill` wraps the same
+//! `run_backfill`.
+//!
+//! Exit codes: 0 complete, 1 error (rerun to resume), 2 bad configuration, 3 interrupted by
+//! SIGTERM/Ctrl-C (progress checkpointed; rerun to resume).
+
+use std::path::PathBuf;
+
+use athena_client::{AthenaClient, ClientConfig};
+use clap::Parser;
+use connector_core::avro::RegistryConfig;
+use connector_core::config::Validate;
+use connector_core::kafka::KafkaConfig;
+use connector_core::runtime::RunEnv;
+use connector_core::telemetry::TelemetryConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(about = "Resumable FHIR Bulk $export backfill into Avro snapshot events")]
+struct Args {
+    /// TOML config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Backfill name (part of the checkpoint key).
+    #[arg(long, default_value = "default")]
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    kafka: KafkaConfig,
+    schema_registry: RegistryConfig,
+    athena: ClientConfig,
+    #[serde(default)]
+    telemetry: Option<TelemetryConfig>,
+    backfill: bulk_backfill::Config,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let cfg: FileConfig = match connector_core::config::load_file(&args.config, "ATHENA_CONNECT") {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Err(e) = cfg
+        .kafka
+        .validate()
+        .and_then(|_| cfg.schema_registry.validate())
+        .and_then(|_| cfg.backfill.validate())
+    {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async move {
+        let _telemetry = connector_core::telemetry::init(&cfg.telemetry.clone().unwrap_or_default());
+        let athena = match AthenaClient::new(cfg.athena.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        let env = RunEnv {
+            kafka: cfg.kafka.clone(),
+            registry: cfg.schema_registry.clone(),
+        };
+        let (control, handle) = connector_core::runtime::task(args.name.clone(), "bulk-backfill");
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            handle.shutdown();
+        });
+        match bulk_backfill::run_backfill(&args.name, &cfg.backfill, &env, &athena, control).await {
+            Ok(s) if s.interrupted => {
+                eprintln!("interrupted: {} events this run; rerun to resume", s.events);
+                std::process::ExitCode::from(3)
+            }
+            Ok(s) => {
+                println!(
+                    "backfill complete: {} files ({} already done), {} events, {} skipped, next _since {}",
+                    s.files,
+                    s.files_resumed_done,
+                    s.events,
+                    s.skipped,
+                    s.transaction_time.as_deref().unwrap_or("-")
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(1)
+            }
+        }
+    })
+}

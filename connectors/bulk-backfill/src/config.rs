@@ -1,0 +1,205 @@
+//! `[backfill]`: one practice's FHIR Bulk `$export` backfill. Field docs are the user docs.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use connector_core::CoreError;
+use connector_core::avro::AvroRecord;
+use connector_core::config::Validate;
+use connector_core::contracts::PatientChanged;
+use fhir_push::contracts::FhirResourceChanged;
+use serde::Deserialize;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressMode {
+    /// A progress bar on a terminal, periodic log lines otherwise.
+    #[default]
+    Auto,
+    /// Always the progress bar.
+    Bar,
+    /// Always log lines.
+    Log,
+    /// Nothing but the final summary.
+    Off,
+}
+
+/// The backfill of one practice.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// athenaOne practice id (the export group is `a-1.C-{practice_id}`).
+    pub practice_id: u64,
+    /// `_type`: resource types to export; empty = the server's default set.
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// `_since` for the first run; later runs use the previous run's `transactionTime` from the
+    /// checkpoint. Set it to force a window.
+    pub since: Option<DateTime<Utc>>,
+    /// Never poll the export status faster than this, whatever `Retry-After` says.
+    #[serde(default = "default_poll_min", with = "humantime_serde")]
+    pub poll_min_interval: Duration,
+    /// Never wait longer than this between status polls.
+    #[serde(default = "default_poll_max", with = "humantime_serde")]
+    pub poll_max_interval: Duration,
+    /// Give up on an export that is not complete after this long.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub export_timeout: Duration,
+    /// Compacted topic holding the manifest and per-file progress.
+    #[serde(default = "default_checkpoint_topic")]
+    pub checkpoint_topic: String,
+    /// Topic for `PatientChanged` snapshots (default: the schema's default topic).
+    pub patients_topic: Option<String>,
+    /// Topic for every other resource type (`FhirResourceChanged`).
+    pub fhir_resources_topic: Option<String>,
+    /// Keep the original resource JSON in events (`false` = PHI minimisation).
+    #[serde(default = "yes")]
+    pub include_original: bool,
+    /// Records between two per-file progress checkpoints (the most a restart can re-emit).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    /// `auto`, `bar`, `log` or `off`.
+    #[serde(default)]
+    pub progress: ProgressMode,
+    /// Interval of the progress log lines when there is no terminal.
+    #[serde(default = "default_log_interval", with = "humantime_serde")]
+    pub log_interval: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_poll_min() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_poll_max() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+fn default_checkpoint_topic() -> String {
+    "athena-connect.backfill.state".into()
+}
+fn default_checkpoint_every() -> usize {
+    500
+}
+fn default_log_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_topic<T: AvroRecord>() -> String {
+    T::bundled()
+        .default_topic
+        .clone()
+        .unwrap_or_else(|| T::SCHEMA_NAME.to_string())
+}
+
+impl Config {
+    /// Defaults for everything optional.
+    pub fn new(practice_id: u64) -> Self {
+        Config {
+            practice_id,
+            types: Vec::new(),
+            since: None,
+            poll_min_interval: default_poll_min(),
+            poll_max_interval: default_poll_max(),
+            export_timeout: default_timeout(),
+            checkpoint_topic: default_checkpoint_topic(),
+            patients_topic: None,
+            fhir_resources_topic: None,
+            include_original: true,
+            checkpoint_every: default_checkpoint_every(),
+            progress: ProgressMode::Auto,
+            log_interval: default_log_interval(),
+        }
+    }
+    /// Topic of `PatientChanged`.
+    pub fn patients_topic(&self) -> String {
+        self.patients_topic
+            .clone()
+            .unwrap_or_else(default_topic::<PatientChanged>)
+    }
+    /// Topic of `FhirResourceChanged`.
+    pub fn fhir_resources_topic(&self) -> String {
+        self.fhir_resources_topic
+            .clone()
+            .unwrap_or_else(default_topic::<FhirResourceChanged>)
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), CoreError> {
+        if self.poll_min_interval < Duration::from_millis(100) {
+            return Err(CoreError::config(
+                "backfill.poll_min_interval",
+                "must be at least 100ms",
+            ));
+        }
+        if self.poll_max_interval < self.poll_min_interval {
+            return Err(CoreError::config(
+                "backfill.poll_max_interval",
+                "must not be below poll_min_interval",
+            ));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(CoreError::config(
+                "backfill.checkpoint_every",
+                "must be at least 1",
+            ));
+        }
+        if let Some(t) = self
+            .types
+            .iter()
+            .find(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Err(CoreError::config(
+                "backfill.types",
+                format!("`{t}` is not a FHIR resource type"),
+            ));
+        }
+        if self.checkpoint_topic.trim().is_empty() {
+            return Err(CoreError::config(
+                "backfill.checkpoint_topic",
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let c: Config = connector_core::config::load_str(
+            "practice_id = 195900\ntypes = [\"Patient\"]\npoll_min_interval = \"2s\"\n",
+            &Default::default(),
+            "ATHENA_CONNECT_TEST",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.poll_min_interval, Duration::from_secs(2));
+        assert_eq!(c.patients_topic(), "athena.patients.v1");
+        assert_eq!(Config::new(1).poll_min_interval, Duration::from_secs(60));
+        let mut bad = c.clone();
+        bad.types = vec!["Patient,Condition".into()];
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("backfill.types")
+        );
+        let mut bad = c;
+        bad.poll_max_interval = Duration::from_millis(500);
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("backfill.poll_max_interval")
+        );
+    }
+}
