@@ -1,0 +1,362 @@
+//! The backfill on the real broker and registry against the simulator's `$export`:
+//! - N generated resources give N snapshot events (patients as `PatientChanged`, the rest as
+//!   `FhirResourceChanged`), and the manifest's `transactionTime` becomes the next `_since`;
+//! - a run stopped mid-file resumes inside that file (in-process, deterministic);
+//! - the `bulk-backfill` process killed with SIGKILL mid-download and restarted still yields all
+//!   N, re-emitting at most one checkpoint batch and never a whole file.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use athena_client::{AthenaClient, ClientConfig, Environment};
+use athena_connect_tests::{Stack, unique};
+use athena_sim::{Fault, FaultRule, NewPatient, RunningSim, SimConfig};
+use bulk_backfill::config::ProgressMode;
+use bulk_backfill::state::BackfillState;
+use bulk_backfill::{Config, checkpoint_key, run_backfill};
+use connector_core::avro::AvroCodec;
+use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
+use connector_core::contracts::{PatientChanged, SourceKind};
+use connector_core::runtime::RunEnv;
+use fhir_push::contracts::FhirResourceChanged;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use secrecy::SecretString;
+
+const PRACTICE: u64 = 195_900;
+const LINES_PER_FILE: usize = 25;
+
+fn athena(sim: &RunningSim) -> AthenaClient {
+    let mut c = ClientConfig::new(
+        Environment::Custom(sim.base_url.parse().unwrap()),
+        "sim-client",
+        SecretString::from("sim-secret"),
+    );
+    c.rate_limit.qps = 200.0;
+    c.rate_limit.burst = 50;
+    c.rate_limit.token_requests_per_minute = 60;
+    AthenaClient::new(c).unwrap()
+}
+
+async fn sim_with_patients(extra: usize) -> RunningSim {
+    let sim = RunningSim::start(SimConfig {
+        export_max_lines: LINES_PER_FILE,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    for i in 0..extra {
+        sim.state.add_patient(
+            PRACTICE,
+            NewPatient::new(
+                "Synth",
+                &format!("Bulktest{i}"),
+                chrono::NaiveDate::from_ymd_opt(
+                    1960 + (i % 40) as i32,
+                    1 + (i % 12) as u32,
+                    1 + (i % 28) as u32,
+                )
+                .unwrap(),
+            ),
+        );
+    }
+    sim
+}
+
+fn config(poll_ms: u64) -> Config {
+    let mut c = Config::new(PRACTICE);
+    c.types = vec!["Patient".into(), "Encounter".into()];
+    c.poll_min_interval = Duration::from_millis(poll_ms);
+    c.poll_max_interval = Duration::from_secs(2);
+    c.checkpoint_topic = unique("backfill.state");
+    c.patients_topic = Some(unique("patients"));
+    c.fhir_resources_topic = Some(unique("fhir"));
+    c.checkpoint_every = 5;
+    c.progress = ProgressMode::Log;
+    c.log_interval = Duration::from_millis(200);
+    c
+}
+
+fn env(stack: &Stack) -> RunEnv {
+    let mut registry = stack.registry();
+    registry.auto_register = true;
+    RunEnv {
+        kafka: stack.kafka(),
+        registry,
+    }
+}
+
+fn high_watermark(env: &RunEnv, topic: &str) -> i64 {
+    let c: BaseConsumer = env.kafka.consumer_config(&unique("wm")).create().unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum()
+}
+
+/// Expected resources: every patient, and an Encounter per checked-in appointment (none here).
+fn expected(sim: &RunningSim) -> usize {
+    sim.state
+        .with_practice(PRACTICE, |p| {
+            p.patients.len()
+                + p.appointments
+                    .values()
+                    .filter(|a| matches!(a.status.as_str(), "2" | "3" | "4"))
+                    .count()
+        })
+        .unwrap()
+}
+
+/// Every event on the two topics: (event id -> count), checking the snapshot flags.
+async fn events(stack: &Stack, env: &RunEnv, cfg: &Config) -> BTreeMap<String, usize> {
+    let codec = AvroCodec::new(env.registry.clone()).unwrap();
+    let mut ids = BTreeMap::new();
+    let np = high_watermark(env, &cfg.patients_topic()) as usize;
+    for m in stack
+        .consume(&cfg.patients_topic(), np, Duration::from_secs(60))
+        .await
+    {
+        let ev: PatientChanged = codec.decode(m.payload().unwrap()).await.unwrap();
+        assert!(ev.envelope.snapshot);
+        assert_eq!(ev.envelope.source, SourceKind::BulkExport);
+        *ids.entry(ev.envelope.event_id).or_insert(0) += 1;
+    }
+    let nr = high_watermark(env, &cfg.fhir_resources_topic()) as usize;
+    if nr > 0 {
+        for m in stack
+            .consume(&cfg.fhir_resources_topic(), nr, Duration::from_secs(60))
+            .await
+        {
+            let ev: FhirResourceChanged = codec.decode(m.payload().unwrap()).await.unwrap();
+            assert!(ev.envelope.snapshot);
+            *ids.entry(ev.envelope.event_id).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
+async fn create_topics(stack: &Stack, cfg: &Config) {
+    stack.create_topic(&cfg.patients_topic(), 2).await;
+    stack.create_topic(&cfg.fhir_resources_topic(), 2).await;
+}
+
+async fn load_state(env: &RunEnv, cfg: &Config) -> Option<BackfillState> {
+    let store = KafkaCheckpointStore::open(
+        &env.kafka,
+        &cfg.checkpoint_topic,
+        env.kafka.build_producer().unwrap(),
+    )
+    .await
+    .unwrap();
+    store
+        .load()
+        .await
+        .unwrap()
+        .get(&checkpoint_key("default", PRACTICE))
+        .map(|b| BackfillState::from_bytes(b).unwrap())
+}
+
+#[tokio::test]
+async fn n_generated_resources_give_n_snapshot_events_and_the_next_since() {
+    let stack = Stack::get().await;
+    let sim = sim_with_patients(60).await;
+    let client = athena(&sim);
+    let env = env(&stack);
+    let cfg = config(100);
+    create_topics(&stack, &cfg).await;
+    let n = expected(&sim);
+    assert!(n > 2 * LINES_PER_FILE, "several files: {n}");
+    let (control, _h) = connector_core::runtime::task("default", "bulk-backfill");
+    let s = run_backfill("default", &cfg, &env, &client, control)
+        .await
+        .unwrap();
+    assert_eq!(s.events as usize, n);
+    assert!(s.files >= n / LINES_PER_FILE);
+    let ids = events(&stack, &env, &cfg).await;
+    assert_eq!(ids.len(), n, "one event per resource");
+    assert!(ids.values().all(|c| *c == 1));
+    let st = load_state(&env, &cfg).await.unwrap();
+    assert!(st.job.is_none());
+    assert_eq!(st.next_since, s.transaction_time);
+    // The next run exports only what changed since: nothing.
+    let (control, _h) = connector_core::runtime::task("default", "bulk-backfill");
+    let s2 = run_backfill("default", &cfg, &env, &client, control)
+        .await
+        .unwrap();
+    assert_eq!(
+        s2.events, 0,
+        "incremental run with _since = previous transactionTime"
+    );
+    assert!(s2.transaction_time >= s.transaction_time);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_stopped_mid_file_resumes_inside_that_file() {
+    let stack = Stack::get().await;
+    let sim = sim_with_patients(30).await;
+    let client = athena(&sim);
+    let env = env(&stack);
+    let cfg = config(100);
+    create_topics(&stack, &cfg).await;
+    let n = expected(&sim);
+    // The first file download is slow; shutdown is requested while it is in flight, so the run
+    // stops at its first checkpoint inside file 1.
+    sim.state.inject(
+        FaultRule::new(Fault::Latency(Duration::from_millis(500)), 1)
+            .method("GET")
+            .path("/fhir/r4/bulkfiles/"),
+    );
+    let (control, handle) = connector_core::runtime::task("default", "bulk-backfill");
+    let export_started = async {
+        while sim
+            .state
+            .request_count("GET", "/fhir/r4/bulkfiles/{jobid}/{file}")
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        handle.shutdown();
+    };
+    let (s1, ()) = tokio::join!(
+        run_backfill("default", &cfg, &env, &client, control),
+        export_started
+    );
+    let s1 = s1.unwrap();
+    assert!(s1.interrupted);
+    assert_eq!(s1.events as usize, cfg.checkpoint_every);
+    let st = load_state(&env, &cfg).await.unwrap();
+    let files = &st.job.as_ref().unwrap().manifest.as_ref().unwrap().files;
+    assert_eq!(files[0].lines_done as usize, cfg.checkpoint_every);
+    assert!(!files[0].done);
+
+    let (control, _h) = connector_core::runtime::task("default", "bulk-backfill");
+    let s2 = run_backfill("default", &cfg, &env, &client, control)
+        .await
+        .unwrap();
+    assert_eq!(
+        s1.events + s2.events,
+        n as u64,
+        "nothing lost, nothing repeated"
+    );
+    let ids = events(&stack, &env, &cfg).await;
+    assert_eq!(ids.len(), n);
+    assert!(ids.values().all(|c| *c == 1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn killed_mid_download_and_restarted_yields_all_without_repeating_a_file() {
+    let stack = Stack::get().await;
+    let sim = sim_with_patients(120).await;
+    // Each file download takes a while, so the kill lands mid-download.
+    sim.state.inject(
+        FaultRule::new(Fault::Latency(Duration::from_millis(1500)), 10_000)
+            .method("GET")
+            .path("/fhir/r4/bulkfiles/"),
+    );
+    let env = env(&stack);
+    let cfg = config(100);
+    create_topics(&stack, &cfg).await;
+    let n = expected(&sim);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        file,
+        r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+replication_factor = 1
+
+[schema_registry]
+url = "{registry}"
+auto_register = true
+
+[athena]
+base_url = "{sim}"
+client_id = "sim-client"
+client_secret = "sim-secret"
+
+[backfill]
+practice_id = {PRACTICE}
+types = ["Patient", "Encounter"]
+poll_min_interval = "100ms"
+poll_max_interval = "2s"
+checkpoint_topic = "{cp}"
+patients_topic = "{pt}"
+fhir_resources_topic = "{rt}"
+checkpoint_every = 5
+progress = "log"
+log_interval = "500ms"
+"#,
+        bootstrap = stack.bootstrap,
+        registry = stack.registry_url,
+        sim = sim.base_url,
+        cp = cfg.checkpoint_topic,
+        pt = cfg.patients_topic(),
+        rt = cfg.fhir_resources_topic(),
+    )
+    .unwrap();
+    let path = file.path().to_str().unwrap().to_string();
+    let run = move || {
+        Command::new(env!("CARGO_BIN_EXE_bulk-backfill"))
+            .args(["--config", &path])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = run();
+    // Kill once at least two files are done but not all.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backfill made no progress"
+        );
+        if let Some(st) = load_state(&env, &cfg).await
+            && let Some(m) = st.job.as_ref().and_then(|j| j.manifest.as_ref())
+            && m.files.iter().filter(|f| f.done).count() >= 2
+        {
+            assert!(m.files.iter().any(|f| !f.done), "killed before the end");
+            break;
+        }
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("first run ended early: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let before = high_watermark(&env, &cfg.patients_topic())
+        + high_watermark(&env, &cfg.fhir_resources_topic());
+    assert!(
+        (before as usize) < n,
+        "the first run did not finish: {before} of {n}"
+    );
+
+    let status = tokio::task::spawn_blocking(move || run().wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "second run: {status:?}");
+    let ids = events(&stack, &env, &cfg).await;
+    assert_eq!(ids.len(), n, "every resource arrived");
+    let total: usize = ids.values().sum();
+    assert!(
+        total - n <= cfg.checkpoint_every,
+        "re-emitted {} events: at most one checkpoint batch, never a whole file of {LINES_PER_FILE}",
+        total - n
+    );
+    drop(file);
+    sim.shutdown().await;
+}
