@@ -122,6 +122,7 @@ pub struct Proc {
     pub admin: String,
     /// Everything it wrote to stdout and stderr so far.
     pub output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -146,13 +147,14 @@ impl Proc {
         let mut child = cmd.spawn().expect("start athena-connect");
         let output = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let output = output.clone();
             let tx = tx.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(rest) = line.split("admin API listening on ").nth(1) {
                         let _ = tx.send(rest.trim().to_string());
@@ -161,7 +163,7 @@ impl Proc {
                     o.push_str(&line);
                     o.push('\n');
                 }
-            });
+            }));
         }
         let admin = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(a) => a,
@@ -177,6 +179,7 @@ impl Proc {
             child,
             admin,
             output,
+            readers,
             _dir: dir,
         }
     }
@@ -202,6 +205,10 @@ impl Proc {
         let deadline = std::time::Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // The pipes close at exit: collect the last lines before anyone reads them.
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
                 return status.code().unwrap_or(-1);
             }
             if std::time::Instant::now() > deadline {
