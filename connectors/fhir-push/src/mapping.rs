@@ -1,12 +1,14 @@
-//! athena records and FHIR resources to typed events, and the version marker every path uses
-//! for [`connector_core::ids::event_id`], so the same change gets the same event id whether it
-//! was polled from a changed-data feed, pushed, or exported.
+//! athena records and FHIR resources to typed events, and the version marker each path uses for
+//! [`connector_core::ids::event_id`].
 //!
-//! Version rule (shared with the changed-data source, decision record 0001): the record's change
-//! time in UTC milliseconds when it has one, else a content hash. athena's proprietary
-//! `lastmodified` is `MM/DD/YYYY HH:MM:SS` practice-local time (Eastern in the sandbox) with
-//! whole seconds, so FHIR `meta.lastUpdated` is truncated to whole seconds too: both paths then
-//! land on the same instant.
+//! Event ids (decision record 0001, as the changed-data source implements it): a proprietary
+//! record's version is the content hash of the record (`Version::of_record`), so a push
+//! notification inflated by `GET /patients/{id}` gets exactly the id the changed-data source gives
+//! the same record state. FHIR resources (bulk export, FHIR-only push topics) use
+//! `meta.lastUpdated` truncated to whole seconds when present (athena's `lastmodified` has whole
+//! seconds), else their content hash: a FHIR resource is a different representation, so its id
+//! matches other FHIR-based paths (push and export agree on encounters) but not the changed-data
+//! id of the same patient. Consumers that merge both see a second, `snapshot = true`, event.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::America::New_York;
@@ -53,15 +55,15 @@ fn text(v: &Value, k: &str) -> Option<String> {
     }
 }
 
-/// The version of a proprietary record: `lastmodified` when present, else its content hash.
+/// The version of a proprietary record (its content hash, as the changed-data source computes
+/// it) and its `lastmodified` time.
 pub fn athena_version(raw: &Value) -> (Version, Option<DateTime<Utc>>) {
-    match text(raw, "lastmodified")
-        .as_deref()
-        .and_then(parse_athena_stamp)
-    {
-        Some(t) => (Version::ChangedAt(t.timestamp_millis()), Some(t)),
-        None => (Version::of_record(raw), None),
-    }
+    (
+        Version::of_record(raw),
+        text(raw, "lastmodified")
+            .as_deref()
+            .and_then(parse_athena_stamp),
+    )
 }
 
 /// The version of a FHIR resource: `meta.lastUpdated` truncated to whole seconds, else a hash.
@@ -314,7 +316,22 @@ mod tests {
     }
 
     #[test]
-    fn push_and_export_agree_on_patient_event_ids() {
+    fn proprietary_ids_follow_the_changed_data_rule() {
+        let raw = json!({"patientid": "42", "lastname": "Sandboxtest", "lastmodified": "01/15/2025 10:00:05"});
+        let a = patient_from_athena("195900", &raw, &obs(SourceKind::FhirPush)).unwrap();
+        assert_eq!(
+            a.envelope.event_id,
+            event_id("patient", "195900", "42", &Version::of_record(&raw))
+        );
+        // Eastern 10:00:05 is 15:00:05 UTC.
+        assert_eq!(
+            a.envelope.changed_at,
+            Some(TimestampMillis(1_736_953_205_000))
+        );
+    }
+
+    #[test]
+    fn fhir_patient_maps_like_the_proprietary_record() {
         // Eastern 10:00:05 on 2025-01-15 is 15:00:05 UTC.
         let athena = json!({"patientid": "42", "departmentid": "1", "firstname": "Synth",
             "lastname": "Sandboxtest", "dob": "01/02/1990", "lastmodified": "01/15/2025 10:00:05"});
@@ -323,7 +340,11 @@ mod tests {
             "name": [{"family": "Sandboxtest", "given": ["Synth"]}], "birthDate": "1990-01-02"});
         let a = patient_from_athena("195900", &athena, &obs(SourceKind::FhirPush)).unwrap();
         let f = patient_from_fhir("195900", &fhir, &obs(SourceKind::BulkExport)).unwrap();
-        assert_eq!(a.envelope.event_id, f.envelope.event_id);
+        assert_eq!(a.payload.patient_id, f.payload.patient_id);
+        assert_eq!(
+            a.envelope.changed_at, f.envelope.changed_at,
+            "same instant, whole seconds"
+        );
         assert_eq!(a.payload.dob, f.payload.dob);
         assert_eq!(a.payload.last_name, f.payload.last_name);
         assert!(a.original.is_none());
