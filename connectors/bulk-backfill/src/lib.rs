@@ -6,6 +6,7 @@
 //! - [`config`]: the `backfill` config section.
 //! - [`state`]: the checkpoint (status URL, manifest, per-file progress, next `_since`).
 //! - [`progress`]: `indicatif` bar on a terminal, log lines otherwise.
+//! - [`standalone`]: the config file of the `bulk-backfill` binary.
 //! - [`run_backfill`]: the whole run; `bin/bulk-backfill.rs` is a thin CLI around it.
 //!
 //! # Resumption and delivery
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod progress;
+pub mod standalone;
 pub mod state;
 
 use std::time::Duration;

@@ -16,6 +16,7 @@
 //! - [`gap`]: silence detection and the catch-up trigger.
 //! - [`mapping`]: athena records and FHIR resources to events, with the shared event-id rule
 //!   (also used by the `bulk-backfill` crate).
+//! - [`standalone`]: the config file of the `fhir-push` binary.
 //! - [`contracts`]: the `FhirResourceChanged` Avro mirror; [`config`]: `[sources.fhir_push.<name>]`;
 //!   [`error`]: this crate's error and its classes.
 
@@ -31,6 +32,7 @@ pub mod notification;
 pub mod r4_backport;
 pub mod receiver;
 pub mod signature;
+pub mod standalone;
 
 use std::sync::Arc;
 

@@ -9,14 +9,10 @@
 
 use std::path::PathBuf;
 
-use athena_client::{AthenaClient, ClientConfig};
+use athena_client::AthenaClient;
+use bulk_backfill::standalone::StandaloneConfig;
 use clap::Parser;
-use connector_core::avro::RegistryConfig;
-use connector_core::config::Validate;
-use connector_core::kafka::KafkaConfig;
 use connector_core::runtime::RunEnv;
-use connector_core::telemetry::TelemetryConfig;
-use serde::Deserialize;
 
 #[derive(Debug, Parser)]
 #[command(about = "Resumable FHIR Bulk $export backfill into Avro snapshot events")]
@@ -29,35 +25,15 @@ struct Args {
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    kafka: KafkaConfig,
-    schema_registry: RegistryConfig,
-    athena: ClientConfig,
-    #[serde(default)]
-    telemetry: Option<TelemetryConfig>,
-    backfill: bulk_backfill::Config,
-}
-
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let cfg: FileConfig = match connector_core::config::load_file(&args.config, "ATHENA_CONNECT") {
+    let cfg = match StandaloneConfig::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    if let Err(e) = cfg
-        .kafka
-        .validate()
-        .and_then(|_| cfg.schema_registry.validate())
-        .and_then(|_| cfg.backfill.validate())
-    {
-        eprintln!("error: {e}");
-        return std::process::ExitCode::from(2);
-    }
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async move {
         let _telemetry = connector_core::telemetry::init(&cfg.telemetry.clone().unwrap_or_default());
