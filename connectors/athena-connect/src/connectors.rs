@@ -1,8 +1,8 @@
 //! Wiring: turns each connector table of the root config into a [`ConnectorDef`] with that
 //! connector crate's typed `Config`, its `run` function and the location of its offsets.
 //!
-//! This is the only file that names the connector crates. A connector kind whose crate is not
-//! part of this build is refused with the dotted key of its section, never silently skipped.
+//! This is the only file that names the connector crates (the backfill, which `run` does not
+//! start, is wired in [`crate::backfill`]). Errors name the full dotted key of the section.
 
 use std::sync::Arc;
 
@@ -20,6 +20,10 @@ pub fn validate_all(config: &RootConfig) -> Result<(), CoreError> {
     for i in config.instances() {
         Typed::parse(&i)?;
     }
+    if let Some(table) = &config.backfill {
+        let bf: bulk_backfill::Config = typed("backfill", table)?;
+        bf.validate()?;
+    }
     Ok(())
 }
 
@@ -27,20 +31,14 @@ fn key(i: &Instance<'_>) -> String {
     format!("{}.{}", i.kind.section(), i.name)
 }
 
-fn not_built(i: &Instance<'_>) -> CoreError {
-    CoreError::config(
-        key(i),
-        format!(
-            "this build of athena-connect does not include the {} connector",
-            i.kind.name()
-        ),
-    )
-}
-
-/// A validation error whose key is relative to the connector's table gets the table's prefix.
+/// A validation error whose key is relative to the connector's table gets the table's prefix;
+/// one that names the section with a `<name>` placeholder gets the instance name.
 fn prefixed(i: &Instance<'_>, e: CoreError) -> CoreError {
     match e {
-        CoreError::Config { key: k, message } if !k.starts_with(i.kind.section()) => {
+        CoreError::Config { key: k, message } if k.starts_with(i.kind.section()) => {
+            CoreError::config(k.replace("<name>", i.name), message)
+        }
+        CoreError::Config { key: k, message } => {
             CoreError::config(format!("{}.{k}", key(i)), message)
         }
         other => other,
@@ -51,6 +49,7 @@ fn prefixed(i: &Instance<'_>, e: CoreError) -> CoreError {
 enum Typed {
     ChangedData(changed_data_source::Config),
     WriteBack(write_back_sink::Config),
+    FhirPush(fhir_push::Config),
 }
 
 impl Typed {
@@ -67,7 +66,11 @@ impl Typed {
                 c.validate_named(i.name)?;
                 Ok(Typed::WriteBack(c))
             }
-            Kind::FhirPush => Err(not_built(i)),
+            Kind::FhirPush => {
+                let c: fhir_push::Config = typed(&k, i.table)?;
+                c.validate().map_err(|e| prefixed(i, e))?;
+                Ok(Typed::FhirPush(c))
+            }
         }
     }
 }
@@ -151,6 +154,24 @@ fn build_one(
                 athena,
                 |name, c, env, athena, ctl| async move {
                     write_back_sink::run(&name, &c, &env, &athena, ctl).await
+                },
+            );
+            (f, offsets)
+        }
+        Typed::FhirPush(c) => {
+            // The receiver answers only once a notification is on Kafka; the position that
+            // matters is the inflation stage's consumer group on the notifications topic.
+            let offsets = OffsetsLocation::ConsumerGroup {
+                group_id: c.group_id(i.name),
+                topics: vec![c.notifications_topic.clone()],
+            };
+            let f = factory(
+                i.name,
+                c,
+                env,
+                athena,
+                |name, c, env, athena, ctl| async move {
+                    fhir_push::run(&name, &c, &env, &athena, ctl).await
                 },
             );
             (f, offsets)

@@ -12,11 +12,16 @@ pub const INCOMPATIBLE: i32 = 3;
 /// The operation needs the connector stopped (e.g. `offsets reset` while it runs).
 pub const CONFLICT: i32 = 4;
 
+/// `backfill` was interrupted by SIGTERM or Ctrl-C; its progress is checkpointed, run it again
+/// to resume.
+pub const INTERRUPTED: i32 = 5;
+
 /// Help text appended to `--help`.
 pub const HELP: &str = "Exit codes: 0 success, 1 runtime failure (server unreachable, request \
 refused, a connector that did not stop within shutdown_timeout), 2 bad usage or invalid \
 configuration (the message names the key), 3 schema incompatible with the registry, 4 the \
-connector must be stopped first (offsets reset).
+connector must be stopped first (offsets reset), 5 backfill interrupted (progress kept; rerun \
+to resume).
 
 Start here: `athena-connect check --config FILE` validates the file and reaches athena, Kafka and \
 the registry; `athena-connect run --config FILE` runs every connector it lists. \

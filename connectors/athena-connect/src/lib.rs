@@ -10,12 +10,15 @@
 //! - [`admin`]: the admin HTTP API (health, readiness, metrics, Connect-like control, offsets).
 //! - [`offsets`]: where each connector's position lives; show and reset (only while stopped).
 //! - [`run`]: `athena-connect run` (signals, admin API, live summary), `check`, `offsets`.
+//! - [`backfill`]: `athena-connect backfill`, the resumable FHIR Bulk `$export` from
+//!   `[backfill]`.
 //! - [`sim`]: `athena-connect sim`, the simulator from the `athena-sim` crate.
 //! - [`schemas`]: `athena-connect schemas register|check|list`, deploy-time registration of the
 //!   bundled Avro contracts with `BACKWARD_TRANSITIVE` compatibility.
 //! - [`exit`]: the documented exit codes.
 
 pub mod admin;
+pub mod backfill;
 pub mod config;
 pub mod connectors;
 pub mod exit;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use athena_connect::{exit, run, schemas, sim};
+use athena_connect::{backfill, exit, run, schemas, sim};
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_core::avro::SubjectStrategy;
 
@@ -45,6 +45,16 @@ enum Command {
     Offsets {
         #[command(subcommand)]
         action: OffsetsAction,
+    },
+    /// Run the resumable FHIR Bulk $export backfill from the config's [backfill] section
+    /// (exit 5 when interrupted; run again to resume).
+    Backfill {
+        /// The TOML config.
+        #[arg(long, short, env = "ATHENA_CONNECT_CONFIG")]
+        config: PathBuf,
+        /// Backfill name (part of its checkpoint key; one per practice or purpose).
+        #[arg(long, default_value = "default")]
+        name: String,
     },
     /// Run the athenahealth simulator (for the demo and local testing).
     Sim(sim::SimOptions),
@@ -165,6 +175,7 @@ fn main() {
                     run::offsets(&a.config, &a.connector, true, &mut out).await
                 }
             },
+            Command::Backfill { config, name } => backfill::backfill(&config, &name).await,
             Command::Sim(o) => sim::run(&o).await,
             Command::Schemas { action } => match action {
                 SchemasAction::Register(a) => schemas::register(&a.into(), &mut out).await,

@@ -19,20 +19,28 @@ fn example() -> (PathBuf, String) {
 #[test]
 fn example_config_loads_validates_and_types_every_connector() {
     let (_, text) = example();
-    let env: BTreeMap<String, String> = [(
-        "ATHENA_CONNECT_ADMIN_TOKEN".to_string(),
-        "example-admin-token-0123".to_string(),
-    )]
-    .into();
+    let env: BTreeMap<String, String> = [
+        ("ATHENA_CONNECT_ADMIN_TOKEN", "example-admin-token-0123"),
+        ("FHIR_PUSH_SECRET", "example-push-secret-0123"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let config: RootConfig = load_str(&text, &env, ENV_PREFIX).expect("example loads");
     config.validate().expect("example validates");
     connectors::validate_all(&config).expect("every connector section types");
     let names: Vec<&str> = config.instances().iter().map(|i| i.name).collect();
-    assert!(!names.is_empty());
+    assert_eq!(names, ["changes", "push", "commands"]);
+    assert!(config.backfill.is_some());
     assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9400");
 
     // Without the admin token the error names the key and the variable.
-    let err = load_str::<RootConfig>(&text, &BTreeMap::new(), ENV_PREFIX)
+    let only_push: BTreeMap<String, String> = [(
+        "FHIR_PUSH_SECRET".to_string(),
+        "example-push-secret-0123".to_string(),
+    )]
+    .into();
+    let err = load_str::<RootConfig>(&text, &only_push, ENV_PREFIX)
         .unwrap_err()
         .to_string();
     assert!(
@@ -55,6 +63,7 @@ fn check_names_the_bad_key_with_exit_2() {
         .args(["check", "--config"])
         .arg(&bad)
         .env("ATHENA_CONNECT_ADMIN_TOKEN", "example-admin-token-0123")
+        .env("FHIR_PUSH_SECRET", "example-push-secret-0123")
         .output()
         .unwrap();
     let text =
@@ -71,7 +80,15 @@ fn help_lists_the_subcommands_and_exit_codes() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for word in ["run", "check", "schemas", "offsets", "sim", "Exit codes"] {
+    for word in [
+        "run",
+        "check",
+        "schemas",
+        "offsets",
+        "backfill",
+        "sim",
+        "Exit codes",
+    ] {
         assert!(text.contains(word), "{word} missing from --help:\n{text}");
     }
 }
