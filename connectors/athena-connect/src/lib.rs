@@ -12,6 +12,7 @@
 //! - [`run`]: `athena-connect run` (signals, admin API, live summary), `check`, `offsets`.
 //! - [`backfill`]: `athena-connect backfill`, the resumable FHIR Bulk `$export` from
 //!   `[backfill]`.
+//! - [`demo`]: `athena-connect demo-traffic`, synthetic commands for the demo's return path.
 //! - [`sim`]: `athena-connect sim`, the simulator from the `athena-sim` crate.
 //! - [`schemas`]: `athena-connect schemas register|check|list`, deploy-time registration of the
 //!   bundled Avro contracts with `BACKWARD_TRANSITIVE` compatibility.
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod backfill;
 pub mod config;
 pub mod connectors;
+pub mod demo;
 pub mod exit;
 pub mod offsets;
 pub mod run;

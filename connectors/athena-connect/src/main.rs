@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use athena_connect::{backfill, exit, run, schemas, sim};
+use athena_connect::{backfill, demo, exit, run, schemas, sim};
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_core::avro::SubjectStrategy;
 
@@ -56,6 +56,9 @@ enum Command {
         #[arg(long, default_value = "default")]
         name: String,
     },
+    /// Demo only: produce a synthetic CreatePatient command every few seconds, so the
+    /// write-back sink has work and the new patients flow back through the source.
+    DemoTraffic(demo::TrafficOptions),
     /// Run the athenahealth simulator (for the demo and local testing).
     Sim(sim::SimOptions),
     /// Register, check or list the Avro contracts (run at deploy time, before the connectors).
@@ -176,6 +179,7 @@ fn main() {
                 }
             },
             Command::Backfill { config, name } => backfill::backfill(&config, &name).await,
+            Command::DemoTraffic(o) => demo::traffic(&o).await,
             Command::Sim(o) => sim::run(&o).await,
             Command::Schemas { action } => match action {
                 SchemasAction::Register(a) => schemas::register(&a.into(), &mut out).await,
