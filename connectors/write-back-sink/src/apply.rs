@@ -852,18 +852,19 @@ async fn reconcile(
         Command::BookAppointment(c) => {
             let a = p.get_appointment(&c.appointment_id).await?;
             let status = a.appointmentstatus.as_deref();
-            Ok(
-                if is_booked(status) && a.patientid.as_deref() == Some(c.patient_id.as_str()) {
-                    Recon::Applied(ids(&[
-                        ("appointment_id", &c.appointment_id),
-                        ("patient_id", &c.patient_id),
-                    ]))
-                } else if status == Some("o") {
-                    Recon::NotApplied
-                } else {
-                    Recon::Conflict("SLOT_TAKEN", "the slot is no longer open".into())
-                },
-            )
+            // Our patient on the slot, booked or since cancelled (by a later command of the
+            // same key that ran before this one's result was committed): our booking landed.
+            let ours = a.patientid.as_deref() == Some(c.patient_id.as_str());
+            Ok(if ours && (is_booked(status) || status == Some("x")) {
+                Recon::Applied(ids(&[
+                    ("appointment_id", &c.appointment_id),
+                    ("patient_id", &c.patient_id),
+                ]))
+            } else if status == Some("o") {
+                Recon::NotApplied
+            } else {
+                Recon::Conflict("SLOT_TAKEN", "the slot is no longer open".into())
+            })
         }
         Command::CancelAppointment(c) => {
             let a = p.get_appointment(&c.appointment_id).await?;
@@ -879,7 +880,8 @@ async fn reconcile(
         Command::RescheduleAppointment(c) => {
             let new = p.get_appointment(&c.new_appointment_id).await?;
             Ok(
-                if is_booked(new.appointmentstatus.as_deref())
+                if (is_booked(new.appointmentstatus.as_deref())
+                    || new.appointmentstatus.as_deref() == Some("x"))
                     && new.patientid.as_deref() == Some(c.patient_id.as_str())
                 {
                     Recon::Applied(ids(&[

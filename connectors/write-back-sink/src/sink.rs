@@ -279,6 +279,12 @@ pub async fn run(
             m = consumer.recv() => match m {
                 Ok(m) => {
                     let msg = m.detach();
+                    // The assignment callback that made this message ours ran inside the
+                    // poll that returned it: apply it first, or the new partition state would
+                    // be reset under this message and its offset skipped.
+                    if let Err(e) = st.rebalance(&consumer, &ledger).await {
+                        break Err(e);
+                    }
                     if let Err(e) = st.accept(msg, &decoder, &dlq, &shared, &control).await {
                         break Err(e);
                     }
@@ -380,6 +386,8 @@ impl LoopState {
                 if assign {
                     assigned = true;
                     self.epoch += 1;
+                    // No message of the new assignment was accepted yet (events are applied
+                    // before the message that follows them), so starting afresh is safe.
                     self.drop_partition(&tp);
                     self.parts.insert(
                         tp,
