@@ -5,7 +5,7 @@
 //! |----------------------------------------|------|----------------------------------------------|
 //! | `GET /healthz`                         | no   | 200 while the process serves                 |
 //! | `GET /readyz`                          | no   | 200 when Kafka, registry and athena answer, else 503 |
-//! | `GET /metrics`                         | yes  | Prometheus text                              |
+//! | `GET /metrics`                         | yes¹ | Prometheus text                              |
 //! | `GET /connectors[?expand=status]`      | yes  | names (or name -> status)                    |
 //! | `GET /connectors/{name}`               | yes  | name, type, kind (never its config)          |
 //! | `GET /connectors/{name}/status`        | yes  | Connect's status shape                       |
@@ -15,6 +15,8 @@
 //! | `POST /connectors/{name}/restart`      | yes  | 202 with the new status                      |
 //! | `GET /connectors/{name}/offsets`       | yes  | Connect's offsets shape                      |
 //! | `DELETE /connectors/{name}/offsets`    | yes  | 200 when reset; 409 unless stopped (KIP-875) |
+//!
+//! ¹ Open when `admin.public_metrics = true`.
 //!
 //! Authentication is a bearer token compared in constant time. Health and readiness are open so
 //! orchestrator probes need no secret; they reveal only "up" or "unavailable". No response ever
@@ -168,6 +170,8 @@ pub struct AdminState {
     pub worker_id: String,
     /// Serialises offsets operations so two resets cannot interleave.
     pub offsets_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Serve `/metrics` without the token (`admin.public_metrics`).
+    pub public_metrics: bool,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -215,9 +219,16 @@ async fn require_token(State(st): State<AdminState>, req: Request, next: Next) -
 
 /// The admin app (no socket), so tests can drive it in-process.
 pub fn router(state: AdminState) -> Router {
-    let protected = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/connectors", get(list))
+    let mut protected = Router::new().route("/connectors", get(list));
+    let mut open = Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "UP"})) }))
+        .route("/readyz", get(readyz));
+    if state.public_metrics {
+        open = open.route("/metrics", get(metrics));
+    } else {
+        protected = protected.route("/metrics", get(metrics));
+    }
+    let protected = protected
         .route("/connectors/{name}", get(info))
         .route("/connectors/{name}/status", get(status))
         .route("/connectors/{name}/pause", put(pause))
@@ -232,10 +243,7 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             require_token,
         ));
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "UP"})) }))
-        .route("/readyz", get(readyz))
-        .merge(protected)
+    open.merge(protected)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
@@ -464,6 +472,7 @@ mod tests {
             )),
             worker_id: "test:0".into(),
             offsets_lock: Arc::new(tokio::sync::Mutex::new(())),
+            public_metrics: false,
         }
     }
 
@@ -533,5 +542,15 @@ mod tests {
         let (code, body) = call(&app, "GET", "/readyz", None).await;
         assert_eq!(code, 503, "{body}");
         assert!(body.contains("unavailable"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn public_metrics_opens_only_metrics() {
+        let app = router(AdminState {
+            public_metrics: true,
+            ..state()
+        });
+        assert_eq!(call(&app, "GET", "/metrics", None).await.0, 200);
+        assert_eq!(call(&app, "GET", "/connectors", None).await.0, 401);
     }
 }

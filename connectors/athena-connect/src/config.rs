@@ -97,6 +97,11 @@ pub struct AdminConfig {
     /// How long `/readyz` remembers a dependency check, so probes cannot hammer athena.
     #[serde(default = "default_ready_cache", with = "humantime_serde")]
     pub readiness_cache: Duration,
+    /// Serve `/metrics` without the token (metrics carry no PHI and no secret: ids, route
+    /// templates and counts only). For scrapers that cannot send a bearer token; keep the port
+    /// on a private network then.
+    #[serde(default)]
+    pub public_metrics: bool,
 }
 
 fn default_true() -> bool {
@@ -118,6 +123,7 @@ impl Default for AdminConfig {
             listen: default_listen(),
             token: None,
             readiness_cache: default_ready_cache(),
+            public_metrics: false,
         }
     }
 }

@@ -149,6 +149,7 @@ pub async fn run_until(
             )),
             worker_id: addr.clone(),
             offsets_lock: Arc::new(tokio::sync::Mutex::new(())),
+            public_metrics: config.admin.public_metrics,
         };
         // A stable line on stderr: scripts and tests read the bound address from it.
         eprintln!("athena-connect: admin API listening on http://{addr}");
