@@ -236,7 +236,11 @@ async fn connector_subscribes_receives_and_inflates_with_shared_event_ids() {
     let sim = RunningSim::start(SimConfig::default()).await.unwrap();
     let client = athena(&sim);
     let port = free_port();
-    let (cfg, env) = config(&stack, port);
+    let (mut cfg, env) = config(&stack, port);
+    cfg.subscription_topics.extend([
+        "Appointment.check-in".to_string(),
+        "Encounter.check-in".to_string(),
+    ]);
     for t in [
         cfg.patients_topic(),
         cfg.appointments_topic(),
@@ -249,10 +253,22 @@ async fn connector_subscribes_receives_and_inflates_with_shared_event_ids() {
         let (cfg, env, client) = (cfg.clone(), env.clone(), client.clone());
         tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await })
     };
-    wait_for("subscriptions", Duration::from_secs(30), || {
-        sim.state.push().subscriptions.lock().len() == 2
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sim.state.push().subscriptions.lock().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriptions not created: {:?} {:?}",
+            handle.status(),
+            sim.state
+                .push()
+                .subscriptions
+                .lock()
+                .values()
+                .map(|s| s.topic.clone())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Idempotent management: a second pass creates nothing.
     let adapter = AthenaAdapter::new(Secret::new(SECRET));
     let specs = fhir_push::subscription_specs(&cfg);
@@ -269,7 +285,7 @@ async fn connector_subscribes_receives_and_inflates_with_shared_event_ids() {
         again.iter().all(|s| !s.created && s.status == "active"),
         "{again:?}"
     );
-    assert_eq!(sim.state.push().subscriptions.lock().len(), 2);
+    assert_eq!(sim.state.push().subscriptions.lock().len(), 4);
 
     let patient = sim.state.add_patient(
         PRACTICE,
@@ -614,5 +630,36 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
         "the pushed change arrived: {ids:?}"
     );
     proxy.down();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn simulator_retries_for_the_configured_period_then_dead_letters() {
+    let sim = RunningSim::start(SimConfig {
+        push_retry_interval: Duration::from_millis(200),
+        push_retry_for: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // Nobody listens on this port.
+    subscribe(&sim, free_port()).await;
+    sim.state.add_patient(
+        PRACTICE,
+        NewPatient::new(
+            "Synth",
+            "Deadtest",
+            chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
+        ),
+    );
+    let push = sim.state.push();
+    wait_for("a dead letter", Duration::from_secs(30), || {
+        !push.dead_letters.lock().is_empty()
+    })
+    .await;
+    let dead = push.dead_letters.lock()[0].clone();
+    assert!(dead.attempts >= 3, "retried: {}", dead.attempts);
+    assert_eq!(push.delivered.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(dead.body.contains("event-notification"));
     sim.shutdown().await;
 }
