@@ -39,9 +39,11 @@ pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: String,
     /// Public URL of the receiver, registered as the subscription endpoint. athena requires
-    /// public HTTPS on 443 with a publicly trusted certificate: terminate TLS in front of the
-    /// receiver (ingress, load balancer); the receiver itself speaks plain HTTP.
+    /// public HTTPS on 443 with a publicly trusted certificate: set `tls`, or terminate TLS in
+    /// front of the receiver (ingress, load balancer).
     pub public_url: String,
+    /// Serve HTTPS with these PEM files; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
     /// Largest accepted notification body; larger requests get 413.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
@@ -85,6 +87,16 @@ pub struct Config {
     pub dlq: DlqConfig,
 }
 
+/// Receiver TLS files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert_path: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: std::path::PathBuf,
+}
+
 fn yes() -> bool {
     true
 }
@@ -126,6 +138,7 @@ impl Config {
             secret,
             listen: default_listen(),
             public_url: public_url.into(),
+            tls: None,
             body_limit_bytes: default_body_limit(),
             ack_budget: default_ack_budget(),
             subscription_topics: Vec::new(),

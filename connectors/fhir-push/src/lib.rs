@@ -9,7 +9,8 @@
 //! - [`notification`]: the one internal [`notification::Notification`] type and the R4B
 //!   `SubscriptionStatus` / R4 `Parameters` bundle parsers.
 //! - [`signature`]: `X-Hub-Signature: sha256=<hex>` signing and constant-time verification.
-//! - [`receiver`]: the axum webhook (`router(state) -> Router`), durable-before-2xx.
+//! - [`receiver`]: the axum webhook (`router(state) -> Router`), durable-before-2xx; [`tls`]: its
+//!   optional HTTPS listener.
 //! - [`inflate`]: the consumer group that reads each focus through the athena client and emits
 //!   `PatientChanged` / `AppointmentChanged` / `FhirResourceChanged`, deduplicating on the event id.
 //! - [`manage`]: create / list / delete one Subscription per configured topic, with status.
@@ -33,6 +34,7 @@ pub mod r4_backport;
 pub mod receiver;
 pub mod signature;
 pub mod standalone;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -94,6 +96,10 @@ pub async fn run(
     let gap = Arc::new(gap::GapMonitor::new(name, config.heartbeat_period));
 
     // The receiver first: athena may already be delivering.
+    let tls = match &config.tls {
+        Some(t) => Some(tls::server_config(&t.cert_path, &t.key_path)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let state = receiver::ReceiverState::new(
         name,
@@ -106,9 +112,16 @@ pub async fn run(
     let app = receiver::router(state, config.body_limit_bytes);
     let token = control.shutdown_token();
     let stop = token.clone();
-    let receiver_task = tokio::spawn(receiver::serve(listener, app, async move {
-        stop.cancelled().await
-    }));
+    let receiver_task = match tls {
+        Some(tls) => tokio::spawn(receiver::serve_tls(
+            tls::TlsListener::new(listener, tls)?,
+            app,
+            async move { stop.cancelled().await },
+        )),
+        None => tokio::spawn(receiver::serve(listener, app, async move {
+            stop.cancelled().await
+        })),
+    };
 
     let specs = subscription_specs(config);
     let hub_secret = adapter.hub_secret();

@@ -192,6 +192,17 @@ fn unavailable(s: &Inner) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "not durable yet, retry").into_response()
 }
 
+/// Serves `app` over TLS on `listener` until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: crate::tls::TlsListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,

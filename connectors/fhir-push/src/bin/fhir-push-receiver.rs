@@ -34,6 +34,12 @@ struct Args {
     /// Create the topic when missing (partitions).
     #[arg(long)]
     create_topic: Option<i32>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -77,14 +83,21 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     println!("listening on {}", listener.local_addr()?);
     let app = fhir_push::receiver::router(state, args.body_limit);
-    fhir_push::receiver::serve(listener, app, async {
+    let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-    })
-    .await?;
+    };
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = fhir_push::tls::server_config(cert, key)?;
+            let listener = fhir_push::tls::TlsListener::new(listener, tls)?;
+            fhir_push::receiver::serve_tls(listener, app, stop).await?;
+        }
+        _ => fhir_push::receiver::serve(listener, app, stop).await?,
+    }
     Ok(())
 }
