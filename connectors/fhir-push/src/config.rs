@@ -182,6 +182,19 @@ impl Config {
     }
 }
 
+impl Config {
+    /// [`Validate::validate`] with the connector's name in the dotted key.
+    pub fn validate_named(&self, name: &str) -> Result<(), CoreError> {
+        self.validate().map_err(|e| match e {
+            CoreError::Config { key, message } => CoreError::Config {
+                key: key.replace("<name>", name),
+                message,
+            },
+            other => other,
+        })
+    }
+}
+
 impl Validate for Config {
     fn validate(&self) -> Result<(), CoreError> {
         const P: &str = "sources.fhir_push.<name>";

@@ -40,7 +40,6 @@ use std::sync::Arc;
 
 use athena_client::AthenaClient;
 use connector_core::avro::AvroCodec;
-use connector_core::config::Validate;
 use connector_core::kafka::{TopicSpec, ensure_topics};
 use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 
@@ -80,7 +79,7 @@ pub async fn run(
     athena: &AthenaClient,
     control: TaskControl,
 ) -> Result<(), Error> {
-    config.validate()?;
+    config.validate_named(name)?;
     let adapter = build_adapter(config);
     let admin = env.kafka.build_admin()?;
     ensure_topics(

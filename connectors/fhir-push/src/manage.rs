@@ -105,3 +105,55 @@ pub async fn delete(athena: &AthenaClient, id: &str) -> Result<(), Error> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// The status of each configured Subscription, without changing anything (`missing` when the
+/// server has none serving the spec).
+pub async fn status(
+    athena: &AthenaClient,
+    adapter: &dyn PushAdapter,
+    specs: &[SubscriptionSpec],
+) -> Result<Vec<SubscriptionStatus>, Error> {
+    let existing = athena.list_subscriptions().await?;
+    Ok(specs
+        .iter()
+        .map(
+            |spec| match existing.iter().find(|e| adapter.serves(e, spec)) {
+                Some(found) => {
+                    let (id, status) = status_of(found);
+                    SubscriptionStatus {
+                        topic: spec.topic.clone(),
+                        id,
+                        status,
+                        created: false,
+                    }
+                }
+                None => SubscriptionStatus {
+                    topic: spec.topic.clone(),
+                    id: None,
+                    status: "missing".into(),
+                    created: false,
+                },
+            },
+        )
+        .collect())
+}
+
+/// Deletes every Subscription serving one of `specs`; returns how many were deleted.
+pub async fn delete_all(
+    athena: &AthenaClient,
+    adapter: &dyn PushAdapter,
+    specs: &[SubscriptionSpec],
+) -> Result<usize, Error> {
+    let existing = athena.list_subscriptions().await?;
+    let mut n = 0;
+    for e in existing
+        .iter()
+        .filter(|e| specs.iter().any(|s| adapter.serves(e, s)))
+    {
+        if let (Some(id), _) = status_of(e) {
+            delete(athena, &id).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

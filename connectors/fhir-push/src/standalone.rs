@@ -47,13 +47,7 @@ impl StandaloneConfig {
         c.kafka.validate()?;
         c.schema_registry.validate()?;
         for (name, s) in &c.sources.fhir_push {
-            s.validate().map_err(|e| match e {
-                CoreError::Config { key, message } => CoreError::Config {
-                    key: key.replace("<name>", name),
-                    message,
-                },
-                other => other,
-            })?;
+            s.validate_named(name)?;
         }
         Ok(c)
     }

@@ -663,3 +663,66 @@ async fn simulator_retries_for_the_configured_period_then_dead_letters() {
     assert!(dead.body.contains("event-notification"));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn subscription_management_creates_reports_and_deletes() {
+    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
+    let client = athena(&sim);
+    let adapter = AthenaAdapter::new(Secret::new(SECRET));
+    let specs: Vec<SubscriptionSpec> = ["Patient.create", "Appointment.cancel"]
+        .iter()
+        .map(|t| SubscriptionSpec {
+            topic: t.to_string(),
+            endpoint: "https://hooks.example.invalid/athena".into(),
+            practice_id: PRACTICE,
+        })
+        .collect();
+    let st = fhir_push::manage::status(&client, &adapter, &specs)
+        .await
+        .unwrap();
+    assert!(st.iter().all(|s| s.status == "missing"));
+    let created = fhir_push::manage::reconcile(
+        &client,
+        &adapter,
+        adapter.hub_secret().as_ref(),
+        &specs,
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(created.iter().all(|s| s.created && s.id.is_some()));
+    // The shared secret went along (the simulator signs with it) and is not in the listing.
+    let subs = sim.state.push().subscriptions.lock().clone();
+    assert!(subs.values().all(|s| s.secret.as_deref() == Some(SECRET)));
+    let listed = client.list_subscriptions().await.unwrap();
+    assert!(!serde_json::to_string(&listed).unwrap().contains(SECRET));
+    // Dropping a topic from the config deletes its subscription on the next ensure.
+    let kept = fhir_push::manage::reconcile(
+        &client,
+        &adapter,
+        adapter.hub_secret().as_ref(),
+        &specs[..1],
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(!kept[0].created);
+    assert_eq!(sim.state.push().subscriptions.lock().len(), 1);
+    let st = fhir_push::manage::status(&client, &adapter, &specs)
+        .await
+        .unwrap();
+    assert_eq!(st[0].status, "active");
+    assert_eq!(st[1].status, "missing");
+    assert_eq!(
+        fhir_push::manage::delete_all(&client, &adapter, &specs)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(sim.state.push().subscriptions.lock().is_empty());
+    // Deleting an unknown id counts as done.
+    fhir_push::manage::delete(&client, "00000000-0000-4000-8000-000000000000")
+        .await
+        .unwrap();
+    sim.shutdown().await;
+}

@@ -17,6 +17,19 @@ struct Args {
     /// TOML config file.
     #[arg(long)]
     config: PathBuf,
+    /// Without a command: run every connector.
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Manage the Subscriptions of every `[sources.fhir_push.<name>]` and print their status.
+    Subscriptions {
+        /// `status` (read only), `ensure` (create missing, delete stale), `delete` (remove ours).
+        #[arg(value_parser = ["status", "ensure", "delete"])]
+        action: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +52,9 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         };
+        if let Some(Cmd::Subscriptions { action }) = &args.command {
+            return subscriptions(&cfg, &athena, action).await;
+        }
         let env = RunEnv {
             kafka: cfg.kafka.clone(),
             registry: cfg.schema_registry.clone(),
@@ -79,4 +95,54 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     })
+}
+
+async fn subscriptions(
+    cfg: &StandaloneConfig,
+    athena: &AthenaClient,
+    action: &str,
+) -> std::process::ExitCode {
+    let mut code = std::process::ExitCode::SUCCESS;
+    for (name, c) in &cfg.sources.fhir_push {
+        let adapter = fhir_push::build_adapter(c);
+        let specs = fhir_push::subscription_specs(c);
+        let result = match action {
+            "ensure" => {
+                let secret = adapter.hub_secret();
+                fhir_push::manage::reconcile(
+                    athena,
+                    adapter.as_ref(),
+                    secret.as_ref(),
+                    &specs,
+                    true,
+                )
+                .await
+            }
+            "delete" => fhir_push::manage::delete_all(athena, adapter.as_ref(), &specs)
+                .await
+                .map(|n| {
+                    println!("{name}: deleted {n} subscription(s)");
+                    Vec::new()
+                }),
+            _ => fhir_push::manage::status(athena, adapter.as_ref(), &specs).await,
+        };
+        match result {
+            Ok(statuses) => {
+                for s in statuses {
+                    println!(
+                        "{name}\t{}\t{}\t{}{}",
+                        s.topic,
+                        s.status,
+                        s.id.as_deref().unwrap_or("-"),
+                        if s.created { "\tcreated" } else { "" }
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                code = std::process::ExitCode::from(1);
+            }
+        }
+    }
+    code
 }
