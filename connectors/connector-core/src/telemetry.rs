@@ -115,6 +115,10 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, CoreError> {
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .map_err(|e| CoreError::config("telemetry.log_level", e.to_string()))?;
 
+    // A tracer provider is installed even without OTLP export: spans then still get W3C ids, so
+    // a trace context arriving in Kafka headers continues through the athena call into the
+    // result's headers for whoever collects traces downstream. Without an exporter nothing
+    // leaves the process.
     let provider = match &config.otlp {
         Some(o) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -125,18 +129,15 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, CoreError> {
             let resource = opentelemetry_sdk::Resource::builder()
                 .with_service_name(o.service_name.clone())
                 .build();
-            Some(
-                SdkTracerProvider::builder()
-                    .with_batch_exporter(exporter)
-                    .with_resource(resource)
-                    .build(),
-            )
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource)
+                .build()
         }
-        None => None,
+        None => SdkTracerProvider::builder().build(),
     };
-    let otel_layer = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("athena-connect")));
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("athena-connect"));
+    let provider = Some(provider);
 
     let span_events = if config.log_span_events {
         FmtSpan::CLOSE
