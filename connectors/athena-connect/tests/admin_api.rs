@@ -1,6 +1,7 @@
 //! The admin API of the real binary, with a write-back sink on the real broker: unauthenticated
 //! requests get 401, pause stops consumption (a command produced while paused is not applied),
-//! resume continues (it is), and no answer ever contains a secret.
+//! resume continues (it is), no answer ever contains a secret, and the W3C trace context of a
+//! command continues into its result's headers.
 
 mod common;
 
@@ -11,7 +12,10 @@ use athena_sim::{NewPatient, RunningSim, SimConfig};
 use common::*;
 use connector_core::avro::{AvroCodec, SubjectStrategy};
 use connector_core::contracts::BookAppointment;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 fn book(command_id: &str, appointment_id: &str, patient_id: &str) -> BookAppointment {
     BookAppointment {
@@ -104,10 +108,18 @@ async fn pause_resume_auth_and_no_secrets() {
         let key = format!("{PRACTICE}/{}", cmd.appointment_id);
         let producer = producer.clone();
         let topic = names.appointments.clone();
+        // The caller's trace: it must continue into the command's result.
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some(format!("00-{TRACE_ID}-00f067aa0ba902b7-01").as_bytes()),
+        });
         async move {
             producer
                 .send(
-                    FutureRecord::to(&topic).key(&key).payload(&bytes),
+                    FutureRecord::to(&topic)
+                        .key(&key)
+                        .payload(&bytes)
+                        .headers(headers),
                     Duration::from_secs(30),
                 )
                 .await
