@@ -12,7 +12,7 @@ use athena_sim::{NewPatient, RunningSim, SimConfig};
 use common::*;
 use connector_core::avro::{AvroCodec, SubjectStrategy};
 use connector_core::contracts::BookAppointment;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
