@@ -1,2 +1,247 @@
-//! Placeholder; the benchmark lands in a later commit.
-fn main() {}
+//! Benchmark: events per second from the simulator to Kafka (Avro, acks=all, idempotent
+//! producer, cursor protocol included) beside the raw rdkafka produce ceiling for the same
+//! keys, payloads and headers, measured in the same run, and their ratio.
+//!
+//! Run (needs the local stack: `./dev up`):
+//! ```sh
+//! export $(./dev env)
+//! cargo bench -p changed-data-source --bench bench-source            # 50,000 events
+//! BENCH_EVENTS=200000 cargo bench -p changed-data-source --bench bench-source
+//! ```
+//! Not a test: it prints figures and asserts nothing about speed.
+
+use std::time::{Duration, Instant};
+
+use athena_client::api::changed::{Feed, Subscribe};
+use athena_client::{AthenaClient, ClientConfig, Environment};
+use athena_connect_tests::{Stack, unique};
+use athena_sim::{ChangeKind, GeneratorConfig, RunningSim, SimConfig};
+use changed_data_source::Config;
+use connector_core::metrics::{FeedLabels, global};
+use connector_core::runtime::{RunEnv, TaskState, task};
+use futures::future::join_all;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::FutureRecord;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::util::Timeout;
+
+const PRACTICE: u64 = 195_900;
+
+fn athena_config(base_url: &str) -> ClientConfig {
+    let mut c = ClientConfig::new(
+        Environment::Custom(base_url.parse().expect("sim url")),
+        "sim-client",
+        "sim-secret".to_string().into(),
+    );
+    c.request_timeout = Duration::from_secs(30);
+    c.rate_limit.qps = 1000.0;
+    c.rate_limit.burst = 100;
+    c
+}
+
+fn read_topic(stack: &Stack, topic: &str, n: usize) -> Vec<OwnedMessage> {
+    let mut cfg = stack.kafka().consumer_config(&unique("bench"));
+    cfg.set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = cfg.create().expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    for p in &parts {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::with_capacity(n);
+    let mut eof = std::collections::HashSet::new();
+    while eof.len() < parts.len() {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let n: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let page_size: u32 = std::env::var("BENCH_PAGE_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig {
+        generator: Some(GeneratorConfig {
+            rate_per_sec: 0.0,
+            practices: vec![],
+            mix: vec![ChangeKind::NewPatient, ChangeKind::UpdatePatient],
+        }),
+        token_rate_limit_per_minute: 1000,
+        daily_quota: 10_000_000,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let athena = AthenaClient::new(athena_config(&sim.base_url)).expect("client");
+    athena
+        .practice(PRACTICE)
+        .subscribe(Feed::Patients, &Subscribe::default())
+        .await
+        .expect("subscribe");
+    eprintln!("Generating {n} patient changes in the simulator...");
+    sim.state.generate(n);
+    let queued = sim.state.pending_changes(PRACTICE, "patients");
+
+    // 1. The connector: simulator -> athena client -> Avro -> Kafka (acks=all) with the cursor.
+    let prefix = unique("bench");
+    let config: Config = connector_core::config::load_str(
+        &format!(
+            "practices = [\"{PRACTICE}\"]\ntopic_prefix = \"{prefix}.\"\nstate_topic = \"{prefix}.state\"\n\
+             topic_partitions = 6\npoll_interval = \"100ms\"\nmax_poll_interval = \"200ms\"\n\
+             page_size = {page_size}\n[feeds.patients]\n"
+        ),
+        &Default::default(),
+        "X",
+    )
+    .expect("config");
+    let mut registry = stack.registry();
+    registry.auto_register = true;
+    let env = RunEnv {
+        kafka: stack.kafka(),
+        registry,
+    };
+    let labels = FeedLabels {
+        connector: prefix.clone(),
+        feed: "patients".into(),
+    };
+    let produced = global()
+        .source_records_produced
+        .get_or_create(&labels)
+        .clone();
+    let (control, handle) = task(prefix.clone(), changed_data_source::KIND);
+    let runner = {
+        let (config, env, athena, name) =
+            (config.clone(), env.clone(), athena.clone(), prefix.clone());
+        tokio::spawn(async move {
+            changed_data_source::run(&name, &config, &env, &athena, control).await
+        })
+    };
+    while handle.status().state != TaskState::Running {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    while (produced.get() as usize) < queued {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let pipeline = started.elapsed();
+    handle.shutdown();
+    runner.await.expect("join").expect("connector");
+
+    // 2. The ceiling: the same records (key, Avro value, headers) through a raw idempotent
+    // acks=all producer, all sent and then all awaited, in the same run.
+    let topic = config.topic(Feed::Patients);
+    let msgs = read_topic(&stack, &topic, queued);
+    assert!(msgs.len() >= queued, "{} of {queued} on Kafka", msgs.len());
+    let raw_topic = format!("{prefix}.raw");
+    stack.create_topic(&raw_topic, 6).await;
+    let producer = stack.kafka().build_producer().expect("producer");
+    let bytes: usize = msgs
+        .iter()
+        .map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
+        .sum();
+    let started = Instant::now();
+    let futs = msgs.iter().map(|m| {
+        let headers: OwnedHeaders = m.headers().cloned().unwrap_or_default();
+        producer.send(
+            FutureRecord::to(&raw_topic)
+                .key(m.key().unwrap_or_default())
+                .payload(m.payload().unwrap_or_default())
+                .headers(headers),
+            Timeout::After(Duration::from_secs(120)),
+        )
+    });
+    for r in join_all(futs).await {
+        r.expect("raw delivery");
+    }
+    let raw = started.elapsed();
+
+    // 3. Where the connector's time goes: fetching the same rows again (non-destructive replay
+    // window, same page size) and mapping + Avro-encoding them, each without Kafka.
+    let client = athena.practice(PRACTICE);
+    let window = (
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        chrono::Utc::now() + chrono::Duration::seconds(5),
+    );
+    let started = Instant::now();
+    let mut records = Vec::with_capacity(queued);
+    let mut offset = 0usize;
+    loop {
+        let page = client
+            .poll_changed(
+                Feed::Patients,
+                &athena_client::api::changed::PollParams {
+                    leave_unprocessed: true,
+                    replay: Some(window),
+                    limit: Some(page_size),
+                    extra: vec![("offset".into(), offset.to_string())],
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("fetch");
+        let got = page.items.len();
+        offset += got;
+        records.extend(page.items);
+        if got < page_size as usize {
+            break;
+        }
+    }
+    let fetch = started.elapsed();
+    let codec = changed_data_source::events::codec_with_id(Feed::Patients, 1).expect("codec");
+    let ctx = changed_data_source::events::MapContext {
+        practice_id: "195900",
+        observed_at: connector_core::contracts::TimestampMillis::now(),
+        replayed: false,
+        keep_original: true,
+    };
+    let started = Instant::now();
+    let mapped: usize = records
+        .iter()
+        .map(|r| codec.map(&ctx, r).expect("map").value.len())
+        .sum();
+    let map = started.elapsed();
+    std::hint::black_box(mapped);
+
+    let pipe_rate = queued as f64 / pipeline.as_secs_f64();
+    let raw_rate = msgs.len() as f64 / raw.as_secs_f64();
+    println!(
+        "changed-data-source benchmark ({} events, avg {} bytes key+value, page_size {page_size})",
+        queued,
+        bytes / msgs.len().max(1)
+    );
+    println!(
+        "  connector  sim -> Kafka (Avro, acks=all, cursor): {pipe_rate:>10.0} events/s ({pipeline:.2?})"
+    );
+    println!(
+        "  raw rdkafka produce, same records (acks=all):     {raw_rate:>10.0} msgs/s   ({raw:.2?})"
+    );
+    println!(
+        "  ratio connector / raw ceiling:                    {:>10.2}",
+        pipe_rate / raw_rate
+    );
+    println!(
+        "  breakdown, without Kafka: fetch {} rows from the simulator {fetch:.2?}, map + encode {map:.2?}",
+        records.len()
+    );
+    sim.shutdown().await;
+}

@@ -223,7 +223,7 @@ impl TaskSetup {
         })
         .await
         {
-            Ok(c) => c,
+            Ok(c) => Arc::from(c),
             Err(e) => {
                 tracing::error!(feed = feed_label, practice = %self.practice, error = %e, "Feed stopped: its schema is not usable.");
                 self.control.report_error(format!(

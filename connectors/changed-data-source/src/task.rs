@@ -57,7 +57,7 @@ pub struct FeedTask {
     /// The connector's config.
     pub config: Arc<Config>,
     /// Encoder of this feed's events.
-    pub codec: Box<dyn FeedCodec>,
+    pub codec: Arc<dyn FeedCodec>,
     /// Destination topic.
     pub topic: String,
     /// athena, for this practice.
@@ -253,30 +253,63 @@ impl FeedTask {
         Ok(())
     }
 
-    /// Maps records, skipping those in `skip` (matched by full or short event id).
-    fn map_page(
+    /// Maps records, skipping those in `skip` (matched by full or short event id). Large pages
+    /// are mapped on the blocking pool in one chunk per core (athena waits for our next poll
+    /// meanwhile, so the cores are otherwise idle); the order of the page is kept.
+    async fn map_page(
         &self,
-        items: &[Value],
+        items: Vec<Value>,
         replayed: bool,
         skip: &HashSet<String>,
     ) -> Result<Vec<Mapped>, Error> {
-        let ctx = MapContext {
-            practice_id: &self.practice,
-            observed_at: TimestampMillis::now(),
-            replayed,
-            keep_original: self.config.keep_original,
+        let observed_at = TimestampMillis::now();
+        let keep_original = self.config.keep_original;
+        let map_chunk = move |codec: Arc<dyn FeedCodec>, practice: String, chunk: Vec<Value>| {
+            let ctx = MapContext {
+                practice_id: &practice,
+                observed_at,
+                replayed,
+                keep_original,
+            };
+            chunk
+                .iter()
+                .map(|rec| codec.map(&ctx, rec))
+                .collect::<Result<Vec<Mapped>, Error>>()
         };
-        let mut out = Vec::with_capacity(items.len());
-        for rec in items {
-            let m = self.codec.map(&ctx, rec)?;
-            if !skip.is_empty()
-                && (skip.contains(&m.event_id) || skip.contains(&short_id(&m.event_id)))
-            {
-                continue;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mapped = if items.len() < 256 || cores < 2 {
+            map_chunk(self.codec.clone(), self.practice.clone(), items)?
+        } else {
+            let per = items.len().div_ceil(cores);
+            let mut rest = items;
+            let mut chunks = Vec::with_capacity(cores);
+            while rest.len() > per {
+                let tail = rest.split_off(per);
+                chunks.push(std::mem::replace(&mut rest, tail));
             }
-            out.push(m);
+            chunks.push(rest);
+            let jobs = chunks.into_iter().map(|chunk| {
+                let (codec, practice) = (self.codec.clone(), self.practice.clone());
+                tokio::task::spawn_blocking(move || map_chunk(codec, practice, chunk))
+            });
+            let mut out = Vec::new();
+            for r in futures::future::join_all(jobs).await {
+                let part = r.map_err(|e| {
+                    Error::Encode(connector_core::CoreError::Encode(format!(
+                        "mapping task failed: {e}"
+                    )))
+                })??;
+                out.extend(part);
+            }
+            out
+        };
+        if skip.is_empty() {
+            return Ok(mapped);
         }
-        Ok(out)
+        Ok(mapped
+            .into_iter()
+            .filter(|m| !skip.contains(&m.event_id) && !skip.contains(&short_id(&m.event_id)))
+            .collect())
     }
 
     /// Writes a page, retrying (never skipping) until it is durable or the task must stop.
@@ -357,7 +390,7 @@ impl FeedTask {
             let n = page.items.len();
             // 3. Produce, 4. clear the marker once everything is acknowledged.
             let skip = self.skip_set();
-            let events = self.map_page(&page.items, false, &skip)?;
+            let events = self.map_page(page.items, false, &skip).await?;
             let now = Utc::now();
             self.cursor.in_progress_since = None;
             self.cursor.committed_at = Some(now);
@@ -427,7 +460,7 @@ impl FeedTask {
                 DeliveryMode::AtLeastOnce => HashSet::new(),
                 DeliveryMode::ExactlyOnce => self.cursor.recent_ids(),
             };
-            let events = self.map_page(&page.items, true, &skip)?;
+            let events = self.map_page(page.items, true, &skip).await?;
             match self.config.mode {
                 DeliveryMode::AtLeastOnce => {
                     self.replay_seen

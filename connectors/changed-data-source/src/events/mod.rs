@@ -9,9 +9,10 @@
 //! stall a feed.
 //!
 //! The event id is [`connector_core::ids::event_id`] over the record's content hash (see
-//! `docs/decisions/0101-changed-data-event-id.md`): a replayed row is byte-identical to the row
-//! first delivered, so it gets the same id, while two changes of one entity within the same
-//! second (athena's `lastmodified` has second resolution) still get different ids.
+//! `docs/decisions/0005-changed-data-source-cursor-replay-and-event-ids.md`): a replayed row is
+//! byte-identical to the row first delivered, so it gets the same id, while two changes of one
+//! entity within the same second (athena's `lastmodified` has second resolution) still get
+//! different ids.
 
 use std::marker::PhantomData;
 

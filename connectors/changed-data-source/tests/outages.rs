@@ -1,0 +1,172 @@
+//! Outages during a run, without touching the shared servers: the registry is reached through
+//! a TCP proxy this test stops and starts. Nothing is lost: every change the simulator handed out
+//! is on Kafka afterwards.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use athena_client::AthenaClient;
+use athena_client::api::changed::Feed;
+use athena_connect_tests::{Stack, unique};
+use athena_sim::{RunningSim, SimConfig};
+use changed_data_source::Config;
+use common::*;
+use connector_core::runtime::{RunEnv, task};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A TCP proxy on a fixed local port that can be stopped (connections refused, open ones cut)
+/// and started again.
+struct Proxy {
+    addr: SocketAddr,
+    upstream: String,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn new(upstream: &str) -> Proxy {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let mut p = Proxy {
+            addr,
+            upstream: upstream.to_string(),
+            task: None,
+        };
+        p.start().await;
+        p
+    }
+
+    async fn start(&mut self) {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.set_reuseaddr(true).unwrap();
+        sock.bind(self.addr).expect("rebind the proxy port");
+        let listener = sock.listen(64).unwrap();
+        let upstream = self.upstream.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstream.clone();
+                conns.spawn(async move {
+                    if let Ok(mut out) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+            // Dropping the JoinSet (when this task is aborted) aborts every open connection.
+        }));
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registry_outage_at_start_and_during_the_run_loses_nothing() {
+    let stack = Stack::get().await;
+    let upstream = url::Url::parse(&stack.registry_url).expect("registry url");
+    let host_port = format!(
+        "{}:{}",
+        upstream.host_str().unwrap(),
+        upstream.port_or_known_default().unwrap()
+    );
+    let mut proxy = Proxy::new(&host_port).await;
+    let mut proxied = upstream.clone();
+    proxied.set_port(Some(proxy.addr.port())).unwrap();
+
+    let sim = RunningSim::start(SimConfig::default()).await.expect("sim");
+    let feeds = [Feed::Patients, Feed::Appointments, Feed::Problems];
+    let prefix = unique("cds.outage");
+    let config: Config = connector_core::config::load_str(
+        &connector_toml(&prefix, &feeds, ""),
+        &Default::default(),
+        "X",
+    )
+    .expect("config");
+    let mut registry = stack.registry();
+    registry.url = proxied.to_string();
+    registry.auto_register = true;
+    registry.timeout = Duration::from_secs(2);
+    let env = RunEnv {
+        kafka: stack.kafka(),
+        registry,
+    };
+    let athena = AthenaClient::new(athena_config(&sim.base_url)).expect("client");
+
+    // The registry is down when the connector starts.
+    proxy.stop();
+    let (control, handle) = task("outage", changed_data_source::KIND);
+    let runner = {
+        let (config, env, athena) = (config.clone(), env.clone(), athena.clone());
+        tokio::spawn(async move {
+            changed_data_source::run("outage", &config, &env, &athena, control).await
+        })
+    };
+    wait_subscribed(&sim.state, &feeds, Duration::from_secs(60)).await;
+    sim.state.generate(150);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = handle.status();
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("schema")),
+        "the outage is reported: {status:?}"
+    );
+    assert!(
+        pending(&sim.state, &feeds) > 0,
+        "nothing can be polled without the schema"
+    );
+
+    // Back up: the feeds start and drain.
+    proxy.start().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while pending(&sim.state, &feeds) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not drained after the registry returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Down again during the run: encoders pinned their schema ids, production goes on.
+    proxy.stop();
+    sim.state.generate(150);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while pending(&sim.state, &feeds) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not drained during the registry outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.start().await;
+
+    for feed in feeds {
+        let rows = handed_out(&sim.state, feed);
+        let expected: HashSet<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+        let got: HashSet<String> = read_all(&stack, &config.topic(feed))
+            .iter()
+            .map(event_id)
+            .collect();
+        let lost = expected.difference(&got).count();
+        assert_eq!(
+            lost,
+            0,
+            "{feed:?}: {lost} of {} changes lost",
+            expected.len()
+        );
+    }
+    handle.shutdown();
+    runner.await.expect("join").expect("connector");
+    sim.shutdown().await;
+}
