@@ -204,6 +204,15 @@ async fn pause_resume_auth_and_no_secrets() {
             _ => assert_eq!(a.status, 200, "{m} {p}: {}", a.text),
         }
     }
+    // The CLI refuses to reset the offsets of a sink whose consumer group still has members.
+    let (code, out) = cli(
+        &["offsets", "reset", "--connector", "wb"],
+        &proc.config_path,
+    );
+    assert_eq!(code, 4, "{out}");
+    let (code, out) = cli(&["offsets", "show", "--connector", "wb"], &proc.config_path);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("kafka_offset"), "{out}");
     let a = admin_call(
         &admin,
         "PUT",

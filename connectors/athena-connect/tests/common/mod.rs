@@ -123,6 +123,8 @@ pub struct Proc {
     /// Everything it wrote to stdout and stderr so far.
     pub output: Arc<Mutex<String>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// The config file the process runs with.
+    pub config_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -180,6 +182,7 @@ impl Proc {
             admin,
             output,
             readers,
+            config_path: path,
             _dir: dir,
         }
     }
@@ -236,6 +239,21 @@ impl Drop for Proc {
 pub struct Answer {
     pub status: u16,
     pub text: String,
+}
+
+/// Runs the CLI with the test environment; returns (exit code, stdout + stderr).
+pub fn cli(args: &[&str], config: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_athena-connect"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("ATHENA_CONNECT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("ATHENA_TEST_SECRET", ATHENA_SECRET)
+        .output()
+        .expect("run athena-connect");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
 }
 
 /// Calls the admin API with (or without) the token and records the raw answer in `seen`.
