@@ -232,6 +232,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(config.commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut flushing: Option<Flush> = None;
     let result: Result<(), Error> = loop {
         if control.is_shutdown() {
             break Ok(());
@@ -268,8 +269,15 @@ pub async fn run(
                 }
                 None => break Err(Error::Transaction("completion channel closed".into())),
             },
-            _ = tick.tick() => {
-                if let Err(e) = st.flush(&txp, &consumer, name).await {
+            _ = tick.tick(), if flushing.is_none() => {
+                match st.start_flush(&txp, &consumer) {
+                    Ok(f) => flushing = f,
+                    Err(e) => break Err(e),
+                }
+            }
+            r = async { (&mut flushing.as_mut().expect("guarded").task).await }, if flushing.is_some() => {
+                let f = flushing.take().expect("guarded");
+                if let Err(e) = st.finish_flush(f.taken, f.records, r, name) {
                     control.report_error(e.to_string());
                     if e.class() == ErrorClass::Fatal {
                         break Err(e);
@@ -325,8 +333,14 @@ pub async fn run(
             Err(_) => {}
         }
     }
+    if let Some(f) = flushing.take() {
+        let r = f.task.await;
+        if let Err(e) = st.finish_flush(f.taken, f.records, r, name) {
+            tracing::warn!(connector = name, error = %e, "Commit failed while stopping.");
+        }
+    }
     if result.is_ok()
-        && let Err(e) = st.flush(&txp, &consumer, name).await
+        && let Err(e) = st.flush_now(&txp, &consumer, name).await
     {
         tracing::warn!(connector = name, error = %e, "Final commit failed; the commands will be reconciled on restart.");
     }
@@ -579,16 +593,17 @@ impl LoopState {
         }
     }
 
-    /// Commits the finished contiguous prefix of every partition in one transaction.
-    async fn flush(
+    /// Starts committing the finished contiguous prefix of every partition in one transaction,
+    /// on a blocking thread, so the loop keeps consuming meanwhile. One at a time: the slots of
+    /// a running commit stay in place (finished) until [`LoopState::finish_flush`].
+    fn start_flush(
         &mut self,
         txp: &FutureProducer,
         consumer: &Arc<StreamConsumer<Ctx>>,
-        name: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Flush>, Error> {
         let mut records = Vec::new();
         let mut offsets = TopicPartitionList::new();
-        let mut taken: Vec<(Tp, i64)> = Vec::new();
+        let mut taken: Vec<(Tp, u64, i64)> = Vec::new();
         for (tp, p) in &self.parts {
             let mut last = None;
             for (off, slot) in &p.slots {
@@ -604,24 +619,39 @@ impl LoopState {
                 offsets
                     .add_partition_offset(&tp.0, tp.1, Offset::Offset(off + 1))
                     .map_err(|e| Error::Transaction(e.to_string()))?;
-                taken.push((tp.clone(), off));
+                taken.push((tp.clone(), p.epoch, off));
             }
         }
         if taken.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let txp2 = txp.clone();
-        let consumer2 = consumer.clone();
-        let n_records = records.len();
-        let r = tokio::task::spawn_blocking(move || {
-            commit_batch(&txp2, &consumer2, &records, &offsets)
-        })
-        .await
-        .map_err(|e| Error::Transaction(format!("commit task: {e}")))?;
+        let txp = txp.clone();
+        let consumer = consumer.clone();
+        let records_n = records.len();
+        let task =
+            tokio::task::spawn_blocking(move || commit_batch(&txp, &consumer, &records, &offsets));
+        Ok(Some(Flush {
+            task,
+            taken,
+            records: records_n,
+        }))
+    }
+
+    /// Applies the outcome of a commit started by [`LoopState::start_flush`].
+    fn finish_flush(
+        &mut self,
+        taken: Vec<(Tp, u64, i64)>,
+        records: usize,
+        result: Result<Result<(), KafkaError>, tokio::task::JoinError>,
+        name: &str,
+    ) -> Result<(), Error> {
+        let r = result.map_err(|e| Error::Transaction(format!("commit task: {e}")))?;
         match r {
             Ok(()) => {
-                for (tp, off) in taken {
-                    if let Some(p) = self.parts.get_mut(&tp) {
+                for (tp, epoch, off) in taken {
+                    if let Some(p) = self.parts.get_mut(&tp)
+                        && p.epoch == epoch
+                    {
                         let rest = p.slots.split_off(&(off + 1));
                         self.buffered -= p.slots.len();
                         p.slots = rest;
@@ -633,7 +663,7 @@ impl LoopState {
                         connector: name.to_string(),
                     })
                     .inc();
-                tracing::debug!(records = n_records, "Committed results and offsets.");
+                tracing::debug!(records, "Committed results and offsets.");
                 Ok(())
             }
             Err(e) => {
@@ -662,6 +692,30 @@ impl LoopState {
             }
         }
     }
+
+    /// Commits what is finished and waits for it (shutdown path).
+    async fn flush_now(
+        &mut self,
+        txp: &FutureProducer,
+        consumer: &Arc<StreamConsumer<Ctx>>,
+        name: &str,
+    ) -> Result<(), Error> {
+        match self.start_flush(txp, consumer)? {
+            Some(f) => {
+                let r = f.task.await;
+                self.finish_flush(f.taken, f.records, r, name)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// A commit running on a blocking thread.
+struct Flush {
+    task: tokio::task::JoinHandle<Result<(), KafkaError>>,
+    /// (partition, epoch, last offset) committed by it.
+    taken: Vec<(Tp, u64, i64)>,
+    records: usize,
 }
 
 /// One transaction: every record, then the offsets, then commit; abort on any failure.

@@ -1,2 +1,427 @@
-//! Placeholder; replaced below.
-fn main() {}
+//! `cargo run --release -p write-back-sink --bin bench-sink [-- --commands 3000 --budget 50]`
+//!
+//! Benchmarks the write-back sink on the real Kafka broker and registry
+//! (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`: `export $(./dev env)`) against an
+//! in-process simulator, and prints:
+//! 1. the ceiling: bookings per second made straight through the athena client with the same
+//!    concurrency (no Kafka), measured in this run;
+//! 2. unthrottled throughput: a backlog of bookings drained by the sink, in commands per second
+//!    and as a share of the ceiling;
+//! 3. command-to-result latency (p50/p99): bookings produced at half the measured throughput,
+//!    latency = result record timestamp - command `issued_at`;
+//! 4. with the simulator enforcing a QPS budget and the client configured to that budget: the
+//!    achieved rate as a share of the budget and the share of throttled answers.
+//!
+//! Figures only; nothing here passes or fails on timing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use athena_client::api::appointments::BookAppointment as AthenaBooking;
+use athena_client::{AthenaClient, ClientConfig, Environment};
+use athena_sim::{NewPatient, RunningSim, SimConfig};
+use clap::Parser;
+use connector_core::avro::{AvroCodec, RegistryConfig, SubjectStrategy};
+use connector_core::contracts::{BookAppointment, CommandResult, TimestampMillis};
+use connector_core::kafka::{KafkaConfig, TopicSpec, ensure_topics};
+use connector_core::runtime::{RunEnv, task};
+use futures::future::join_all;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use secrecy::SecretString;
+use write_back_sink::Config;
+
+const PRACTICE: u64 = 195_900;
+
+#[derive(Parser)]
+#[command(about = "write-back sink benchmark (figures only)")]
+struct Args {
+    /// Bookings in the unthrottled backlog run.
+    #[arg(long, default_value_t = 3000)]
+    commands: usize,
+    /// Commands at a steady rate for the latency run.
+    #[arg(long, default_value_t = 1000)]
+    latency_commands: usize,
+    /// The simulator's QPS budget in the throttled run.
+    #[arg(long, default_value_t = 50)]
+    budget: u32,
+    /// Seconds of work in the throttled run.
+    #[arg(long, default_value_t = 20)]
+    budget_seconds: u32,
+    /// The sink's max_in_flight.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+}
+
+struct Env {
+    kafka: KafkaConfig,
+    registry: RegistryConfig,
+}
+
+fn env() -> anyhow::Result<Env> {
+    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS")
+        .context("KAFKA_BOOTSTRAP_SERVERS is not set: start the stack with `./dev up` and `export $(./dev env)`")?;
+    let url = std::env::var("SCHEMA_REGISTRY_URL").context(
+        "SCHEMA_REGISTRY_URL is not set: start the stack with `./dev up` and `export $(./dev env)`",
+    )?;
+    let mut registry = RegistryConfig::new(url);
+    registry.subject_strategy = SubjectStrategy::TopicRecordName;
+    registry.auto_register = true;
+    Ok(Env {
+        kafka: KafkaConfig::plaintext(bootstrap),
+        registry,
+    })
+}
+
+fn client_config(base_url: &str, qps: f64, burst: u32) -> ClientConfig {
+    let mut c = ClientConfig::new(
+        Environment::Custom(base_url.parse().expect("sim url")),
+        "sim-client",
+        SecretString::from("sim-secret"),
+    );
+    c.request_timeout = Duration::from_secs(5);
+    c.rate_limit.qps = qps;
+    c.rate_limit.burst = burst;
+    c.rate_limit.token_requests_per_minute = 600;
+    c
+}
+
+fn slots(sim: &RunningSim, n: usize, offset_days: i64) -> Vec<String> {
+    let times: Vec<String> = (0..96)
+        .map(|i| format!("{:02}:{:02}", i / 4, (i % 4) * 15))
+        .collect();
+    let times: Vec<&str> = times.iter().map(String::as_str).collect();
+    let base = chrono::Utc::now().date_naive() + chrono::Duration::days(30 + offset_days);
+    let mut out = Vec::with_capacity(n);
+    let mut day = 0;
+    while out.len() < n {
+        for provider in ["71", "72", "73", "74"] {
+            out.extend(sim.state.add_open_slots(
+                PRACTICE,
+                "1",
+                provider,
+                base + chrono::Duration::days(day),
+                &times,
+            ));
+        }
+        day += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+fn booking(id: String, slot: &str, patient: &str) -> BookAppointment {
+    BookAppointment {
+        command_id: id,
+        practice_id: PRACTICE.to_string(),
+        correlation_id: None,
+        issued_at: Some(TimestampMillis::now()),
+        appointment_id: slot.to_string(),
+        patient_id: patient.to_string(),
+        department_id: Some("1".into()),
+        appointment_type_id: Some("82".into()),
+        reason_id: None,
+        booking_note: None,
+        ignore_schedulable_permission: true,
+        no_patient_case: false,
+    }
+}
+
+/// One sink over fresh topics.
+struct Run {
+    topic: String,
+    results: String,
+    producer: FutureProducer,
+    codec: AvroCodec,
+    handle: connector_core::runtime::TaskHandle,
+    join: tokio::task::JoinHandle<Result<(), write_back_sink::Error>>,
+    reader: StreamConsumer,
+}
+
+impl Run {
+    async fn start(env: &Env, athena: AthenaClient, in_flight: usize) -> anyhow::Result<Run> {
+        let base = format!("bench.wb.{}", uuid::Uuid::new_v4().simple());
+        let topic = format!("{base}.cmd.appointments");
+        let results = format!("{base}.results");
+        let admin = env.kafka.build_admin()?;
+        ensure_topics(
+            &admin,
+            1,
+            &[
+                TopicSpec::new(&topic, 6),
+                TopicSpec::new(&results, 6),
+                TopicSpec::new(format!("{topic}.dlq"), 1),
+            ],
+        )
+        .await?;
+        let config = Config {
+            topics: vec![topic.clone()],
+            results_topic: results.clone(),
+            ledger_topic: format!("{base}.ledger"),
+            group_id: Some(format!("{base}.group")),
+            max_in_flight: in_flight,
+            max_buffered: 20_000,
+            commit_interval: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let run_env = RunEnv {
+            kafka: env.kafka.clone(),
+            registry: env.registry.clone(),
+        };
+        let (control, handle) = task("bench", write_back_sink::KIND);
+        let join = tokio::spawn(async move {
+            write_back_sink::run("bench", &config, &run_env, &athena, control).await
+        });
+        let reader: StreamConsumer = env
+            .kafka
+            .build_consumer(&format!("{base}.reader"))
+            .context("reader")?;
+        reader.subscribe(&[&results])?;
+        Ok(Run {
+            topic,
+            results,
+            producer: env.kafka.build_producer()?,
+            codec: AvroCodec::new(env.registry.clone())?,
+            handle,
+            join,
+            reader,
+        })
+    }
+
+    /// Produces `commands` (all sends first, then every delivery awaited).
+    async fn produce(&self, commands: &[BookAppointment]) -> anyhow::Result<()> {
+        let encoder = self.codec.encoder::<BookAppointment>(&self.topic).await?;
+        let payloads: Vec<(String, Vec<u8>)> = commands
+            .iter()
+            .map(|c| Ok((format!("195900/{}", c.appointment_id), encoder.encode(c)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let futures: Vec<_> = payloads
+            .iter()
+            .map(|(k, v)| {
+                self.producer
+                    .send_result(FutureRecord::to(&self.topic).key(k).payload(&v[..]))
+                    .map_err(|(e, _)| e)
+            })
+            .collect::<Result<_, _>>()?;
+        for r in join_all(futures).await {
+            r?.map_err(|(e, _)| e)?;
+        }
+        Ok(())
+    }
+
+    /// Reads results until `n` distinct command ids: (command id -> (result, record timestamp
+    /// in ms), wall time of the first and the last).
+    async fn collect(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<(HashMap<String, (CommandResult, i64)>, Instant, Instant)> {
+        let mut out = HashMap::with_capacity(n);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut first = None;
+        let mut last = Instant::now();
+        while out.len() < n {
+            let m = match tokio::time::timeout_at(deadline, self.reader.recv()).await {
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) if e.to_string().contains("UnknownTopicOrPartition") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Ok(Err(e)) => bail!("reading {}: {e}", self.results),
+                Err(_) => bail!("only {} of {n} results within {timeout:?}", out.len()),
+            };
+            let ts = m.timestamp().to_millis().unwrap_or(0);
+            let r: CommandResult = self.codec.decode(m.payload().unwrap_or_default()).await?;
+            first.get_or_insert_with(Instant::now);
+            last = Instant::now();
+            out.insert(r.command_id.clone(), (r, ts));
+        }
+        Ok((out, first.unwrap_or(last), last))
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.handle.shutdown();
+        self.join.await??;
+        Ok(())
+    }
+}
+
+fn pct(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let env = env()?;
+    env.kafka
+        .check_connectivity(Duration::from_secs(10))
+        .await
+        .context("Kafka does not answer: start the stack with `./dev up`")?;
+
+    // --- 1. Ceiling: straight client calls, same concurrency, no Kafka.
+    let sim = RunningSim::start(SimConfig::default()).await?;
+    let patient = sim.state.add_patient(
+        PRACTICE,
+        NewPatient::new(
+            "Testa",
+            "Testperson",
+            chrono::NaiveDate::from_ymd_opt(1980, 2, 3).expect("date"),
+        ),
+    );
+    let athena = AthenaClient::new(client_config(&sim.base_url, 10_000.0, 1_000))?;
+    let ceiling_slots = slots(&sim, args.commands, 0);
+    let practice = athena.practice(PRACTICE);
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.in_flight));
+    let t = Instant::now();
+    let calls = ceiling_slots.iter().map(|s| {
+        let practice = practice.clone();
+        let sem = sem.clone();
+        let patient = patient.clone();
+        async move {
+            let _p = sem.acquire().await.expect("semaphore");
+            let req = AthenaBooking {
+                patient_id: patient,
+                appointment_type_id: Some("82".into()),
+                ignore_schedulable_permission: true,
+                ..Default::default()
+            };
+            practice.book_appointment(s, &req).await
+        }
+    });
+    let ok = join_all(calls).await.iter().filter(|r| r.is_ok()).count();
+    let ceiling = ok as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "ceiling (client only, {} concurrent): {ceiling:.0} bookings/s ({ok} calls)",
+        args.in_flight
+    );
+
+    // --- 2. Unthrottled backlog through the sink.
+    let backlog_slots = slots(&sim, args.commands, 60);
+    let run = Run::start(&env, athena.clone(), args.in_flight).await?;
+    let cmds: Vec<BookAppointment> = backlog_slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| booking(format!("bench-a-{i}"), s, &patient))
+        .collect();
+    run.produce(&cmds).await?;
+    let t = Instant::now();
+    let (results, _, last) = run.collect(cmds.len(), Duration::from_secs(600)).await?;
+    let rate = results.len() as f64 / last.duration_since(t).as_secs_f64();
+    let applied = results
+        .values()
+        .filter(|(r, _)| r.status == connector_core::contracts::CommandStatus::Applied)
+        .count();
+    println!(
+        "unthrottled backlog: {} commands, {rate:.0} commands/s = {:.0}% of the ceiling ({applied} applied)",
+        results.len(),
+        100.0 * rate / ceiling
+    );
+
+    // --- 3. Latency at half that rate.
+    let steady = (rate / 2.0).max(1.0);
+    let lat_slots = slots(&sim, args.latency_commands, 120);
+    let mut sent = 0usize;
+    let start = Instant::now();
+    let collector = {
+        let n = lat_slots.len();
+        let run_ref = &run;
+        async move { run_ref.collect(n, Duration::from_secs(600)).await }
+    };
+    let producer = async {
+        let mut issued: HashMap<String, i64> = HashMap::new();
+        while sent < lat_slots.len() {
+            let due = (start.elapsed().as_secs_f64() * steady) as usize + 1;
+            let upto = due.min(lat_slots.len());
+            if upto > sent {
+                let batch: Vec<BookAppointment> = (sent..upto)
+                    .map(|i| booking(format!("bench-l-{i}"), &lat_slots[i], &patient))
+                    .collect();
+                for c in &batch {
+                    issued.insert(c.command_id.clone(), c.issued_at.map(|t| t.0).unwrap_or(0));
+                }
+                run.produce(&batch).await?;
+                sent = upto;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::Ok(issued)
+    };
+    let (all, issued) = tokio::join!(collector, producer);
+    let issued = issued?;
+    let (all, _, _) = all?;
+    let mut lat: Vec<i64> = all
+        .values()
+        .filter_map(|(r, ts)| issued.get(&r.command_id).map(|i| ts - i))
+        .collect();
+    lat.sort_unstable();
+    let mut proc: Vec<i64> = all
+        .values()
+        .filter(|(r, _)| issued.contains_key(&r.command_id))
+        .map(|(r, ts)| ts - r.received_at.0)
+        .collect();
+    proc.sort_unstable();
+    println!(
+        "latency at {steady:.0} commands/s ({} commands): command-to-result p50 {} ms, p99 {} ms \
+         (read-to-result p50 {} ms, p99 {} ms)",
+        lat.len(),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&proc, 0.5),
+        pct(&proc, 0.99)
+    );
+    run.stop().await?;
+    sim.shutdown().await;
+
+    // --- 4. Throttled: the simulator enforces a QPS budget; the client is set to it.
+    let sim = RunningSim::start(SimConfig {
+        qps_limit: Some(args.budget),
+        throttle_status: 403,
+        ..Default::default()
+    })
+    .await?;
+    let patient = sim.state.add_patient(
+        PRACTICE,
+        NewPatient::new(
+            "Testa",
+            "Testperson",
+            chrono::NaiveDate::from_ymd_opt(1980, 2, 3).expect("date"),
+        ),
+    );
+    // A small burst lets the bucket make up for timer overshoot without exceeding the budget.
+    let burst = (args.budget / 10).max(1);
+    let athena = AthenaClient::new(client_config(&sim.base_url, f64::from(args.budget), burst))?;
+    let n = (args.budget * args.budget_seconds) as usize;
+    let budget_slots = slots(&sim, n, 0);
+    let run = Run::start(&env, athena.clone(), args.in_flight).await?;
+    let cmds: Vec<BookAppointment> = budget_slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| booking(format!("bench-b-{i}"), s, &patient))
+        .collect();
+    let before = athena.stats();
+    run.produce(&cmds).await?;
+    let (results, first, last) = run.collect(n, Duration::from_secs(600)).await?;
+    let after = athena.stats();
+    let window = last.duration_since(first).as_secs_f64().max(0.001);
+    let achieved = (results.len() - 1) as f64 / window;
+    let requests: u64 =
+        after.requests.values().sum::<u64>() - before.requests.values().sum::<u64>();
+    let throttled = after.throttled - before.throttled;
+    println!(
+        "budget {} QPS: achieved {achieved:.1} commands/s = {:.1}% of the budget; throttled {throttled} of {requests} answers = {:.2}%",
+        args.budget,
+        100.0 * achieved / f64::from(args.budget),
+        100.0 * throttled as f64 / requests.max(1) as f64
+    );
+    run.stop().await?;
+    sim.shutdown().await;
+    Ok(())
+}
