@@ -172,7 +172,16 @@ pub async fn run_until(
         timeout_secs = config.shutdown_timeout.as_secs(),
         "Shutdown requested; stopping every connector."
     );
-    let late = supervisor.shutdown_all(config.shutdown_timeout).await;
+    // A second SIGTERM / Ctrl-C while stopping means "now": exit without waiting (at-least-once
+    // redoes whatever was not committed).
+    let late = tokio::select! {
+        late = supervisor.shutdown_all(config.shutdown_timeout) => late,
+        _ = termination_signal() => {
+            tracing::warn!("Second stop signal; exiting without waiting for the connectors.");
+            eprintln!("athena-connect: second stop signal, exiting now");
+            return exit::FAILURE;
+        }
+    };
     background.cancel();
     if late.is_empty() {
         tracing::info!("Every connector stopped; exiting.");
