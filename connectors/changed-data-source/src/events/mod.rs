@@ -168,7 +168,36 @@ pub struct Mapped {
 
 /// The entity id of `rec` for a feed with `id_fields`, and the record's version.
 pub fn identify(id_fields: &[&str], rec: &Value) -> (Option<String>, Version) {
-    (Rec(rec).s(id_fields), Version::of_record(rec))
+    (Rec(rec).s(id_fields), canonical(rec).1)
+}
+
+/// Whether serde_json's maps iterate in key order (its default `BTreeMap`; the
+/// `preserve_order` feature, if some crate in the build enables it, keeps insertion order).
+fn maps_are_sorted() -> bool {
+    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let v: Value = serde_json::from_str(r#"{"b":1,"a":2}"#).expect("valid JSON");
+        serde_json::to_string(&v).is_ok_and(|s| s == r#"{"a":2,"b":1}"#)
+    })
+}
+
+/// The record's canonical JSON (keys sorted, compact) and its content version, equal to
+/// [`Version::of_record`] but computed with one serialisation that also serves as `original`
+/// (the hot path: this was the largest per-record cost).
+pub fn canonical(rec: &Value) -> (Vec<u8>, Version) {
+    use sha2::{Digest, Sha256};
+    if !maps_are_sorted() {
+        return (rec.to_string().into_bytes(), Version::of_record(rec));
+    }
+    let bytes = serde_json::to_vec(rec).expect("a JSON value serialises");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(&bytes);
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 15)] as char);
+    }
+    (bytes, Version::ContentHash(hex))
 }
 
 /// Maps records of one feed to encoded events; the schema id is pinned at construction.
@@ -208,8 +237,10 @@ impl<T: FeedEvent> Typed<T> {
 
     /// The typed event of `rec` (no encoding), e.g. for tests and tools.
     pub fn event(ctx: &MapContext<'_>, rec: &Value) -> (T, Option<DateTime<Utc>>) {
-        let (id, version) = identify(T::ID_FIELDS, rec);
-        let entity_id = id.unwrap_or_else(|| stand_in_id(&version));
+        let (json, version) = canonical(rec);
+        let entity_id = Rec(rec)
+            .s(T::ID_FIELDS)
+            .unwrap_or_else(|| stand_in_id(&version));
         let r = Rec(rec);
         let changed_at = r.s(LAST_MODIFIED_KEYS).and_then(|s| parse_athena_time(&s));
         let envelope = EventEnvelope {
@@ -225,7 +256,9 @@ impl<T: FeedEvent> Typed<T> {
             snapshot: false,
             replayed: ctx.replayed,
         };
-        let original = ctx.keep_original.then(|| rec.to_string());
+        let original = ctx
+            .keep_original
+            .then(|| String::from_utf8(json).expect("serde_json writes UTF-8"));
         (T::build(envelope, &r, original), changed_at)
     }
 }
@@ -339,4 +372,102 @@ feed_table! {
     Visits => visits::VisitChanged, "athena.visits.v1";
     OrCase => or_cases::OrCaseChanged, "athena.orcases.v1";
     SurgeryCases => surgery_cases::SurgeryCaseChanged, "athena.surgerycases.v1";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_matches_the_core_content_hash() {
+        for rec in [
+            json!({"patientid": "1", "b": [1, 2.5, {"z": null, "a": "é\n\"q\""}], "a": true}),
+            json!({"labresultid": 1083590, "lastmodifieddatetime": "2023-08-10T14:53:55-04:00"}),
+            json!([]),
+        ] {
+            let (bytes, v) = canonical(&rec);
+            assert_eq!(v, Version::of_record(&rec), "{rec}");
+            let back: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(back, rec);
+        }
+    }
+
+    #[test]
+    fn eastern_times_parse_across_dst() {
+        let t = |s| parse_athena_time(s).map(|t| t.to_rfc3339());
+        assert_eq!(
+            t("01/15/2024 12:30:00").as_deref(),
+            Some("2024-01-15T17:30:00+00:00")
+        );
+        assert_eq!(
+            t("07/04/2024 12:00:00").as_deref(),
+            Some("2024-07-04T16:00:00+00:00")
+        );
+        // Fall back: 01:30 happens twice; the earlier (EDT) instant is taken.
+        assert_eq!(
+            t("11/03/2024 01:30:00").as_deref(),
+            Some("2024-11-03T05:30:00+00:00")
+        );
+        // Spring forward: 02:30 does not exist in Eastern; read as EST.
+        assert_eq!(
+            t("03/10/2024 02:30:00").as_deref(),
+            Some("2024-03-10T07:30:00+00:00")
+        );
+        assert_eq!(
+            t("2023-08-10T14:53:55-04:00").as_deref(),
+            Some("2023-08-10T18:53:55+00:00")
+        );
+        assert_eq!(t("garbage"), None);
+    }
+
+    #[test]
+    fn mapping_is_lenient_and_ids_are_stable() {
+        let codec = codec_with_id(Feed::Problems, 7).unwrap();
+        let rec = json!({"problemid": 3833, "patientid": 980, "codeset": "SNOMED", "code": "84229001",
+            "name": "Fatigue", "events": [{"eventtype": "START", "startdate": "01/11/2021"}],
+            "lastmodified": "not a date"});
+        let ctx = MapContext {
+            practice_id: "195900",
+            observed_at: TimestampMillis(1),
+            replayed: true,
+            keep_original: false,
+        };
+        let (e, changed_at) = Typed::<problems::ProblemChanged>::event(&ctx, &rec);
+        assert_eq!(e.payload.problem_id, "3833");
+        assert_eq!(e.payload.patient_id.as_deref(), Some("980"));
+        assert_eq!(
+            e.payload.start_date.and_then(|d| d.to_naive()),
+            chrono::NaiveDate::from_ymd_opt(2021, 1, 11)
+        );
+        assert_eq!(e.payload.last_modified, None);
+        assert_eq!(changed_at, None);
+        assert!(e.envelope.replayed);
+        assert_eq!(e.original, None, "PHI minimisation drops the original");
+        let m = codec.map(&ctx, &rec).unwrap();
+        assert_eq!(m.key, "195900/3833");
+        assert_eq!(m.event_id, codec.event_id("195900", &rec));
+        assert_eq!(m.event_id, e.envelope.event_id);
+        // A changed field is a new event id; the same record again is the same id.
+        let mut rec2 = rec.clone();
+        rec2["name"] = json!("Fatigue, chronic");
+        assert_ne!(codec.event_id("195900", &rec2), m.event_id);
+        // No id field: still produced, under a stable stand-in id.
+        let anon = json!({"name": "x"});
+        let a = codec.map(&ctx, &anon).unwrap();
+        assert!(a.entity_id.starts_with("unknown-"), "{}", a.entity_id);
+        assert_eq!(a.entity_id, codec.map(&ctx, &anon).unwrap().entity_id);
+        // Every feed has a codec, a topic and a bundled schema.
+        for f in Feed::ALL {
+            let spec = spec(f);
+            assert!(spec.default_topic.starts_with("athena."), "{f:?}");
+            assert!(
+                connector_core::avro::Catalog::global()
+                    .get(spec.schema_name)
+                    .is_some(),
+                "{f:?}"
+            );
+            codec_with_id(f, 1).unwrap();
+        }
+    }
 }
