@@ -114,12 +114,27 @@ appointments = {{}}
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     second.sigterm();
-    assert_eq!(
-        second.wait_exit(Duration::from_secs(90)).await,
-        0,
-        "{}",
-        second.output()
+    let code = second.wait_exit(Duration::from_secs(90)).await;
+    assert_eq!(code, 0, "{}", second.output());
+
+    // Where the source stands, from the CLI; with the process stopped a reset is allowed.
+    let (code, out) = cli(
+        &["offsets", "show", "--connector", "src"],
+        &second.config_path,
     );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("src/{PRACTICE}/patients")), "{out}");
+    let (code, out) = cli(
+        &["offsets", "reset", "--connector", "src"],
+        &second.config_path,
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(
+        &["offsets", "show", "--connector", "src"],
+        &second.config_path,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("src/"), "cursors left after reset: {out}");
 
     for (feed, topic, id_field) in FEEDS {
         let want = sim_ids(&sim, feed, id_field);
