@@ -78,6 +78,17 @@ async fn pause_resume_auth_and_no_secrets() {
     );
 
     wait_state(&admin, "wb", "RUNNING", Duration::from_secs(60)).await;
+
+    // `check` reaches all three dependencies and prints one line each.
+    let (code, out) = cli(&["check"], &proc.config_path);
+    assert_eq!(code, 0, "{out}");
+    for line in ["ok    kafka", "ok    schema_registry", "ok    athena"] {
+        assert!(out.contains(line), "{out}");
+    }
+    assert!(
+        !out.contains(ATHENA_SECRET) && !out.contains(ADMIN_TOKEN),
+        "{out}"
+    );
     let a = admin_call(&admin, "GET", "/connectors", Some(ADMIN_TOKEN), &mut seen).await;
     assert_eq!((a.status, a.text.as_str()), (200, "[\"wb\"]"));
 
