@@ -224,17 +224,13 @@ impl Executor {
         let mut throttled = 0u32;
         loop {
             if command.is_non_idempotent() {
-                self.ledger
-                    .write_intent(
-                        command.command_id(),
-                        LedgerEntry::InFlight {
-                            position: position.clone(),
-                            command_type: command.type_name().into(),
-                            attempt: attempts as u32 + 1,
-                            baseline,
-                        },
-                    )
-                    .await?;
+                let entry = LedgerEntry::InFlight {
+                    position: position.clone(),
+                    command_type: command.type_name().into(),
+                    attempt: attempts as u32 + 1,
+                    baseline,
+                };
+                self.write_intent(command.command_id(), entry).await?;
             }
             attempts += 1;
             let err = match self.perform(&p, command).await {
@@ -309,6 +305,22 @@ impl Executor {
                         Err(outcome) => return Ok(outcome),
                     }
                 }
+            }
+        }
+    }
+
+    /// Writes an intent, riding out a short Kafka outage; no athena call happens without it.
+    async fn write_intent(&self, command_id: &str, entry: LedgerEntry) -> Result<(), Error> {
+        let mut n = 0u32;
+        loop {
+            match self.ledger.write_intent(command_id, entry.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.class() != connector_core::ErrorClass::Fatal && n < 10 => {
+                    n += 1;
+                    tracing::warn!(error = %e, attempt = n, "Could not write the ledger intent; retrying.");
+                    tokio::time::sleep(self.backoff(n).max(Duration::from_millis(200))).await;
+                }
+                Err(e) => return Err(Error::Core(e)),
             }
         }
     }

@@ -166,6 +166,18 @@ pub async fn run(
         operation: "create producer",
         source,
     })?;
+    // Initialising the transactional producer first fences a killed predecessor and aborts its
+    // open transaction; otherwise that transaction would hold the ledger's last stable offset
+    // and the read_committed load below would stop short of the newest intents.
+    let txp = kafka.build_transactional_producer(&config.transactional_id(name))?;
+    {
+        let txp = txp.clone();
+        tokio::task::spawn_blocking(move || txp.init_transactions(Duration::from_secs(60)))
+            .await
+            .map_err(|e| Error::Transaction(format!("init task: {e}")))?
+            .map_err(|e| Error::Transaction(format!("init_transactions: {e}")))?;
+    }
+
     let ledger = Arc::new(Ledger::open(kafka, &config.ledger_topic, plain.clone()).await?);
     let loaded = ledger.load().await?;
     tracing::info!(
@@ -180,15 +192,6 @@ pub async fn run(
         .encoder::<CommandResult>(&config.results_topic)
         .await?;
     let decoder = CommandDecoder::new(&env.registry)?;
-
-    let txp = kafka.build_transactional_producer(&config.transactional_id(name))?;
-    {
-        let txp = txp.clone();
-        tokio::task::spawn_blocking(move || txp.init_transactions(Duration::from_secs(60)))
-            .await
-            .map_err(|e| Error::Transaction(format!("init task: {e}")))?
-            .map_err(|e| Error::Transaction(format!("init_transactions: {e}")))?;
-    }
 
     let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
         kafka

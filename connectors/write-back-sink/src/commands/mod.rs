@@ -3,7 +3,7 @@
 //! `connector_core::contracts`), the [`Command`] enum over all of them, and [`CommandDecoder`],
 //! which turns a Confluent-framed message into a `Command` by the *writer* schema's record name,
 //! so one topic can carry several command types (TopicRecordNameStrategy, decision record
-//! `docs/decisions/0005-write-back-topics-and-subjects.md`).
+//! `docs/decisions/0007-write-back-topics-and-subjects.md`).
 
 mod add_insurance;
 mod cancel_appointment;
