@@ -137,6 +137,7 @@ pub async fn run(
     }
 
     let avro = AvroCodec::new(env.registry.clone())?;
+    let errors = task::FeedErrors::new(control.clone());
     let mut handles = Vec::new();
     for practice in &config.practices {
         for feed in config.feeds.keys().copied() {
@@ -165,6 +166,7 @@ pub async fn run(
                 avro: avro.clone(),
                 cursor,
                 control: control.clone(),
+                errors: errors.clone(),
             };
             handles.push(tokio::spawn(ctx.start()));
         }
@@ -211,6 +213,7 @@ struct TaskSetup {
     writer: writer::Writer,
     cursor: Cursor,
     control: TaskControl,
+    errors: task::FeedErrors,
 }
 
 impl TaskSetup {
@@ -226,10 +229,10 @@ impl TaskSetup {
             Ok(c) => Arc::from(c),
             Err(e) => {
                 tracing::error!(feed = feed_label, practice = %self.practice, error = %e, "Feed stopped: its schema is not usable.");
-                self.control.report_error(format!(
-                    "feed {feed_label} practice {} stopped: {e}",
-                    self.practice
-                ));
+                self.errors.set(
+                    &format!("{}/{feed_label}", self.practice),
+                    format!("feed {feed_label} practice {} stopped: {e}", self.practice),
+                );
                 return Err(e);
             }
         };
@@ -246,6 +249,7 @@ impl TaskSetup {
             writer: self.writer,
             cursor: self.cursor,
             control: self.control.clone(),
+            errors: self.errors.clone(),
             replay_seen: HashSet::new(),
         };
         task.run().await

@@ -46,6 +46,45 @@ pub fn next_interval(current: Duration, base: Duration, max: Duration, rows: usi
     }
 }
 
+/// The connector's current errors, one per (practice, feed), published together as the task's
+/// `last_error`: a healthy feed clearing its own error must not hide another feed's.
+#[derive(Debug, Clone)]
+pub struct FeedErrors {
+    control: TaskControl,
+    errors: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+}
+
+impl FeedErrors {
+    /// Errors published through `control`.
+    pub fn new(control: TaskControl) -> Self {
+        FeedErrors {
+            control,
+            errors: Arc::default(),
+        }
+    }
+
+    /// Sets the error of `feed` (PHI-free).
+    pub fn set(&self, feed: &str, message: String) {
+        let mut e = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        e.insert(feed.to_string(), message);
+        self.control
+            .report_error(e.values().cloned().collect::<Vec<_>>().join("; "));
+    }
+
+    /// Clears the error of `feed`.
+    pub fn clear(&self, feed: &str) {
+        let mut e = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if e.remove(feed).is_some() {
+            if e.is_empty() {
+                self.control.clear_error();
+            } else {
+                self.control
+                    .report_error(e.values().cloned().collect::<Vec<_>>().join("; "));
+            }
+        }
+    }
+}
+
 /// One (practice, feed) loop.
 pub struct FeedTask {
     /// Connector name.
@@ -68,6 +107,8 @@ pub struct FeedTask {
     pub cursor: Cursor,
     /// Lifecycle control.
     pub control: TaskControl,
+    /// The connector's per-feed errors.
+    pub errors: FeedErrors,
     /// Event ids a replay emitted that the next drain may return again (at-least-once mode
     /// skips them there; exactly-once mode uses the persisted [`Cursor::recent`]).
     pub replay_seen: HashSet<String>,
@@ -86,6 +127,10 @@ impl std::fmt::Debug for FeedTask {
 impl FeedTask {
     fn key(&self) -> String {
         Cursor::key(&self.connector, &self.practice, feed_name(self.feed))
+    }
+
+    fn status_key(&self) -> String {
+        format!("{}/{}", self.practice, feed_name(self.feed))
     }
 
     fn labels(&self) -> FeedLabels {
@@ -175,7 +220,7 @@ impl FeedTask {
                             self.practice,
                             e.class_label()
                         );
-                        self.control.report_error(msg.clone());
+                        self.errors.set(&self.status_key(), msg);
                         attempt += 1;
                         match e.class() {
                             ErrorClass::Fatal => {
@@ -331,11 +376,14 @@ impl FeedTask {
                 Err(e) => {
                     self.count_error(&e);
                     attempt += 1;
-                    self.control.report_error(format!(
-                        "feed {} practice {}: writing to Kafka failed, retrying: {e}",
-                        feed_name(self.feed),
-                        self.practice
-                    ));
+                    self.errors.set(
+                        &self.status_key(),
+                        format!(
+                            "feed {} practice {}: writing to Kafka failed, retrying: {e}",
+                            feed_name(self.feed),
+                            self.practice
+                        ),
+                    );
                     tracing::warn!(error = %e, attempt, "Writing a page failed; writing it again.");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff(attempt, Duration::from_millis(500), Duration::from_secs(30))) => {}
@@ -401,7 +449,7 @@ impl FeedTask {
             }
             self.write_durably(&events, true).await?;
             self.lag();
-            self.control.clear_error();
+            self.errors.clear(&self.status_key());
             total += events.len();
             if n < page_size as usize {
                 break;

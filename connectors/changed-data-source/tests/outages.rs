@@ -170,3 +170,80 @@ async fn registry_outage_at_start_and_during_the_run_loses_nothing() {
     runner.await.expect("join").expect("connector");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schema_the_registry_lacks_stops_that_feed_only() {
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig::default()).await.expect("sim");
+    let feeds = [Feed::Patients, Feed::Problems];
+    let prefix = unique("cds.rejected");
+    let config: Config = connector_core::config::load_str(
+        &connector_toml(&prefix, &feeds, ""),
+        &Default::default(),
+        "X",
+    )
+    .expect("config");
+    // Deploy-time registration for patients only; problems' subject holds nothing and the
+    // connector may not register at runtime.
+    let registry = stack.registry();
+    assert!(!registry.auto_register);
+    let client = stack.registry_client();
+    let spec = changed_data_source::events::spec(Feed::Patients);
+    let bundled = connector_core::avro::Catalog::global()
+        .get(spec.schema_name)
+        .unwrap();
+    client
+        .register(
+            &format!("{}-value", config.topic(Feed::Patients)),
+            &bundled.json,
+        )
+        .await
+        .expect("register patients");
+    let env = RunEnv {
+        kafka: stack.kafka(),
+        registry,
+    };
+    let athena = AthenaClient::new(athena_config(&sim.base_url)).expect("client");
+    let (control, handle) = task("rejected", changed_data_source::KIND);
+    let runner = {
+        let (config, env, athena) = (config.clone(), env.clone(), athena.clone());
+        tokio::spawn(async move {
+            changed_data_source::run("rejected", &config, &env, &athena, control).await
+        })
+    };
+    wait_subscribed(&sim.state, &feeds, Duration::from_secs(60)).await;
+    sim.state.generate(200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sim.state.pending_changes(PRACTICE, Feed::Patients.path()) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "patients not drained"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = handle.status();
+    assert_eq!(
+        status.state,
+        connector_core::runtime::TaskState::Running,
+        "{status:?}"
+    );
+    let err = status.last_error.unwrap_or_default();
+    assert!(err.contains("problems") && err.contains("stopped"), "{err}");
+    assert!(
+        sim.state.pending_changes(PRACTICE, Feed::Problems.path()) > 0,
+        "the stopped feed must not poll (its rows would be lost)"
+    );
+    assert!(!runner.is_finished(), "the process goes on");
+    let patients: HashSet<String> = handed_out(&sim.state, Feed::Patients)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let got: HashSet<String> = read_all(&stack, &config.topic(Feed::Patients))
+        .iter()
+        .map(event_id)
+        .collect();
+    assert!(!patients.is_empty() && patients.is_subset(&got));
+    handle.shutdown();
+    runner.await.expect("join").expect("connector");
+    sim.shutdown().await;
+}
