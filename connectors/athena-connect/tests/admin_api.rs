@@ -41,7 +41,7 @@ fn booked(sim: &RunningSim, appointment_id: &str) -> bool {
         .any(|e| e.entity_id == appointment_id && e.operation.to_lowercase().contains("book"))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_auth_and_no_secrets() {
     let stack = Stack::get().await;
     let sim = RunningSim::start(SimConfig::default()).await.unwrap();

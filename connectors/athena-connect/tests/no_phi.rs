@@ -100,7 +100,7 @@ async fn send_raw(producer: &FutureProducer, topic: &str, key: &str, bytes: &[u8
         .expect("produce");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_phi_in_logs_metrics_spans_or_dlq_headers() {
     let stack = Stack::get().await;
     let sim = RunningSim::start(SimConfig::default()).await.unwrap();

@@ -38,7 +38,7 @@ fn sim_ids(sim: &RunningSim, feed: &str, id_field: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_stream_exits_cleanly_without_loss() {
     let stack = Stack::get().await;
     let sim = RunningSim::start(SimConfig::default()).await.unwrap();
