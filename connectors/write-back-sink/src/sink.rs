@@ -81,6 +81,10 @@ enum Done {
         key: Option<KeyId>,
         records: Vec<OutRecord>,
     },
+    /// Not started because the sink is stopping.
+    Abandoned {
+        key: KeyId,
+    },
     Fatal(Error),
 }
 
@@ -264,6 +268,7 @@ pub async fn run(
             _ = control.shutdown_requested() => break Ok(()),
             d = done_rx.recv() => match d {
                 Some(Done::Fatal(e)) => break Err(e),
+                Some(Done::Abandoned { key }) => st.next_for_key(&key, &shared),
                 Some(Done::Finished { tp, epoch, offset, key, records }) => {
                     st.finish(&tp, epoch, offset, records);
                     if let Some(key) = key {
@@ -309,6 +314,7 @@ pub async fn run(
     };
 
     // Let commands already at athena finish (bounded), commit what is contiguous, stop.
+    shared.permits.close();
     let deadline = Instant::now() + config.shutdown_grace;
     while result.is_ok() && st.running > 0 && Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_millis(200), done_rx.recv()).await {
@@ -322,11 +328,13 @@ pub async fn run(
                 st.finish(&tp, epoch, offset, records);
                 if let Some(key) = key {
                     // Finish the key's current command only; queued ones wait for the restart.
-                    if let Some(q) = st.keys.get_mut(&key) {
-                        q.clear();
-                    }
+                    st.running = st.running.saturating_sub(1);
                     st.keys.remove(&key);
                 }
+            }
+            Ok(Some(Done::Abandoned { key })) => {
+                st.running = st.running.saturating_sub(1);
+                st.keys.remove(&key);
             }
             Ok(Some(Done::Fatal(e))) => {
                 tracing::error!(connector = name, error = %e, "Fatal error while stopping.");
@@ -561,7 +569,10 @@ impl LoopState {
         tokio::spawn(
             async move {
                 let done = match work(&shared, &job).await {
-                    Ok(records) => Done::Finished {
+                    Ok(None) => Done::Abandoned {
+                        key: job.key.clone(),
+                    },
+                    Ok(Some(records)) => Done::Finished {
                         tp: job.tp.clone(),
                         epoch: job.epoch,
                         offset: job.msg.offset(),
@@ -762,12 +773,11 @@ fn commit_batch(
 }
 
 /// Handles one decoded command; returns the records of its transaction (ledger, result).
-async fn work(shared: &Shared, job: &Job) -> Result<Vec<OutRecord>, Error> {
-    let _permit = shared
-        .permits
-        .acquire()
-        .await
-        .map_err(|_| Error::Transaction("worker pool closed".into()))?;
+async fn work(shared: &Shared, job: &Job) -> Result<Option<Vec<OutRecord>>, Error> {
+    // The pool is closed on shutdown: a command that has not started is left for the restart.
+    let Ok(_permit) = shared.permits.acquire().await else {
+        return Ok(None);
+    };
     let cmd = &job.command;
     let position = Position {
         topic: job.tp.0.to_string(),
@@ -778,7 +788,7 @@ async fn work(shared: &Shared, job: &Job) -> Result<Vec<OutRecord>, Error> {
         Some(LedgerEntry::Done { position: p, .. }) if p == position => {
             // This very message already has its result (cannot normally happen: the offset is
             // committed with it). Publish nothing.
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         Some(LedgerEntry::Done { result, .. }) => Outcome {
             status: CommandStatus::Duplicate,
@@ -854,5 +864,5 @@ async fn work(shared: &Shared, job: &Job) -> Result<Vec<OutRecord>, Error> {
         payload,
         headers: Some(h),
     });
-    Ok(out)
+    Ok(Some(out))
 }
