@@ -200,7 +200,39 @@ pub struct Instance<'a> {
 impl RootConfig {
     /// Reads `path` with `${VAR}` interpolation and `ATHENA_CONNECT__*` overrides.
     pub fn load(path: &Path) -> Result<Self, CoreError> {
-        connector_core::config::load_file(path, ENV_PREFIX)
+        Self::from_value(connector_core::config::load_file(path, ENV_PREFIX)?)
+    }
+
+    /// Loads a TOML document with interpolation and overrides from `env` (pure apart from
+    /// secret files; tests).
+    pub fn load_str(text: &str, env: &BTreeMap<String, String>) -> Result<Self, CoreError> {
+        Self::from_value(connector_core::config::load_str(text, env, ENV_PREFIX)?)
+    }
+
+    /// Types an already interpolated document. `athena.client_secret` may also be
+    /// `{ file = "..." }` like every other secret (athena-client takes only a string, so the
+    /// file is read here).
+    fn from_value(mut value: toml::Value) -> Result<Self, CoreError> {
+        if let Some(secret) = value
+            .get_mut("athena")
+            .and_then(|a| a.get_mut("client_secret"))
+            && let Some(file) = secret.get("file").and_then(|f| f.as_str())
+        {
+            let content = std::fs::read_to_string(file).map_err(|e| {
+                // The path may be shown; the content never is.
+                CoreError::config(
+                    "athena.client_secret",
+                    format!("cannot read secret file {file}: {e}"),
+                )
+            })?;
+            *secret = toml::Value::String(content.trim_end_matches(['\n', '\r']).to_string());
+        }
+        typed("", value.as_table().unwrap_or(&toml::Table::new())).map_err(|e| match e {
+            CoreError::Config { key, message } => {
+                CoreError::config(key.trim_start_matches('.').to_string(), message)
+            }
+            other => other,
+        })
     }
 
     /// Every connector instance, in a stable order (sources, then sinks, by name).
@@ -267,10 +299,11 @@ impl Validate for RootConfig {
 pub fn typed<T: DeserializeOwned>(prefix: &str, table: &toml::Table) -> Result<T, CoreError> {
     serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
         let path = e.path().to_string();
-        let key = if path == "." || path.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{prefix}.{path}")
+        let key = match (path.as_str(), prefix) {
+            ("." | "", "") => "<root>".to_string(),
+            ("." | "", p) => p.to_string(),
+            (path, "") => path.to_string(),
+            (path, p) => format!("{p}.{path}"),
         };
         CoreError::config(key, e.into_inner().to_string())
     })
@@ -298,7 +331,7 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        let c: RootConfig = connector_core::config::load_str(text, &env, ENV_PREFIX)?;
+        let c = RootConfig::load_str(text, &env)?;
         c.validate()?;
         Ok(c)
     }
@@ -339,6 +372,26 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("already used"), "{err}");
+    }
+
+    #[test]
+    fn athena_client_secret_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("athena-secret");
+        std::fs::write(&f, "file-secret-value\n").unwrap();
+        let text = MIN.replace(
+            "client_secret = \"demo-secret\"",
+            &format!("client_secret = {{ file = \"{}\" }}", f.display()),
+        );
+        let c = load(&text, &[]).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(c.athena.client_secret.expose_secret(), "file-secret-value");
+        let missing = MIN.replace(
+            "client_secret = \"demo-secret\"",
+            "client_secret = { file = \"/nonexistent/athena\" }",
+        );
+        let err = load(&missing, &[]).unwrap_err().to_string();
+        assert!(err.contains("athena.client_secret"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use athena_connect::config::RootConfig;
 use athena_connect::connectors;
-use connector_core::config::{ENV_PREFIX, Validate, load_str};
+use connector_core::config::Validate;
 
 fn repo(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -21,7 +21,7 @@ fn read(rel: &str) -> String {
 
 fn k8s_config() -> RootConfig {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["kafka-password", "admin-token"] {
+    for f in ["kafka-password", "admin-token", "athena-client-secret"] {
         std::fs::write(dir.path().join(f), "k8s-test-secret-value-0123\n").unwrap();
     }
     let text = read("deploy/k8s/config.toml").replace(
@@ -30,13 +30,12 @@ fn k8s_config() -> RootConfig {
     );
     let env: BTreeMap<String, String> = [
         ("ATHENA_CLIENT_ID", "id"),
-        ("ATHENA_CLIENT_SECRET", "secret"),
         ("FHIR_PUSH_SECRET", "k8s-test-push-secret-0123"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let c: RootConfig = load_str(&text, &env, ENV_PREFIX).expect("k8s config loads");
+    let c = RootConfig::load_str(&text, &env).expect("k8s config loads");
     c.validate().expect("k8s config validates");
     connectors::validate_all(&c).expect("k8s connectors type");
     c

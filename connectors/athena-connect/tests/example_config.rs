@@ -7,7 +7,7 @@ use std::process::Command;
 
 use athena_connect::config::RootConfig;
 use athena_connect::connectors;
-use connector_core::config::{ENV_PREFIX, Validate, load_str};
+use connector_core::config::Validate;
 
 fn example() -> (PathBuf, String) {
     let path =
@@ -26,7 +26,7 @@ fn example_config_loads_validates_and_types_every_connector() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let config: RootConfig = load_str(&text, &env, ENV_PREFIX).expect("example loads");
+    let config = RootConfig::load_str(&text, &env).expect("example loads");
     config.validate().expect("example validates");
     connectors::validate_all(&config).expect("every connector section types");
     let names: Vec<&str> = config.instances().iter().map(|i| i.name).collect();
@@ -40,7 +40,7 @@ fn example_config_loads_validates_and_types_every_connector() {
         "example-push-secret-0123".to_string(),
     )]
     .into();
-    let err = load_str::<RootConfig>(&text, &only_push, ENV_PREFIX)
+    let err = RootConfig::load_str(&text, &only_push)
         .unwrap_err()
         .to_string();
     assert!(
