@@ -407,15 +407,133 @@ impl FeedTask {
 
     /// Drains the feed with destructive polls until a short page; returns the rows written.
     pub async fn drain(&mut self) -> Result<usize, Error> {
+        match &self.writer {
+            Writer::AtLeastOnce { producer, .. } => {
+                let producer = producer.clone();
+                self.drain_pipelined(producer).await
+            }
+            Writer::ExactlyOnce { .. } => self.drain_pages().await,
+        }
+    }
+
+    /// At-least-once drain that polls page k+1 while page k's deliveries are in flight (at most
+    /// two pages in flight). Safe because one marker, written before the first poll, stays until
+    /// every page of the drain is acknowledged: a crash replays all of them. Per-key order holds
+    /// because page k is handed to the producer before page k+1.
+    async fn drain_pipelined(
+        &mut self,
+        producer: rdkafka::producer::FutureProducer,
+    ) -> Result<usize, Error> {
+        let page_size = self.config.page_size;
+        let (departments, extra) = self.feed_params();
+        let info = self.header_info();
+        let cancel = self.control.shutdown_token();
+        let now = Utc::now();
+        self.cursor.in_progress_since = Some(now);
+        self.cursor.polled_at = Some(now);
+        self.persist_cursor().await?;
+        let mut inflight: Option<(usize, tokio::task::JoinHandle<Result<(), Error>>)> = None;
+        let mut total = 0usize;
+        let result: Result<(), Error> = async {
+            loop {
+                let params = PollParams {
+                    limit: Some(page_size),
+                    department_ids: departments.clone(),
+                    extra: extra.clone(),
+                    ..Default::default()
+                };
+                global().source_polls.get_or_create(&self.labels()).inc();
+                let page = match self.client.poll_changed(self.feed, &params).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if athena_refused(&e) && inflight.is_none() {
+                            // athena processed nothing and every earlier page is acknowledged.
+                            self.cursor.in_progress_since = None;
+                        }
+                        return Err(Error::Athena(e));
+                    }
+                };
+                let n = page.items.len();
+                let skip = self.skip_set();
+                let events = Arc::new(self.map_page(page.items, false, &skip).await?);
+                let count = events.len();
+                let send = {
+                    let (producer, topic, info, cancel) = (
+                        producer.clone(),
+                        self.topic.clone(),
+                        info.clone(),
+                        cancel.clone(),
+                    );
+                    tokio::spawn(async move {
+                        crate::writer::send_all_acked(&producer, &topic, &events, &info, &cancel)
+                            .await
+                    })
+                };
+                if let Some((c, prev)) = inflight.replace((count, send)) {
+                    self.await_page(c, prev).await?;
+                }
+                total += count;
+                if n < page_size as usize {
+                    break;
+                }
+            }
+            if let Some((c, last)) = inflight.take() {
+                self.await_page(c, last).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            if let Some((_, h)) = inflight.take() {
+                // Its records stay queued in the producer; the marker stays, so nothing is lost.
+                h.abort();
+            }
+            return Err(e);
+        }
+        self.cursor.in_progress_since = None;
+        self.cursor.committed_at = Some(Utc::now());
+        self.cursor.events_total += total as u64;
+        self.persist_cursor().await?;
+        self.lag();
+        self.errors.clear(&self.status_key());
+        self.replay_seen.clear();
+        Ok(total)
+    }
+
+    async fn await_page(
+        &self,
+        count: usize,
+        h: tokio::task::JoinHandle<Result<(), Error>>,
+    ) -> Result<(), Error> {
+        h.await.map_err(|e| {
+            Error::Core(connector_core::CoreError::Telemetry(format!(
+                "delivery task failed: {e}"
+            )))
+        })??;
+        global()
+            .source_records_produced
+            .get_or_create(&self.labels())
+            .inc_by(count as u64);
+        Ok(())
+    }
+
+    /// Page-by-page drain (exactly-once: one transaction per page).
+    async fn drain_pages(&mut self) -> Result<usize, Error> {
         let page_size = self.config.page_size;
         let (departments, extra) = self.feed_params();
         let mut total = 0usize;
+        let mut marker_written = false;
         loop {
-            // 1. The marker, acknowledged before athena hands anything out.
-            let now = Utc::now();
-            self.cursor.in_progress_since = Some(now);
-            self.cursor.polled_at = Some(now);
-            self.persist_cursor().await?;
+            // 1. The marker, acknowledged before athena hands anything out. One marker covers
+            // the whole drain (a run of full pages): its time precedes every page's processing
+            // time, so a replay from it covers them all.
+            if !marker_written {
+                let now = Utc::now();
+                self.cursor.in_progress_since = Some(now);
+                self.cursor.polled_at = Some(now);
+                self.persist_cursor().await?;
+                marker_written = true;
+            }
             // 2. The destructive poll.
             let params = PollParams {
                 limit: Some(page_size),
@@ -429,29 +547,36 @@ impl FeedTask {
                 Err(e) => {
                     if athena_refused(&e) {
                         // athena did not process this request (throttled, not subscribed,
-                        // refused): nothing can be lost, drop the marker without a replay.
+                        // refused) and every earlier page of this drain is acknowledged:
+                        // nothing can be lost, drop the marker without a replay.
                         self.cursor.in_progress_since = None;
                     }
                     return Err(Error::Athena(e));
                 }
             };
             let n = page.items.len();
-            // 3. Produce, 4. clear the marker once everything is acknowledged.
+            let last = n < page_size as usize;
+            // 3. Produce; 4. after the last page, clear the marker once everything is
+            // acknowledged. Exactly-once writes the cursor (marker kept until the last page,
+            // recent ids) in every page's transaction.
             let skip = self.skip_set();
             let events = self.map_page(page.items, false, &skip).await?;
             let now = Utc::now();
-            self.cursor.in_progress_since = None;
+            if last {
+                self.cursor.in_progress_since = None;
+            }
             self.cursor.committed_at = Some(now);
             self.cursor.events_total += events.len() as u64;
-            if self.config.mode == DeliveryMode::ExactlyOnce {
+            let exactly_once = self.config.mode == DeliveryMode::ExactlyOnce;
+            if exactly_once {
                 let ids = events.iter().map(|m| short_id(&m.event_id)).collect();
                 self.cursor.remember(now, ids, self.recent_keep());
             }
-            self.write_durably(&events, true).await?;
+            self.write_durably(&events, last || exactly_once).await?;
             self.lag();
             self.errors.clear(&self.status_key());
             total += events.len();
-            if n < page_size as usize {
+            if last {
                 break;
             }
         }
