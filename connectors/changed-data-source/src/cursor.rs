@@ -2,10 +2,12 @@
 //! under `<connector>/<practice>/<feed>`.
 //!
 //! athena marks rows processed the moment it returns them, so the cursor's job is to know when
-//! rows may have been handed out without reaching Kafka. The protocol, per destructive page:
+//! rows may have been handed out without reaching Kafka. The protocol, per drain (one poll, or a
+//! run of full pages ending with a short one):
 //! 1. write `in_progress_since = now` and wait for Kafka's acknowledgement;
 //! 2. poll athena (rows are now marked processed);
-//! 3. produce every row and wait for every acknowledgement (or commit the transaction);
+//! 3. produce every row and wait for every acknowledgement (or commit the page's transaction,
+//!    which carries the cursor with the marker still set); repeat 2-3 while pages are full;
 //! 4. write the cursor with `in_progress_since = None`.
 //!
 //! A cursor found with a marker at start (or after an ambiguous poll) means step 2 happened and
