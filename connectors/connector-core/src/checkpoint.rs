@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -22,6 +23,28 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::CoreError;
 use crate::kafka::{KafkaConfig, TopicSpec, ensure_topics};
+
+/// The loader reads to the end of each partition on purpose; librdkafka reports reaching it as a
+/// global "error" that the default context logs at ERROR on every start. Here it is the expected
+/// stop signal, so it is logged at trace and everything else as usual.
+struct LoaderContext;
+
+impl ClientContext for LoaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(&error, KafkaError::PartitionEOF(_))
+            || matches!(
+                error.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::PartitionEOF)
+            );
+        if eof {
+            tracing::trace!(reason, "Checkpoint loader reached the end of a partition.");
+        } else {
+            tracing::error!(error = %error, reason, "Kafka client error while loading checkpoints.");
+        }
+    }
+}
+
+impl ConsumerContext for LoaderContext {}
 
 /// A key-value store of named checkpoints.
 pub trait CheckpointStore: Send + Sync {
@@ -90,10 +113,12 @@ impl KafkaCheckpointStore {
     ) -> Result<HashMap<String, Vec<u8>>, CoreError> {
         let mut cfg: ClientConfig = kafka.consumer_config("athena-connect-checkpoint-loader");
         cfg.set("enable.partition.eof", "true");
-        let consumer: BaseConsumer = cfg.create().map_err(|source| CoreError::Kafka {
-            operation: "create checkpoint loader",
-            source,
-        })?;
+        let consumer: BaseConsumer<LoaderContext> = cfg
+            .create_with_context(LoaderContext)
+            .map_err(|source| CoreError::Kafka {
+                operation: "create checkpoint loader",
+                source,
+            })?;
         let md = consumer
             .fetch_metadata(Some(topic), timeout)
             .map_err(|source| CoreError::Kafka {
