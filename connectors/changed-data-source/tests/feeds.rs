@@ -49,7 +49,21 @@ async fn every_configured_feed_lands_on_kafka_with_matching_fields() {
     };
 
     wait_subscribed(&sim.state, &feeds, Duration::from_secs(60)).await;
-    sim.state.generate(400);
+    // Paused: no feed polls (the rows stay unprocessed in athena); resumed: they drain.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    handle.pause();
+    tokio::time::sleep(Duration::from_millis(1000)).await; // let in-flight polls finish
+    sim.state.generate(50);
+    let queued = pending(&sim.state, &feeds);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(queued > 0);
+    assert_eq!(
+        pending(&sim.state, &feeds),
+        queued,
+        "a paused connector polled"
+    );
+    handle.resume();
+    sim.state.generate(350);
     // Wait until the connector drained every feed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while pending(&sim.state, &feeds) > 0 {
