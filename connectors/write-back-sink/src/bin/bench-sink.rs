@@ -312,9 +312,16 @@ async fn main() -> anyhow::Result<()> {
         .map(|(i, s)| booking(format!("bench-a-{i}"), s, &patient))
         .collect();
     run.produce(&cmds).await?;
-    let t = Instant::now();
-    let (results, _, last) = run.collect(cmds.len(), Duration::from_secs(600)).await?;
-    let rate = results.len() as f64 / last.duration_since(t).as_secs_f64();
+    // From the sink's first read of a command (`received_at`) to the last result's record
+    // timestamp: the consumer group's join delay is not the sink's.
+    let (results, _, _) = run.collect(cmds.len(), Duration::from_secs(600)).await?;
+    let start_ms = results
+        .values()
+        .map(|(r, _)| r.received_at.0)
+        .min()
+        .unwrap_or(0);
+    let end_ms = results.values().map(|(_, ts)| *ts).max().unwrap_or(0);
+    let rate = results.len() as f64 / ((end_ms - start_ms).max(1) as f64 / 1000.0);
     let applied = results
         .values()
         .filter(|(r, _)| r.status == connector_core::contracts::CommandStatus::Applied)
