@@ -239,7 +239,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     let mut kills_during_run = 0;
     let mut kills = 0;
     while kills_during_run < KILLS && kills < KILLS * 3 {
-        let wait = rand::rng().random_range(800..3000);
+        let wait = rand::rng().random_range(500..2000);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let before = seen.load(Ordering::Relaxed);
         child.kill().expect("SIGKILL");
