@@ -747,27 +747,59 @@ impl AvroCodec {
 
     /// Decodes a Confluent-framed message into `T`.
     pub async fn decode<T: AvroRecord>(&self, bytes: &[u8]) -> Result<T, CoreError> {
+        let decoded = self.decode_any(bytes).await?;
+        if decoded.record_name != T::SCHEMA_NAME {
+            return Err(CoreError::Decode(format!(
+                "schema id {} is {}, expected {}",
+                decoded.schema_id,
+                decoded.record_name,
+                T::SCHEMA_NAME
+            )));
+        }
+        decoded.into_record::<T>()
+    }
+
+    /// Decodes a Confluent-framed message whatever its record type, for consumers of topics that
+    /// carry several types (a command family topic): dispatch on [`Decoded::record_name`], then
+    /// [`Decoded::into_record`]. Not wire format, an unknown schema id and a corrupt body are
+    /// `Permanent`; a registry outage is `Retriable`.
+    pub async fn decode_any(&self, bytes: &[u8]) -> Result<Decoded, CoreError> {
         let (id, _) = unframe(bytes)?;
         let result = self
             .decoder
             .decode_with_schema(Some(bytes))
             .await
-            .map_err(|e| classify_decode_error(id, e))?;
-        let Some(result) = result else {
-            return Err(CoreError::Decode("empty message".into()));
-        };
-        let writer_name = record_name(&result.schema.parsed);
-        if writer_name.as_deref() != Some(T::SCHEMA_NAME) {
-            return Err(CoreError::Decode(format!(
-                "schema id {id} is {}, expected {}",
-                writer_name.unwrap_or_else(|| "not a record".into()),
-                T::SCHEMA_NAME
-            )));
-        }
-        let reader = &T::bundled().schema;
-        let resolved = result
+            .map_err(|e| classify_decode_error(id, e))?
+            .ok_or_else(|| CoreError::Decode("empty message".into()))?;
+        let record_name = record_name(&result.schema.parsed)
+            .ok_or_else(|| CoreError::Decode(format!("schema id {id} is not a record")))?;
+        Ok(Decoded {
+            schema_id: id,
+            record_name,
+            value: result.value,
+        })
+    }
+}
+
+/// A decoded message whose Rust type is not chosen yet (see [`AvroCodec::decode_any`]).
+#[derive(Debug)]
+pub struct Decoded {
+    /// The registry id in the message's framing.
+    pub schema_id: u32,
+    /// Full name of the writer schema's record.
+    pub record_name: String,
+    /// The value as written.
+    pub value: apache_avro::types::Value,
+}
+
+impl Decoded {
+    /// Resolves the written value against `T`'s bundled (reader) schema, so older and newer
+    /// writers both decode, and deserialises it.
+    pub fn into_record<T: AvroRecord>(self) -> Result<T, CoreError> {
+        let id = self.schema_id;
+        let resolved = self
             .value
-            .resolve(reader)
+            .resolve(&T::bundled().schema)
             .map_err(|e| CoreError::Decode(format!("schema id {id} does not resolve: {e}")))?;
         apache_avro::from_value::<T>(&resolved)
             .map_err(|e| CoreError::Decode(format!("schema id {id}: {e}")))

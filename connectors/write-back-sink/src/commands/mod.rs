@@ -15,14 +15,9 @@ mod reschedule_appointment;
 mod update_patient;
 mod upload_clinical_document;
 
-use std::sync::Arc;
-
-use apache_avro::Schema;
 use connector_core::CoreError;
-use connector_core::avro::{AvroRecord, RegistryConfig, unframe};
+use connector_core::avro::{AvroCodec, AvroRecord, RegistryConfig};
 pub use connector_core::contracts::BookAppointment;
-use schema_registry_converter::async_impl::avro::AvroDecoder;
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
 
 pub use add_insurance::AddInsurance;
 pub use cancel_appointment::CancelAppointment;
@@ -126,91 +121,47 @@ impl Command {
 }
 
 /// Decodes Confluent-framed messages into [`Command`]s by the writer schema's record name.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CommandDecoder {
-    decoder: Arc<AvroDecoder>,
-}
-
-impl std::fmt::Debug for CommandDecoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CommandDecoder").finish_non_exhaustive()
-    }
+    codec: AvroCodec,
 }
 
 impl CommandDecoder {
     /// A decoder over the registry in `config` (schemas are fetched by id once and cached).
     pub fn new(config: &RegistryConfig) -> Result<Self, CoreError> {
-        let mut builder = SrSettings::new_builder(config.url.trim_end_matches('/').to_string());
-        builder.set_timeout(config.timeout);
-        if let (Some(u), Some(p)) = (&config.username, &config.password) {
-            builder.set_basic_authorization(u, Some(p.expose()));
-        }
-        let settings = builder
-            .build()
-            .map_err(|e| CoreError::RegistryUnavailable(e.error))?;
         Ok(CommandDecoder {
-            decoder: Arc::new(AvroDecoder::new(settings)),
+            codec: AvroCodec::new(config.clone())?,
         })
     }
 
     /// Decodes one message. Not Avro, an unknown schema id, a record that is no command, or one
     /// that does not resolve against our schema is a `Permanent` error (dead-letter it); a
-    /// registry outage is `Retriable`.
+    /// registry outage is `Retriable`. Classification is `AvroCodec::decode_any`'s.
     pub async fn decode(&self, bytes: &[u8]) -> Result<Command, CoreError> {
-        let (id, _) = unframe(bytes)?;
-        let result = self
-            .decoder
-            .decode_with_schema(Some(bytes))
-            .await
-            .map_err(|e| classify(id, e))?
-            .ok_or_else(|| CoreError::Decode("empty message".into()))?;
-        let name = match &result.schema.parsed {
-            Schema::Record(r) => r.name.fullname(None),
-            _ => {
-                return Err(CoreError::Decode(format!("schema id {id} is not a record")));
-            }
-        };
-        let value = result.value;
-        fn de<T: AvroRecord>(id: u32, v: apache_avro::types::Value) -> Result<T, CoreError> {
-            let resolved = v
-                .resolve(&T::bundled().schema)
-                .map_err(|e| CoreError::Decode(format!("schema id {id} does not resolve: {e}")))?;
-            apache_avro::from_value::<T>(&resolved)
-                .map_err(|e| CoreError::Decode(format!("schema id {id}: {e}")))
-        }
+        let decoded = self.codec.decode_any(bytes).await?;
+        let name = decoded.record_name.clone();
         Ok(match name.as_str() {
-            CreatePatient::SCHEMA_NAME => Command::CreatePatient(de(id, value)?),
-            UpdatePatient::SCHEMA_NAME => Command::UpdatePatient(de(id, value)?),
-            BookAppointment::SCHEMA_NAME => Command::BookAppointment(de(id, value)?),
-            CancelAppointment::SCHEMA_NAME => Command::CancelAppointment(de(id, value)?),
-            RescheduleAppointment::SCHEMA_NAME => Command::RescheduleAppointment(de(id, value)?),
-            CheckInAppointment::SCHEMA_NAME => Command::CheckInAppointment(de(id, value)?),
-            CreateClaim::SCHEMA_NAME => Command::CreateClaim(de(id, value)?),
-            RecordPayment::SCHEMA_NAME => Command::RecordPayment(de(id, value)?),
-            UploadClinicalDocument::SCHEMA_NAME => Command::UploadClinicalDocument(de(id, value)?),
-            AddInsurance::SCHEMA_NAME => Command::AddInsurance(de(id, value)?),
+            CreatePatient::SCHEMA_NAME => Command::CreatePatient(decoded.into_record()?),
+            UpdatePatient::SCHEMA_NAME => Command::UpdatePatient(decoded.into_record()?),
+            BookAppointment::SCHEMA_NAME => Command::BookAppointment(decoded.into_record()?),
+            CancelAppointment::SCHEMA_NAME => Command::CancelAppointment(decoded.into_record()?),
+            RescheduleAppointment::SCHEMA_NAME => {
+                Command::RescheduleAppointment(decoded.into_record()?)
+            }
+            CheckInAppointment::SCHEMA_NAME => Command::CheckInAppointment(decoded.into_record()?),
+            CreateClaim::SCHEMA_NAME => Command::CreateClaim(decoded.into_record()?),
+            RecordPayment::SCHEMA_NAME => Command::RecordPayment(decoded.into_record()?),
+            UploadClinicalDocument::SCHEMA_NAME => {
+                Command::UploadClinicalDocument(decoded.into_record()?)
+            }
+            AddInsurance::SCHEMA_NAME => Command::AddInsurance(decoded.into_record()?),
             other => {
                 return Err(CoreError::Decode(format!(
-                    "schema id {id} is {other}, which is not a write-back command"
+                    "schema id {} is {other}, which is not a write-back command",
+                    decoded.schema_id
                 )));
             }
         })
-    }
-}
-
-fn classify(id: u32, e: schema_registry_converter::error::SRCError) -> CoreError {
-    if e.retriable {
-        return CoreError::RegistryUnavailable(e.error);
-    }
-    let cause = e.cause.clone().unwrap_or_default();
-    if e.error.contains("Could not get raw schema")
-        || cause.contains("404")
-        || cause.contains("40403")
-        || e.error.contains("not found")
-    {
-        CoreError::UnknownSchemaId(id)
-    } else {
-        CoreError::Decode(e.error)
     }
 }
 
