@@ -6,40 +6,17 @@
 //! dead-lettered; then proves none of the names or the birth date appear anywhere but in the
 //! payloads themselves. The capture is checked to be non-empty so the test cannot pass vacuously.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use athena_client::{AthenaClient, ClientConfig, Environment};
-use athena_connect_tests::{Stack, unique};
+use athena_connect_tests::{LogCapture, Stack, unique};
 use athena_sim::{NewPatient, RunningSim, SimConfig};
 use connector_core::Secret;
 use connector_core::runtime::RunEnv;
 use fhir_push::signature::sign;
 use rdkafka::message::{Headers, Message};
 use secrecy::SecretString;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 const FIRST: &str = "Zyxpushfirst";
 const LAST: &str = "Qwvpushlast";
@@ -48,7 +25,7 @@ const PRACTICE: u64 = 195_900;
 
 #[tokio::test]
 async fn push_logs_and_dead_letter_headers_carry_no_phi() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
             "fhir_push=trace,athena_client=trace,connector_core=trace",
@@ -172,7 +149,7 @@ async fn push_logs_and_dead_letter_headers_carry_no_phi() {
         .unwrap();
     sim.shutdown().await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.len() > 500,
         "captured too little to prove anything: {logs}"

@@ -8,39 +8,16 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use athena_connect_tests::Stack;
+use athena_connect_tests::{LogCapture, Stack};
 use athena_sim::SimConfig;
 use chrono::NaiveDate;
 use common::*;
 use connector_core::contracts::{CommandResult, Date};
 use rdkafka::message::{Headers, Message};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
 use write_back_sink::commands::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 const FIRST: &str = "Zyxwfirst";
 const LAST: &str = "Qwvlast";
@@ -71,7 +48,7 @@ fn patient(id: &str, email: Option<&str>) -> CreatePatient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_results_and_dead_letters_carry_no_phi() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
             "write_back_sink=trace,athena_client=trace",
@@ -172,7 +149,7 @@ async fn logs_results_and_dead_letters_carry_no_phi() {
     sink.stop().await;
     sim.shutdown().await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("Command finished"),
         "capture is not empty: {logs}"
