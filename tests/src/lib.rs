@@ -276,3 +276,63 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
         self.clone()
     }
 }
+
+/// A TCP proxy on a fixed local port that a test can stop (new connections refused, open ones
+/// cut) and start again: the way to take a server "down" for one test without stopping the
+/// shared servers other tests use.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: std::net::SocketAddr,
+    upstream: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpProxy {
+    /// A proxy to `upstream` (`host:port`) on a free local port, initially stopped.
+    pub fn new(upstream: &str) -> TcpProxy {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let addr = l.local_addr().expect("local addr");
+        drop(l);
+        TcpProxy {
+            addr,
+            upstream: upstream.to_string(),
+            task: None,
+        }
+    }
+
+    /// The proxy's address (stable across stop and start).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Starts accepting and forwarding connections.
+    pub async fn start(&mut self) {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.set_reuseaddr(true).expect("reuseaddr");
+        sock.bind(self.addr).expect("rebind the proxy port");
+        let listener = sock.listen(64).expect("listen");
+        let upstream = self.upstream.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstream.clone();
+                conns.spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+            // Dropping the JoinSet (when this task is aborted) cuts every open connection.
+        }));
+    }
+
+    /// Stops: the listener closes and every proxied connection is cut.
+    pub fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}

@@ -5,70 +5,15 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use athena_client::AthenaClient;
 use athena_client::api::changed::Feed;
-use athena_connect_tests::{Stack, unique};
+use athena_connect_tests::{Stack, TcpProxy, unique};
 use athena_sim::{RunningSim, SimConfig};
 use changed_data_source::Config;
 use common::*;
 use connector_core::runtime::{RunEnv, task};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
-
-/// A TCP proxy on a fixed local port that can be stopped (connections refused, open ones cut)
-/// and started again.
-struct Proxy {
-    addr: SocketAddr,
-    upstream: String,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    async fn new(upstream: &str) -> Proxy {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        let mut p = Proxy {
-            addr,
-            upstream: upstream.to_string(),
-            task: None,
-        };
-        p.start().await;
-        p
-    }
-
-    async fn start(&mut self) {
-        let sock = TcpSocket::new_v4().unwrap();
-        sock.set_reuseaddr(true).unwrap();
-        sock.bind(self.addr).expect("rebind the proxy port");
-        let listener = sock.listen(64).unwrap();
-        let upstream = self.upstream.clone();
-        self.task = Some(tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let upstream = upstream.clone();
-                conns.spawn(async move {
-                    if let Ok(mut out) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-            }
-            // Dropping the JoinSet (when this task is aborted) aborts every open connection.
-        }));
-    }
-
-    fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn registry_outage_at_start_and_during_the_run_loses_nothing() {
@@ -79,9 +24,10 @@ async fn registry_outage_at_start_and_during_the_run_loses_nothing() {
         upstream.host_str().unwrap(),
         upstream.port_or_known_default().unwrap()
     );
-    let mut proxy = Proxy::new(&host_port).await;
+    let mut proxy = TcpProxy::new(&host_port);
+    proxy.start().await;
     let mut proxied = upstream.clone();
-    proxied.set_port(Some(proxy.addr.port())).unwrap();
+    proxied.set_port(Some(proxy.addr().port())).unwrap();
 
     let sim = RunningSim::start(SimConfig::default()).await.expect("sim");
     let feeds = [Feed::Patients, Feed::Appointments, Feed::Problems];

@@ -8,13 +8,12 @@
 //! - Kafka unreachable (the receiver's bootstrap goes through a TCP proxy the test stops): no
 //!   2xx, then once the proxy is back the retried notification lands, nothing lost.
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use athena_client::{AthenaClient, ClientConfig, Environment};
-use athena_connect_tests::{Stack, unique};
+use athena_connect_tests::{Stack, TcpProxy, unique};
 use athena_sim::{NewPatient, RunningSim, SimConfig};
 use connector_core::avro::AvroCodec;
 use connector_core::contracts::{PatientChanged, SourceKind};
@@ -498,47 +497,6 @@ async fn receiver_killed_after_produce_before_answer_gives_exactly_one_event() {
     sim.shutdown().await;
 }
 
-/// A TCP proxy to Kafka's bootstrap address that the test can take down and bring back.
-struct Proxy {
-    listen: SocketAddr,
-    target: String,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn new(target: &str) -> Self {
-        Proxy {
-            listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            target: target.to_string(),
-            task: None,
-        }
-    }
-    async fn up(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.listen).await.unwrap();
-        let target = self.target.clone();
-        self.task = Some(tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let target = target.clone();
-                conns.spawn(async move {
-                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-            }
-        }));
-    }
-    fn down(&mut self) {
-        // Aborting the accept task drops the listener and every proxied connection.
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-}
-
 #[tokio::test]
 async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
     let stack = Stack::get().await;
@@ -553,9 +511,9 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
     stack.create_topic(&cfg.notifications_topic, 2).await;
     stack.create_topic(&cfg.patients_topic(), 1).await;
     // The proxy starts down: the receiver cannot reach any broker.
-    let mut proxy = Proxy::new(&stack.bootstrap);
+    let mut proxy = TcpProxy::new(&stack.bootstrap);
     let _receiver = Receiver::start(
-        &proxy.listen.to_string(),
+        &proxy.addr().to_string(),
         port,
         &cfg.notifications_topic,
         false,
@@ -597,7 +555,7 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
     );
 
     // Kafka "returns".
-    proxy.up().await;
+    proxy.start().await;
     wait_for(
         "delivery after Kafka returned",
         Duration::from_secs(90),
@@ -629,7 +587,7 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
         ids.iter().any(|i| i != "1"),
         "the pushed change arrived: {ids:?}"
     );
-    proxy.down();
+    proxy.stop();
     sim.shutdown().await;
 }
 
