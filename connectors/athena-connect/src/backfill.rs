@@ -15,7 +15,8 @@ use crate::{exit, run};
 /// Runs the backfill called `name` (part of its checkpoint key). Returns the exit code.
 pub async fn backfill(path: &Path, name: &str) -> i32 {
     let mut err = std::io::stderr();
-    let config = match run::load(path, &mut err) {
+    // The backfill serves no admin API, so its config needs no admin token.
+    let config = match run::load_without_admin(path, &mut err) {
         Ok(c) => c,
         Err(code) => return code,
     };

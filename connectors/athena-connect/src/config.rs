@@ -258,13 +258,20 @@ impl RootConfig {
 
 impl Validate for RootConfig {
     fn validate(&self) -> Result<(), CoreError> {
+        self.validate_without_admin()?;
+        self.admin.validate()
+    }
+}
+
+impl RootConfig {
+    /// Everything but `[admin]`, for commands that never serve the admin API (`backfill`).
+    pub fn validate_without_admin(&self) -> Result<(), CoreError> {
         self.kafka.validate()?;
         self.schema_registry.validate()?;
         self.athena
             .validate()
             .map_err(|e| CoreError::config("athena", e.to_string()))?;
         self.telemetry.validate()?;
-        self.admin.validate()?;
         if self.shutdown_timeout < Duration::from_secs(1) {
             return Err(CoreError::config("shutdown_timeout", "must be at least 1s"));
         }

@@ -43,6 +43,17 @@ pub fn load(path: &Path, out: &mut impl Write) -> Result<RootConfig, i32> {
     })
 }
 
+/// Like [`load`], without validating `[admin]`: for commands that never serve the admin API.
+pub fn load_without_admin(path: &Path, out: &mut impl Write) -> Result<RootConfig, i32> {
+    let config = RootConfig::load(path)
+        .and_then(|c| c.validate_without_admin().map(|()| c))
+        .and_then(|c| connectors::validate_all(&c).map(|()| c));
+    config.map_err(|e| {
+        let _ = writeln!(out, "error: {e}");
+        exit::USAGE
+    })
+}
+
 fn env_of(config: &RootConfig) -> RunEnv {
     RunEnv {
         kafka: config.kafka.clone(),
