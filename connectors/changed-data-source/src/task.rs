@@ -260,7 +260,12 @@ impl FeedTask {
     /// Stretches `wait` to honour the daily request budget and athena's remaining quota.
     fn budgeted(&self, wait: Duration) -> Duration {
         let mut wait = wait;
-        if let Some(b) = self.config.budget_interval() {
+        let budget = self.config.budget_interval();
+        global()
+            .source_budget_poll_interval_seconds
+            .get_or_create(&self.labels())
+            .set(budget.map_or(0.0, |b| b.as_secs_f64()));
+        if let Some(b) = budget {
             wait = wait.max(b);
         }
         let q = self.client.client().quota();

@@ -76,6 +76,9 @@ pub struct Metrics {
     pub source_offset_commits: Family<FeedLabels, Counter>,
     /// Seconds since the feed's cursor last advanced (heartbeats advance idle feeds).
     pub source_feed_lag_seconds: Family<FeedLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// The poll interval a feed's share of the daily request budget allows (0 = no budget).
+    pub source_budget_poll_interval_seconds:
+        Family<FeedLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Errors by class.
     pub errors: Family<ErrorLabels, Counter>,
     /// Commands by type and outcome.
@@ -97,6 +100,8 @@ pub struct Metrics {
     /// Push notifications received, by result (`accepted`, `duplicate`, `rejected_signature`,
     /// `kafka_unavailable`).
     pub push_notifications: Family<ConnectorLabels, Counter>,
+    /// Push silences longer than the heartbeat period (each triggers a catch-up).
+    pub push_gaps: Family<ConnectorLabels, Counter>,
 }
 
 impl Metrics {
@@ -108,6 +113,7 @@ impl Metrics {
             source_records_produced: Family::default(),
             source_offset_commits: Family::default(),
             source_feed_lag_seconds: Family::default(),
+            source_budget_poll_interval_seconds: Family::default(),
             errors: Family::default(),
             sink_commands: Family::default(),
             sink_command_latency_seconds: Family::new_with_constructor(|| {
@@ -122,6 +128,7 @@ impl Metrics {
             athena_throttled: Counter::default(),
             athena_quota_remaining: Gauge::default(),
             push_notifications: Family::default(),
+            push_gaps: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -143,6 +150,11 @@ impl Metrics {
             "source_feed_lag_seconds",
             "Seconds since the feed cursor last advanced",
             m.source_feed_lag_seconds.clone(),
+        );
+        registry.register(
+            "source_budget_poll_interval_seconds",
+            "Poll interval allowed by the feed's share of the daily request budget",
+            m.source_budget_poll_interval_seconds.clone(),
         );
         registry.register("errors", "Errors by class", m.errors.clone());
         registry.register(
@@ -189,6 +201,11 @@ impl Metrics {
             "push_notifications",
             "Push notifications received, by result",
             m.push_notifications.clone(),
+        );
+        registry.register(
+            "push_gaps",
+            "Push silences longer than the heartbeat period",
+            m.push_gaps.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -63,6 +63,12 @@ impl GapMonitor {
             .set(silence.as_secs_f64());
         if silence > self.period {
             self.gaps.fetch_add(1, Ordering::Relaxed);
+            global()
+                .push_gaps
+                .get_or_create(&connector_core::metrics::ConnectorLabels {
+                    connector: self.labels.connector.clone(),
+                })
+                .inc();
             *self.last.lock() = Instant::now();
             true
         } else {
@@ -88,6 +94,12 @@ mod tests {
         assert!(m.check());
         assert!(!m.check(), "the clock restarts after a gap");
         assert_eq!(m.gaps(), 1);
+        assert!(
+            global()
+                .render()
+                .contains("athena_connect_push_gaps_total{connector=\"t\"} 1"),
+            "the gap is counted in the exported metrics"
+        );
         m.seen();
         assert!(m.silence() < Duration::from_millis(30));
     }
