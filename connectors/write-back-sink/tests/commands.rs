@@ -194,26 +194,8 @@ async fn every_command_type_is_applied_with_its_athena_ids() {
     };
     p.send(&n.billing, &format!("195900/{patient}"), &card_pay)
         .await;
-    let claim = CreateClaim {
-        command_id: "c-claim".into(),
-        practice_id: pid(),
-        correlation_id: None,
-        issued_at: None,
-        appointment_id: None,
-        patient_id: Some(patient.clone()),
-        department_id: Some("1".into()),
-        supervising_provider_id: Some("71".into()),
-        rendering_provider_id: None,
-        service_date: Some(yesterday.into()),
-        primary_patient_insurance_id: None,
-        charges: vec![ClaimCharge {
-            procedure_code: "99213".into(),
-            icd10_codes: vec!["Z0000".into()],
-            units: Some("1".into()),
-            unit_amount: None,
-            line_note: None,
-        }],
-    };
+    let mut claim = standalone_claim("c-claim", &patient, yesterday);
+    claim.charges[0].units = Some("1".into());
     p.send(&n.billing, &format!("195900/{patient}"), &claim)
         .await;
 

@@ -93,26 +93,7 @@ async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
     let service_date = chrono::Utc::now().date_naive() - chrono::Duration::days(2);
     for i in 0..CLAIMS {
         let id = format!("f-claim-{i}");
-        let claim = CreateClaim {
-            command_id: id.clone(),
-            practice_id: PRACTICE.to_string(),
-            correlation_id: None,
-            issued_at: None,
-            appointment_id: None,
-            patient_id: Some(patient.clone()),
-            department_id: Some("1".into()),
-            supervising_provider_id: Some("71".into()),
-            rendering_provider_id: None,
-            service_date: Some(service_date.into()),
-            primary_patient_insurance_id: None,
-            charges: vec![ClaimCharge {
-                procedure_code: "99213".into(),
-                icd10_codes: vec!["Z0000".into()],
-                units: None,
-                unit_amount: None,
-                line_note: None,
-            }],
-        };
+        let claim = standalone_claim(&id, &patient, service_date);
         // Same key: claims of one patient run in order, so each baseline is exact.
         p.send(&n.billing, &format!("195900/{patient}"), &claim)
             .await;

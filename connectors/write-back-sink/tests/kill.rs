@@ -177,26 +177,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     for i in 0..CLAIMS {
         let id = format!("k-claim-{i}");
         let patient = &claimants[i % CLAIM_PATIENTS];
-        let claim = CreateClaim {
-            command_id: id.clone(),
-            practice_id: PRACTICE.to_string(),
-            correlation_id: None,
-            issued_at: None,
-            appointment_id: None,
-            patient_id: Some(patient.clone()),
-            department_id: Some("1".into()),
-            supervising_provider_id: Some("71".into()),
-            rendering_provider_id: None,
-            service_date: Some(service_date.into()),
-            primary_patient_insurance_id: None,
-            charges: vec![ClaimCharge {
-                procedure_code: "99213".into(),
-                icd10_codes: vec!["Z0000".into()],
-                units: None,
-                unit_amount: None,
-                line_note: None,
-            }],
-        };
+        let claim = standalone_claim(&id, patient, service_date);
         let bytes = p.encode(&n.billing, &claim).await;
         records.push((n.billing.clone(), format!("195900/{patient}"), bytes));
         ids.push(id);

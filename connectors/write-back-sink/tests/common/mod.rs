@@ -18,6 +18,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use secrecy::SecretString;
 use write_back_sink::Config;
+use write_back_sink::commands::{ClaimCharge, CreateClaim};
 
 /// The simulated practice.
 pub const PRACTICE: u64 = 195_900;
@@ -260,6 +261,34 @@ pub fn book(command_id: &str, appointment_id: &str, patient_id: &str) -> BookApp
         booking_note: None,
         ignore_schedulable_permission: true,
         no_patient_case: false,
+    }
+}
+
+/// A stand-alone claim (`POST /claims`) for one office visit.
+pub fn standalone_claim(
+    command_id: &str,
+    patient_id: &str,
+    service_date: chrono::NaiveDate,
+) -> CreateClaim {
+    CreateClaim {
+        command_id: command_id.into(),
+        practice_id: PRACTICE.to_string(),
+        correlation_id: None,
+        issued_at: None,
+        appointment_id: None,
+        patient_id: Some(patient_id.into()),
+        department_id: Some("1".into()),
+        supervising_provider_id: Some("71".into()),
+        rendering_provider_id: None,
+        service_date: Some(service_date.into()),
+        primary_patient_insurance_id: None,
+        charges: vec![ClaimCharge {
+            procedure_code: "99213".into(),
+            icd10_codes: vec!["Z0000".into()],
+            units: None,
+            unit_amount: None,
+            line_note: None,
+        }],
     }
 }
 
