@@ -25,6 +25,21 @@ pub enum ProgressMode {
     Off,
 }
 
+/// Where `Patient` snapshot events come from (decision record 0010).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatientSource {
+    /// Read each exported patient's proprietary record (`GET /patients/{id}`, one call per
+    /// patient) and map it like the push path does, so the event id equals the changed-data and
+    /// push id of the patient's current state. A patient gone since the export (404) falls back
+    /// to the FHIR mapping.
+    #[default]
+    Athena,
+    /// Map the exported FHIR `Patient` itself: no extra calls, but the event id (FHIR
+    /// `meta.lastUpdated`) differs from the changed-data and push ids of the same state.
+    Fhir,
+}
+
 /// The backfill of one practice.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +71,15 @@ pub struct Config {
     /// Keep the original resource JSON in events (`false` = PHI minimisation).
     #[serde(default = "yes")]
     pub include_original: bool,
+    /// `athena` (default): patient snapshots from `GET /patients/{id}`, with the changed-data
+    /// source's event ids, one proprietary call per patient; `fhir`: from the export's FHIR
+    /// `Patient` (no extra calls, different event ids).
+    #[serde(default)]
+    pub patient_source: PatientSource,
+    /// Patient reads in flight at once with `patient_source = "athena"` (1..=64); events keep
+    /// the NDJSON line order whatever the concurrency.
+    #[serde(default = "default_patient_lookup_concurrency")]
+    pub patient_lookup_concurrency: usize,
     /// Records between two per-file progress checkpoints (the most a restart can re-emit).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
@@ -85,6 +109,9 @@ fn default_checkpoint_topic() -> String {
 fn default_checkpoint_every() -> usize {
     500
 }
+fn default_patient_lookup_concurrency() -> usize {
+    8
+}
 fn default_log_interval() -> Duration {
     Duration::from_secs(10)
 }
@@ -110,6 +137,8 @@ impl Config {
             patients_topic: None,
             fhir_resources_topic: None,
             include_original: true,
+            patient_source: PatientSource::Athena,
+            patient_lookup_concurrency: default_patient_lookup_concurrency(),
             checkpoint_every: default_checkpoint_every(),
             progress: ProgressMode::Auto,
             log_interval: default_log_interval(),
@@ -149,6 +178,12 @@ impl Validate for Config {
                 "must be at least 1",
             ));
         }
+        if !(1..=64).contains(&self.patient_lookup_concurrency) {
+            return Err(CoreError::config(
+                "backfill.patient_lookup_concurrency",
+                "must be between 1 and 64",
+            ));
+        }
         if let Some(t) = self
             .types
             .iter()
@@ -174,6 +209,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn patient_source_parses_and_env_overrides_it() {
+        let c: Config = connector_core::config::load_str(
+            "practice_id = 1\npatient_source = \"fhir\"\npatient_lookup_concurrency = 3\n",
+            &Default::default(),
+            "ATHENA_CONNECT_TEST",
+        )
+        .unwrap();
+        assert_eq!(c.patient_source, PatientSource::Fhir);
+        assert_eq!(c.patient_lookup_concurrency, 3);
+        let bad = connector_core::config::load_str::<Config>(
+            "practice_id = 1\npatient_source = \"proprietary\"\n",
+            &Default::default(),
+            "ATHENA_CONNECT_TEST",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("patient_source"), "{bad}");
+        // `ATHENA_CONNECT__BACKFILL__PATIENT_SOURCE=fhir` in the real files.
+        let env = [(
+            "ATHENA_CONNECT_TEST__PATIENT_SOURCE".to_string(),
+            "fhir".to_string(),
+        )]
+        .into_iter()
+        .collect();
+        let c: Config =
+            connector_core::config::load_str("practice_id = 1\n", &env, "ATHENA_CONNECT_TEST")
+                .unwrap();
+        assert_eq!(c.patient_source, PatientSource::Fhir);
+    }
+
+    #[test]
     fn defaults_and_validation() {
         let c: Config = connector_core::config::load_str(
             "practice_id = 195900\ntypes = [\"Patient\"]\npoll_min_interval = \"2s\"\n",
@@ -193,6 +259,22 @@ mod tests {
                 .to_string()
                 .contains("backfill.types")
         );
+        assert_eq!(c.patient_source, PatientSource::Athena);
+        assert_eq!(c.patient_lookup_concurrency, 8);
+        for (n, ok) in [(0, false), (1, true), (64, true), (65, false)] {
+            let mut x = c.clone();
+            x.patient_lookup_concurrency = n;
+            match x.validate() {
+                Ok(()) => assert!(ok, "{n} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{n} rejected: {e}");
+                    assert!(
+                        e.to_string()
+                            .contains("backfill.patient_lookup_concurrency")
+                    );
+                }
+            }
+        }
         let mut bad = c;
         bad.poll_max_interval = Duration::from_millis(500);
         assert!(

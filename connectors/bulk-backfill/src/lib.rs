@@ -17,6 +17,15 @@
 //! was in and skips the acknowledged lines, so it loses nothing and re-emits at most
 //! `checkpoint_every` records (with unchanged event ids), never a whole file. The manifest's
 //! `transactionTime` becomes the next run's `_since` only once every file is done.
+//!
+//! # Patient event ids
+//! With `patient_source = "athena"` (the default, decision record 0010) each exported `Patient`
+//! is re-read through `GET /patients/{id}` and mapped like the push path maps it, so its event id
+//! is the changed-data/push id of the patient's current state. The reads run
+//! `patient_lookup_concurrency` at a time through an ordered buffer, so events still leave in
+//! NDJSON line order and "lines acknowledged" keeps meaning a prefix of the file. A patient gone
+//! since the export (404) falls back to the FHIR mapping and is counted in
+//! [`Summary::patients_fallback`].
 
 pub mod config;
 pub mod progress;
@@ -26,7 +35,7 @@ pub mod state;
 use std::time::Duration;
 
 use athena_client::api::bulk::{ExportJob, ExportPolling, ExportRequest, ManifestFile};
-use athena_client::{AthenaClient, PracticeId};
+use athena_client::{AthenaClient, PracticeClient, PracticeId};
 use chrono::{DateTime, Utc};
 use connector_core::avro::{AvroCodec, Encoder};
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
@@ -42,7 +51,7 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
-pub use config::Config;
+pub use config::{Config, PatientSource};
 use state::{BackfillState, FileState, JobState, ManifestState};
 
 /// Errors of the backfill.
@@ -104,6 +113,9 @@ pub struct Summary {
     pub events: u64,
     /// Records that could not be decoded or mapped (logged by line number, never content).
     pub skipped: u64,
+    /// Patients whose proprietary record was gone (404) with `patient_source = "athena"`, so
+    /// their snapshot was mapped from the FHIR resource (FHIR event id). Logged by patient id.
+    pub patients_fallback: u64,
     /// The manifest's `transactionTime` (the next `_since`).
     pub transaction_time: Option<String>,
     /// Shutdown was requested before the end; the checkpoint holds the progress.
@@ -116,16 +128,94 @@ struct Out {
     value: Vec<u8>,
 }
 
+/// What one NDJSON line became.
+enum Line {
+    /// Acknowledged by an earlier run: skipped without a read.
+    Acknowledged,
+    /// The event of the line.
+    Event(Out),
+    /// A `Patient` whose proprietary record is gone: the FHIR-mapped event.
+    Fallback {
+        /// The event.
+        out: Out,
+        /// athena patient id (an id, never PHI).
+        patient_id: String,
+    },
+    /// A resource without a usable id.
+    NoId,
+    /// A line that is not JSON.
+    NotJson,
+    /// The download broke before this line.
+    Broken,
+}
+
+/// Whether a failed `GET /patients/{id}` means the patient is gone (deleted or merged since the
+/// export), so the line falls back to the FHIR mapping instead of failing the run. Only a 404:
+/// throttling and 5xx were already retried by the client and fail the run (resumable), and any
+/// other error says nothing about the patient.
+pub fn patient_gone(e: &athena_client::Error) -> bool {
+    matches!(e, athena_client::Error::NotFound { .. })
+}
+
 struct Sink {
     producer: FutureProducer,
     practice: String,
     patients: (String, Encoder<PatientChanged>),
     resources: (String, Encoder<FhirResourceChanged>),
     obs: Observation,
+    /// `Some` with `patient_source = "athena"`: where patients are re-read.
+    patient_reader: Option<PracticeClient>,
 }
 
 impl Sink {
-    fn encode(&self, r: &Value) -> Result<Option<Out>, Error> {
+    /// The event of one exported resource, reading the patient's proprietary record first when
+    /// configured to.
+    async fn line(&self, r: &Value) -> Result<Line, Error> {
+        let is_patient = r.get("resourceType").and_then(Value::as_str) == Some("Patient");
+        let Some(reader) = self.patient_reader.as_ref().filter(|_| is_patient) else {
+            return Ok(self.encode_fhir(r)?.map_or(Line::NoId, Line::Event));
+        };
+        let Some(id) = r
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(athena_client::api::fhir::ids::patient_id)
+        else {
+            return Ok(Line::NoId);
+        };
+        match reader.get_patient(id).await {
+            Ok(rec) => {
+                if let Some(out) = self.encode_patient_athena(&rec.raw)? {
+                    return Ok(Line::Event(out));
+                }
+                // A record without `patientid` cannot give the changed-data id either.
+            }
+            Err(e) if patient_gone(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(match self.encode_fhir(r)? {
+            Some(out) => Line::Fallback {
+                out,
+                patient_id: id.to_string(),
+            },
+            None => Line::NoId,
+        })
+    }
+
+    /// `PatientChanged` from a proprietary `GET /patients/{id}` record: the push inflater's
+    /// mapping, hence the changed-data source's event id for the same record.
+    fn encode_patient_athena(&self, raw: &Value) -> Result<Option<Out>, Error> {
+        let Some(ev) = mapping::patient_from_athena(&self.practice, raw, &self.obs) else {
+            return Ok(None);
+        };
+        Ok(Some(Out {
+            topic: self.patients.0.clone(),
+            key: format!("{}/{}", self.practice, ev.payload.patient_id),
+            value: self.patients.1.encode(&ev)?,
+        }))
+    }
+
+    /// The event of a FHIR resource as exported (FHIR version marker).
+    fn encode_fhir(&self, r: &Value) -> Result<Option<Out>, Error> {
         if r.get("resourceType").and_then(Value::as_str) == Some("Patient") {
             let Some(ev) = mapping::patient_from_fhir(&self.practice, r, &self.obs) else {
                 return Ok(None);
@@ -217,6 +307,7 @@ pub async fn run_backfill(
     };
     let codec = AvroCodec::new(env.registry.clone())?;
     let (pt, rt) = (config.patients_topic(), config.fhir_resources_topic());
+    let practice = PracticeId(config.practice_id);
     let sink = Sink {
         patients: (pt.clone(), codec.encoder(&pt).await?),
         resources: (rt.clone(), codec.encoder(&rt).await?),
@@ -228,8 +319,9 @@ pub async fn run_backfill(
             snapshot: true,
             include_original: config.include_original,
         },
+        patient_reader: (config.patient_source == PatientSource::Athena)
+            .then(|| athena.practice(practice)),
     };
-    let practice = PracticeId(config.practice_id);
     let polling = ExportPolling {
         min_interval: config.poll_min_interval,
         max_interval: config.poll_max_interval,
@@ -351,32 +443,60 @@ pub async fn run_backfill(
                 .expect("set")
                 .files[i]
                 .lines_done;
-            let mut stream = athena
+            let stream = athena
                 .bulk_download(practice, &mf, manifest.requires_access_token)
                 .await?;
-            let mut line = 0u64;
+            // Each line becomes a future (a patient read, or nothing); `buffered` runs up to
+            // `patient_lookup_concurrency` of them but yields in line order, so the batch and
+            // `lines_done` always cover a prefix of the file.
+            let sink_ref = &sink;
+            let lines = stream
+                .enumerate()
+                .map(|(n, item)| async move {
+                    let line = n as u64 + 1;
+                    let l = match item {
+                        Err(athena_client::Error::Transport(_)) => Line::Broken,
+                        _ if line <= already => Line::Acknowledged,
+                        Err(_) => Line::NotJson,
+                        Ok(v) => sink_ref.line(&v).await?,
+                    };
+                    Ok::<_, Error>((line, l))
+                })
+                .buffered(config.patient_lookup_concurrency);
+            let mut lines = std::pin::pin!(lines);
             let mut batch = Vec::new();
             let mut batch_lines = 0u64;
             let mut interrupted = false;
             let mut failed = false;
-            while let Some(item) = stream.next().await {
-                if let Err(athena_client::Error::Transport(_)) = &item {
-                    failed = true;
-                    break;
-                }
-                line += 1;
-                if line <= already {
-                    continue;
-                }
-                match item {
-                    Ok(v) => match sink.encode(&v)? {
-                        Some(out) => batch.push(out),
-                        None => {
-                            summary.skipped += 1;
-                            tracing::warn!(resource_type = %file.resource_type, line, "Skipped an export record without a usable id.");
-                        }
-                    },
-                    Err(_) => {
+            while let Some(next) = lines.next().await {
+                let (line, l) = match next {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Keep what the lines before this one produced, then stop the run.
+                        summary.events += sink.flush(&mut batch).await?;
+                        progress.inc(batch_lines);
+                        advance(&mut st, i, batch_lines, false);
+                        cp.save(&st).await?;
+                        return Err(e);
+                    }
+                };
+                match l {
+                    Line::Broken => {
+                        failed = true;
+                        break;
+                    }
+                    Line::Acknowledged => continue,
+                    Line::Event(out) => batch.push(out),
+                    Line::Fallback { out, patient_id } => {
+                        summary.patients_fallback += 1;
+                        tracing::warn!(patient_id = %patient_id, line, "Exported patient is gone from athena (404); its snapshot is mapped from the FHIR resource.");
+                        batch.push(out);
+                    }
+                    Line::NoId => {
+                        summary.skipped += 1;
+                        tracing::warn!(resource_type = %file.resource_type, line, "Skipped an export record without a usable id.");
+                    }
+                    Line::NotJson => {
                         summary.skipped += 1;
                         tracing::warn!(resource_type = %file.resource_type, line, "Skipped an export line that is not JSON.");
                     }
@@ -438,6 +558,7 @@ pub async fn run_backfill(
         events = summary.events,
         files = summary.files,
         skipped = summary.skipped,
+        patients_fallback = summary.patients_fallback,
         "Backfill complete."
     );
     control.set_state(TaskState::Stopped);
@@ -453,5 +574,23 @@ fn advance(st: &mut BackfillState, i: usize, lines: u64, done: bool) {
     {
         f.lines_done += lines;
         f.done |= done;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_404_is_a_gone_patient() {
+        assert!(patient_gone(&athena_client::Error::NotFound {
+            message: "The patient does not exist.".into()
+        }));
+        let server = athena_client::Error::Server {
+            status: 503,
+            message: None,
+        };
+        assert!(!patient_gone(&server));
+        assert!(!patient_gone(&athena_client::Error::BulkExport("x".into())));
     }
 }
