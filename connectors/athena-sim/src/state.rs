@@ -206,6 +206,16 @@ impl SimState {
         id.to_string()
     }
 
+    /// Makes a patient disappear, as a delete or a merge into another chart does (a test helper
+    /// beyond the contract): `GET /patients/{id}` answers 404 afterwards, while a bulk export
+    /// kicked off before still lists it. No ledger entry, no feed row. Returns whether it existed.
+    pub fn remove_patient(&self, practice: u64, patient_id: u64) -> bool {
+        let mut w = self.inner.world.lock();
+        w.practices
+            .get_mut(&practice)
+            .is_some_and(|p| p.patients.remove(&patient_id).is_some())
+    }
+
     /// Seeds open slots (no ledger entry; `AddAppointmentSlot` changes if subscribed).
     ///
     /// # Panics
