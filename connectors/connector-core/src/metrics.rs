@@ -102,6 +102,12 @@ pub struct Metrics {
     pub push_notifications: Family<ConnectorLabels, Counter>,
     /// Push silences longer than the heartbeat period (each triggers a catch-up).
     pub push_gaps: Family<ConnectorLabels, Counter>,
+    /// Events a push catch-up read produced from the changed-data feeds (`replayed = true`).
+    pub push_catch_up_events: Family<ConnectorLabels, Counter>,
+    /// Push catch-up reads of one feed that failed (`feed` = the changed-data feed name).
+    pub push_catch_up_failures: Family<FeedLabels, Counter>,
+    /// Subscribed push topics a catch-up could not read (no changed-data feed), per catch-up.
+    pub push_catch_up_uncovered: Family<ConnectorLabels, Counter>,
 }
 
 impl Metrics {
@@ -129,6 +135,9 @@ impl Metrics {
             athena_quota_remaining: Gauge::default(),
             push_notifications: Family::default(),
             push_gaps: Family::default(),
+            push_catch_up_events: Family::default(),
+            push_catch_up_failures: Family::default(),
+            push_catch_up_uncovered: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -206,6 +215,21 @@ impl Metrics {
             "push_gaps",
             "Push silences longer than the heartbeat period",
             m.push_gaps.clone(),
+        );
+        registry.register(
+            "push_catch_up_events",
+            "Events produced by push catch-up reads of the changed-data feeds",
+            m.push_catch_up_events.clone(),
+        );
+        registry.register(
+            "push_catch_up_failures",
+            "Push catch-up reads of a feed that failed",
+            m.push_catch_up_failures.clone(),
+        );
+        registry.register(
+            "push_catch_up_uncovered",
+            "Subscribed push topics a catch-up could not read (no changed-data feed)",
+            m.push_catch_up_uncovered.clone(),
         );
         Metrics { registry, ..m }
     }
