@@ -5,64 +5,30 @@
 //! - the `bulk-backfill` process killed with SIGKILL mid-download and restarted still yields all
 //!   N, re-emitting at most one checkpoint batch and never a whole file.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use athena_client::{AthenaClient, ClientConfig, Environment};
 use athena_connect_tests::{Stack, unique};
-use athena_sim::{Fault, FaultRule, NewPatient, RunningSim, SimConfig};
+use athena_sim::{Fault, FaultRule, RunningSim};
 use bulk_backfill::config::ProgressMode;
 use bulk_backfill::state::BackfillState;
 use bulk_backfill::{Config, checkpoint_key, run_backfill};
+use common::{PRACTICE, athena, create_topics, env, high_watermark};
 use connector_core::avro::AvroCodec;
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
 use connector_core::contracts::{PatientChanged, SourceKind};
 use connector_core::runtime::RunEnv;
 use fhir_push::contracts::FhirResourceChanged;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use secrecy::SecretString;
 
-const PRACTICE: u64 = 195_900;
 const LINES_PER_FILE: usize = 25;
 
-fn athena(sim: &RunningSim) -> AthenaClient {
-    let mut c = ClientConfig::new(
-        Environment::Custom(sim.base_url.parse().unwrap()),
-        "sim-client",
-        SecretString::from("sim-secret"),
-    );
-    c.rate_limit.qps = 200.0;
-    c.rate_limit.burst = 50;
-    c.rate_limit.token_requests_per_minute = 60;
-    AthenaClient::new(c).unwrap()
-}
-
 async fn sim_with_patients(extra: usize) -> RunningSim {
-    let sim = RunningSim::start(SimConfig {
-        export_max_lines: LINES_PER_FILE,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    for i in 0..extra {
-        sim.state.add_patient(
-            PRACTICE,
-            NewPatient::new(
-                "Synth",
-                &format!("Bulktest{i}"),
-                chrono::NaiveDate::from_ymd_opt(
-                    1960 + (i % 40) as i32,
-                    1 + (i % 12) as u32,
-                    1 + (i % 28) as u32,
-                )
-                .unwrap(),
-            ),
-        );
-    }
-    sim
+    common::sim_with_patients(extra, LINES_PER_FILE).await
 }
 
 fn config(poll_ms: u64) -> Config {
@@ -77,31 +43,6 @@ fn config(poll_ms: u64) -> Config {
     c.progress = ProgressMode::Log;
     c.log_interval = Duration::from_millis(200);
     c
-}
-
-fn env(stack: &Stack) -> RunEnv {
-    let mut registry = stack.registry();
-    registry.auto_register = true;
-    RunEnv {
-        kafka: stack.kafka(),
-        registry,
-    }
-}
-
-fn high_watermark(env: &RunEnv, topic: &str) -> i64 {
-    let c: BaseConsumer = env.kafka.consumer_config(&unique("wm")).create().unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| {
-            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .sum()
 }
 
 /// Expected resources: every patient, and an Encounter per checked-in appointment (none here).
@@ -145,11 +86,6 @@ async fn events(stack: &Stack, env: &RunEnv, cfg: &Config) -> BTreeMap<String, u
     ids
 }
 
-async fn create_topics(stack: &Stack, cfg: &Config) {
-    stack.create_topic(&cfg.patients_topic(), 2).await;
-    stack.create_topic(&cfg.fhir_resources_topic(), 2).await;
-}
-
 async fn load_state(env: &RunEnv, cfg: &Config) -> Option<BackfillState> {
     let store = KafkaCheckpointStore::open(
         &env.kafka,
@@ -182,6 +118,17 @@ async fn n_generated_resources_give_n_snapshot_events_and_the_next_since() {
         .unwrap();
     assert_eq!(s.events as usize, n);
     assert!(s.files >= n / LINES_PER_FILE);
+    // `patient_source = "athena"` (the default): one proprietary read per exported patient.
+    let patients = sim
+        .state
+        .with_practice(PRACTICE, |p| p.patients.len())
+        .unwrap();
+    assert_eq!(
+        sim.state
+            .request_count("GET", "/v1/{practiceid}/patients/{patientid}"),
+        patients as u64
+    );
+    assert_eq!(s.patients_fallback, 0);
     let ids = events(&stack, &env, &cfg).await;
     assert_eq!(ids.len(), n, "one event per resource");
     assert!(ids.values().all(|c| *c == 1));

@@ -1,0 +1,112 @@
+//! Helpers shared by the backfill's integration tests: the simulator client, the run
+//! environment on the local stack, seeded patients and reading the snapshot topics back.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::Duration;
+
+use athena_client::{AthenaClient, ClientConfig, Environment};
+use athena_connect_tests::{Stack, unique};
+use athena_sim::{NewPatient, RunningSim, SimConfig};
+use bulk_backfill::Config;
+use connector_core::avro::AvroCodec;
+use connector_core::contracts::PatientChanged;
+use connector_core::runtime::RunEnv;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use secrecy::SecretString;
+
+/// The simulator's practice.
+pub const PRACTICE: u64 = 195_900;
+
+/// A client of `sim` whose own limiter allows `qps` (the simulator does not throttle).
+pub fn athena_at(sim: &RunningSim, qps: f64) -> AthenaClient {
+    let mut c = ClientConfig::new(
+        Environment::Custom(sim.base_url.parse().unwrap()),
+        "sim-client",
+        SecretString::from("sim-secret"),
+    );
+    c.rate_limit.qps = qps;
+    c.rate_limit.burst = 50;
+    c.rate_limit.token_requests_per_minute = 60;
+    AthenaClient::new(c).unwrap()
+}
+
+/// A client of `sim` at 200 QPS.
+pub fn athena(sim: &RunningSim) -> AthenaClient {
+    athena_at(sim, 200.0)
+}
+
+/// A simulator whose export files hold at most `lines_per_file` lines, with `extra` synthetic
+/// patients on top of the seeded ones.
+pub async fn sim_with_patients(extra: usize, lines_per_file: usize) -> RunningSim {
+    let sim = RunningSim::start(SimConfig {
+        export_max_lines: lines_per_file,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    for i in 0..extra {
+        sim.state.add_patient(
+            PRACTICE,
+            NewPatient::new(
+                "Synth",
+                &format!("Bulktest{i}"),
+                chrono::NaiveDate::from_ymd_opt(
+                    1960 + (i % 40) as i32,
+                    1 + (i % 12) as u32,
+                    1 + (i % 28) as u32,
+                )
+                .unwrap(),
+            ),
+        );
+    }
+    sim
+}
+
+/// The run environment on the local stack (schemas auto-registered).
+pub fn env(stack: &Stack) -> RunEnv {
+    let mut registry = stack.registry();
+    registry.auto_register = true;
+    RunEnv {
+        kafka: stack.kafka(),
+        registry,
+    }
+}
+
+/// Messages in `topic` (sum of the partitions' high watermarks).
+pub fn high_watermark(env: &RunEnv, topic: &str) -> i64 {
+    let c: BaseConsumer = env.kafka.consumer_config(&unique("wm")).create().unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum()
+}
+
+/// Creates the two snapshot topics of `cfg`.
+pub async fn create_topics(stack: &Stack, cfg: &Config) {
+    stack.create_topic(&cfg.patients_topic(), 2).await;
+    stack.create_topic(&cfg.fhir_resources_topic(), 2).await;
+}
+
+/// Every `PatientChanged` on the patients topic of `cfg`.
+pub async fn patient_events(stack: &Stack, env: &RunEnv, cfg: &Config) -> Vec<PatientChanged> {
+    let codec = AvroCodec::new(env.registry.clone()).unwrap();
+    let n = high_watermark(env, &cfg.patients_topic()) as usize;
+    let mut out = Vec::with_capacity(n);
+    for m in stack
+        .consume(&cfg.patients_topic(), n, Duration::from_secs(60))
+        .await
+    {
+        out.push(codec.decode(m.payload().unwrap()).await.unwrap());
+    }
+    out
+}
