@@ -32,6 +32,19 @@ pub enum ErrorClass {
     Ambiguous,
 }
 
+impl ErrorClass {
+    /// A short, bounded name for metric labels (`errors_total{class=...}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ErrorClass::Retriable => "retriable",
+            ErrorClass::RateLimited { .. } => "rate_limited",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Fatal => "fatal",
+            ErrorClass::Ambiguous => "ambiguous",
+        }
+    }
+}
+
 /// Every failure of the athena client. Each variant's doc names its [`ErrorClass`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -23,6 +23,18 @@ pub enum ErrorClass {
     Fatal,
 }
 
+impl ErrorClass {
+    /// A short, bounded name for metric labels (`errors_total{class=...}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ErrorClass::Retriable => "retriable",
+            ErrorClass::RateLimited { .. } => "rate_limited",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Fatal => "fatal",
+        }
+    }
+}
+
 /// Errors raised by `connector-core`.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {

@@ -95,6 +95,8 @@ enum Recon {
 
 /// Executes commands; shared by the sink's workers.
 pub struct Executor {
+    /// Connector name, only for the `errors_total` label.
+    connector: String,
     athena: AthenaClient,
     ledger: Arc<Ledger>,
     config: Arc<Config>,
@@ -144,11 +146,30 @@ impl Executor {
         // The opt-in value exists only when the operator enabled card payments (PCI scope).
         let card = config.card_payments.enabled.then(CardPayments::enabled);
         Executor {
+            connector: String::new(),
             athena,
             ledger,
             config,
             card,
         }
+    }
+
+    /// The same executor, counting its athena errors under connector `name`.
+    pub fn for_connector(mut self, name: &str) -> Self {
+        self.connector = name.to_string();
+        self
+    }
+
+    /// Counts one athena error in `errors_total{connector, class}` (retries included: the
+    /// counter measures how often athena failed us, not how many commands failed).
+    fn count_error(&self, e: &athena_client::Error) {
+        connector_core::metrics::global()
+            .errors
+            .get_or_create(&connector_core::metrics::ErrorLabels {
+                connector: self.connector.clone(),
+                class: e.class().label().to_string(),
+            })
+            .inc();
     }
 
     fn backoff(&self, n: u32) -> Duration {
@@ -237,6 +258,7 @@ impl Executor {
                 Ok(found) => return Ok(Outcome::ok(CommandStatus::Applied, found, attempts)),
                 Err(e) => e,
             };
+            self.count_error(&err);
             match err.class() {
                 ErrorClass::Fatal => return Err(Error::Athena(err)),
                 ErrorClass::Permanent => {
@@ -373,6 +395,7 @@ impl Executor {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     n += 1;
+                    self.count_error(&e);
                     let again = match e.class() {
                         ErrorClass::Retriable | ErrorClass::Ambiguous => {
                             n < self.config.max_attempts * 2

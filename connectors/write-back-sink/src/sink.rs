@@ -217,7 +217,7 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         name: name.to_string(),
-        executor: Executor::new(athena.clone(), ledger.clone(), config.clone()),
+        executor: Executor::new(athena.clone(), ledger.clone(), config.clone()).for_connector(name),
         ledger: ledger.clone(),
         encoder,
         results_topic: config.results_topic.clone(),
@@ -240,6 +240,9 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut flushing: Option<Flush> = None;
+    // Its own handle: `pause_changed` needs `&mut` and wakes the loop the moment an operator
+    // pauses or resumes, instead of at the next commit tick or message.
+    let mut pause_watch = control.clone();
     let result: Result<(), Error> = loop {
         if control.is_shutdown() {
             break Ok(());
@@ -266,6 +269,8 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = control.shutdown_requested() => break Ok(()),
+            // Re-evaluated at the top of the loop.
+            _ = pause_watch.pause_changed() => {}
             d = done_rx.recv() => match d {
                 Some(Done::Fatal(e)) => break Err(e),
                 Some(Done::Abandoned { key }) => st.next_for_key(&key, &shared),
@@ -286,6 +291,13 @@ pub async fn run(
             r = async { (&mut flushing.as_mut().expect("guarded").task).await }, if flushing.is_some() => {
                 let f = flushing.take().expect("guarded");
                 if let Err(e) = st.finish_flush(f.taken, f.records, r, name) {
+                    connector_core::metrics::global()
+                        .errors
+                        .get_or_create(&connector_core::metrics::ErrorLabels {
+                            connector: name.to_string(),
+                            class: e.class().label().to_string(),
+                        })
+                        .inc();
                     control.report_error(e.to_string());
                     if e.class() == ErrorClass::Fatal {
                         break Err(e);

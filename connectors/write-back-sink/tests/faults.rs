@@ -123,7 +123,14 @@ async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
         ids.push(id);
     }
 
-    let sink = start_sink(&stack, sink_config(&n), athena.clone());
+    // Headroom above the injected faults: on a loaded 2-core machine the 2 s client timeout
+    // adds ambiguous attempts of its own, and this test is about loss and duplication, not
+    // about the retry budget (the default is 5).
+    let config = write_back_sink::Config {
+        max_attempts: 10,
+        ..sink_config(&n)
+    };
+    let sink = start_sink(&stack, config, athena.clone());
     let total = ids.len();
     let msgs = read_until(&stack.kafka(), &n.results, total, Duration::from_secs(180)).await;
     let msgs = if msgs.len() == total {
@@ -208,6 +215,28 @@ async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
     assert!(
         stats.ambiguous >= 20,
         "ambiguous write outcomes were reconciled: {stats:?}"
+    );
+    // ...and the sink counted them in errors_total, by class.
+    let rendered = connector_core::metrics::global().render();
+    let count = |class: &str| -> f64 {
+        let prefix =
+            format!("athena_connect_errors_total{{connector=\"test\",class=\"{class}\"}} ");
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        count("ambiguous") >= stats.ambiguous as f64,
+        "every ambiguous write is counted: {} < {stats:?}",
+        count("ambiguous")
+    );
+    // A 5xx on a write is ambiguous (it may have been applied); the quota faults are counted
+    // as rate limiting.
+    assert!(
+        count("rate_limited") > 0.0,
+        "the throttled writes are counted"
     );
     sim.shutdown().await;
 }
