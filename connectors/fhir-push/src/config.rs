@@ -76,6 +76,20 @@ pub struct Config {
     /// Silence longer than this raises the gap signal and triggers a catch-up read.
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     pub heartbeat_period: Duration,
+    /// On a gap (and at start when the notifications topic is older than `heartbeat_period`),
+    /// read the missed patient and appointment changes from the changed-data feeds,
+    /// non-destructively (needs a changed-data subscription for `patients` / `appointments`).
+    #[serde(default = "yes")]
+    pub catch_up: bool,
+    /// How far before the last notification (or the previous catch-up) a catch-up looks back.
+    #[serde(default = "default_catch_up_margin", with = "humantime_serde")]
+    pub catch_up_margin: Duration,
+    /// Longest look-back of a catch-up; an older last notification is capped (with a warning).
+    #[serde(default = "default_catch_up_max_window", with = "humantime_serde")]
+    pub catch_up_max_window: Duration,
+    /// Most rows one catch-up reads per feed; the rest is read at the next check.
+    #[serde(default = "default_catch_up_max_rows")]
+    pub catch_up_max_rows: usize,
     /// How many recent `notificationEvent.id`s the inflation stage remembers for deduplication.
     #[serde(default = "default_dedup")]
     pub dedup_capacity: usize,
@@ -118,6 +132,15 @@ fn default_partitions() -> i32 {
 fn default_heartbeat() -> Duration {
     Duration::from_secs(600)
 }
+fn default_catch_up_margin() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_catch_up_max_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_catch_up_max_rows() -> usize {
+    50_000
+}
 fn default_dedup() -> usize {
     100_000
 }
@@ -151,6 +174,10 @@ impl Config {
             fhir_resources_topic: None,
             group_id: None,
             heartbeat_period: default_heartbeat(),
+            catch_up: true,
+            catch_up_margin: default_catch_up_margin(),
+            catch_up_max_window: default_catch_up_max_window(),
+            catch_up_max_rows: default_catch_up_max_rows(),
             dedup_capacity: default_dedup(),
             include_original: true,
             dlq: DlqConfig::default(),
@@ -239,6 +266,25 @@ impl Validate for Config {
                 "must be at least 1s",
             ));
         }
+        // athena's replay window has whole seconds, so a margin under 1s covers nothing.
+        if self.catch_up_margin < Duration::from_secs(1) {
+            return Err(CoreError::config(
+                key("catch_up_margin"),
+                "must be at least 1s",
+            ));
+        }
+        if self.catch_up_max_window <= self.catch_up_margin {
+            return Err(CoreError::config(
+                key("catch_up_max_window"),
+                "must be longer than catch_up_margin",
+            ));
+        }
+        if self.catch_up_max_rows == 0 {
+            return Err(CoreError::config(
+                key("catch_up_max_rows"),
+                "must be at least 1",
+            ));
+        }
         if self.dedup_capacity == 0 {
             return Err(CoreError::config(
                 key("dedup_capacity"),
@@ -297,6 +343,30 @@ mod tests {
         let mut c = ok.clone();
         c.adapter = AdapterKind::R4Backport;
         assert!(c.validate().unwrap_err().to_string().contains("topic_base"));
+        let mut c = ok.clone();
+        c.catch_up_margin = Duration::from_millis(500);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("catch_up_margin")
+        );
+        let mut c = ok.clone();
+        c.catch_up_max_window = Duration::from_secs(60);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("catch_up_max_window")
+        );
+        let mut c = ok.clone();
+        c.catch_up_max_rows = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("catch_up_max_rows")
+        );
         let toml_text = r#"
             practice_id = 195900
             secret = "0123456789abcdef"
@@ -306,6 +376,10 @@ mod tests {
         "#;
         let c: Config = toml_parse(toml_text);
         assert_eq!(c.ack_budget, Duration::from_millis(1200));
+        assert!(c.catch_up);
+        assert_eq!(c.catch_up_margin, Duration::from_secs(120));
+        assert_eq!(c.catch_up_max_window, Duration::from_secs(86_400));
+        assert_eq!(c.catch_up_max_rows, 50_000);
         assert_eq!(c.patients_topic(), "athena.patients.v1");
         assert_eq!(c.fhir_resources_topic(), "athena.fhir.resources.v1");
     }

@@ -3,10 +3,14 @@
 //! is silence: no authentic notification for longer than `heartbeat_period`. Silence raises the
 //! gap signal (the `source_feed_lag_seconds{feed="push"}` gauge, a gap counter, the task's last
 //! error) and runs the catch-up hook, which re-checks the Subscriptions (the usual cause of
-//! silence is a subscription athena turned off) and hands over to a reconciliation read.
+//! silence is a subscription athena turned off) and reads the missed changes
+//! ([`crate::catch_up`]). The monitor also keeps the wall-clock time of the last notification,
+//! which is where a catch-up window starts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use connector_core::metrics::{FeedLabels, global};
 use parking_lot::Mutex;
@@ -15,6 +19,7 @@ use parking_lot::Mutex;
 #[derive(Debug)]
 pub struct GapMonitor {
     last: Mutex<Instant>,
+    last_wall: Mutex<Option<DateTime<Utc>>>,
     period: Duration,
     gaps: AtomicU64,
     labels: FeedLabels,
@@ -25,6 +30,7 @@ impl GapMonitor {
     pub fn new(connector: &str, period: Duration) -> Self {
         GapMonitor {
             last: Mutex::new(Instant::now()),
+            last_wall: Mutex::new(None),
             period,
             gaps: AtomicU64::new(0),
             labels: FeedLabels {
@@ -37,10 +43,17 @@ impl GapMonitor {
     /// Records an authentic notification (event, heartbeat or handshake).
     pub fn seen(&self) {
         *self.last.lock() = Instant::now();
+        *self.last_wall.lock() = Some(Utc::now());
         global()
             .source_feed_lag_seconds
             .get_or_create(&self.labels)
             .set(0.0);
+    }
+
+    /// Wall-clock time of the last authentic notification of this process (`None` before the
+    /// first). Unlike the silence clock, a gap does not reset it.
+    pub fn last_seen_at(&self) -> Option<DateTime<Utc>> {
+        *self.last_wall.lock()
     }
 
     /// Time since the last authentic notification.
@@ -100,7 +113,9 @@ mod tests {
                 .contains("athena_connect_push_gaps_total{connector=\"t\"} 1"),
             "the gap is counted in the exported metrics"
         );
+        assert_eq!(m.last_seen_at(), None, "a gap is not a notification");
         m.seen();
         assert!(m.silence() < Duration::from_millis(30));
+        assert!(m.last_seen_at().is_some());
     }
 }

@@ -14,7 +14,8 @@
 //! - [`inflate`]: the consumer group that reads each focus through the athena client and emits
 //!   `PatientChanged` / `AppointmentChanged` / `FhirResourceChanged`, deduplicating on the event id.
 //! - [`manage`]: create / list / delete one Subscription per configured topic, with status.
-//! - [`gap`]: silence detection and the catch-up trigger.
+//! - [`gap`]: silence detection and the catch-up trigger; [`catch_up`]: the catch-up read of
+//!   the missed patient and appointment changes from the changed-data feeds (non-destructive).
 //! - [`mapping`]: athena records and FHIR resources to events, with the shared event-id rule
 //!   (also used by the `bulk-backfill` crate).
 //! - [`standalone`]: the config file of the `fhir-push` binary.
@@ -22,6 +23,7 @@
 //!   [`error`]: this crate's error and its classes.
 
 pub mod adapter;
+pub mod catch_up;
 pub mod config;
 pub mod contracts;
 pub mod error;
@@ -37,6 +39,7 @@ pub mod standalone;
 pub mod tls;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use athena_client::AthenaClient;
 use connector_core::avro::AvroCodec;
@@ -136,7 +139,14 @@ pub async fn run(
         }
     }
 
-    // Gap detection: silence -> signal + re-check the subscriptions.
+    let codec = AvroCodec::new(env.registry.clone())?;
+    let mut catch_up = if config.catch_up {
+        Some(start_catch_up(name, config, env, &codec, &producer, athena).await?)
+    } else {
+        None
+    };
+
+    // Gap detection: silence -> signal + re-check the subscriptions + catch-up read.
     let gap_task = {
         let (gap, control, athena, adapter, name) = (
             gap.clone(),
@@ -146,12 +156,44 @@ pub async fn run(
             name.to_string(),
         );
         let manage_subs = config.manage_subscriptions;
+        let period = config.heartbeat_period;
         tokio::spawn(async move {
+            // A restarted connector looks back at once instead of waiting a whole period.
+            let mut due = catch_up.as_ref().is_some_and(|c| {
+                (chrono::Utc::now() - c.last_heard())
+                    .to_std()
+                    .is_ok_and(|silence| silence > period)
+            });
+            let mut not_before = tokio::time::Instant::now();
+            let mut failures = 0u32;
             loop {
+                if let Some(cu) = catch_up.as_mut() {
+                    if let Some(at) = gap.last_seen_at() {
+                        cu.note_heard(at);
+                    }
+                    if (due || cu.pending()) && tokio::time::Instant::now() >= not_before {
+                        due = false;
+                        let report = cu.step().await;
+                        for f in &report.failures {
+                            control.report_error(f.message.clone());
+                        }
+                        if report.failures.iter().any(|f| !f.not_subscribed) {
+                            // Capped exponential backoff; athena's Retry-After wins when longer.
+                            failures = failures.saturating_add(1);
+                            let backoff =
+                                (Duration::from_secs(1) * 2u32.pow(failures.min(10))).min(period);
+                            not_before = tokio::time::Instant::now()
+                                + backoff.max(report.retry_after.unwrap_or_default());
+                        } else {
+                            failures = 0;
+                        }
+                    }
+                }
                 tokio::time::sleep(gap.tick()).await;
                 if gap.check() {
                     tracing::warn!(connector = %name, gaps = gap.gaps(), "No push notification within the heartbeat period; running a catch-up check.");
                     control.report_error("push silent beyond heartbeat_period (possible gap)");
+                    due = true;
                     if manage_subs
                         && !specs.is_empty()
                         && let Err(e) = manage::reconcile(
@@ -170,7 +212,6 @@ pub async fn run(
         })
     };
 
-    let codec = AvroCodec::new(env.registry.clone())?;
     let inflater =
         inflate::Inflater::new(name, config, adapter, &codec, producer, athena.clone()).await?;
     let consumer = env.kafka.build_consumer(&config.group_id(name))?;
@@ -183,4 +224,46 @@ pub async fn run(
         control.set_state(TaskState::Stopped);
     }
     result
+}
+
+/// The catch-up reader, with `last_heard` taken from the notifications topic: the newest record
+/// there, so a connector that was down looks back over its downtime (capped at
+/// `catch_up_max_window`; the start time when the topic is empty or cannot be read).
+async fn start_catch_up(
+    name: &str,
+    config: &Config,
+    env: &RunEnv,
+    codec: &AvroCodec,
+    producer: &rdkafka::producer::FutureProducer,
+    athena: &AthenaClient,
+) -> Result<catch_up::CatchUp, Error> {
+    let started = chrono::Utc::now();
+    let newest = match catch_up::newest_record_time(
+        &env.kafka,
+        &format!("{}.catch-up-probe", config.group_id(name)),
+        &config.notifications_topic,
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(connector = %name, error = %e, "Could not read the newest notification time; the catch-up window starts now.");
+            None
+        }
+    };
+    let (last_heard, capped) =
+        catch_up::initial_last_heard(newest, started, config.catch_up_max_window);
+    if capped {
+        tracing::warn!(connector = %name, max_window_secs = config.catch_up_max_window.as_secs(), "The last notification is older than catch_up_max_window; the catch-up looks back only that far.");
+    }
+    catch_up::CatchUp::new(
+        name,
+        config,
+        codec,
+        producer.clone(),
+        athena.clone(),
+        last_heard,
+    )
+    .await
 }
