@@ -459,3 +459,126 @@ async fn start_up_look_back_reads_the_newest_notification_time() {
         "the look-back covers the downtime"
     );
 }
+
+#[tokio::test]
+async fn max_rows_continues_at_the_next_step_and_an_outage_keeps_the_window() {
+    let stack = Stack::get().await;
+    let sim = sim().await;
+    let mut cc = ClientConfig::new(
+        Environment::Custom(sim.base_url.parse().unwrap()),
+        "sim-client",
+        SecretString::from("sim-secret"),
+    );
+    cc.rate_limit.qps = 200.0;
+    cc.rate_limit.token_requests_per_minute = 60;
+    cc.retry.max_attempts = 1;
+    let client = AthenaClient::new(cc).unwrap();
+    let practice = client.practice(PRACTICE);
+    for feed in [Feed::Patients, Feed::Appointments] {
+        practice
+            .subscribe(feed, &Subscribe::default())
+            .await
+            .unwrap();
+    }
+    let (mut cfg, env) = config(&stack).await;
+    cfg.catch_up_max_rows = 3;
+    sim.state.generate(20);
+    let rows = sim_rows(&sim, "patients").len() + sim_rows(&sim, "appointments").len();
+    let want: BTreeSet<String> = changed_data_ids(Feed::Patients, &sim_rows(&sim, "patients"))
+        .into_iter()
+        .chain(changed_data_ids(
+            Feed::Appointments,
+            &sim_rows(&sim, "appointments"),
+        ))
+        .collect();
+    assert!(rows > 6, "enough rows to truncate: {rows}");
+    let codec = connector_core::avro::AvroCodec::new(env.registry.clone()).unwrap();
+    let heard = chrono::Utc::now();
+    let mut cu = fhir_push::catch_up::CatchUp::new(
+        "steps",
+        &cfg,
+        &codec,
+        env.kafka.build_producer().unwrap(),
+        client.clone(),
+        heard,
+    )
+    .await
+    .unwrap();
+
+    // The first step reads at most 3 rows per feed and stays pending.
+    let first = cu.step().await;
+    assert!(first.truncated && !first.complete, "{first:?}");
+    assert!(cu.pending());
+    assert!(first.events <= 6);
+    assert_eq!(
+        cu.last_heard(),
+        heard,
+        "a truncated catch-up does not move last_heard"
+    );
+
+    // An outage of the appointments feed: reported, retried later, window kept.
+    sim.state.inject(
+        athena_sim::FaultRule::new(
+            athena_sim::Fault::Status {
+                code: 500,
+                retry_after: None,
+                body: None,
+            },
+            1000,
+        )
+        .path("/appointments/changed"),
+    );
+    let failed = cu.step().await;
+    assert!(!failed.complete && cu.pending(), "{failed:?}");
+    assert!(
+        failed
+            .failures
+            .iter()
+            .any(|f| f.feed == Feed::Appointments && !f.not_subscribed),
+        "{failed:?}"
+    );
+    assert_eq!(cu.last_heard(), heard);
+    sim.state.clear_faults();
+
+    let mut total = first.events + failed.events;
+    let mut steps = 2;
+    loop {
+        let r = cu.step().await;
+        assert!(r.failures.is_empty(), "{r:?}");
+        total += r.events;
+        steps += 1;
+        if r.complete {
+            break;
+        }
+        assert!(steps < 50, "the catch-up makes progress");
+    }
+    assert!(!cu.pending());
+    assert!(
+        cu.last_heard() > heard,
+        "a finished catch-up moves last_heard"
+    );
+    assert_eq!(
+        total,
+        want.len(),
+        "every distinct change exactly once, none skipped"
+    );
+    let (patients, appointments) = produced(&stack, &cfg).await;
+    let got: BTreeSet<String> = patients
+        .iter()
+        .map(|e| e.envelope.event_id.clone())
+        .chain(appointments.iter().map(|e| e.envelope.event_id.clone()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        patients.len() + appointments.len(),
+        want.len(),
+        "no duplicates"
+    );
+    // Nothing was marked processed.
+    assert_eq!(
+        sim.state.pending_changes(PRACTICE, "patients")
+            + sim.state.pending_changes(PRACTICE, "appointments"),
+        rows
+    );
+    sim.shutdown().await;
+}
