@@ -40,12 +40,19 @@ pub fn athena(sim: &RunningSim) -> AthenaClient {
 /// A simulator whose export files hold at most `lines_per_file` lines, with `extra` synthetic
 /// patients on top of the seeded ones.
 pub async fn sim_with_patients(extra: usize, lines_per_file: usize) -> RunningSim {
-    let sim = RunningSim::start(SimConfig {
-        export_max_lines: lines_per_file,
-        ..SimConfig::default()
-    })
+    sim_with(
+        SimConfig {
+            export_max_lines: lines_per_file,
+            ..SimConfig::default()
+        },
+        extra,
+    )
     .await
-    .unwrap();
+}
+
+/// A simulator started with `config`, with `extra` synthetic patients on top of the seeded ones.
+pub async fn sim_with(config: SimConfig, extra: usize) -> RunningSim {
+    let sim = RunningSim::start(config).await.unwrap();
     for i in 0..extra {
         sim.state.add_patient(
             PRACTICE,
