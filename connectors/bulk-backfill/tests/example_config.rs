@@ -13,6 +13,11 @@ fn example_config_loads_and_validates() {
     assert_eq!(c.backfill.practice_id, 195900);
     assert_eq!(c.backfill.poll_min_interval, Duration::from_secs(60));
     assert_eq!(c.backfill.patients_topic(), "athena.patients.v1");
+    assert_eq!(
+        c.backfill.patient_source,
+        bulk_backfill::PatientSource::Athena
+    );
+    assert_eq!(c.backfill.patient_lookup_concurrency, 8);
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("checkpoint_every", "checkpoint_evry");
