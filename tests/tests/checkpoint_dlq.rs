@@ -131,3 +131,46 @@ async fn dead_letters_keep_the_original_bytes_and_add_context() {
         }
     }
 }
+
+/// A store opened with a retention creates a topic that compacts *and* expires keys, and a
+/// retention-less one a compact-only topic; what the broker reports is what the code asked for.
+#[tokio::test]
+async fn retention_makes_the_state_topic_compact_and_delete() {
+    use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+    let stack = Stack::get().await;
+    let kafka = stack.kafka();
+    let bounded = unique("ledger-bounded");
+    let forever = unique("ledger-forever");
+    let week = Duration::from_secs(7 * 24 * 3600);
+    KafkaCheckpointStore::open_with_retention(
+        &kafka,
+        &bounded,
+        kafka.build_producer().unwrap(),
+        Some(week),
+    )
+    .await
+    .unwrap();
+    KafkaCheckpointStore::open(&kafka, &forever, kafka.build_producer().unwrap())
+        .await
+        .unwrap();
+    let admin = kafka.build_admin().unwrap();
+    let described = admin
+        .describe_configs(
+            [
+                &ResourceSpecifier::Topic(&bounded),
+                &ResourceSpecifier::Topic(&forever),
+            ],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let get = |i: usize, name: &str| -> String {
+        let r = described[i].as_ref().expect("topic described");
+        r.get(name)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(get(0, "cleanup.policy"), "compact,delete");
+    assert_eq!(get(0, "retention.ms"), week.as_millis().to_string());
+    assert_eq!(get(1, "cleanup.policy"), "compact");
+}

@@ -86,11 +86,23 @@ impl KafkaCheckpointStore {
         topic: &str,
         producer: FutureProducer,
     ) -> Result<Self, CoreError> {
+        Self::open_with_retention(kafka, topic, producer, None).await
+    }
+
+    /// Like [`KafkaCheckpointStore::open`], but a topic it creates also deletes keys not
+    /// rewritten within `retention` (`cleanup.policy=compact,delete`). An existing topic keeps
+    /// its configuration.
+    pub async fn open_with_retention(
+        kafka: &KafkaConfig,
+        topic: &str,
+        producer: FutureProducer,
+        retention: Option<Duration>,
+    ) -> Result<Self, CoreError> {
         let admin = kafka.build_admin()?;
         ensure_topics(
             &admin,
             kafka.replication_factor,
-            &[TopicSpec::compacted(topic, 1)],
+            &[TopicSpec::compacted(topic, 1).with_retention(retention)],
         )
         .await?;
         Ok(KafkaCheckpointStore {
@@ -144,11 +156,13 @@ impl KafkaCheckpointStore {
         })?;
         let mut state = HashMap::new();
         let mut at_end = std::collections::HashSet::new();
-        let deadline = std::time::Instant::now() + timeout;
+        // The timeout bounds a stall, not the whole load: a large state topic keeps loading as
+        // long as records keep arriving.
+        let mut deadline = std::time::Instant::now() + timeout;
         while at_end.len() < partitions.len() {
             if std::time::Instant::now() > deadline {
                 return Err(CoreError::Kafka {
-                    operation: "load checkpoints (timed out)",
+                    operation: "load checkpoints (no record and no end of partition within the timeout)",
                     source: KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
                 });
             }
@@ -164,6 +178,7 @@ impl KafkaCheckpointStore {
                     });
                 }
                 Some(Ok(m)) => {
+                    deadline = std::time::Instant::now() + timeout;
                     let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
                         continue;
                     };

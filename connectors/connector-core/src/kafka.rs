@@ -336,6 +336,9 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Log compaction (state and ledger topics) instead of deletion.
     pub compacted: bool,
+    /// `retention.ms` at creation. On a compacted topic this adds `delete` to the cleanup
+    /// policy, so keys not rewritten within the period disappear (bounded ledgers).
+    pub retention: Option<Duration>,
 }
 
 impl TopicSpec {
@@ -345,6 +348,7 @@ impl TopicSpec {
             name: name.into(),
             partitions,
             compacted: false,
+            retention: None,
         }
     }
     /// A compacted topic (cursors, ledgers).
@@ -353,7 +357,13 @@ impl TopicSpec {
             name: name.into(),
             partitions,
             compacted: true,
+            retention: None,
         }
+    }
+    /// The same topic with `retention.ms` set at creation (see [`TopicSpec::retention`]).
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
     }
 }
 
@@ -363,18 +373,27 @@ pub async fn ensure_topics(
     replication_factor: i32,
     topics: &[TopicSpec],
 ) -> Result<(), CoreError> {
+    let retention_ms: Vec<Option<String>> = topics
+        .iter()
+        .map(|t| t.retention.map(|r| r.as_millis().to_string()))
+        .collect();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| {
+        .zip(&retention_ms)
+        .map(|(t, retention_ms)| {
             let nt = NewTopic::new(
                 &t.name,
                 t.partitions,
                 TopicReplication::Fixed(replication_factor),
             );
-            if t.compacted {
-                nt.set("cleanup.policy", "compact")
-            } else {
-                nt
+            let nt = match (t.compacted, retention_ms) {
+                (true, Some(_)) => nt.set("cleanup.policy", "compact,delete"),
+                (true, None) => nt.set("cleanup.policy", "compact"),
+                (false, _) => nt,
+            };
+            match retention_ms {
+                Some(ms) => nt.set("retention.ms", ms),
+                None => nt,
             }
         })
         .collect();

@@ -27,6 +27,13 @@ pub struct Config {
     /// Compacted ledger topic: command outcomes and in-flight intents, keyed by `command_id`.
     #[serde(default = "default_ledger_topic")]
     pub ledger_topic: String,
+    /// How long the ledger remembers a command (its dedup horizon): a command re-sent with the
+    /// same `command_id` later than this is treated as new. Set as `retention.ms` (with
+    /// `cleanup.policy=compact,delete`) when the sink creates the ledger topic, so the ledger
+    /// and its load time stay bounded; `0s` keeps every entry forever (compaction only).
+    /// An existing topic keeps its own settings.
+    #[serde(default = "default_ledger_retention", with = "humantime_serde")]
+    pub ledger_retention: Duration,
     /// Consumer group; default `athena-connect-write-back-<name>`.
     #[serde(default)]
     pub group_id: Option<String>,
@@ -100,6 +107,11 @@ fn default_results_topic() -> String {
 }
 fn default_ledger_topic() -> String {
     "athena.cmd.ledger.v1".into()
+}
+fn default_ledger_retention() -> Duration {
+    // A week: far beyond any producer retry, and short enough that a busy sink's ledger loads
+    // in seconds.
+    Duration::from_secs(7 * 24 * 3600)
 }
 fn default_max_in_flight() -> usize {
     32
@@ -217,6 +229,12 @@ impl Config {
                 "must be at least 10ms",
             ));
         }
+        if !self.ledger_retention.is_zero() && self.ledger_retention < Duration::from_secs(3600) {
+            return Err(CoreError::config(
+                key(name, "ledger_retention"),
+                "must be 0s (keep forever) or at least 1h: it must outlast any in-flight command and producer retry",
+            ));
+        }
         if self.topic_partitions < 1 {
             return Err(CoreError::config(
                 key(name, "topic_partitions"),
@@ -299,6 +317,12 @@ mod tests {
         bad.results_topic = bad.topics[0].clone();
         let e = bad.validate_named("x").unwrap_err().to_string();
         assert!(e.contains("sinks.write_back.x.results_topic"), "{e}");
+
+        let c: Config = toml::from_str("ledger_retention = \"30m\"").unwrap();
+        let e = c.validate_named("x").unwrap_err().to_string();
+        assert!(e.contains("sinks.write_back.x.ledger_retention"), "{e}");
+        let c: Config = toml::from_str("ledger_retention = \"0s\"").unwrap();
+        c.validate_named("x").unwrap();
 
         let e = toml::from_str::<Config>("nope = 1")
             .unwrap_err()

@@ -74,14 +74,18 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Opens (creating when missing) the ledger topic; `producer` writes intent records.
+    /// Opens (creating when missing, with `retention` unless zero) the ledger topic;
+    /// `producer` writes intent records.
     pub async fn open(
         kafka: &KafkaConfig,
         topic: &str,
         producer: FutureProducer,
+        retention: std::time::Duration,
     ) -> Result<Self, CoreError> {
+        let retention = (!retention.is_zero()).then_some(retention);
         Ok(Ledger {
-            store: KafkaCheckpointStore::open(kafka, topic, producer).await?,
+            store: KafkaCheckpointStore::open_with_retention(kafka, topic, producer, retention)
+                .await?,
             entries: Mutex::new(HashMap::new()),
         })
     }

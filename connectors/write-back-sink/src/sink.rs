@@ -182,7 +182,15 @@ pub async fn run(
             .map_err(|e| Error::Transaction(format!("init_transactions: {e}")))?;
     }
 
-    let ledger = Arc::new(Ledger::open(kafka, &config.ledger_topic, plain.clone()).await?);
+    let ledger = Arc::new(
+        Ledger::open(
+            kafka,
+            &config.ledger_topic,
+            plain.clone(),
+            config.ledger_retention,
+        )
+        .await?,
+    );
     let loaded = ledger.load().await?;
     tracing::info!(
         connector = name,
