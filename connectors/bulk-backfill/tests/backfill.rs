@@ -2,6 +2,8 @@
 //! - N generated resources give N snapshot events (patients as `PatientChanged`, the rest as
 //!   `FhirResourceChanged`), and the manifest's `transactionTime` becomes the next `_since`;
 //! - a run stopped mid-file resumes inside that file (in-process, deterministic);
+//! - a patient read that fails for good stops the run with every line before it durable, and the
+//!   rerun resumes at that line;
 //! - the `bulk-backfill` process killed with SIGKILL mid-download and restarted still yields all
 //!   N, re-emitting at most one checkpoint batch and never a whole file.
 
@@ -199,6 +201,54 @@ async fn a_run_stopped_mid_file_resumes_inside_that_file() {
     let ids = events(&stack, &env, &cfg).await;
     assert_eq!(ids.len(), n);
     assert!(ids.values().all(|c| *c == 1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_patient_read_stops_the_run_with_the_lines_before_it_durable() {
+    let stack = Stack::get().await;
+    let sim = sim_with_patients(30).await;
+    let client = athena(&sim);
+    let env = env(&stack);
+    let cfg = config(100);
+    create_topics(&stack, &cfg).await;
+    let n = expected(&sim);
+    // The export lists patients by id; the read of the 12th fails with an error the client does
+    // not retry (a 400), while the reads after it are already in flight.
+    let twelfth = sim
+        .state
+        .with_practice(PRACTICE, |p| *p.patients.keys().nth(11).unwrap())
+        .unwrap();
+    sim.state.inject(
+        FaultRule::new(
+            Fault::Status {
+                code: 400,
+                retry_after: None,
+                body: None,
+            },
+            1,
+        )
+        .method("GET")
+        .path(&format!("/v1/{PRACTICE}/patients/{twelfth}")),
+    );
+    let (control, _h) = connector_core::runtime::task("default", "bulk-backfill");
+    let e = run_backfill("default", &cfg, &env, &client, control)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, bulk_backfill::Error::Athena(_)), "{e}");
+    let st = load_state(&env, &cfg).await.unwrap();
+    let files = &st.job.as_ref().unwrap().manifest.as_ref().unwrap().files;
+    assert_eq!(files[0].lines_done, 11, "every line before the failed one");
+    assert_eq!(high_watermark(&env, &cfg.patients_topic()), 11);
+
+    let (control, _h) = connector_core::runtime::task("default", "bulk-backfill");
+    let s = run_backfill("default", &cfg, &env, &client, control)
+        .await
+        .unwrap();
+    assert_eq!(s.events as usize + 11, n, "resumed at the failed line");
+    let ids = events(&stack, &env, &cfg).await;
+    assert_eq!(ids.len(), n);
+    assert!(ids.values().all(|c| *c == 1), "nothing repeated");
     sim.shutdown().await;
 }
 
