@@ -69,11 +69,12 @@ pub async fn backfill(path: &Path, name: &str) -> i32 {
         }
         Ok(s) => {
             println!(
-                "backfill complete: {} files ({} already done), {} events, {} skipped, next _since {}",
+                "backfill complete: {} files ({} already done), {} events, {} skipped, {} patients gone (FHIR fallback), next _since {}",
                 s.files,
                 s.files_resumed_done,
                 s.events,
                 s.skipped,
+                s.patients_fallback,
                 s.transaction_time.as_deref().unwrap_or("-")
             );
             exit::OK

@@ -4,11 +4,14 @@
 //! Event ids (decision record 0001, as the changed-data source implements it): a proprietary
 //! record's version is the content hash of the record (`Version::of_record`), so a push
 //! notification inflated by `GET /patients/{id}` gets exactly the id the changed-data source gives
-//! the same record state. FHIR resources (bulk export, FHIR-only push topics) use
+//! the same record state; the gap catch-up (feed rows) and the bulk backfill with
+//! `patient_source = "athena"` (one `GET /patients/{id}` per exported Patient) use the same
+//! function and so the same ids (decisions 0009, 0010). FHIR resources (FHIR-only push topics,
+//! export of other types, and export Patients with `patient_source = "fhir"`) use
 //! `meta.lastUpdated` truncated to whole seconds when present (athena's `lastmodified` has whole
 //! seconds), else their content hash: a FHIR resource is a different representation, so its id
 //! matches other FHIR-based paths (push and export agree on encounters) but not the changed-data
-//! id of the same patient. Consumers that merge both see a second, `snapshot = true`, event.
+//! id of the same entity.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::America::New_York;
