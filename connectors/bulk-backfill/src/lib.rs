@@ -37,10 +37,11 @@ use std::time::Duration;
 use athena_client::api::bulk::{ExportJob, ExportPolling, ExportRequest, ManifestFile};
 use athena_client::{AthenaClient, PracticeClient, PracticeId};
 use chrono::{DateTime, Utc};
-use connector_core::avro::{AvroCodec, Encoder};
+use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
 use connector_core::config::Validate;
 use connector_core::contracts::{PatientChanged, SourceKind};
+use connector_core::headers::event_headers;
 use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass};
 use fhir_push::contracts::FhirResourceChanged;
@@ -126,6 +127,7 @@ struct Out {
     topic: String,
     key: String,
     value: Vec<u8>,
+    headers: OwnedHeaders,
 }
 
 /// What one NDJSON line became.
@@ -211,6 +213,11 @@ impl Sink {
             topic: self.patients.0.clone(),
             key: format!("{}/{}", self.practice, ev.payload.patient_id),
             value: self.patients.1.encode(&ev)?,
+            headers: event_headers(
+                &ev.envelope,
+                PatientChanged::SCHEMA_NAME,
+                &format!("athena://{}/patients", self.practice),
+            ),
         }))
     }
 
@@ -224,6 +231,11 @@ impl Sink {
                 topic: self.patients.0.clone(),
                 key: format!("{}/{}", self.practice, ev.payload.patient_id),
                 value: self.patients.1.encode(&ev)?,
+                headers: event_headers(
+                    &ev.envelope,
+                    PatientChanged::SCHEMA_NAME,
+                    &format!("athena://{}/patients", self.practice),
+                ),
             }));
         }
         let Some(ev) = mapping::resource_from_fhir(&self.practice, r, &self.obs) else {
@@ -233,18 +245,22 @@ impl Sink {
             topic: self.resources.0.clone(),
             key: format!("{}/{}/{}", self.practice, ev.resource_type, ev.fhir_id),
             value: self.resources.1.encode(&ev)?,
+            headers: event_headers(
+                &ev.envelope,
+                FhirResourceChanged::SCHEMA_NAME,
+                &format!("athena://{}/fhir/{}", self.practice, ev.resource_type),
+            ),
         }))
     }
 
     /// Sends every event, then awaits every acknowledgement.
     async fn flush(&self, batch: &mut Vec<Out>) -> Result<u64, Error> {
         let futures = batch.iter().map(|o| {
-            let headers = connector_core::headers::inject_current_trace(OwnedHeaders::new());
             let f = self.producer.send(
                 FutureRecord::to(&o.topic)
                     .key(&o.key)
                     .payload(&o.value)
-                    .headers(headers),
+                    .headers(o.headers.clone()),
                 Duration::from_secs(60),
             );
             async move {

@@ -29,8 +29,9 @@ use std::time::Duration;
 use athena_client::api::changed::{Feed, PollParams};
 use athena_client::{AthenaClient, PracticeId};
 use chrono::{DateTime, Utc};
-use connector_core::avro::{AvroCodec, Encoder};
+use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::contracts::{AppointmentChanged, PatientChanged, SourceKind};
+use connector_core::headers::event_headers;
 use connector_core::kafka::KafkaConfig;
 use connector_core::metrics::{ConnectorLabels, FeedLabels, global};
 use connector_core::{CoreError, ErrorClass};
@@ -501,49 +502,60 @@ impl CatchUp {
             snapshot: false,
             include_original: self.include_original,
         };
-        let mut outs: Vec<(String, String, Vec<u8>, String)> = Vec::new();
+        let mut outs: Vec<(String, String, Vec<u8>, String, OwnedHeaders)> = Vec::new();
         for row in rows.iter().filter(|r| row_in_window(r, start)) {
             let out = match feed {
                 Feed::Patients => mapping::patient_from_athena(&pid, row, &obs).map(|mut ev| {
                     ev.envelope.replayed = true;
                     let key = format!("{pid}/{}", ev.payload.patient_id);
+                    let headers = event_headers(
+                        &ev.envelope,
+                        PatientChanged::SCHEMA_NAME,
+                        &format!("athena://{pid}/patients"),
+                    );
                     (
                         self.patients.1.encode(&ev),
                         self.patients.0.clone(),
                         key,
                         ev.envelope.event_id,
+                        headers,
                     )
                 }),
                 Feed::Appointments => {
                     mapping::appointment_from_athena(&pid, row, &obs).map(|mut ev| {
                         ev.envelope.replayed = true;
                         let key = format!("{pid}/{}", ev.payload.appointment_id);
+                        let headers = event_headers(
+                            &ev.envelope,
+                            AppointmentChanged::SCHEMA_NAME,
+                            &format!("athena://{pid}/appointments"),
+                        );
                         (
                             self.appointments.1.encode(&ev),
                             self.appointments.0.clone(),
                             key,
                             ev.envelope.event_id,
+                            headers,
                         )
                     })
                 }
                 _ => None,
             };
-            let Some((value, topic, key, event_id)) = out else {
+            let Some((value, topic, key, event_id, headers)) = out else {
                 tracing::debug!(connector = %self.connector, feed = feed_name(feed), "Skipped a catch-up row without an id.");
                 continue;
             };
             if self.emitted.contains(&event_id) || outs.iter().any(|o| o.3 == event_id) {
                 continue;
             }
-            outs.push((topic, key, value?, event_id));
+            outs.push((topic, key, value?, event_id, headers));
         }
-        let sends = outs.iter().map(|(topic, key, value, _)| {
-            let headers = connector_core::headers::inject_current_trace(OwnedHeaders::new());
+        let sends = outs.iter().map(|(topic, key, value, _, headers)| {
             let f = self.producer.send(
                 FutureRecord::to(topic)
                     .key(key)
                     .payload(value)
-                    .headers(headers),
+                    .headers(headers.clone()),
                 Duration::from_secs(60),
             );
             async move {
@@ -554,7 +566,7 @@ impl CatchUp {
             }
         });
         let acked = try_join_all(sends).await?.len();
-        for (_, _, _, id) in outs {
+        for (_, _, _, id, _) in outs {
             self.emitted.insert(id);
         }
         global()

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use athena_client::{AthenaClient, PracticeId};
-use connector_core::avro::{AvroCodec, Encoder};
+use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::contracts::{AppointmentChanged, PatientChanged, SourceKind};
 use connector_core::dlq::{DeadLetterQueue, Stage};
+use connector_core::headers::event_headers;
 use connector_core::metrics::{FeedLabels, global};
 use connector_core::runtime::{TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass};
@@ -79,6 +80,7 @@ struct Out {
     topic: String,
     key: String,
     value: Vec<u8>,
+    headers: OwnedHeaders,
 }
 
 /// The inflation stage of one push connector.
@@ -181,6 +183,11 @@ impl Inflater {
                     topic: self.patients.0.clone(),
                     key: format!("{pid}/{}", ev.payload.patient_id),
                     value: self.patients.1.encode(&ev)?,
+                    headers: event_headers(
+                        &ev.envelope,
+                        PatientChanged::SCHEMA_NAME,
+                        &format!("athena://{pid}/patients"),
+                    ),
                 }))
             }
             "appointment" => {
@@ -193,6 +200,11 @@ impl Inflater {
                     topic: self.appointments.0.clone(),
                     key: format!("{pid}/{}", ev.payload.appointment_id),
                     value: self.appointments.1.encode(&ev)?,
+                    headers: event_headers(
+                        &ev.envelope,
+                        AppointmentChanged::SCHEMA_NAME,
+                        &format!("athena://{pid}/appointments"),
+                    ),
                 }))
             }
             _ => {
@@ -205,6 +217,11 @@ impl Inflater {
                     topic: self.resources.0.clone(),
                     key: format!("{pid}/{}/{}", ev.resource_type, ev.fhir_id),
                     value: self.resources.1.encode(&ev)?,
+                    headers: event_headers(
+                        &ev.envelope,
+                        FhirResourceChanged::SCHEMA_NAME,
+                        &format!("athena://{pid}/fhir/{}", ev.resource_type),
+                    ),
                 }))
             }
         }
@@ -238,12 +255,11 @@ impl Inflater {
         }
         // Send every event, then await every acknowledgement (no one-at-a-time awaits).
         let futures = outs.iter().map(|o| {
-            let headers = connector_core::headers::inject_current_trace(OwnedHeaders::new());
             self.producer.send(
                 FutureRecord::to(&o.topic)
                     .key(&o.key)
                     .payload(&o.value)
-                    .headers(headers),
+                    .headers(o.headers.clone()),
                 Duration::from_secs(60),
             )
         });

@@ -17,6 +17,7 @@ use athena_client::{AthenaClient, ClientConfig, Environment};
 use athena_connect_tests::{Stack, unique};
 use athena_sim::{ChangeKind, GeneratorConfig, RunningSim, SimConfig};
 use connector_core::contracts::{AppointmentChanged, PatientChanged, SourceKind};
+use connector_core::headers::get_str;
 use connector_core::metrics::global;
 use connector_core::runtime::{RunEnv, TaskHandle, TaskState};
 use connector_core::{Secret, kafka::KafkaConfig};
@@ -224,6 +225,11 @@ async fn produced(
         let ev: PatientChanged = codec.decode(m.payload().unwrap()).await.unwrap();
         let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
         assert_eq!(key, format!("{PRACTICE}/{}", ev.payload.patient_id));
+        assert_eq!(
+            get_str(m.headers().unwrap(), "event_id"),
+            Some(ev.envelope.event_id.as_str()),
+            "the event_id header matches the envelope"
+        );
         patients.push(ev);
     }
     let mut appointments = Vec::new();
@@ -235,6 +241,11 @@ async fn produced(
         let ev: AppointmentChanged = codec.decode(m.payload().unwrap()).await.unwrap();
         let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
         assert_eq!(key, format!("{PRACTICE}/{}", ev.payload.appointment_id));
+        assert_eq!(
+            get_str(m.headers().unwrap(), "ce_id"),
+            Some(ev.envelope.event_id.as_str()),
+            "the CloudEvents id header matches the envelope"
+        );
         appointments.push(ev);
     }
     (patients, appointments)

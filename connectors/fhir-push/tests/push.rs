@@ -304,6 +304,11 @@ async fn connector_subscribes_receives_and_inflates_with_shared_event_ids() {
         .unwrap();
     assert_eq!(ev.payload.patient_id, patient);
     assert_eq!(ev.envelope.source, SourceKind::FhirPush);
+    assert_eq!(
+        connector_core::headers::get_str(got[0].headers().unwrap(), "event_id"),
+        Some(ev.envelope.event_id.as_str()),
+        "the event_id header matches the envelope"
+    );
     assert_eq!(ev.envelope.event_name.as_deref(), Some("Patient.create"));
     // The same id the changed-data path computes from the same record.
     let rec = client

@@ -113,7 +113,13 @@ pub async fn patient_events(stack: &Stack, env: &RunEnv, cfg: &Config) -> Vec<Pa
         .consume(&cfg.patients_topic(), n, Duration::from_secs(60))
         .await
     {
-        out.push(codec.decode(m.payload().unwrap()).await.unwrap());
+        let ev: PatientChanged = codec.decode(m.payload().unwrap()).await.unwrap();
+        assert_eq!(
+            connector_core::headers::get_str(m.headers().unwrap(), "event_id"),
+            Some(ev.envelope.event_id.as_str()),
+            "the event_id header matches the envelope"
+        );
+        out.push(ev);
     }
     out
 }
