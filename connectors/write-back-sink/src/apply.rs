@@ -185,16 +185,38 @@ impl Executor {
     /// Performs `command` (read from `position`) and decides its outcome. `Err` only for fatal
     /// conditions (bad credentials, the ledger unwritable).
     pub async fn execute(&self, command: &Command, position: &Position) -> Result<Outcome, Error> {
+        let outcome = self.execute_while(command, position, &|| true).await?;
+        Ok(outcome.unwrap_or_else(|| {
+            Outcome::err(
+                CommandStatus::Failed,
+                "INTERNAL",
+                "stopped without a cause",
+                0,
+            )
+        }))
+    }
+
+    /// Like [`Executor::execute`], but makes no further athena write once `still_owned` says
+    /// false (checked before every attempt): `Ok(None)` then, and the intent already in the
+    /// ledger lets the partition's next owner reconcile. The sink passes "this replica still
+    /// owns the command's partition", so a revoked partition's commands stop at the next
+    /// attempt instead of racing the new owner.
+    pub async fn execute_while(
+        &self,
+        command: &Command,
+        position: &Position,
+        still_owned: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<Option<Outcome>, Error> {
         let Ok(practice_id) = command.practice_id().parse::<u64>() else {
-            return Ok(Outcome::err(
+            return Ok(Some(Outcome::err(
                 CommandStatus::Rejected,
                 "INVALID_COMMAND",
                 "practice_id is not a number",
                 0,
-            ));
+            )));
         };
         if let Some(problem) = self.precheck(command) {
-            return Ok(problem);
+            return Ok(Some(problem));
         }
         let p = self.athena.practice(practice_id);
         let prior = match self.ledger.get(command.command_id()) {
@@ -209,33 +231,38 @@ impl Executor {
                 "Reconciling a command a previous run may have sent.");
             match self.reconcile_loop(&p, command, baseline, attempts).await? {
                 Ok(Recon::Applied(found)) => {
-                    return Ok(Outcome::ok(CommandStatus::Applied, found, attempts));
+                    return Ok(Some(Outcome::ok(CommandStatus::Applied, found, attempts)));
                 }
                 Ok(Recon::Conflict(code, msg)) => {
-                    return Ok(Outcome::err(CommandStatus::Rejected, code, msg, attempts));
+                    return Ok(Some(Outcome::err(
+                        CommandStatus::Rejected,
+                        code,
+                        msg,
+                        attempts,
+                    )));
                 }
                 Ok(Recon::NotApplied) => {}
                 Ok(Recon::Unknowable) => {
-                    return Ok(Outcome::err(
+                    return Ok(Some(Outcome::err(
                         CommandStatus::Failed,
                         "AMBIGUOUS_UNRESOLVED",
                         "a previous attempt may have been applied and cannot be read back; not re-sent",
                         attempts,
-                    ));
+                    )));
                 }
-                Err(outcome) => return Ok(outcome),
+                Err(outcome) => return Ok(Some(outcome)),
             }
         } else if needs_baseline(command) {
             match self.with_read_retries(|| count_matching(&p, command)).await {
                 Ok(n) => baseline = Some(n),
                 Err(e) if e.class() == ErrorClass::Fatal => return Err(Error::Athena(e)),
                 Err(e) => {
-                    return Ok(Outcome::err(
+                    return Ok(Some(Outcome::err(
                         CommandStatus::Failed,
                         error_code(&e),
                         e.to_string(),
                         attempts,
-                    ));
+                    )));
                 }
             }
         }
@@ -244,6 +271,9 @@ impl Executor {
         let mut transient = 0u32;
         let mut throttled = 0u32;
         loop {
+            if !still_owned() {
+                return Ok(None);
+            }
             if command.is_non_idempotent() {
                 let entry = LedgerEntry::InFlight {
                     position: position.clone(),
@@ -255,25 +285,26 @@ impl Executor {
             }
             attempts += 1;
             let err = match self.perform(&p, command).await {
-                Ok(found) => return Ok(Outcome::ok(CommandStatus::Applied, found, attempts)),
+                Ok(found) => return Ok(Some(Outcome::ok(CommandStatus::Applied, found, attempts))),
                 Err(e) => e,
             };
             self.count_error(&err);
             match err.class() {
                 ErrorClass::Fatal => return Err(Error::Athena(err)),
                 ErrorClass::Permanent => {
-                    return Ok(self
-                        .on_refusal(&p, command, &err, baseline, prior_attempt, attempts)
-                        .await);
+                    return Ok(Some(
+                        self.on_refusal(&p, command, &err, baseline, prior_attempt, attempts)
+                            .await,
+                    ));
                 }
                 ErrorClass::RateLimited { retry_after } => {
                     if started.elapsed() >= self.config.max_throttled_wait {
-                        return Ok(Outcome::err(
+                        return Ok(Some(Outcome::err(
                             CommandStatus::Failed,
                             "RATE_LIMITED",
                             "athena kept throttling for longer than max_throttled_wait",
                             attempts,
-                        ));
+                        )));
                     }
                     throttled += 1;
                     let wait = retry_after
@@ -284,12 +315,12 @@ impl Executor {
                 ErrorClass::Retriable => {
                     transient += 1;
                     if transient >= self.config.max_attempts {
-                        return Ok(Outcome::err(
+                        return Ok(Some(Outcome::err(
                             CommandStatus::Failed,
                             "ATHENA_UNAVAILABLE",
                             format!("{} after {attempts} attempts", err),
                             attempts,
-                        ));
+                        )));
                     }
                     tokio::time::sleep(self.backoff(transient)).await;
                 }
@@ -299,32 +330,37 @@ impl Executor {
                         "Outcome of an athena write unknown; reading back before anything else.");
                     match self.reconcile_loop(&p, command, baseline, attempts).await? {
                         Ok(Recon::Applied(found)) => {
-                            return Ok(Outcome::ok(CommandStatus::Applied, found, attempts));
+                            return Ok(Some(Outcome::ok(CommandStatus::Applied, found, attempts)));
                         }
                         Ok(Recon::Conflict(code, msg)) => {
-                            return Ok(Outcome::err(CommandStatus::Rejected, code, msg, attempts));
+                            return Ok(Some(Outcome::err(
+                                CommandStatus::Rejected,
+                                code,
+                                msg,
+                                attempts,
+                            )));
                         }
                         Ok(Recon::Unknowable) => {
-                            return Ok(Outcome::err(
+                            return Ok(Some(Outcome::err(
                                 CommandStatus::Failed,
                                 "AMBIGUOUS_UNRESOLVED",
                                 "the write may have been applied and cannot be read back; not re-sent",
                                 attempts,
-                            ));
+                            )));
                         }
                         Ok(Recon::NotApplied) => {
                             transient += 1;
                             if transient >= self.config.max_attempts {
-                                return Ok(Outcome::err(
+                                return Ok(Some(Outcome::err(
                                     CommandStatus::Failed,
                                     "ATHENA_UNAVAILABLE",
                                     format!("not applied after {attempts} attempts"),
                                     attempts,
-                                ));
+                                )));
                             }
                             tokio::time::sleep(self.backoff(transient)).await;
                         }
-                        Err(outcome) => return Ok(outcome),
+                        Err(outcome) => return Ok(Some(outcome)),
                     }
                 }
             }

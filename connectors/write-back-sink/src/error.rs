@@ -25,6 +25,11 @@ pub enum Error {
     /// instance with the same `transactional_id`, or a fatal producer error). Class: Fatal.
     #[error("transaction failed: {0}")]
     Transaction(String),
+    /// A result transaction was aborted but the producer is usable (e.g. the consumer group's
+    /// generation moved on during a rebalance, so the broker refused its offsets); the batch is
+    /// recomputed and committed again. Class: Retriable.
+    #[error("transaction aborted: {0}")]
+    TransactionAborted(String),
 }
 
 impl Error {
@@ -33,6 +38,7 @@ impl Error {
         match self {
             Error::Config { .. } | Error::Transaction(_) | Error::Athena(_) => ErrorClass::Fatal,
             Error::Core(e) => e.class(),
+            Error::TransactionAborted(_) => ErrorClass::Retriable,
         }
     }
 }

@@ -14,6 +14,12 @@
 //!   committed, the partitions are paused (and resumed at half); the loop keeps polling.
 //! - **Poison messages** go to the DLQ byte for byte (acknowledged before their offset is
 //!   committed) and the partition moves on.
+//! - **A partition is handed over quiet.** Replicas share one group; when a partition is
+//!   revoked, its commands start no further athena call, and the revocation callback holds the
+//!   rebalance until the calls under way and a running commit have ended (bounded by
+//!   `shutdown_grace`). So the next owner's ledger load sees every intent and `done` record of
+//!   the previous owner, and no write of the previous owner lands after the new owner's
+//!   read-back. A commit refused for a stale group generation is aborted and recomputed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,7 +32,7 @@ use connector_core::kafka::{TopicSpec, ensure_topics};
 use connector_core::metrics::{CommandLabels, ConnectorLabels};
 use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass, headers};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -89,14 +95,49 @@ enum Done {
 }
 
 /// Records assignment changes for the loop (callbacks run inside librdkafka's poll).
-#[derive(Default)]
 struct Ctx {
     events: Mutex<Vec<RebalanceEvent>>,
+    ownership: Arc<Ownership>,
+    /// How long a revocation waits for the revoked partitions' work to end.
+    grace: Duration,
 }
 
 impl ClientContext for Ctx {}
 
 impl ConsumerContext for Ctx {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        // Partitions are handed over only once this returns (eager: before this member
+        // rejoins; cooperative: before the second round gives them away). Stop their work and
+        // wait for the athena calls and the commit under way, so the next owner neither misses
+        // an intent nor races a write of ours.
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let tps: Vec<Tp> = tpl
+                .elements()
+                .iter()
+                .map(|e| (Arc::from(e.topic()), e.partition()))
+                .collect();
+            self.ownership.revoke(&tps);
+            let started = Instant::now();
+            let quiet = blocking_wait(|| self.ownership.drain(&tps, self.grace));
+            if quiet {
+                tracing::info!(
+                    partitions = tps.len(),
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "Partitions revoked; their work has ended."
+                );
+            } else {
+                tracing::warn!(
+                    partitions = tps.len(),
+                    "Partitions revoked while athena calls were still under way after the grace period; the next owner reconciles them."
+                );
+            }
+        }
+    }
+
     fn post_rebalance(
         &self,
         _consumer: &rdkafka::consumer::BaseConsumer<Self>,
@@ -116,6 +157,142 @@ impl ConsumerContext for Ctx {
     }
 }
 
+/// Runs `f`, which blocks, from a rebalance callback (inside the loop's poll, on a runtime
+/// worker): `block_in_place` lets the other tasks (the workers being waited for) run
+/// meanwhile. On a current-thread runtime nothing else could run, so it does not wait.
+fn blocking_wait(f: impl FnOnce() -> bool) -> bool {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => false,
+        Err(_) => f(),
+    }
+}
+
+/// Which partitions this instance owns (and under which epoch), and the work under way for
+/// them. Shared by the rebalance callback, the loop and the workers.
+#[derive(Default)]
+struct Ownership {
+    state: Mutex<OwnState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct OwnState {
+    live: HashMap<Tp, u64>,
+    /// Workers between [`Ownership::enter`] and the drop of their [`Busy`].
+    busy: HashMap<Tp, usize>,
+    committing: bool,
+}
+
+/// A worker's claim on its partition; ends the work when dropped.
+struct Busy<'a> {
+    ownership: &'a Ownership,
+    tp: Tp,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let mut st = self.ownership.state.lock();
+        if let Some(n) = st.busy.get_mut(&self.tp) {
+            *n -= 1;
+            if *n == 0 {
+                st.busy.remove(&self.tp);
+            }
+        }
+        self.ownership.changed.notify_all();
+    }
+}
+
+impl Ownership {
+    fn own(&self, tp: &Tp, epoch: u64) {
+        self.state.lock().live.insert(tp.clone(), epoch);
+    }
+
+    fn revoke(&self, tps: &[Tp]) {
+        let mut st = self.state.lock();
+        for tp in tps {
+            st.live.remove(tp);
+        }
+    }
+
+    fn revoke_all(&self) -> Vec<Tp> {
+        let mut st = self.state.lock();
+        st.live.clear();
+        st.busy.keys().cloned().collect()
+    }
+
+    fn owns(&self, tp: &Tp, epoch: u64) -> bool {
+        self.state.lock().live.get(tp) == Some(&epoch)
+    }
+
+    /// Starts work on `tp` if it is still owned under `epoch` (atomically with the check, so a
+    /// revocation either sees this work or this work sees the revocation).
+    fn enter(&self, tp: &Tp, epoch: u64) -> Option<Busy<'_>> {
+        let mut st = self.state.lock();
+        if st.live.get(tp) != Some(&epoch) {
+            return None;
+        }
+        *st.busy.entry(tp.clone()).or_default() += 1;
+        Some(Busy {
+            ownership: self,
+            tp: tp.clone(),
+        })
+    }
+
+    fn end_commit(&self) {
+        self.state.lock().committing = false;
+        self.changed.notify_all();
+    }
+
+    /// Waits until no work on `tps` and no commit is under way; false on timeout.
+    fn drain(&self, tps: &[Tp], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        loop {
+            if !st.committing && tps.iter().all(|tp| !st.busy.contains_key(tp)) {
+                return true;
+            }
+            if self.changed.wait_until(&mut st, deadline).timed_out() {
+                return false;
+            }
+        }
+    }
+}
+
+/// Dropped when [`run`] ends in any way, including when its task is aborted: the consumer
+/// (which leaves the group when it is dropped) is kept until the work still under way has
+/// stopped, so an abrupt stop hands partitions over as quietly as a rebalance does.
+struct Handover {
+    ownership: Arc<Ownership>,
+    consumer: Option<Arc<StreamConsumer<Ctx>>>,
+    grace: Duration,
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        let busy = self.ownership.revoke_all();
+        let Some(consumer) = self.consumer.take() else {
+            return;
+        };
+        if busy.is_empty() {
+            return;
+        }
+        let ownership = self.ownership.clone();
+        let grace = self.grace;
+        // Not blocking in drop: the wait runs as a task that owns the consumer.
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                let deadline = Instant::now() + grace;
+                while Instant::now() < deadline && !ownership.drain(&busy, Duration::ZERO) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                drop(consumer);
+            });
+        }
+    }
+}
+
 /// Everything a worker needs, shared.
 struct Shared {
     name: String,
@@ -125,6 +302,7 @@ struct Shared {
     results_topic: String,
     permits: Semaphore,
     done_tx: mpsc::UnboundedSender<Done>,
+    ownership: Arc<Ownership>,
 }
 
 /// Runs the sink until shutdown; see the module docs.
@@ -205,15 +383,26 @@ pub async fn run(
         .await?;
     let decoder = CommandDecoder::new(&env.registry)?;
 
+    let ownership = Arc::new(Ownership::default());
     let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
         kafka
             .consumer_config(&group)
-            .create_with_context(Ctx::default())
+            .create_with_context(Ctx {
+                events: Mutex::default(),
+                ownership: ownership.clone(),
+                grace: config.shutdown_grace,
+            })
             .map_err(|source| CoreError::Kafka {
                 operation: "create consumer",
                 source,
             })?,
     );
+    // Declared after the consumer, so it is dropped first (see `Handover`).
+    let _handover = Handover {
+        ownership: ownership.clone(),
+        consumer: Some(consumer.clone()),
+        grace: config.shutdown_grace,
+    };
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -231,9 +420,11 @@ pub async fn run(
         results_topic: config.results_topic.clone(),
         permits: Semaphore::new(config.max_in_flight),
         done_tx,
+        ownership: ownership.clone(),
     });
 
     let mut st = LoopState {
+        ownership: ownership.clone(),
         parts: HashMap::new(),
         keys: HashMap::new(),
         epoch: 0,
@@ -387,6 +578,7 @@ pub async fn run(
 }
 
 struct LoopState {
+    ownership: Arc<Ownership>,
     parts: HashMap<Tp, PartState>,
     /// A key is present while a worker runs for it; the deque holds its queued jobs.
     keys: HashMap<KeyId, VecDeque<Job>>,
@@ -434,6 +626,7 @@ impl LoopState {
                     // No message of the new assignment was accepted yet (events are applied
                     // before the message that follows them), so starting afresh is safe.
                     self.drop_partition(&tp);
+                    self.ownership.own(&tp, self.epoch);
                     self.parts.insert(
                         tp,
                         PartState {
@@ -442,6 +635,7 @@ impl LoopState {
                         },
                     );
                 } else {
+                    self.ownership.revoke(std::slice::from_ref(&tp));
                     // Work in flight for it is dropped when it completes (epoch mismatch); its
                     // intent records let the next owner reconcile instead of re-sending.
                     self.drop_partition(&tp);
@@ -484,6 +678,7 @@ impl LoopState {
         if !self.parts.contains_key(&tp) {
             // Assignment callback not seen yet (first messages): start an epoch now.
             self.epoch += 1;
+            self.ownership.own(&tp, self.epoch);
             self.parts.insert(
                 tp.clone(),
                 PartState {
@@ -638,7 +833,14 @@ impl LoopState {
         let mut records = Vec::new();
         let mut offsets = TopicPartitionList::new();
         let mut taken: Vec<(Tp, u64, i64)> = Vec::new();
+        // Under the ownership lock until `committing` is set: a revocation either waits for
+        // this commit or happened before it, and then its partitions are left out (their new
+        // owner redoes them; committing their offsets here could overwrite the new owner's).
+        let mut own = self.ownership.state.lock();
         for (tp, p) in &self.parts {
+            if own.live.get(tp) != Some(&p.epoch) {
+                continue;
+            }
             let mut last = None;
             for (off, slot) in &p.slots {
                 match slot {
@@ -659,11 +861,17 @@ impl LoopState {
         if taken.is_empty() {
             return Ok(None);
         }
+        own.committing = true;
+        drop(own);
         let txp = txp.clone();
         let consumer = consumer.clone();
+        let ownership = self.ownership.clone();
         let records_n = records.len();
-        let task =
-            tokio::task::spawn_blocking(move || commit_batch(&txp, &consumer, &records, &offsets));
+        let task = tokio::task::spawn_blocking(move || {
+            let r = commit_batch(&txp, &consumer, &records, &offsets);
+            ownership.end_commit();
+            r
+        });
         Ok(Some(Flush {
             task,
             taken,
@@ -716,12 +924,12 @@ impl LoopState {
                 if fatal {
                     Err(Error::Transaction(e.to_string()))
                 } else {
-                    // Aborted; the same (recomputed) batch is tried again at the next tick.
+                    // Aborted; the same (recomputed) batch is tried again at the next tick. Not a
+                    // fatal class: a rebalance makes the broker refuse the offsets of a stale
+                    // group generation (the zombie fencing replicas rely on), which must not
+                    // stop the sink.
                     tracing::warn!(error = %e, "Result transaction aborted; retrying.");
-                    Err(Error::Core(CoreError::Kafka {
-                        operation: "commit results",
-                        source: e,
-                    }))
+                    Err(Error::TransactionAborted(e.to_string()))
                 }
             }
         }
@@ -798,6 +1006,12 @@ async fn work(shared: &Shared, job: &Job) -> Result<Option<Vec<OutRecord>>, Erro
     let Ok(_permit) = shared.permits.acquire().await else {
         return Ok(None);
     };
+    // A revoked partition's commands start nothing: the new owner handles them. Held until
+    // the records are built, so a revocation waits for this command's athena calls.
+    let Some(_busy) = shared.ownership.enter(&job.tp, job.epoch) else {
+        return Ok(None);
+    };
+    let still_owned = || shared.ownership.owns(&job.tp, job.epoch);
     let cmd = &job.command;
     let position = Position {
         topic: job.tp.0.to_string(),
@@ -805,10 +1019,35 @@ async fn work(shared: &Shared, job: &Job) -> Result<Option<Vec<OutRecord>>, Erro
         offset: job.msg.offset(),
     };
     let outcome = match shared.ledger.get(cmd.command_id()) {
-        Some(LedgerEntry::Done { position: p, .. }) if p == position => {
-            // This very message already has its result (cannot normally happen: the offset is
-            // committed with it). Publish nothing.
-            return Ok(Some(Vec::new()));
+        Some(LedgerEntry::Done {
+            position: p,
+            result,
+        }) if p == position => {
+            // This very message was finished before, but its offset is not committed, so its
+            // result was not either (they go in one transaction): the in-memory entry of an
+            // attempt whose commit was aborted or whose partition moved. Publish that result
+            // now, with its ledger record, instead of re-running the command.
+            return Ok(Some(vec![
+                OutRecord {
+                    topic: shared.ledger.topic().to_string(),
+                    key: cmd.command_id().as_bytes().to_vec(),
+                    payload: Ledger::encode(&LedgerEntry::Done {
+                        position,
+                        result: result.clone(),
+                    }),
+                    headers: None,
+                },
+                OutRecord {
+                    topic: shared.results_topic.clone(),
+                    key: cmd.command_id().as_bytes().to_vec(),
+                    payload: shared.encoder.encode(&result)?,
+                    headers: Some(headers::with_str(
+                        headers::inject_current_trace(OwnedHeaders::new()),
+                        "athena.command.type",
+                        cmd.type_name(),
+                    )),
+                },
+            ]));
         }
         Some(LedgerEntry::Done { result, .. }) => Outcome {
             status: CommandStatus::Duplicate,
@@ -816,8 +1055,22 @@ async fn work(shared: &Shared, job: &Job) -> Result<Option<Vec<OutRecord>>, Erro
             error: None,
             attempts: 0,
         },
-        _ => shared.executor.execute(cmd, &position).await?,
+        _ => match shared
+            .executor
+            .execute_while(cmd, &position, &still_owned)
+            .await?
+        {
+            Some(outcome) => outcome,
+            // The partition was revoked between two attempts: its intent is in the ledger
+            // and the new owner reconciles.
+            None => return Ok(None),
+        },
     };
+    if !still_owned() {
+        // Revoked during the last call: the new owner reconciles from the intent. Nothing is
+        // remembered, so a later owner of this partition in this process reloads the truth.
+        return Ok(None);
+    }
     let result = CommandResult {
         command_id: cmd.command_id().to_string(),
         command_type: cmd.type_name().to_string(),

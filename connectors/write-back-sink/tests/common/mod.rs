@@ -117,14 +117,25 @@ impl RunningSink {
 }
 
 pub fn start_sink(stack: &Stack, config: Config, athena: AthenaClient) -> RunningSink {
+    start_sink_named(stack, "test", config, athena)
+}
+
+/// Like [`start_sink`], under connector name `name` (its metric label), for several instances.
+pub fn start_sink_named(
+    stack: &Stack,
+    name: &str,
+    config: Config,
+    athena: AthenaClient,
+) -> RunningSink {
+    let name = name.to_string();
     let env = RunEnv {
         kafka: stack.kafka(),
         registry: registry(stack),
     };
-    let (control, handle) = task("test", write_back_sink::KIND);
+    let (control, handle) = task(&name, write_back_sink::KIND);
     let join =
         tokio::spawn(
-            async move { write_back_sink::run("test", &config, &env, &athena, control).await },
+            async move { write_back_sink::run(&name, &config, &env, &athena, control).await },
         );
     RunningSink { handle, join }
 }
