@@ -163,8 +163,8 @@ async fn pause_resume_auth_and_no_secrets() {
     .await;
     assert_eq!(a.status, 202);
     wait_state(&admin, "wb", "PAUSED", Duration::from_secs(10)).await;
-    // Pause is asynchronous, as in Kafka Connect: the sink pauses its partitions at its next
-    // loop turn (at most `commit_interval`, 50 ms here). Give it ample time.
+    // Pause is asynchronous, as in Kafka Connect: the sink's loop wakes on the change and pauses
+    // its partitions; a message already fetched may still be handled. Give it ample time.
     tokio::time::sleep(Duration::from_secs(1)).await;
     send(book("cmd-2", &slots[1], &patient)).await;
     let r = read_topic(&kafka, &names.results, Duration::from_secs(6), |m| {
