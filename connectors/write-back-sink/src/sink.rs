@@ -645,9 +645,11 @@ impl LoopState {
         if assigned {
             self.newly_assigned = true;
             // Another owner may have finished or started commands of these partitions.
+            let started = Instant::now();
             let n = ledger.load().await?;
             tracing::info!(
                 entries = n,
+                elapsed_ms = started.elapsed().as_millis() as u64,
                 "Reloaded the command ledger after an assignment."
             );
         }

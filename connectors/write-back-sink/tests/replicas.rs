@@ -11,7 +11,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use athena_connect_tests::Stack;
+use athena_connect_tests::{LogCapture, Stack};
 use athena_sim::{Fault, FaultRule, NewPatient, SimConfig};
 use chrono::NaiveDate;
 use common::*;
@@ -61,6 +61,14 @@ fn commands_handled_by(name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_share_the_work_and_a_rebalance_neither_loses_nor_repeats() {
+    // The sink's own log lines say when partitions were revoked and the ledger reloaded.
+    let capture = LogCapture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("write_back_sink=info"))
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
     let stack = Stack::get().await;
     let (sim, athena) = start_sim(SimConfig::default()).await;
     let n = Names::new();
@@ -273,10 +281,35 @@ async fn replicas_share_the_work_and_a_rebalance_neither_loses_nor_repeats() {
     );
     assert!(b_handled > 0.0, "replica B handled commands");
     assert!(c_handled > 0.0, "replica C handled commands");
+    // Partitions really moved: revocations (C joining) and ledger reloads on assignment.
+    let logs = capture.text();
+    let field = |line: &str, name: &str| -> Option<u64> {
+        let rest = line.split(&format!("{name}=")).nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let revoked: Vec<u64> = logs
+        .lines()
+        .filter(|l| l.contains("Partitions revoked"))
+        .filter_map(|l| field(l, "waited_ms"))
+        .collect();
+    let reloads: Vec<u64> = logs
+        .lines()
+        .filter(|l| l.contains("Reloaded the command ledger after an assignment"))
+        .filter_map(|l| field(l, "elapsed_ms"))
+        .collect();
+    assert!(!revoked.is_empty(), "some partitions were revoked");
+    assert!(
+        reloads.len() >= 3,
+        "each replica reloaded the ledger on assignment: {reloads:?}"
+    );
     eprintln!(
         "replicas: {total} commands {by_type:?}; handled a={a_handled} b={b_handled} c={c_handled}; \
          C joined at {joined_at:?}, A aborted at {aborted_at:?}, all results at {done_at:?}; \
-         {reconciled} results without a new athena write (reconciled); athena stats {:?}",
+         {reconciled} results without a new athena write (reconciled); \
+         revocations waited {revoked:?} ms; ledger reloads took {reloads:?} ms; athena stats {:?}",
         athena.stats()
     );
     sim.shutdown().await;
