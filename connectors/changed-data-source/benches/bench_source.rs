@@ -7,7 +7,11 @@
 //! export $(./dev env)
 //! cargo bench -p changed-data-source --bench bench-source            # 50,000 events
 //! BENCH_EVENTS=200000 cargo bench -p changed-data-source --bench bench-source
+//! BENCH_POLL_LATENCY_MS=100 cargo bench -p changed-data-source --bench bench-source  # athena-like polls
 //! ```
+//! `BENCH_POLL_LATENCY_MS` adds that much simulator latency to every changed-data poll: the
+//! simulator answers in a few milliseconds, athena over the internet does not, and the
+//! connector overlaps polling with mapping and producing to hide it.
 //! Not a test: it prints figures and asserts nothing about speed.
 
 use std::time::{Duration, Instant};
@@ -101,6 +105,20 @@ async fn main() {
     eprintln!("Generating {n} patient changes in the simulator...");
     sim.state.generate(n);
     let queued = sim.state.pending_changes(PRACTICE, "patients");
+    let poll_latency_ms: u64 = std::env::var("BENCH_POLL_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if poll_latency_ms > 0 {
+        sim.state.inject(
+            athena_sim::FaultRule::new(
+                athena_sim::Fault::Latency(Duration::from_millis(poll_latency_ms)),
+                u32::MAX,
+            )
+            .method("GET")
+            .path("/patients/changed"),
+        );
+    }
 
     // 1. The connector: simulator -> athena client -> Avro -> Kafka (acks=all) with the cursor.
     let prefix = unique("bench");
@@ -225,7 +243,7 @@ async fn main() {
     let pipe_rate = queued as f64 / pipeline.as_secs_f64();
     let raw_rate = msgs.len() as f64 / raw.as_secs_f64();
     println!(
-        "changed-data-source benchmark ({} events, avg {} bytes key+value, page_size {page_size})",
+        "changed-data-source benchmark ({} events, avg {} bytes key+value, page_size {page_size}, added poll latency {poll_latency_ms} ms)",
         queued,
         bytes / msgs.len().max(1)
     );
