@@ -1,0 +1,433 @@
+//! Two real `write-back-sink` binaries as replicas of one sink (one consumer group, distinct
+//! `transactional_id`s, command topics of six partitions): replica A is killed with SIGKILL at
+//! random moments at least four times during a run of 720 commands and restarted each time,
+//! while replica B keeps running (the simulator runs in this test process and outlives every
+//! kill). No static membership and a short consumer session: the killed member's partitions are
+//! handed over (cooperative-sticky, mostly to A's next incarnation, a new member) once its
+//! session expires, and each kill lands while A is finishing commands, so the next owner must
+//! reconcile A's intents. Afterwards (results read `read_committed`): every
+//! command has exactly one result, athena (the simulator's write ledger) holds each write at most
+//! once, exactly when the result says APPLIED, cancels follow their bookings (per-key order), and
+//! both replicas handled commands.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use athena_connect_tests::{Stack, unique};
+use athena_sim::{Fault, FaultRule, NewPatient, SimConfig};
+use chrono::NaiveDate;
+use common::*;
+use connector_core::contracts::CommandStatus;
+use futures::future::join_all;
+use rand::Rng;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureRecord;
+use write_back_sink::commands::*;
+
+const PARTITIONS: i32 = 6;
+const BOOKINGS: usize = 500;
+const CANCELS: usize = 100;
+const CLAIMS: usize = 120;
+const CLAIM_PATIENTS: usize = 12;
+const KILLS: usize = 4;
+
+/// The config of replica `replica`: the same group, its own `transactional_id`.
+fn write_config(
+    dir: &Path,
+    stack: &Stack,
+    sim_url: &str,
+    n: &Names,
+    replica: &str,
+) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+replication_factor = 1
+[kafka.consumer]
+# No static membership: the killed member's partitions are reassigned as soon as its session
+# expires (6 s is the broker's default group.min.session.timeout.ms).
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+
+[schema_registry]
+url = "{registry}"
+subject_strategy = "topic_record_name"
+auto_register = true
+
+[athena]
+base_url = "{sim_url}"
+client_id = "sim-client"
+client_secret = "sim-secret"
+request_timeout = "2s"
+[athena.retry]
+base = "20ms"
+cap = "200ms"
+[athena.rate_limit]
+qps = 100.0
+burst = 20
+token_requests_per_minute = 600
+quota_pause_cap = "1s"
+max_retry_after = "1s"
+
+[sinks.write_back.replica]
+topics = ["{p}", "{a}", "{b}"]
+results_topic = "{results}"
+ledger_topic = "{ledger}"
+group_id = "{group}"
+transactional_id = "{group}.tx.{replica}"
+max_in_flight = 4
+backoff_base = "20ms"
+backoff_cap = "500ms"
+commit_interval = "50ms"
+topic_partitions = {partitions}
+"#,
+        bootstrap = stack.bootstrap,
+        registry = stack.registry_url,
+        p = n.patients,
+        a = n.appointments,
+        b = n.billing,
+        results = n.results,
+        ledger = n.ledger,
+        group = n.group,
+        partitions = PARTITIONS,
+    );
+    let path = dir.join(format!("sink-{replica}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A sink process that is killed when dropped, so a failing assertion leaves no replica behind.
+struct Sink(Child);
+
+impl std::ops::Deref for Sink {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Sink {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How many "Command finished." lines the sink log at `log` holds so far.
+fn finished_by(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("Command finished.")
+        .count()
+}
+
+fn spawn_sink(config: &Path, log: &Path) -> Sink {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_write-back-sink"))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn,write_back_sink=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map(Sink)
+        .expect("start write-back-sink")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_sigkilled_repeatedly_loses_nothing_and_writes_once() {
+    let stack = Stack::get().await;
+    let (sim, _athena) = start_sim(SimConfig {
+        qps_limit: Some(100),
+        ..Default::default()
+    })
+    .await;
+    let n = Names::new();
+    for t in [&n.patients, &n.appointments, &n.billing] {
+        stack.create_topic(t, PARTITIONS).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_a = write_config(dir.path(), &stack, &sim.base_url, &n, "a");
+    let config_b = write_config(dir.path(), &stack, &sim.base_url, &n, "b");
+    let log_a = dir.path().join("sink-a.log");
+    let log_b = dir.path().join("sink-b.log");
+
+    // A few lost answers on top of the kills (the first matching fault rule applies, so these
+    // come before the latency): bookings, and claims, which athena cannot deduplicate.
+    sim.state.inject(
+        FaultRule::new(Fault::ApplyThenDrop, 10)
+            .method("PUT")
+            .path("/appointments/"),
+    );
+    sim.state.inject(
+        FaultRule::new(Fault::ApplyThenDrop, 3)
+            .method("POST")
+            .path("/claims"),
+    );
+    // athena slowed down (below the client's 2 s timeout) so that commands are at athena when A
+    // dies and while partitions move.
+    for (method, path) in [("PUT", "/appointments/"), ("POST", "/claims")] {
+        sim.state.inject(
+            FaultRule::new(Fault::Latency(Duration::from_millis(300)), 100_000)
+                .method(method)
+                .path(path),
+        );
+    }
+
+    let booker = sim.state.add_patient(
+        PRACTICE,
+        NewPatient::new(
+            "Testa",
+            "Testperson",
+            NaiveDate::from_ymd_opt(1980, 2, 3).unwrap(),
+        ),
+    );
+    let claimants: Vec<String> = (0..CLAIM_PATIENTS)
+        .map(|i| {
+            sim.state.add_patient(
+                PRACTICE,
+                NewPatient::new(
+                    "Sampla",
+                    &format!("Sampleton{}", (b'a' + i as u8) as char),
+                    NaiveDate::from_ymd_opt(1970, 1, 1 + i as u32).unwrap(),
+                ),
+            )
+        })
+        .collect();
+    let slots = open_slots(&sim, BOOKINGS);
+
+    // Produce everything up front: all sends first, then await every delivery.
+    let p = Producer::new(&stack);
+    let mut records: Vec<(String, String, Vec<u8>)> = Vec::new();
+    let mut ids = Vec::new();
+    for (i, slot) in slots.iter().enumerate() {
+        let id = format!("rk-book-{i}");
+        let bytes = p.encode(&n.appointments, &book(&id, slot, &booker)).await;
+        records.push((n.appointments.clone(), format!("195900/{slot}"), bytes));
+        ids.push(id);
+    }
+    for (i, slot) in slots.iter().take(CANCELS).enumerate() {
+        let id = format!("rk-cancel-{i}");
+        let cancel = CancelAppointment {
+            command_id: id.clone(),
+            practice_id: PRACTICE.to_string(),
+            correlation_id: None,
+            issued_at: None,
+            appointment_id: slot.clone(),
+            patient_id: booker.clone(),
+            cancel_reason_id: None,
+            cancellation_reason: None,
+        };
+        let bytes = p.encode(&n.appointments, &cancel).await;
+        records.push((n.appointments.clone(), format!("195900/{slot}"), bytes));
+        ids.push(id);
+    }
+    let service_date = chrono::Utc::now().date_naive() - chrono::Duration::days(2);
+    for i in 0..CLAIMS {
+        let id = format!("rk-claim-{i}");
+        let patient = &claimants[i % CLAIM_PATIENTS];
+        let claim = standalone_claim(&id, patient, service_date);
+        let bytes = p.encode(&n.billing, &claim).await;
+        records.push((n.billing.clone(), format!("195900/{patient}"), bytes));
+        ids.push(id);
+    }
+    let total = ids.len();
+    let futures: Vec<_> = records
+        .iter()
+        .map(|(topic, key, bytes)| {
+            p.producer
+                .send_result(FutureRecord::to(topic).key(key).payload(&bytes[..]))
+                .expect("enqueue")
+        })
+        .collect();
+    for r in join_all(futures).await {
+        r.expect("delivery").expect("acknowledged");
+    }
+
+    // Count results as they arrive (read_committed, so aborted transactions do not count).
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = {
+        let seen = seen.clone();
+        let kafka = stack.kafka();
+        let topic = n.results.clone();
+        tokio::spawn(async move {
+            let consumer: StreamConsumer =
+                kafka.build_consumer(&unique("count")).expect("consumer");
+            consumer.subscribe(&[&topic]).expect("subscribe");
+            loop {
+                match consumer.recv().await {
+                    Ok(_) => {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        })
+    };
+
+    // B runs throughout; A is the one killed and restarted.
+    let mut b = spawn_sink(&config_b, &log_b);
+    let mut child = spawn_sink(&config_a, &log_a);
+    let mut kills_during_run = 0;
+    let mut kills = 0;
+    while kills_during_run < KILLS && kills < KILLS * 3 {
+        // Kill A only once this incarnation owns partitions and finishes commands (after a
+        // restart that takes a rebalance), then at a random moment of its work.
+        let finished_before = finished_by(&log_a);
+        let active_by = tokio::time::Instant::now() + Duration::from_secs(60);
+        while finished_by(&log_a) == finished_before
+            && seen.load(Ordering::Relaxed) < total
+            && tokio::time::Instant::now() < active_by
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let wait = rand::rng().random_range(200..1500);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let before = seen.load(Ordering::Relaxed);
+        let working = finished_by(&log_a) > finished_before;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        kills += 1;
+        if before < total && working {
+            kills_during_run += 1;
+        }
+        if let Some(exit) = b.try_wait().expect("poll replica B") {
+            panic!("replica B ended during the run: {exit:?}");
+        }
+        child = spawn_sink(&config_a, &log_a);
+    }
+    assert!(
+        kills_during_run >= KILLS,
+        "only {kills_during_run} kills landed while A was working and commands were pending \
+         (results seen: {})",
+        seen.load(Ordering::Relaxed)
+    );
+
+    let msgs = read_until(&stack.kafka(), &n.results, total, Duration::from_secs(150)).await;
+    let more = drain_more(&stack.kafka(), &n.results, total, Duration::from_secs(5)).await;
+    let msgs = if more.len() > msgs.len() { more } else { msgs };
+    // Both replicas stop gracefully on SIGTERM, with exit code 0 (a fenced or failed replica
+    // would have ended with an error).
+    for (name, r) in [("A", &mut child), ("B", &mut b)] {
+        let term = Command::new("kill")
+            .args(["-TERM", &r.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(term.success());
+        let exit = r.wait().expect("reap");
+        assert!(
+            exit.success(),
+            "replica {name}: graceful stop on SIGTERM: {exit:?}"
+        );
+    }
+    counter.abort();
+    let log_a_text = std::fs::read_to_string(&log_a).unwrap_or_default();
+    let log_b_text = std::fs::read_to_string(&log_b).unwrap_or_default();
+    let tail = |text: &str| -> String {
+        let mut lines: Vec<&str> = text.lines().rev().take(15).collect();
+        lines.reverse();
+        lines.join("\n")
+    };
+    let tail = format!("A:\n{}\nB:\n{}", tail(&log_a_text), tail(&log_b_text));
+
+    let results = results_by_id(&p.codec, &msgs).await;
+    let missing: Vec<&String> = ids.iter().filter(|i| !results.contains_key(*i)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} commands without a result, e.g. {:?}; sink log tail:\n{tail}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(results.len(), total);
+
+    let ledger = sim.state.ledger();
+    let mut per: HashMap<(String, String), usize> = HashMap::new();
+    for e in &ledger {
+        *per.entry((e.operation.clone(), e.entity_id.clone()))
+            .or_default() += 1;
+    }
+    let not_applied: Vec<_> = results
+        .values()
+        .filter(|r| r.status != CommandStatus::Applied)
+        .take(5)
+        .collect();
+    for (i, slot) in slots.iter().enumerate() {
+        let b = per
+            .get(&("BookAppointment".into(), slot.clone()))
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            b,
+            1,
+            "slot {slot}: {b} bookings; {:?}",
+            results[&format!("rk-book-{i}")]
+        );
+        assert_eq!(
+            results[&format!("rk-book-{i}")].status,
+            CommandStatus::Applied,
+            "{not_applied:?}"
+        );
+    }
+    for (i, slot) in slots.iter().take(CANCELS).enumerate() {
+        let c = per
+            .get(&("CancelAppointment".into(), slot.clone()))
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(c, 1, "slot {slot}: {c} cancels");
+        assert_eq!(
+            results[&format!("rk-cancel-{i}")].status,
+            CommandStatus::Applied,
+            "cancel after its booking (per-key order): {:?}",
+            results[&format!("rk-cancel-{i}")]
+        );
+    }
+    let claims = ledger
+        .iter()
+        .filter(|e| e.operation == "CreateClaim")
+        .count();
+    let applied_claims = results
+        .values()
+        .filter(|r| r.command_type == "CreateClaim" && r.status == CommandStatus::Applied)
+        .count();
+    assert_eq!(
+        claims, applied_claims,
+        "each stand-alone claim written at most once"
+    );
+    assert_eq!(applied_claims, CLAIMS, "{not_applied:?}");
+    // The work really was shared: each replica finished commands (its own log says so; A's
+    // log covers all of its incarnations).
+    let finished = |text: &str| text.matches("Command finished.").count();
+    let (a_finished, b_finished) = (finished(&log_a_text), finished(&log_b_text));
+    assert!(a_finished > 0, "replica A finished no command");
+    assert!(b_finished > 0, "replica B finished no command");
+    // Partitions really moved while B kept running: its share was revoked and reassigned.
+    let b_revoked = log_b_text.matches("Partitions revoked").count();
+    let b_reloads = log_b_text
+        .matches("Reloaded the command ledger after an assignment")
+        .count();
+    assert!(b_revoked > 0, "replica B never had partitions revoked");
+    eprintln!(
+        "replicas kill test: {total} commands, {kills} kills of A ({kills_during_run} while A was working), \
+         {} result messages; commands finished by A {a_finished}, by B {b_finished}; B: {b_revoked} revocations, \
+         {b_reloads} ledger reloads on assignment",
+        msgs.len()
+    );
+    sim.shutdown().await;
+}
