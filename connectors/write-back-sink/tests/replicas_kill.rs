@@ -12,23 +12,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use athena_connect_tests::{Stack, unique};
-use athena_sim::{Fault, FaultRule, NewPatient, SimConfig};
-use chrono::NaiveDate;
+use athena_connect_tests::Stack;
+use athena_sim::{Fault, FaultRule, SimConfig};
 use common::*;
-use connector_core::contracts::CommandStatus;
-use futures::future::join_all;
 use rand::Rng;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::FutureRecord;
-use write_back_sink::commands::*;
 
 const PARTITIONS: i32 = 6;
 const BOOKINGS: usize = 500;
@@ -103,52 +94,12 @@ topic_partitions = {partitions}
     path
 }
 
-/// A sink process that is killed when dropped, so a failing assertion leaves no replica behind.
-struct Sink(Child);
-
-impl std::ops::Deref for Sink {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Sink {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// How many "Command finished." lines the sink log at `log` holds so far.
 fn finished_by(log: &Path) -> usize {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .matches("Command finished.")
         .count()
-}
-
-fn spawn_sink(config: &Path, log: &Path) -> Sink {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_write-back-sink"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn,write_back_sink=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map(Sink)
-        .expect("start write-back-sink")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,100 +142,22 @@ async fn one_replica_sigkilled_repeatedly_loses_nothing_and_writes_once() {
         );
     }
 
-    let booker = sim.state.add_patient(
-        PRACTICE,
-        NewPatient::new(
-            "Testa",
-            "Testperson",
-            NaiveDate::from_ymd_opt(1980, 2, 3).unwrap(),
-        ),
-    );
-    let claimants: Vec<String> = (0..CLAIM_PATIENTS)
-        .map(|i| {
-            sim.state.add_patient(
-                PRACTICE,
-                NewPatient::new(
-                    "Sampla",
-                    &format!("Sampleton{}", (b'a' + i as u8) as char),
-                    NaiveDate::from_ymd_opt(1970, 1, 1 + i as u32).unwrap(),
-                ),
-            )
-        })
-        .collect();
-    let slots = open_slots(&sim, BOOKINGS);
-
-    // Produce everything up front: all sends first, then await every delivery.
-    let p = Producer::new(&stack);
-    let mut records: Vec<(String, String, Vec<u8>)> = Vec::new();
-    let mut ids = Vec::new();
-    for (i, slot) in slots.iter().enumerate() {
-        let id = format!("rk-book-{i}");
-        let bytes = p.encode(&n.appointments, &book(&id, slot, &booker)).await;
-        records.push((n.appointments.clone(), format!("195900/{slot}"), bytes));
-        ids.push(id);
-    }
-    for (i, slot) in slots.iter().take(CANCELS).enumerate() {
-        let id = format!("rk-cancel-{i}");
-        let cancel = CancelAppointment {
-            command_id: id.clone(),
-            practice_id: PRACTICE.to_string(),
-            correlation_id: None,
-            issued_at: None,
-            appointment_id: slot.clone(),
-            patient_id: booker.clone(),
-            cancel_reason_id: None,
-            cancellation_reason: None,
-        };
-        let bytes = p.encode(&n.appointments, &cancel).await;
-        records.push((n.appointments.clone(), format!("195900/{slot}"), bytes));
-        ids.push(id);
-    }
-    let service_date = chrono::Utc::now().date_naive() - chrono::Duration::days(2);
-    for i in 0..CLAIMS {
-        let id = format!("rk-claim-{i}");
-        let patient = &claimants[i % CLAIM_PATIENTS];
-        let claim = standalone_claim(&id, patient, service_date);
-        let bytes = p.encode(&n.billing, &claim).await;
-        records.push((n.billing.clone(), format!("195900/{patient}"), bytes));
-        ids.push(id);
-    }
-    let total = ids.len();
-    let futures: Vec<_> = records
-        .iter()
-        .map(|(topic, key, bytes)| {
-            p.producer
-                .send_result(FutureRecord::to(topic).key(key).payload(&bytes[..]))
-                .expect("enqueue")
-        })
-        .collect();
-    for r in join_all(futures).await {
-        r.expect("delivery").expect("acknowledged");
-    }
-
-    // Count results as they arrive (read_committed, so aborted transactions do not count).
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counter = {
-        let seen = seen.clone();
-        let kafka = stack.kafka();
-        let topic = n.results.clone();
-        tokio::spawn(async move {
-            let consumer: StreamConsumer =
-                kafka.build_consumer(&unique("count")).expect("consumer");
-            consumer.subscribe(&[&topic]).expect("subscribe");
-            loop {
-                match consumer.recv().await {
-                    Ok(_) => {
-                        seen.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
-            }
-        })
+    let workload = kill_run::Workload {
+        prefix: "rk",
+        bookings: BOOKINGS,
+        cancels: CANCELS,
+        claims: CLAIMS,
+        claim_patients: CLAIM_PATIENTS,
     };
+    let p = Producer::new(&stack);
+    let produced = workload.produce(&sim, &n, &p).await;
+    let ids = &produced.ids;
+    let total = ids.len();
+    let (seen, counter) = kill_run::count_results(&stack, &n.results);
 
     // B runs throughout; A is the one killed and restarted.
-    let mut b = spawn_sink(&config_b, &log_b);
-    let mut child = spawn_sink(&config_a, &log_a);
+    let mut b = kill_run::spawn_sink(&config_b, &log_b);
+    let mut child = kill_run::spawn_sink(&config_a, &log_a);
     let mut kills_during_run = 0;
     let mut kills = 0;
     while kills_during_run < KILLS && kills < KILLS * 3 {
@@ -311,7 +184,7 @@ async fn one_replica_sigkilled_repeatedly_loses_nothing_and_writes_once() {
         if let Some(exit) = b.try_wait().expect("poll replica B") {
             panic!("replica B ended during the run: {exit:?}");
         }
-        child = spawn_sink(&config_a, &log_a);
+        child = kill_run::spawn_sink(&config_a, &log_a);
     }
     assert!(
         kills_during_run >= KILLS,
@@ -326,16 +199,7 @@ async fn one_replica_sigkilled_repeatedly_loses_nothing_and_writes_once() {
     // Both replicas stop gracefully on SIGTERM, with exit code 0 (a fenced or failed replica
     // would have ended with an error).
     for (name, r) in [("A", &mut child), ("B", &mut b)] {
-        let term = Command::new("kill")
-            .args(["-TERM", &r.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(term.success());
-        let exit = r.wait().expect("reap");
-        assert!(
-            exit.success(),
-            "replica {name}: graceful stop on SIGTERM: {exit:?}"
-        );
+        kill_run::stop_gracefully(r, &format!("replica {name}"));
     }
     counter.abort();
     let log_a_text = std::fs::read_to_string(&log_a).unwrap_or_default();
@@ -357,60 +221,7 @@ async fn one_replica_sigkilled_repeatedly_loses_nothing_and_writes_once() {
     );
     assert_eq!(results.len(), total);
 
-    let ledger = sim.state.ledger();
-    let mut per: HashMap<(String, String), usize> = HashMap::new();
-    for e in &ledger {
-        *per.entry((e.operation.clone(), e.entity_id.clone()))
-            .or_default() += 1;
-    }
-    let not_applied: Vec<_> = results
-        .values()
-        .filter(|r| r.status != CommandStatus::Applied)
-        .take(5)
-        .collect();
-    for (i, slot) in slots.iter().enumerate() {
-        let b = per
-            .get(&("BookAppointment".into(), slot.clone()))
-            .copied()
-            .unwrap_or(0);
-        assert_eq!(
-            b,
-            1,
-            "slot {slot}: {b} bookings; {:?}",
-            results[&format!("rk-book-{i}")]
-        );
-        assert_eq!(
-            results[&format!("rk-book-{i}")].status,
-            CommandStatus::Applied,
-            "{not_applied:?}"
-        );
-    }
-    for (i, slot) in slots.iter().take(CANCELS).enumerate() {
-        let c = per
-            .get(&("CancelAppointment".into(), slot.clone()))
-            .copied()
-            .unwrap_or(0);
-        assert_eq!(c, 1, "slot {slot}: {c} cancels");
-        assert_eq!(
-            results[&format!("rk-cancel-{i}")].status,
-            CommandStatus::Applied,
-            "cancel after its booking (per-key order): {:?}",
-            results[&format!("rk-cancel-{i}")]
-        );
-    }
-    let claims = ledger
-        .iter()
-        .filter(|e| e.operation == "CreateClaim")
-        .count();
-    let applied_claims = results
-        .values()
-        .filter(|r| r.command_type == "CreateClaim" && r.status == CommandStatus::Applied)
-        .count();
-    assert_eq!(
-        claims, applied_claims,
-        "each stand-alone claim written at most once"
-    );
-    assert_eq!(applied_claims, CLAIMS, "{not_applied:?}");
+    workload.assert_written_once(&sim, &produced, &results);
     // The work really was shared: each replica finished commands (its own log says so; A's
     // log covers all of its incarnations).
     let finished = |text: &str| text.matches("Command finished.").count();

@@ -3,6 +3,8 @@
 //! collection.
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod kill_run;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
