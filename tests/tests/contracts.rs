@@ -4,11 +4,11 @@
 //! change.
 
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::*;
 use connector_core::avro::{
     AvroRecord, Catalog, SubjectStrategy, default_bindings, incompatible_bindings,
     register_bindings, unframe,
 };
-use connector_core::contracts::*;
 
 async fn round_trip<T: AvroRecord + PartialEq + std::fmt::Debug>(
     stack: &Stack,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::*;
 use connector_core::avro::{Encoder, frame};
-use connector_core::contracts::*;
 use connector_core::error::{CoreError, ErrorClass};
 use connector_core::ids::{Version, event_id};
 use rdkafka::Message;

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use athena_contracts::Date;
 use connector_core::avro::{AvroCodec, SubjectStrategy};
-use connector_core::contracts::Date;
 use rdkafka::producer::FutureRecord;
 use write_back_sink::commands::CreatePatient;
 

@@ -8,10 +8,10 @@ mod common;
 use std::time::Duration;
 
 use athena_connect_tests::Stack;
+use athena_contracts::BookAppointment;
 use athena_sim::{NewPatient, RunningSim, SimConfig};
 use common::*;
 use connector_core::avro::{AvroCodec, SubjectStrategy};
-use connector_core::contracts::BookAppointment;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 

@@ -12,11 +12,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::BookAppointment;
 use athena_sim::{NewPatient, RunningSim, SimConfig};
 use chrono::NaiveDate;
 use common::*;
 use connector_core::avro::{AvroCodec, AvroRecord, SubjectStrategy};
-use connector_core::contracts::BookAppointment;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use write_back_sink::commands::UploadClinicalDocument;

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use athena_connect_tests::Stack;
+use athena_contracts::BookAppointment;
 use athena_sim::{NewPatient, RunningSim, SimConfig};
 use common::*;
 use connector_core::avro::{AvroCodec, SubjectStrategy};
-use connector_core::contracts::BookAppointment;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };

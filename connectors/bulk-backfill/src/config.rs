@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
+use athena_contracts::{FhirResourceChanged, PatientChanged};
 use chrono::{DateTime, Utc};
 use connector_core::CoreError;
 use connector_core::avro::AvroRecord;
 use connector_core::config::Validate;
-use connector_core::contracts::PatientChanged;
-use fhir_push::contracts::FhirResourceChanged;
 use serde::Deserialize;
 
 /// How progress is shown.

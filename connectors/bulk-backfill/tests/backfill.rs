@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::{FhirResourceChanged, PatientChanged, SourceKind};
 use athena_sim::{Fault, FaultRule, RunningSim};
 use bulk_backfill::config::ProgressMode;
 use bulk_backfill::state::BackfillState;
@@ -22,9 +23,7 @@ use bulk_backfill::{Config, checkpoint_key, run_backfill};
 use common::{PRACTICE, athena, create_topics, env, high_watermark};
 use connector_core::avro::AvroCodec;
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
-use connector_core::contracts::{PatientChanged, SourceKind};
 use connector_core::runtime::RunEnv;
-use fhir_push::contracts::FhirResourceChanged;
 use rdkafka::message::Message;
 
 const LINES_PER_FILE: usize = 25;

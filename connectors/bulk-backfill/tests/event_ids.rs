@@ -1,9 +1,10 @@
 //! Patient snapshot event ids against the other paths (decision record 0010), on the real broker,
 //! registry and simulator:
-//! - with `patient_source = "athena"` (the default) a patient's snapshot carries exactly the
-//!   event id the changed-data source gives the same patient state (computed with the
-//!   changed-data source's own code over the destructively polled `patients` feed), and
-//!   `snapshot = true`; with `"fhir"` the ids differ, so the test fails in both directions;
+//! - with `patient_source = "athena"` (the default) a patient's snapshot is exactly the event
+//!   (id and whole payload) the changed-data source's mapping gives the same patient state over
+//!   the destructively polled `patients` feed, apart from the per-path envelope fields
+//!   (`source`, `snapshot = true`, `observed_at`), checked explicitly; with `"fhir"` the ids
+//!   differ, so the test fails in both directions;
 //! - a patient deleted/merged between the export and the download (404) falls back to the FHIR
 //!   mapping, is counted, and the run completes;
 //! - `--ignored` `throughput_athena_vs_fhir`: prints backfill rates for a few thousand patients
@@ -18,13 +19,14 @@ use athena_client::PracticeId;
 use athena_client::api::changed::{Feed, PollParams, Subscribe};
 use athena_client::api::patients::PatientFields;
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::mapping::{MapContext, changed_data_event};
+use athena_contracts::{PatientChanged, SourceKind, TimestampMillis};
 use athena_sim::{Fault, FaultRule, SimConfig};
 use bulk_backfill::config::ProgressMode;
 use bulk_backfill::{Config, PatientSource, run_backfill};
 use common::{
     PRACTICE, athena, athena_at, create_topics, env, patient_events, sim_with, sim_with_patients,
 };
-use connector_core::contracts::{PatientChanged, SourceKind};
 use serde_json::Value;
 
 fn config(source: PatientSource) -> Config {
@@ -107,10 +109,16 @@ async fn patient_snapshots_carry_the_changed_data_event_ids() {
     }
     assert_eq!(changed.len(), 5);
 
-    // Drain the feed destructively and compute each patient's id with the source's own codec;
-    // a later row of the same patient is its newer state.
-    let codec = changed_data_source::events::codec_with_id(Feed::Patients, 1).unwrap();
-    let mut changed_data_ids: BTreeMap<String, String> = BTreeMap::new();
+    // Drain the feed destructively and map each row with the changed-data source's mapping; a
+    // later row of the same patient is its newer state.
+    let practice_id = PRACTICE.to_string();
+    let ctx = MapContext {
+        practice_id: &practice_id,
+        observed_at: TimestampMillis(0),
+        replayed: false,
+        keep_original: config(PatientSource::Athena).include_original,
+    };
+    let mut changed_data: BTreeMap<String, PatientChanged> = BTreeMap::new();
     loop {
         let page = practice
             .poll_changed(Feed::Patients, &PollParams::default())
@@ -120,12 +128,19 @@ async fn patient_snapshots_carry_the_changed_data_event_ids() {
             break;
         }
         for (rec, id) in page.items.iter().zip(page.ids()) {
-            changed_data_ids.insert(id.unwrap(), codec.event_id(&PRACTICE.to_string(), rec));
+            changed_data.insert(
+                id.unwrap(),
+                changed_data_event::<PatientChanged>(&ctx, rec).0,
+            );
         }
     }
     for id in &changed {
-        assert!(changed_data_ids.contains_key(id), "feed has patient {id}");
+        assert!(changed_data.contains_key(id), "feed has patient {id}");
     }
+    let changed_data_ids: BTreeMap<&String, &String> = changed_data
+        .iter()
+        .map(|(id, ev)| (id, &ev.envelope.event_id))
+        .collect();
 
     // athena (default): the snapshot's id is the changed-data id of the same state.
     let (s, events) = backfill(&stack, &client, &config(PatientSource::Athena)).await;
@@ -139,10 +154,30 @@ async fn patient_snapshots_carry_the_changed_data_event_ids() {
     for id in &changed {
         let ev = &events[id];
         assert_eq!(
-            ev.envelope.event_id, changed_data_ids[id],
+            &ev.envelope.event_id, changed_data_ids[id],
             "patient {id}: export and changed-data ids agree"
         );
         assert_eq!(ev.envelope.entity_type, "patient");
+        // Whole payloads: the snapshot is the changed-data event of the same state, except the
+        // envelope fields that belong to the path.
+        let mut want = changed_data[id].clone();
+        assert_eq!(
+            (
+                want.envelope.source,
+                want.envelope.snapshot,
+                want.envelope.replayed
+            ),
+            (SourceKind::ChangedData, false, false)
+        );
+        assert!(!ev.envelope.replayed, "a snapshot is not a replay");
+        assert!(ev.envelope.observed_at > TimestampMillis(0));
+        want.envelope.source = SourceKind::BulkExport;
+        want.envelope.snapshot = true;
+        want.envelope.observed_at = ev.envelope.observed_at;
+        assert_eq!(
+            ev, &want,
+            "patient {id}: export and changed data give the same event"
+        );
     }
 
     // fhir: today's behaviour, a FHIR version marker and therefore a different id.
@@ -150,7 +185,7 @@ async fn patient_snapshots_carry_the_changed_data_event_ids() {
     assert_eq!(s.events as usize, patients);
     for id in &changed {
         assert_ne!(
-            events[id].envelope.event_id, changed_data_ids[id],
+            &events[id].envelope.event_id, changed_data_ids[id],
             "patient {id}: the FHIR mapping gives its own id"
         );
     }

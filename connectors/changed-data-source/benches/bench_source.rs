@@ -228,7 +228,7 @@ async fn main() {
     let codec = changed_data_source::events::codec_with_id(Feed::Patients, 1).expect("codec");
     let ctx = changed_data_source::events::MapContext {
         practice_id: "195900",
-        observed_at: connector_core::contracts::TimestampMillis::now(),
+        observed_at: athena_contracts::TimestampMillis::now(),
         replayed: false,
         keep_original: true,
     };

@@ -3,9 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: the `[sources.changed_data.<name>]` section and its pure validation.
-//! - [`events`]: one file per feed with its typed event (the Rust mirror of
-//!   `schemas/events/<Entity>Changed.avsc`) and the record-to-event mapping; [`events::spec`]
-//!   and [`events::codec`] dispatch by feed.
+//! - [`events`]: the per-feed encoder ([`events::codec`]) over the typed events and the one
+//!   record-to-event mapping of the `athena-contracts` crate (shared with push and backfill).
 //! - [`cursor`]: the per-(practice, feed) cursor in the compacted state topic, with the
 //!   "poll in progress since" marker and the replay window.
 //! - [`writer`]: writing a page and the cursor in at-least-once or exactly-once mode.
@@ -142,7 +141,15 @@ pub async fn run(
     for practice in &config.practices {
         for feed in config.feeds.keys().copied() {
             let key = Cursor::key(name, practice, task::feed_name(feed));
-            let cursor = match stored.get(&key) {
+            // Cursors written before feed names followed athena's URL spelling (`labresults`)
+            // are keyed by the config name (`lab_results`): read those rather than start over.
+            let legacy = serde_json::to_value(feed)
+                .ok()
+                .and_then(|v| v.as_str().map(|n| Cursor::key(name, practice, n)));
+            let cursor = match stored
+                .get(&key)
+                .or_else(|| legacy.as_ref().and_then(|l| stored.get(l)))
+            {
                 Some(b) => Cursor::from_bytes(&key, b)?,
                 None => Cursor {
                     v: 1,

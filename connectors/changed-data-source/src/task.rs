@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use athena_client::PracticeClient;
 use athena_client::api::changed::{Feed, PollParams};
+use athena_contracts::TimestampMillis;
+pub use athena_contracts::events::feed_name;
 use chrono::Utc;
 use connector_core::ErrorClass;
-use connector_core::contracts::TimestampMillis;
 use connector_core::metrics::{ErrorLabels, FeedLabels, global};
 use connector_core::runtime::TaskControl;
 use rand::Rng;
@@ -707,25 +708,6 @@ fn athena_refused(e: &athena_client::Error) -> bool {
     )
 }
 
-/// The config name of a feed (`lab_results`, ...), used in keys, labels and messages.
-pub fn feed_name(feed: Feed) -> &'static str {
-    // Leaked once per feed; 23 small strings at most.
-    static NAMES: std::sync::OnceLock<std::collections::HashMap<Feed, &'static str>> =
-        std::sync::OnceLock::new();
-    NAMES.get_or_init(|| {
-        Feed::ALL
-            .iter()
-            .map(|f| {
-                let name = serde_json::to_value(f)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| f.path().to_string());
-                (*f, &*Box::leak(name.into_boxed_str()))
-            })
-            .collect()
-    })[&feed]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -746,12 +728,5 @@ mod tests {
         }
         assert_eq!(seen, vec![2, 4, 8, 8, 8]);
         assert_eq!(next_interval(i, base, max, 3), base);
-    }
-
-    #[test]
-    fn feed_names() {
-        assert_eq!(feed_name(Feed::LabResults), "lab_results");
-        assert_eq!(feed_name(Feed::Patients), "patients");
-        assert_eq!(feed_name(Feed::OrCase), "or_case");
     }
 }

@@ -891,7 +891,6 @@ pub fn decode_body<T: AvroRecord>(body: &[u8]) -> Result<T, CoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contracts::*;
 
     #[test]
     fn catalog_builds_and_inlines_envelope_once() {
@@ -945,29 +944,6 @@ mod tests {
             unframe(b"\x01\0\0\0\x01x"),
             Err(CoreError::NotWireFormat(_))
         ));
-    }
-
-    #[test]
-    fn encode_decode_body_without_registry() {
-        let cmd = BookAppointment {
-            command_id: "c1".into(),
-            practice_id: "195900".into(),
-            correlation_id: None,
-            issued_at: Some(TimestampMillis(1)),
-            appointment_id: "10".into(),
-            patient_id: "20".into(),
-            department_id: Some("1".into()),
-            appointment_type_id: None,
-            reason_id: None,
-            booking_note: None,
-            ignore_schedulable_permission: false,
-            no_patient_case: true,
-        };
-        let enc = Encoder::<BookAppointment>::with_id(42).unwrap();
-        let bytes = enc.encode(&cmd).unwrap();
-        let (id, body) = unframe(&bytes).unwrap();
-        assert_eq!(id, 42);
-        assert_eq!(decode_body::<BookAppointment>(body).unwrap(), cmd);
     }
 
     #[test]

@@ -100,32 +100,27 @@ pub fn with_cloud_event(headers: OwnedHeaders, ev: &CloudEvent<'_>) -> OwnedHead
     with_str(h, "ce_subject", ev.subject)
 }
 
-/// The headers of one event record written by any path (push inflation, push catch-up, bulk
-/// backfill; the changed-data source builds the same set itself): `event_id`, the CloudEvents
-/// attributes (`ce_id` = event id, `ce_subject` = entity id, `ce_time` = change time when known)
-/// and the current trace context. Consumers can deduplicate on `event_id` without decoding Avro.
-pub fn event_headers(
-    envelope: &crate::contracts::EventEnvelope,
+/// The headers of one event record: `event_id`, the CloudEvents attributes (`ce_id` = event id,
+/// `ce_subject` = entity id, `ce_time` = change time when known) and the current trace context.
+/// Consumers can deduplicate on `event_id` without decoding Avro. `athena-contracts` calls this
+/// with an event's envelope.
+pub fn event_record_headers(
+    event_id: &str,
+    entity_id: &str,
+    changed_at: Option<chrono::DateTime<chrono::Utc>>,
     ce_type: &str,
     ce_source: &str,
 ) -> OwnedHeaders {
-    let time = envelope
-        .changed_at
-        .and_then(|t| t.to_datetime())
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    let h = with_str(
-        OwnedHeaders::new_with_capacity(10),
-        "event_id",
-        &envelope.event_id,
-    );
+    let time = changed_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let h = with_str(OwnedHeaders::new_with_capacity(10), "event_id", event_id);
     let h = with_cloud_event(
         h,
         &CloudEvent {
-            id: &envelope.event_id,
+            id: event_id,
             ty: ce_type,
             source: ce_source,
             time: time.as_deref(),
-            subject: &envelope.entity_id,
+            subject: entity_id,
         },
     );
     inject_current_trace(h)

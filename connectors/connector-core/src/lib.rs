@@ -15,12 +15,12 @@
 //! - [`avro`]: the schema catalog built from `schemas/*.avsc`, Confluent wire framing, the
 //!   [`avro::AvroCodec`] that encodes our structs and decodes anything a registry knows, and
 //!   [`avro::RegistryClient`] for registration and compatibility settings.
-//! - [`contracts`]: Rust mirrors of the Avro contracts (events, commands, results).
 //! - [`checkpoint`]: state (cursors, progress, ledgers) in a compacted topic.
 //! - [`dlq`]: the dead-letter queue with Kafka Connect's `__connect.errors.*` headers and
 //!   PHI redaction.
 //! - [`headers`]: W3C trace context and CloudEvents attributes in Kafka headers.
-//! - [`ids`]: deterministic event ids shared by every source path.
+//! - [`ids`]: deterministic event ids shared by every source path (the Rust mirrors of the
+//!   contracts and the mapping to events are in the `athena-contracts` crate).
 //! - [`metrics`]: every Prometheus metric name and label set, in one place.
 //! - [`runtime`]: the task lifecycle contract (shutdown, pause/resume, status) between the
 //!   runner and each connector.
@@ -29,7 +29,6 @@
 pub mod avro;
 pub mod checkpoint;
 pub mod config;
-pub mod contracts;
 pub mod dlq;
 pub mod error;
 pub mod headers;

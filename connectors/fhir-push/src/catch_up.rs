@@ -6,7 +6,7 @@
 //! consumer per feed is allowed).
 //!
 //! - Coverage: `Patient.*` topics → the `patients` feed, `Appointment.*` → `appointments`; each
-//!   row becomes an event through the inflater's mapping ([`crate::mapping`]), so its id is the
+//!   row becomes an event through the inflater's mapping (`athena_contracts::mapping`), so its id is the
 //!   changed-data source's id for the same record state, with `replayed = true`. Topics without a
 //!   feed (encounters, claims, ...) are reported as not covered, never silently ignored.
 //! - Window: `[last_heard - catch_up_margin, now + 1s]`, where `last_heard` is the later of the
@@ -28,10 +28,13 @@ use std::time::Duration;
 
 use athena_client::api::changed::{Feed, PollParams};
 use athena_client::{AthenaClient, PracticeId};
+use athena_contracts::envelope::event_headers;
+pub use athena_contracts::events::feed_name;
+use athena_contracts::mapping::{self, Observation};
+use athena_contracts::parse_athena_time;
+use athena_contracts::{AppointmentChanged, PatientChanged, SourceKind};
 use chrono::{DateTime, Utc};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
-use connector_core::contracts::{AppointmentChanged, PatientChanged, SourceKind};
-use connector_core::headers::event_headers;
 use connector_core::kafka::KafkaConfig;
 use connector_core::metrics::{ConnectorLabels, FeedLabels, global};
 use connector_core::{CoreError, ErrorClass};
@@ -45,7 +48,6 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::error::Error;
 use crate::inflate::Dedup;
-use crate::mapping::{self, Observation};
 
 /// Rows asked for per poll (athena allows up to 5000).
 pub const PAGE_SIZE: u32 = 1000;
@@ -84,16 +86,6 @@ pub fn coverage(topics: &[String]) -> Coverage {
     Coverage {
         feeds: feeds.into_iter().collect(),
         uncovered,
-    }
-}
-
-/// The config name of a feed (`patients`, `appointments`), used in metric labels and messages.
-pub fn feed_name(feed: Feed) -> &'static str {
-    match feed {
-        Feed::Patients => "patients",
-        Feed::Appointments => "appointments",
-        // Only the two above are ever read; the path is a stable, bounded fallback.
-        other => other.path(),
     }
 }
 
@@ -141,7 +133,7 @@ pub fn row_in_window(row: &Value, start: DateTime<Utc>) -> bool {
     match row
         .get("lastmodified")
         .and_then(Value::as_str)
-        .and_then(mapping::parse_athena_stamp)
+        .and_then(parse_athena_time)
     {
         Some(t) => t >= start - chrono::Duration::seconds(1),
         None => true,

@@ -3,15 +3,13 @@
 
 use std::time::Duration;
 
+use athena_contracts::{AppointmentChanged, FhirResourceChanged, PatientChanged};
 use connector_core::CoreError;
 use connector_core::Secret;
 use connector_core::avro::AvroRecord;
 use connector_core::config::Validate;
-use connector_core::contracts::{AppointmentChanged, PatientChanged};
 use connector_core::dlq::DlqConfig;
 use serde::Deserialize;
-
-use crate::contracts::FhirResourceChanged;
 
 /// Which subscription dialect the other side speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -21,10 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use athena_client::{AthenaClient, PracticeId};
+use athena_contracts::envelope::event_headers;
+use athena_contracts::mapping::{self, Observation};
+use athena_contracts::{AppointmentChanged, FhirResourceChanged, PatientChanged, SourceKind};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
-use connector_core::contracts::{AppointmentChanged, PatientChanged, SourceKind};
 use connector_core::dlq::{DeadLetterQueue, Stage};
-use connector_core::headers::event_headers;
 use connector_core::metrics::{FeedLabels, global};
 use connector_core::runtime::{TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass};
@@ -36,9 +37,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::adapter::PushAdapter;
 use crate::config::Config;
-use crate::contracts::FhirResourceChanged;
 use crate::error::Error;
-use crate::mapping::{self, Observation};
 use crate::notification::{Notification, NotificationKind};
 
 /// Remembers the last `cap` keys.

@@ -16,21 +16,19 @@
 //! - [`manage`]: create / list / delete one Subscription per configured topic, with status.
 //! - [`gap`]: silence detection and the catch-up trigger; [`catch_up`]: the catch-up read of
 //!   the missed patient and appointment changes from the changed-data feeds (non-destructive).
-//! - [`mapping`]: athena records and FHIR resources to events, with the shared event-id rule
-//!   (also used by the `bulk-backfill` crate).
 //! - [`standalone`]: the config file of the `fhir-push` binary.
-//! - [`contracts`]: the `FhirResourceChanged` Avro mirror; [`config`]: `[sources.fhir_push.<name>]`;
-//!   [`error`]: this crate's error and its classes.
+//! - [`config`]: `[sources.fhir_push.<name>]`; [`error`]: this crate's error and its classes.
+//!
+//! The events, their mirrors and the mapping from athena records and FHIR resources are in the
+//! `athena-contracts` crate, shared with the changed-data source and the bulk backfill.
 
 pub mod adapter;
 pub mod catch_up;
 pub mod config;
-pub mod contracts;
 pub mod error;
 pub mod gap;
 pub mod inflate;
 pub mod manage;
-pub mod mapping;
 pub mod notification;
 pub mod r4_backport;
 pub mod receiver;

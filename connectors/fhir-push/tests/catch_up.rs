@@ -2,21 +2,25 @@
 //!
 //! - every push delivery dies (the Subscriptions point at a port nobody listens on): the gap
 //!   fires, the catch-up reads the changed-data feeds non-destructively and produces every changed
-//!   patient and appointment with `replayed = true` and exactly the event ids the changed-data
-//!   source computes for the same rows; a destructive poll afterwards still returns every row,
-//!   so the catch-up marked nothing processed;
+//!   patient and appointment with `replayed = true` and exactly the events (whole payloads, not
+//!   only ids) the changed-data source's mapping gives the same rows, apart from the per-path
+//!   envelope fields (`source`, `replayed`, `observed_at`), which are checked explicitly; a
+//!   destructive poll afterwards still returns every row, so the catch-up marked nothing
+//!   processed;
 //! - a feed without a changed-data subscription is reported (task error, counter), the other
 //!   feed is still caught up and the connector keeps running;
 //! - the start-up look-back reads the newest record time of the notifications topic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use athena_client::api::changed::{Feed, PollParams, Subscribe};
 use athena_client::{AthenaClient, ClientConfig, Environment};
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::events::FeedEvent;
+use athena_contracts::mapping::{MapContext, changed_data_event, record_event_id};
+use athena_contracts::{AppointmentChanged, PatientChanged, SourceKind, TimestampMillis};
 use athena_sim::{ChangeKind, GeneratorConfig, RunningSim, SimConfig};
-use connector_core::contracts::{AppointmentChanged, PatientChanged, SourceKind};
 use connector_core::headers::get_str;
 use connector_core::metrics::global;
 use connector_core::runtime::{RunEnv, TaskHandle, TaskState};
@@ -201,12 +205,67 @@ fn sim_rows(sim: &RunningSim, feed: &str) -> Vec<serde_json::Value> {
         .unwrap()
 }
 
-/// The ids the changed-data source's own mapping gives these rows.
+/// The ids the changed-data source's mapping (the one in `athena-contracts`) gives these rows.
 fn changed_data_ids(feed: Feed, rows: &[serde_json::Value]) -> BTreeSet<String> {
-    let codec = changed_data_source::events::codec_with_id(feed, 1).unwrap();
+    let practice = PRACTICE.to_string();
     rows.iter()
-        .map(|r| codec.event_id(&PRACTICE.to_string(), r))
+        .map(|r| match feed {
+            Feed::Patients => record_event_id::<PatientChanged>(&practice, r),
+            Feed::Appointments => record_event_id::<AppointmentChanged>(&practice, r),
+            other => panic!("no catch-up for {other:?}"),
+        })
         .collect()
+}
+
+/// Asserts that every catch-up event is, field for field, the changed-data event of the same
+/// row, except the envelope fields that belong to the path: `source` (changed data vs push),
+/// `replayed` (a normal poll vs the catch-up) and `observed_at` (when each path read it).
+fn assert_whole_events_match<T: FeedEvent + PartialEq + std::fmt::Debug + Clone>(
+    got: &[T],
+    rows: &[serde_json::Value],
+    include_original: bool,
+) {
+    let practice = PRACTICE.to_string();
+    let ctx = MapContext {
+        practice_id: &practice,
+        observed_at: TimestampMillis(0),
+        replayed: false,
+        keep_original: include_original,
+    };
+    let changed_data: BTreeMap<String, T> = rows
+        .iter()
+        .map(|r| {
+            let (ev, _) = changed_data_event::<T>(&ctx, r);
+            (ev.envelope().event_id.clone(), ev)
+        })
+        .collect();
+    for ev in got {
+        let env = ev.envelope();
+        let mut want = changed_data[&env.event_id].clone();
+        let w = want.envelope();
+        assert_eq!(
+            (w.source, w.replayed, w.snapshot),
+            (SourceKind::ChangedData, false, false),
+            "the changed-data source's own envelope"
+        );
+        assert_eq!(
+            (env.source, env.replayed, env.snapshot),
+            (SourceKind::FhirPush, true, false),
+            "the catch-up's envelope"
+        );
+        assert!(
+            env.observed_at > TimestampMillis(0),
+            "observed_at is the read time"
+        );
+        let w = want.envelope_mut();
+        w.source = env.source;
+        w.replayed = env.replayed;
+        w.observed_at = env.observed_at;
+        assert_eq!(
+            ev, &want,
+            "the catch-up event is the changed-data event of the same row"
+        );
+    }
 }
 
 /// Decodes every record of the two entity topics.
@@ -358,6 +417,9 @@ async fn gap_catch_up_produces_every_change_with_the_changed_data_ids_and_marks_
     );
     assert_eq!(got_patients, want_patients);
     assert_eq!(got_appointments, want_appointments);
+    // Whole payloads, not only ids.
+    assert_whole_events_match(&patients, &patient_rows, cfg.include_original);
+    assert_whole_events_match(&appointments, &appointment_rows, cfg.include_original);
     sim.shutdown().await;
 }
 

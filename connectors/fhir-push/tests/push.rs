@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use athena_client::{AthenaClient, ClientConfig, Environment};
 use athena_connect_tests::{Stack, TcpProxy, unique};
+use athena_contracts::mapping::{MapContext, changed_data_event};
+use athena_contracts::{PatientChanged, SourceKind, TimestampMillis};
 use athena_sim::{NewPatient, RunningSim, SimConfig};
 use connector_core::avro::AvroCodec;
-use connector_core::contracts::{PatientChanged, SourceKind};
 use connector_core::runtime::RunEnv;
 use connector_core::{Secret, kafka::KafkaConfig};
 use fhir_push::adapter::{AthenaAdapter, PushAdapter, SubscriptionSpec};
@@ -310,24 +311,41 @@ async fn connector_subscribes_receives_and_inflates_with_shared_event_ids() {
         "the event_id header matches the envelope"
     );
     assert_eq!(ev.envelope.event_name.as_deref(), Some("Patient.create"));
-    // The same id the changed-data path computes from the same record.
+    // The same event (id and whole payload) the changed-data path maps from the same record;
+    // only the envelope's per-path fields differ, and are checked as such.
     let rec = client
         .practice(PRACTICE)
         .get_patient(&patient)
         .await
         .unwrap();
-    let expected = fhir_push::mapping::patient_from_athena(
-        &PRACTICE.to_string(),
-        &rec.raw,
-        &fhir_push::mapping::Observation {
-            source: SourceKind::ChangedData,
-            event_name: None,
-            snapshot: false,
-            include_original: false,
+    let practice = PRACTICE.to_string();
+    let (mut expected, _) = changed_data_event::<PatientChanged>(
+        &MapContext {
+            practice_id: &practice,
+            observed_at: TimestampMillis(0),
+            replayed: false,
+            keep_original: cfg.include_original,
         },
-    )
-    .unwrap();
+        &rec.raw,
+    );
     assert_eq!(ev.envelope.event_id, expected.envelope.event_id);
+    assert_eq!(
+        (
+            expected.envelope.source,
+            expected.envelope.event_name.as_deref()
+        ),
+        (SourceKind::ChangedData, None),
+        "changed data: its source, no event name"
+    );
+    assert!(!ev.envelope.replayed && !ev.envelope.snapshot);
+    assert!(ev.envelope.observed_at > TimestampMillis(0));
+    expected.envelope.source = SourceKind::FhirPush;
+    expected.envelope.event_name = Some("Patient.create".into());
+    expected.envelope.observed_at = ev.envelope.observed_at;
+    assert_eq!(
+        ev, expected,
+        "push inflation and changed data: the same event"
+    );
     assert_eq!(
         got[0]
             .key()

@@ -33,7 +33,7 @@ use athena_client::api::insurances::InsuranceFields;
 use athena_client::api::patients::PatientFields;
 use athena_client::api::payments::{CardPayment, CardPayments, RecordPayment as AthenaPayment};
 use athena_client::{AthenaClient, ErrorClass, PracticeClient};
-use connector_core::contracts::{CommandError, CommandStatus, Date};
+use athena_contracts::{CommandError, CommandStatus, Date};
 use rand::Rng;
 use secrecy::SecretString;
 

@@ -14,9 +14,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use athena_contracts::CommandResult;
 use connector_core::CoreError;
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
-use connector_core::contracts::CommandResult;
 use connector_core::kafka::KafkaConfig;
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -25,8 +25,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use athena_contracts::{CommandResult, CommandStatus, TimestampMillis};
 use connector_core::avro::{AvroCodec, Encoder};
-use connector_core::contracts::{CommandResult, CommandStatus, TimestampMillis};
 use connector_core::dlq::{DeadLetterQueue, Stage};
 use connector_core::kafka::{TopicSpec, ensure_topics};
 use connector_core::metrics::{CommandLabels, ConnectorLabels};

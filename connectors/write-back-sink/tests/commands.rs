@@ -6,11 +6,11 @@ mod common;
 use std::time::Duration;
 
 use athena_connect_tests::Stack;
+use athena_contracts::{CommandResult, CommandStatus, Date, TimestampMillis};
 use athena_sim::{NewPatient, SimConfig};
 use chrono::NaiveDate;
 use common::*;
 use connector_core::avro::frame;
-use connector_core::contracts::{CommandResult, CommandStatus, Date, TimestampMillis};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use write_back_sink::commands::*;

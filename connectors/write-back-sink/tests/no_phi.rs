@@ -11,10 +11,10 @@ mod common;
 use std::time::Duration;
 
 use athena_connect_tests::{LogCapture, Stack};
+use athena_contracts::{CommandResult, Date};
 use athena_sim::SimConfig;
 use chrono::NaiveDate;
 use common::*;
-use connector_core::contracts::{CommandResult, Date};
 use rdkafka::message::{Headers, Message};
 use tracing_subscriber::fmt::format::FmtSpan;
 use write_back_sink::commands::*;

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use athena_connect_tests::{LogCapture, Stack};
+use athena_contracts::{CommandResult, CommandStatus};
 use athena_sim::{Fault, FaultRule, NewPatient, SimConfig};
 use chrono::NaiveDate;
 use common::*;
-use connector_core::contracts::{CommandResult, CommandStatus};
 use write_back_sink::Config;
 use write_back_sink::commands::UploadClinicalDocument;
 

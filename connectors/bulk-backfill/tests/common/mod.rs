@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use athena_client::{AthenaClient, ClientConfig, Environment};
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::PatientChanged;
 use athena_sim::{NewPatient, RunningSim, SimConfig};
 use bulk_backfill::Config;
 use connector_core::avro::AvroCodec;
-use connector_core::contracts::PatientChanged;
 use connector_core::runtime::RunEnv;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;

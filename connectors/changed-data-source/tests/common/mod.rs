@@ -53,10 +53,9 @@ pub fn connector_toml(prefix: &str, feeds: &[Feed], extra: &str) -> String {
          topic_partitions = 3\npoll_interval = \"100ms\"\nmax_poll_interval = \"400ms\"\n{extra}\n"
     );
     for f in feeds {
-        s.push_str(&format!(
-            "[feeds.{}]\n",
-            changed_data_source::task::feed_name(*f)
-        ));
+        // The config key is the feed's serde name (`lab_results`), not its athena spelling.
+        let key = serde_json::to_value(f).unwrap();
+        s.push_str(&format!("[feeds.{}]\n", key.as_str().unwrap()));
     }
     s
 }

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use athena_client::api::appointments::BookAppointment as AthenaBooking;
 use athena_client::{AthenaClient, ClientConfig, Environment};
+use athena_contracts::{BookAppointment, CommandResult, TimestampMillis};
 use athena_sim::{NewPatient, RunningSim, SimConfig};
 use clap::Parser;
 use connector_core::avro::{AvroCodec, RegistryConfig, SubjectStrategy};
-use connector_core::contracts::{BookAppointment, CommandResult, TimestampMillis};
 use connector_core::kafka::{KafkaConfig, TopicSpec, ensure_topics};
 use connector_core::runtime::{RunEnv, task};
 use futures::future::join_all;
@@ -324,7 +324,7 @@ async fn main() -> anyhow::Result<()> {
     let rate = results.len() as f64 / ((end_ms - start_ms).max(1) as f64 / 1000.0);
     let applied = results
         .values()
-        .filter(|(r, _)| r.status == connector_core::contracts::CommandStatus::Applied)
+        .filter(|(r, _)| r.status == athena_contracts::CommandStatus::Applied)
         .count();
     println!(
         "unthrottled backlog: {} commands, {rate:.0} commands/s = {:.0}% of the ceiling ({applied} applied)",

@@ -1,7 +1,7 @@
 //! Rust mirror of `schemas/commands/CancelAppointment.avsc` (the schema is the contract; field docs there).
 
+use athena_contracts::TimestampMillis;
 use connector_core::avro::AvroRecord;
-use connector_core::contracts::TimestampMillis;
 use serde::{Deserialize, Serialize};
 
 /// `com.athenaconnect.commands.CancelAppointment`: Cancel a booked appointment (PUT /v1/{practiceid}/appointments/{appointmentid}/cancel).

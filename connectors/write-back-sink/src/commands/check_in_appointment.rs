@@ -1,7 +1,7 @@
 //! Rust mirror of `schemas/commands/CheckInAppointment.avsc` (the schema is the contract; field docs there).
 
+use athena_contracts::TimestampMillis;
 use connector_core::avro::AvroRecord;
-use connector_core::contracts::TimestampMillis;
 use serde::{Deserialize, Serialize};
 
 /// `com.athenaconnect.commands.CheckInAppointment`: Check a patient in for a booked appointment (POST .../startcheckin then .../checkin).

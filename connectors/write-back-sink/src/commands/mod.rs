@@ -15,9 +15,9 @@ mod reschedule_appointment;
 mod update_patient;
 mod upload_clinical_document;
 
+pub use athena_contracts::BookAppointment;
 use connector_core::CoreError;
 use connector_core::avro::{AvroCodec, AvroRecord, RegistryConfig};
-pub use connector_core::contracts::BookAppointment;
 
 pub use add_insurance::AddInsurance;
 pub use cancel_appointment::CancelAppointment;

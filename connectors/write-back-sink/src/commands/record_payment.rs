@@ -1,7 +1,7 @@
 //! Rust mirror of `schemas/commands/RecordPayment.avsc` (the schema is the contract; field docs there).
 
+use athena_contracts::{Date, TimestampMillis};
 use connector_core::avro::AvroRecord;
-use connector_core::contracts::{Date, TimestampMillis};
 use serde::{Deserialize, Serialize};
 
 /// `com.athenaconnect.commands.RecordPayment`: Post a patient payment.

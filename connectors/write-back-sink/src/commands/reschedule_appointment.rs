@@ -1,7 +1,7 @@
 //! Rust mirror of `schemas/commands/RescheduleAppointment.avsc` (the schema is the contract; field docs there).
 
+use athena_contracts::TimestampMillis;
 use connector_core::avro::AvroRecord;
-use connector_core::contracts::TimestampMillis;
 use serde::{Deserialize, Serialize};
 
 /// `com.athenaconnect.commands.RescheduleAppointment`: Move a booked appointment to another open slot (PUT /v1/{practiceid}/appointments/{appointmentid}/reschedule).

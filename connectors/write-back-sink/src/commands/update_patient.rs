@@ -1,7 +1,7 @@
 //! Rust mirror of `schemas/commands/UpdatePatient.avsc` (the schema is the contract; field docs there).
 
+use athena_contracts::{Date, TimestampMillis};
 use connector_core::avro::AvroRecord;
-use connector_core::contracts::{Date, TimestampMillis};
 use serde::{Deserialize, Serialize};
 
 /// `com.athenaconnect.commands.UpdatePatient`: Set demographic fields of a patient (PUT /v1/{practiceid}/patients/{patientid}); only fields that are set are sent.

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::{CommandResult, CommandStatus};
 use athena_sim::{NewPatient, RunningSim};
 use chrono::NaiveDate;
-use connector_core::contracts::{CommandResult, CommandStatus};
 use futures::future::join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureRecord;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use athena_client::{AthenaClient, ClientConfig, Environment};
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::{BookAppointment, CommandResult};
 use athena_sim::{RunningSim, SimConfig};
 use connector_core::avro::{AvroCodec, AvroRecord, RegistryConfig, SubjectStrategy};
-use connector_core::contracts::{BookAppointment, CommandResult};
 use connector_core::kafka::KafkaConfig;
 use connector_core::runtime::{RunEnv, TaskHandle, task};
 use rdkafka::consumer::{Consumer, StreamConsumer};

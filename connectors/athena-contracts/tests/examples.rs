@@ -1,0 +1,205 @@
+//! Every schema's example in `schemas/examples/` through its Rust mirror and its `.avsc`: the
+//! example JSON deserialises into the mirror, the mirror encodes with the bundled schema (parsed
+//! from the `.avsc`, Confluent framing), decodes back equal, and serialises back to exactly the
+//! example JSON. The table below is the pairing of schema and mirror; a top-level schema without
+//! a row (or without an example), or an example without a schema, fails the test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use athena_contracts::events::{
+    allergies, ccm_enrollment_status, charge_codes, claims, family_history, imaging_results,
+    lab_results, medications, or_cases, orders, patient_cases, prescriptions, problems,
+    provider_numbers, providers, referring_provider_numbers, referring_providers, stays,
+    surgery_cases, vaccines, visits,
+};
+use athena_contracts::{
+    AppointmentChanged, BookAppointment, CommandResult, FhirResourceChanged, PatientChanged,
+};
+use connector_core::avro::{AvroRecord, Catalog, Encoder, decode_body, unframe};
+use serde_json::Value;
+
+/// Command payloads whose mirrors live beside their handlers in `write-back-sink` (its own
+/// tests round-trip them); listed so that a new schema still has to be placed somewhere.
+const SINK_COMMANDS: &[&str] = &[
+    "AddInsurance",
+    "CancelAppointment",
+    "CheckInAppointment",
+    "CreateClaim",
+    "CreatePatient",
+    "RecordPayment",
+    "RescheduleAppointment",
+    "UpdatePatient",
+    "UploadClinicalDocument",
+];
+
+type RoundTrip = fn(&str, &Value) -> Result<(), String>;
+
+fn round_trip<T: AvroRecord + PartialEq + Debug>(
+    file: &str,
+    example: &Value,
+) -> Result<(), String> {
+    let ev: T = serde_json::from_value(example.clone())
+        .map_err(|e| format!("{file}: the example does not fit the mirror: {e}"))?;
+    let schema = &T::bundled().schema;
+    let value = apache_avro::to_value(&ev).map_err(|e| format!("{file}: {e}"))?;
+    if !value.validate(schema) {
+        return Err(format!(
+            "{file}: the mirror's value does not validate against the .avsc"
+        ));
+    }
+    let bytes = Encoder::<T>::with_id(7)
+        .and_then(|enc| enc.encode(&ev))
+        .map_err(|e| format!("{file}: encode: {e}"))?;
+    let (id, body) = unframe(&bytes).map_err(|e| format!("{file}: framing: {e}"))?;
+    if id != 7 {
+        return Err(format!("{file}: framed schema id {id}"));
+    }
+    let back: T = decode_body(body).map_err(|e| format!("{file}: decode: {e}"))?;
+    if back != ev {
+        return Err(format!("{file}: decoded {back:?} != {ev:?}"));
+    }
+    let json = serde_json::to_value(&back).map_err(|e| format!("{file}: {e}"))?;
+    if json != *example {
+        return Err(format!("{file}: back to JSON {json} != example {example}"));
+    }
+    Ok(())
+}
+
+fn table() -> BTreeMap<&'static str, RoundTrip> {
+    BTreeMap::from([
+        ("PatientChanged", round_trip::<PatientChanged> as RoundTrip),
+        ("AppointmentChanged", round_trip::<AppointmentChanged>),
+        ("FhirResourceChanged", round_trip::<FhirResourceChanged>),
+        ("ProblemChanged", round_trip::<problems::ProblemChanged>),
+        ("AllergyChanged", round_trip::<allergies::AllergyChanged>),
+        (
+            "MedicationChanged",
+            round_trip::<medications::MedicationChanged>,
+        ),
+        ("VaccineChanged", round_trip::<vaccines::VaccineChanged>),
+        (
+            "FamilyHistoryChanged",
+            round_trip::<family_history::FamilyHistoryChanged>,
+        ),
+        (
+            "PrescriptionChanged",
+            round_trip::<prescriptions::PrescriptionChanged>,
+        ),
+        (
+            "LabResultChanged",
+            round_trip::<lab_results::LabResultChanged>,
+        ),
+        (
+            "ImagingResultChanged",
+            round_trip::<imaging_results::ImagingResultChanged>,
+        ),
+        ("OrderChanged", round_trip::<orders::OrderChanged>),
+        (
+            "PatientCaseChanged",
+            round_trip::<patient_cases::PatientCaseChanged>,
+        ),
+        ("ClaimChanged", round_trip::<claims::ClaimChanged>),
+        ("ProviderChanged", round_trip::<providers::ProviderChanged>),
+        (
+            "ReferringProviderChanged",
+            round_trip::<referring_providers::ReferringProviderChanged>,
+        ),
+        (
+            "ProviderNumberChanged",
+            round_trip::<provider_numbers::ProviderNumberChanged>,
+        ),
+        (
+            "ReferringProviderNumberChanged",
+            round_trip::<referring_provider_numbers::ReferringProviderNumberChanged>,
+        ),
+        (
+            "CcmEnrollmentStatusChanged",
+            round_trip::<ccm_enrollment_status::CcmEnrollmentStatusChanged>,
+        ),
+        (
+            "ChargeCodeChanged",
+            round_trip::<charge_codes::ChargeCodeChanged>,
+        ),
+        ("StayChanged", round_trip::<stays::StayChanged>),
+        ("VisitChanged", round_trip::<visits::VisitChanged>),
+        ("OrCaseChanged", round_trip::<or_cases::OrCaseChanged>),
+        (
+            "SurgeryCaseChanged",
+            round_trip::<surgery_cases::SurgeryCaseChanged>,
+        ),
+        ("BookAppointment", round_trip::<BookAppointment>),
+        ("CommandResult", round_trip::<CommandResult>),
+    ])
+}
+
+/// Example files by schema short name (`CreateClaim.appointment.json` belongs to `CreateClaim`).
+fn examples() -> BTreeMap<String, Vec<(String, Value)>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/examples");
+    let mut out: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
+    for f in std::fs::read_dir(dir).expect("schemas/examples exists") {
+        let path = f.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            file.ends_with(".json"),
+            "unexpected file {file} in schemas/examples"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
+        let short = file.split('.').next().unwrap().to_string();
+        out.entry(short).or_default().push((file, value));
+    }
+    out
+}
+
+#[test]
+fn every_schema_example_round_trips_through_its_mirror_and_avsc() {
+    let table = table();
+    let mut examples = examples();
+    // Every top-level schema (one with a default topic) is paired with a mirror here or in the sink.
+    let top_level: BTreeSet<String> = Catalog::global()
+        .iter()
+        .filter(|s| s.default_topic.is_some())
+        .map(|s| s.name.rsplit('.').next().unwrap().to_string())
+        .collect();
+    for name in &top_level {
+        assert!(
+            table.contains_key(name.as_str()) || SINK_COMMANDS.contains(&name.as_str()),
+            "schema {name} has no Rust mirror in this table (nor is it a sink command)"
+        );
+    }
+    for name in table.keys().chain(SINK_COMMANDS) {
+        assert!(
+            top_level.contains(*name),
+            "{name}: no bundled top-level schema of that name"
+        );
+        assert!(
+            examples.contains_key(*name),
+            "{name}: no example in schemas/examples"
+        );
+    }
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (name, rt) in &table {
+        for (file, value) in examples.remove(*name).unwrap_or_default() {
+            checked += 1;
+            if let Err(e) = rt(&file, &value) {
+                failures.push(e);
+            }
+        }
+    }
+    for name in SINK_COMMANDS {
+        examples.remove(*name);
+    }
+    assert!(
+        examples.is_empty(),
+        "examples without a schema: {:?}",
+        examples.keys().collect::<Vec<_>>()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        checked >= table.len(),
+        "every row checked at least one example"
+    );
+}
