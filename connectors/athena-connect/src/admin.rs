@@ -248,15 +248,23 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API on `listener` until `shutdown` resolves.
+/// Serves the admin API on `listener` until `shutdown` resolves, through connector-core's
+/// hardened server with its default limits (header-read, body and request timeouts,
+/// connection cap with 503 shedding, shutdown deadline).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    connector_core::http_server::serve(
+        listener,
+        None,
+        router(state),
+        connector_core::http_server::HttpServerConfig::default(),
+        "admin",
+        shutdown,
+    )
+    .await
 }
 
 /// Binds `addr` (with a clear message when taken).

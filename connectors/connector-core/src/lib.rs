@@ -19,6 +19,8 @@
 //! - [`checkpoint`]: state (cursors, progress, ledgers) in a compacted topic.
 //! - [`dlq`]: the dead-letter queue with Kafka Connect's `__connect.errors.*` headers and
 //!   PHI redaction.
+//! - [`http_server`]: the hardened HTTP server every listener uses (timeouts, connection and
+//!   TLS-handshake caps, graceful shutdown with a deadline).
 //! - [`headers`]: W3C trace context and CloudEvents attributes in Kafka headers.
 //! - [`ids`]: deterministic event ids shared by every source path.
 //! - [`metrics`]: every Prometheus metric name and label set, in one place.
@@ -33,6 +35,7 @@ pub mod contracts;
 pub mod dlq;
 pub mod error;
 pub mod headers;
+pub mod http_server;
 pub mod ids;
 pub mod kafka;
 pub mod metrics;
