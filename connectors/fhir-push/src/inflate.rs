@@ -280,23 +280,11 @@ impl Inflater {
                 // counted and skipped as the connector page documents.
                 Err(Error::Athena(athena_client::Error::NotFound { .. })) => {
                     tracing::info!(connector = %self.connector, "Skipped a notification event whose focus no longer exists (404).");
-                    global()
-                        .errors
-                        .get_or_create(&connector_core::metrics::ErrorLabels {
-                            connector: self.connector.clone(),
-                            class: "permanent".into(),
-                        })
-                        .inc();
+                    self.count_permanent();
                 }
                 Err(e) if e.class() == ErrorClass::Permanent => {
                     tracing::warn!(connector = %self.connector, error = %e, "A notification event's focus cannot be read; the notification goes to the dead-letter queue.");
-                    global()
-                        .errors
-                        .get_or_create(&connector_core::metrics::ErrorLabels {
-                            connector: self.connector.clone(),
-                            class: "permanent".into(),
-                        })
-                        .inc();
+                    self.count_permanent();
                     unreadable.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
@@ -335,6 +323,16 @@ impl Inflater {
             produced: acked.len(),
             unreadable,
         })
+    }
+
+    fn count_permanent(&self) {
+        global()
+            .errors
+            .get_or_create(&connector_core::metrics::ErrorLabels {
+                connector: self.connector.clone(),
+                class: "permanent".into(),
+            })
+            .inc();
     }
 
     /// Copies `msg` to the dead-letter topic with the `__connect.errors.*` headers of the DLQ

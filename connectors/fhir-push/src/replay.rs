@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use connector_core::CoreError;
 use connector_core::kafka::KafkaConfig;
 use parking_lot::Mutex;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -191,20 +191,11 @@ pub async fn rebuild(
     window: Duration,
     timeout: Duration,
 ) -> Result<usize, Error> {
-    let mut cfg = kafka.consumer_config(group_id);
-    cfg.set("enable.auto.commit", "false");
-    let topic = topic.to_string();
+    let cfg = kafka.clone();
+    let (group_id, topic) = (group_id.to_string(), topic.to_string());
     let kafka_err = |operation: &'static str| move |source| CoreError::Kafka { operation, source };
     tokio::task::spawn_blocking(move || -> Result<usize, Error> {
-        let c: BaseConsumer = cfg.create().map_err(kafka_err("create replay reader"))?;
-        let md = c
-            .fetch_metadata(Some(&topic), timeout)
-            .map_err(kafka_err("notifications metadata"))?;
-        let partitions: Vec<i32> = md
-            .topics()
-            .first()
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
+        let (c, partitions) = crate::catch_up::probe_consumer(&cfg, &group_id, &topic, timeout)?;
         let since = Utc::now() - chrono::Duration::from_std(window).unwrap_or_default();
         let mut by_time = TopicPartitionList::new();
         for p in &partitions {

@@ -9,87 +9,60 @@
 //!   of the connector (replay protection rebuilt from the notifications topic);
 //! - a replayed heartbeat does not reset the gap timer.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use athena_client::{AthenaClient, ClientConfig, Environment};
-use athena_connect_tests::{Stack, unique};
+use athena_connect_tests::Stack;
 use athena_sim::{NewPatient, RunningSim, SimConfig};
-use connector_core::Secret;
 use connector_core::contracts::PatientChanged;
 use connector_core::http_server::HttpServerConfig;
-use connector_core::kafka::KafkaConfig;
-use connector_core::runtime::{RunEnv, TaskState};
-use fhir_push::adapter::{AthenaAdapter, PushAdapter};
+use connector_core::runtime::{RunEnv, TaskHandle, TaskState};
 use fhir_push::signature::sign;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PRACTICE: u64 = 195_900;
-const SECRET: &str = "test-shared-secret-0123456789";
+mod common;
+use common::{PRACTICE, SECRET, athena, free_port, high_watermark, stop, wait_listening};
 
-fn athena(sim: &RunningSim) -> AthenaClient {
-    let mut c = ClientConfig::new(
-        Environment::Custom(sim.base_url.parse().unwrap()),
-        "sim-client",
-        SecretString::from("sim-secret"),
-    );
-    c.request_timeout = Duration::from_secs(5);
-    c.rate_limit.qps = 200.0;
-    c.rate_limit.burst = 50;
-    c.rate_limit.token_requests_per_minute = 60;
-    AthenaClient::new(c).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn high_watermark(kafka: &KafkaConfig, topic: &str) -> i64 {
-    let c: BaseConsumer = kafka.consumer_config(&unique("wm")).create().unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| {
-            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .sum()
-}
-
-/// A connector config without subscription management or catch-up (the tests post directly).
+/// The shared config without subscription management or catch-up (the tests post directly).
 fn config(stack: &Stack, port: u16) -> (fhir_push::Config, RunEnv) {
-    let mut c = fhir_push::Config::new(
-        PRACTICE,
-        Secret::new(SECRET),
-        format!("http://127.0.0.1:{port}/notifications"),
-    );
-    c.listen = format!("127.0.0.1:{port}");
-    c.notifications_topic = unique("push.notifications");
-    c.notifications_partitions = 2;
-    c.patients_topic = Some(unique("patients"));
-    c.appointments_topic = Some(unique("appointments"));
-    c.fhir_resources_topic = Some(unique("fhir"));
-    c.group_id = Some(unique("inflate"));
+    let (mut c, env) = common::config(stack, port);
+    c.subscription_topics.clear();
     c.manage_subscriptions = false;
     c.catch_up = false;
-    let mut registry = stack.registry();
-    registry.auto_register = true;
-    let env = RunEnv {
-        kafka: stack.kafka(),
-        registry,
-    };
     (c, env)
+}
+
+/// The stack, a simulator, a port and a config whose output and dead-letter topics exist.
+async fn setup() -> (Stack, RunningSim, u16, fhir_push::Config, RunEnv) {
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
+    let port = free_port();
+    let (cfg, env) = config(&stack, port);
+    for t in [
+        cfg.patients_topic(),
+        cfg.appointments_topic(),
+        cfg.fhir_resources_topic(),
+        format!("{}.dlq", cfg.notifications_topic),
+    ] {
+        stack.create_topic(&t, 1).await;
+    }
+    (stack, sim, port, cfg, env)
+}
+
+type Running = (
+    TaskHandle,
+    tokio::task::JoinHandle<Result<(), fhir_push::Error>>,
+);
+
+/// Starts the whole connector (`fhir_push::run`) and waits until its receiver listens.
+async fn start(cfg: &fhir_push::Config, env: &RunEnv, sim: &RunningSim, port: u16) -> Running {
+    let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
+    let task = {
+        let (cfg, env, client) = (cfg.clone(), env.clone(), athena(sim));
+        tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await })
+    };
+    wait_listening(port).await;
+    (handle, task)
 }
 
 fn event_bundle(event_id: &str, focus: serde_json::Value) -> String {
@@ -114,20 +87,6 @@ async fn post(http: &reqwest::Client, port: u16, body: &str) -> u16 {
         .as_u16()
 }
 
-async fn wait_listening(port: u16) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "receiver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn header<'a>(m: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'a str> {
     m.headers()?
         .iter()
@@ -138,24 +97,8 @@ fn header<'a>(m: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'a st
 
 #[tokio::test]
 async fn versioned_and_garbage_focus_never_stop_the_connector() {
-    let stack = Stack::get().await;
-    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
-    let port = free_port();
-    let (cfg, env) = config(&stack, port);
-    for t in [
-        cfg.patients_topic(),
-        cfg.appointments_topic(),
-        cfg.fhir_resources_topic(),
-        format!("{}.dlq", cfg.notifications_topic),
-    ] {
-        stack.create_topic(&t, 1).await;
-    }
-    let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
-    let task = {
-        let (cfg, env, client) = (cfg.clone(), env.clone(), athena(&sim));
-        tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await })
-    };
-    wait_listening(port).await;
+    let (stack, sim, port, cfg, env) = setup().await;
+    let running = start(&cfg, &env, &sim, port).await;
     let http = reqwest::Client::new();
 
     // The exact notification from the report: a versioned Encounter reference.
@@ -219,44 +162,23 @@ async fn versioned_and_garbage_focus_never_stop_the_connector() {
         high_watermark(&env.kafka, &format!("{}.dlq", cfg.notifications_topic)),
         1
     );
-    let status = handle.status();
+    let status = running.0.status();
     assert_eq!(status.state, TaskState::Running, "{status:?}");
-    assert!(!task.is_finished(), "the connector is still running");
-
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("connector stops")
-        .unwrap()
-        .unwrap();
+    assert!(!running.1.is_finished(), "the connector is still running");
+    stop(running.0, running.1).await;
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn same_notification_posted_many_times_gives_one_record_also_across_a_restart() {
-    let stack = Stack::get().await;
-    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
-    let port = free_port();
-    let (cfg, env) = config(&stack, port);
-    for t in [
-        cfg.patients_topic(),
-        cfg.appointments_topic(),
-        cfg.fhir_resources_topic(),
-    ] {
-        stack.create_topic(&t, 1).await;
-    }
+    let (_stack, sim, port, cfg, env) = setup().await;
     let body = event_bundle(
         "22222222-0000-4000-8000-000000000001",
         serde_json::json!({"reference": format!("Patient/a-{PRACTICE}.E-999999")}),
     );
     let http = reqwest::Client::new();
     for round in 0..2 {
-        let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
-        let task = {
-            let (cfg, env, client) = (cfg.clone(), env.clone(), athena(&sim));
-            tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await })
-        };
-        wait_listening(port).await;
+        let running = start(&cfg, &env, &sim, port).await;
         for i in 0..20 {
             assert_eq!(
                 post(&http, port, &body).await,
@@ -269,12 +191,7 @@ async fn same_notification_posted_many_times_gives_one_record_also_across_a_rest
             1,
             "round {round}: one record for 20 copies"
         );
-        handle.shutdown();
-        tokio::time::timeout(Duration::from_secs(30), task)
-            .await
-            .expect("connector stops")
-            .unwrap()
-            .unwrap();
+        stop(running.0, running.1).await;
         // The port is free again before the next round binds it.
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -284,12 +201,7 @@ async fn same_notification_posted_many_times_gives_one_record_also_across_a_rest
         }
     }
     // A notification whose events are older than max_event_age is refused, not recorded.
-    let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
-    let task = {
-        let (cfg, env, client) = (cfg.clone(), env.clone(), athena(&sim));
-        tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await })
-    };
-    wait_listening(port).await;
+    let running = start(&cfg, &env, &sim, port).await;
     let old =
         serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
         "resourceType": "SubscriptionStatus", "type": "event-notification",
@@ -300,12 +212,7 @@ async fn same_notification_posted_many_times_gives_one_record_also_across_a_rest
         .to_string();
     assert_eq!(post(&http, port, &old).await, 422);
     assert_eq!(high_watermark(&env.kafka, &cfg.notifications_topic), 1);
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("connector stops")
-        .unwrap()
-        .unwrap();
+    stop(running.0, running.1).await;
     sim.shutdown().await;
 }
 
@@ -323,22 +230,8 @@ fn rss_kib() -> Option<u64> {
 #[tokio::test]
 async fn slow_clients_are_cut_off_while_a_signed_notification_gets_through() {
     let stack = Stack::get().await;
-    let topic = unique("push.notifications");
-    stack.create_topic(&topic, 1).await;
+    let (state, gap, topic) = common::receiver_on_new_topic(&stack, "slow").await;
     let kafka = stack.kafka();
-    let adapter: Arc<dyn PushAdapter> = Arc::new(AthenaAdapter::new(Secret::new(SECRET)));
-    let gap = Arc::new(fhir_push::gap::GapMonitor::new(
-        "slow",
-        Duration::from_secs(600),
-    ));
-    let state = fhir_push::receiver::ReceiverState::new(
-        "slow",
-        adapter,
-        kafka.build_producer().unwrap(),
-        topic.clone(),
-        Duration::from_millis(1500),
-        gap.clone(),
-    );
     let app = fhir_push::receiver::router(state, 64 * 1024);
     let limits = HttpServerConfig {
         header_read_timeout: Duration::from_secs(2),
