@@ -249,22 +249,21 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves, through connector-core's
-/// hardened server with its default limits (header-read, body and request timeouts,
-/// connection cap with 503 shedding, shutdown deadline).
+/// hardened server: its default header-read and body timeouts, connection cap (503 shedding)
+/// and shutdown deadline. The request timeout is long instead: `stop`, `restart` and offset
+/// resets wait for a connector (bounded by `shutdown_timeout`), and cutting such a handler
+/// off would abandon the operation half-way.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    connector_core::http_server::serve(
-        listener,
-        None,
-        router(state),
-        connector_core::http_server::HttpServerConfig::default(),
-        "admin",
-        shutdown,
-    )
-    .await
+    let limits = connector_core::http_server::HttpServerConfig {
+        request_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    connector_core::http_server::serve(listener, None, router(state), limits, "admin", shutdown)
+        .await
 }
 
 /// Binds `addr` (with a clear message when taken).
