@@ -79,6 +79,19 @@ impl Dedup {
     }
 }
 
+/// An athenaOne record id from outside (identifier value, the tail of a FHIR id): numeric at
+/// athena; anything beyond ASCII letters and digits (`..`, `/`, `%`) is refused before it
+/// becomes a path segment.
+fn athena_id(v: &str) -> Result<&str, Error> {
+    if (1..=32).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(v)
+    } else {
+        Err(Error::UnsupportedFocus(
+            "athena id is not alphanumeric".into(),
+        ))
+    }
+}
+
 /// What inflating one notification did.
 #[derive(Debug, Default)]
 pub struct Handled {
@@ -194,7 +207,7 @@ impl Inflater {
                         })
                     })
                     .ok_or_else(|| Error::UnsupportedFocus("patient without athena id".into()))?;
-                let rec = practice.get_patient(&id).await?;
+                let rec = practice.get_patient(athena_id(&id)?).await?;
                 let Some(ev) = mapping::patient_from_athena(&pid, &rec.raw, &obs) else {
                     return Ok(None);
                 };
@@ -211,7 +224,7 @@ impl Inflater {
             }
             "appointment" => {
                 let (_, _, id) = by_ident.expect("matched above");
-                let rec = practice.get_appointment(id).await?;
+                let rec = practice.get_appointment(athena_id(id)?).await?;
                 let Some(ev) = mapping::appointment_from_athena(&pid, &rec.raw, &obs) else {
                     return Ok(None);
                 };
@@ -495,6 +508,14 @@ impl Inflater {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn athena_ids_from_outside_are_checked() {
+        assert_eq!(athena_id("528595").unwrap(), "528595");
+        for bad in ["", "..", "1/2", "1%2F", "a b", &"9".repeat(33)] {
+            assert!(athena_id(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn dedup_is_bounded() {
