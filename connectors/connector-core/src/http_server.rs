@@ -63,10 +63,11 @@ pub struct HttpServerConfig {
     /// Head received to response ready; past it the answer is 503. Default 30 s.
     #[serde(default = "d_request", with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Most connections open at once; more are shed (503 on HTTP, closed on HTTPS). Default 256.
+    /// Most connections open at once; more are shed (503 on HTTP, closed on HTTPS). Default 512
+    /// (an idle connection costs about 20 KB; keep it below the process's open-file limit).
     #[serde(default = "d_max_conn")]
     pub max_connections: usize,
-    /// Most TLS handshakes in progress at once; more are closed. Default 64.
+    /// Most TLS handshakes in progress at once; more are closed. Default 128.
     #[serde(default = "d_max_hs")]
     pub max_tls_handshakes: usize,
     /// A TLS handshake must finish within this time. Default 10 s.
@@ -88,10 +89,10 @@ fn d_request() -> Duration {
     Duration::from_secs(30)
 }
 fn d_max_conn() -> usize {
-    256
+    512
 }
 fn d_max_hs() -> usize {
-    64
+    128
 }
 fn d_hs() -> Duration {
     Duration::from_secs(10)
@@ -488,6 +489,6 @@ mod tests {
         assert!(e.contains("max_tls_handshakes"), "{e}");
         let c: HttpServerConfig = toml::from_str("header_read_timeout = \"5s\"").unwrap();
         assert_eq!(c.header_read_timeout, Duration::from_secs(5));
-        assert_eq!(c.max_connections, 256);
+        assert_eq!(c.max_connections, 512);
     }
 }
