@@ -490,7 +490,7 @@ async fn fhir_read_and_bulk_export() {
     );
     let fhir_id = athena_client::api::fhir::ids::patient(PracticeId(PRACTICE), &pid);
     let patient = client
-        .fhir_read("Patient", &fhir_id)
+        .fhir_read(&athena_client::model::FhirRef::new("Patient", &fhir_id).expect("valid ref"))
         .await
         .expect("FHIR read");
     assert_eq!(patient["resourceType"], "Patient");

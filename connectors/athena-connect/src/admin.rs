@@ -248,14 +248,21 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API on `listener` until `shutdown` resolves.
+/// Serves the admin API on `listener` until `shutdown` resolves, through connector-core's
+/// hardened server: its default header-read and body timeouts, connection cap (503 shedding)
+/// and shutdown deadline. The request timeout is long instead: `stop`, `restart` and offset
+/// resets wait for a connector (bounded by `shutdown_timeout`), and cutting such a handler
+/// off would abandon the operation half-way.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let limits = connector_core::http_server::HttpServerConfig {
+        request_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    connector_core::http_server::serve(listener, None, router(state), limits, "admin", shutdown)
         .await
 }
 

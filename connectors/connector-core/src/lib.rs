@@ -18,6 +18,8 @@
 //! - [`checkpoint`]: state (cursors, progress, ledgers) in a compacted topic.
 //! - [`dlq`]: the dead-letter queue with Kafka Connect's `__connect.errors.*` headers and
 //!   PHI redaction.
+//! - [`http_server`]: the hardened HTTP server every listener uses (timeouts, connection and
+//!   TLS-handshake caps, graceful shutdown with a deadline).
 //! - [`headers`]: W3C trace context and CloudEvents attributes in Kafka headers.
 //! - [`ids`]: deterministic event ids shared by every source path (the Rust mirrors of the
 //!   contracts and the mapping to events are in the `athena-contracts` crate).
@@ -32,6 +34,7 @@ pub mod config;
 pub mod dlq;
 pub mod error;
 pub mod headers;
+pub mod http_server;
 pub mod ids;
 pub mod kafka;
 pub mod metrics;

@@ -42,6 +42,13 @@ pub struct ConnectorLabels {
     pub connector: String,
 }
 
+/// Labels of an HTTP listener (`admin` or a connector name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    /// Listener name.
+    pub server: String,
+}
+
 /// Labels for commands by type and outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommandLabels {
@@ -108,6 +115,12 @@ pub struct Metrics {
     pub push_catch_up_failures: Family<FeedLabels, Counter>,
     /// Subscribed push topics a catch-up could not read (no changed-data feed), per catch-up.
     pub push_catch_up_uncovered: Family<ConnectorLabels, Counter>,
+    /// Connections an HTTP listener shed at its connection or TLS-handshake cap.
+    pub http_connections_shed: Family<ServerLabels, Counter>,
+    /// Authentic push notifications answered 2xx without a record (already accepted).
+    pub push_replays: Family<ConnectorLabels, Counter>,
+    /// Authentic push notifications refused because every event was older than allowed.
+    pub push_stale_refused: Family<ConnectorLabels, Counter>,
 }
 
 impl Metrics {
@@ -138,6 +151,9 @@ impl Metrics {
             push_catch_up_events: Family::default(),
             push_catch_up_failures: Family::default(),
             push_catch_up_uncovered: Family::default(),
+            http_connections_shed: Family::default(),
+            push_replays: Family::default(),
+            push_stale_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -230,6 +246,21 @@ impl Metrics {
             "push_catch_up_uncovered",
             "Subscribed push topics a catch-up could not read (no changed-data feed)",
             m.push_catch_up_uncovered.clone(),
+        );
+        registry.register(
+            "http_connections_shed",
+            "Connections shed at an HTTP listener's connection or TLS-handshake cap",
+            m.http_connections_shed.clone(),
+        );
+        registry.register(
+            "push_replays",
+            "Push notifications already accepted, answered without a new record",
+            m.push_replays.clone(),
+        );
+        registry.register(
+            "push_stale_refused",
+            "Push notifications refused as older than max_event_age",
+            m.push_stale_refused.clone(),
         );
         Metrics { registry, ..m }
     }

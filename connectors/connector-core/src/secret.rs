@@ -29,7 +29,23 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.expose_secret().is_empty()
     }
+
+    /// The one rule every binary applies to a shared secret (webhook HMAC key, bearer token):
+    /// at least [`MIN_SHARED_SECRET_CHARS`] characters. The error names `key`, never the value.
+    pub fn validate_shared(&self, key: &str) -> Result<(), crate::CoreError> {
+        if self.0.expose_secret().chars().count() < MIN_SHARED_SECRET_CHARS {
+            return Err(crate::CoreError::config(
+                key,
+                format!("must be at least {MIN_SHARED_SECRET_CHARS} characters"),
+            ));
+        }
+        Ok(())
+    }
 }
+
+/// Shortest shared secret any binary accepts: 16 characters (a guessable HMAC key makes every
+/// signature forgeable).
+pub const MIN_SHARED_SECRET_CHARS: usize = 16;
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -78,6 +94,18 @@ mod tests {
     struct Holder {
         a: Secret,
         b: Secret,
+    }
+
+    #[test]
+    fn short_shared_secrets_are_refused_naming_the_key() {
+        let e = Secret::new("fifteen-chars!!")
+            .validate_shared("a.b.secret")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a.b.secret") && !e.contains("fifteen"), "{e}");
+        Secret::new("sixteen-chars!!!")
+            .validate_shared("a.b.secret")
+            .unwrap();
     }
 
     #[test]

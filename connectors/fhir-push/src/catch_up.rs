@@ -148,23 +148,12 @@ pub async fn newest_record_time(
     topic: &str,
     timeout: Duration,
 ) -> Result<Option<DateTime<Utc>>, Error> {
-    let mut cfg = kafka.consumer_config(group_id);
     // A probe: it reads one record per partition by assignment and commits nothing.
-    cfg.set("enable.auto.commit", "false");
-    let topic = topic.to_string();
+    let cfg = kafka.clone();
+    let (group_id, topic) = (group_id.to_string(), topic.to_string());
     let kafka_err = |operation: &'static str| move |source| CoreError::Kafka { operation, source };
     tokio::task::spawn_blocking(move || -> Result<Option<DateTime<Utc>>, Error> {
-        let c: BaseConsumer = cfg
-            .create()
-            .map_err(kafka_err("create notifications probe"))?;
-        let md = c
-            .fetch_metadata(Some(&topic), timeout)
-            .map_err(kafka_err("notifications metadata"))?;
-        let partitions: Vec<i32> = md
-            .topics()
-            .first()
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
+        let (c, partitions) = probe_consumer(&cfg, &group_id, &topic, timeout)?;
         let mut tpl = TopicPartitionList::new();
         let mut want = 0usize;
         for p in partitions {
@@ -203,6 +192,34 @@ pub async fn newest_record_time(
     })
     .await
     .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+/// A consumer that reads `topic` by assignment and commits nothing, and the topic's
+/// partitions (blocking: call from `spawn_blocking`).
+pub(crate) fn probe_consumer(
+    kafka: &KafkaConfig,
+    group_id: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(BaseConsumer, Vec<i32>), Error> {
+    let mut cfg = kafka.consumer_config(group_id);
+    cfg.set("enable.auto.commit", "false");
+    let c: BaseConsumer = cfg.create().map_err(|source| CoreError::Kafka {
+        operation: "create notifications probe",
+        source,
+    })?;
+    let md = c
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|source| CoreError::Kafka {
+            operation: "notifications metadata",
+            source,
+        })?;
+    let partitions = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    Ok((c, partitions))
 }
 
 /// A catch-up failure of one feed, as reported (ids and feed names only, no payloads).

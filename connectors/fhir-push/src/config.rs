@@ -9,6 +9,7 @@ use connector_core::Secret;
 use connector_core::avro::AvroRecord;
 use connector_core::config::Validate;
 use connector_core::dlq::DlqConfig;
+use connector_core::http_server::HttpServerConfig;
 use serde::Deserialize;
 
 /// Which subscription dialect the other side speaks.
@@ -42,9 +43,30 @@ pub struct Config {
     pub public_url: String,
     /// Serve HTTPS with these PEM files; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
-    /// Largest accepted notification body; larger requests get 413.
+    /// Largest accepted notification body; larger requests get 413. athena's notifications are
+    /// id-only and a few KB, so the default is 64 KiB.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// Connection limits of the receiver (`[sources.fhir_push.<name>.http]`): header-read, body
+    /// and request timeouts, connection and TLS-handshake caps, shutdown deadline. See
+    /// [`HttpServerConfig`] for the keys and defaults. (Boxed: it is large and rarely read, and
+    /// this config sits in an enum beside the other connectors' configs.)
+    #[serde(default)]
+    pub http: Box<HttpServerConfig>,
+    /// How long an accepted notification event id is remembered: a copy within this window is
+    /// answered 200 without a new record. Rebuilt from the notifications topic at start. Must
+    /// be at least `max_event_age`. Default 3 h.
+    #[serde(default = "default_replay_window", with = "humantime_serde")]
+    pub replay_window: Duration,
+    /// Most event ids replay protection remembers (about 150 bytes each). Default 100,000.
+    #[serde(default = "default_replay_max_entries")]
+    pub replay_max_entries: usize,
+    /// A notification whose every event is older than this (by `notificationEvent.timestamp`)
+    /// is refused with 422: athena retries for 1 h, so the default 2 h covers its retries plus
+    /// a margin. Raise it (and `replay_window`) before replaying athena's dead-letter queue,
+    /// which keeps notifications for 7 days.
+    #[serde(default = "default_max_event_age", with = "humantime_serde")]
+    pub max_event_age: Duration,
     /// How long the receiver waits for Kafka to acknowledge a notification before answering
     /// 503 (athena allows 2 s in total).
     #[serde(default = "default_ack_budget", with = "humantime_serde")]
@@ -116,7 +138,16 @@ fn default_listen() -> String {
     "0.0.0.0:8088".into()
 }
 fn default_body_limit() -> usize {
-    1024 * 1024
+    64 * 1024
+}
+fn default_replay_window() -> Duration {
+    Duration::from_secs(3 * 3600)
+}
+fn default_replay_max_entries() -> usize {
+    100_000
+}
+fn default_max_event_age() -> Duration {
+    Duration::from_secs(2 * 3600)
 }
 fn default_ack_budget() -> Duration {
     Duration::from_millis(1500)
@@ -161,6 +192,10 @@ impl Config {
             public_url: public_url.into(),
             tls: None,
             body_limit_bytes: default_body_limit(),
+            http: Box::default(),
+            replay_window: default_replay_window(),
+            replay_max_entries: default_replay_max_entries(),
+            max_event_age: default_max_event_age(),
             ack_budget: default_ack_budget(),
             subscription_topics: Vec::new(),
             manage_subscriptions: true,
@@ -224,10 +259,24 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), CoreError> {
         const P: &str = "sources.fhir_push.<name>";
         let key = |k: &str| format!("{P}.{k}");
-        if self.secret.expose().len() < 16 {
+        self.secret.validate_shared(&key("secret"))?;
+        self.http.validate(&key("http"))?;
+        if self.max_event_age < Duration::from_secs(3600) {
             return Err(CoreError::config(
-                key("secret"),
-                "must be at least 16 characters",
+                key("max_event_age"),
+                "must be at least 1h (athena retries a notification for up to an hour)",
+            ));
+        }
+        if self.replay_window < self.max_event_age {
+            return Err(CoreError::config(
+                key("replay_window"),
+                "must be at least max_event_age (else an old copy could be accepted twice)",
+            ));
+        }
+        if self.replay_max_entries == 0 {
+            return Err(CoreError::config(
+                key("replay_max_entries"),
+                "must be at least 1",
             ));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -252,10 +301,10 @@ impl Validate for Config {
                 "must be between 100ms and 2s (athena's hard limit is 2s)",
             ));
         }
-        if self.body_limit_bytes < 1024 {
+        if !(1024..=16 * 1024 * 1024).contains(&self.body_limit_bytes) {
             return Err(CoreError::config(
                 key("body_limit_bytes"),
-                "must be at least 1024",
+                "must be between 1024 and 16777216",
             ));
         }
         if self.heartbeat_period < Duration::from_secs(1) {
@@ -336,6 +385,30 @@ mod tests {
                 .contains("fhir_push.<name>.secret")
         );
         let mut c = ok.clone();
+        c.replay_window = Duration::from_secs(3600);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("replay_window")
+        );
+        let mut c = ok.clone();
+        c.max_event_age = Duration::from_secs(60);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_event_age")
+        );
+        let mut c = ok.clone();
+        c.http.max_connections = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("fhir_push.<name>.http.max_connections")
+        );
+        let mut c = ok.clone();
         c.ack_budget = Duration::from_secs(3);
         assert!(c.validate().unwrap_err().to_string().contains("ack_budget"));
         let mut c = ok.clone();
@@ -378,6 +451,10 @@ mod tests {
         assert_eq!(c.catch_up_margin, Duration::from_secs(120));
         assert_eq!(c.catch_up_max_window, Duration::from_secs(86_400));
         assert_eq!(c.catch_up_max_rows, 50_000);
+        assert_eq!(c.body_limit_bytes, 64 * 1024);
+        assert_eq!(*c.http, HttpServerConfig::default());
+        assert_eq!(c.replay_window, Duration::from_secs(3 * 3600));
+        assert_eq!(c.max_event_age, Duration::from_secs(2 * 3600));
         assert_eq!(c.patients_topic(), "athena.patients.v1");
         assert_eq!(c.fhir_resources_topic(), "athena.fhir.resources.v1");
     }

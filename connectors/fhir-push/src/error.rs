@@ -43,6 +43,19 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The exception class name for dead-letter headers (`__connect.errors.exception.class.name`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Error::BadNotification(_) => "fhir_push::BadNotification",
+            Error::UnsupportedFocus(_) => "fhir_push::UnsupportedFocus",
+            Error::Athena(_) => "fhir_push::Athena",
+            Error::Core(_) => "fhir_push::Core",
+            Error::Io(_) => "fhir_push::Io",
+        }
+    }
+}
+
 /// The metric label of a class.
 pub fn class_label(c: ErrorClass) -> &'static str {
     match c {

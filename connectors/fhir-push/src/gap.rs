@@ -4,9 +4,12 @@
 //! gap signal (the `source_feed_lag_seconds{feed="push"}` gauge, a gap counter, the task's last
 //! error) and runs the catch-up hook, which re-checks the Subscriptions (the usual cause of
 //! silence is a subscription athena turned off) and reads the missed changes
-//! ([`crate::catch_up`]). The monitor also keeps the wall-clock time of the last notification,
+//! ([`crate::catch_up`]). Only new evidence resets the silence clock: a newly accepted event
+//! notification, or a heartbeat / handshake whose event counter moved
+//! ([`GapMonitor::heartbeat`]); a replayed notification or heartbeat does not. The monitor also keeps the wall-clock time of the last notification,
 //! which is where a catch-up window starts.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,7 +26,13 @@ pub struct GapMonitor {
     period: Duration,
     gaps: AtomicU64,
     labels: FeedLabels,
+    /// Last event counter seen per subscription (few subscriptions; capped anyway).
+    counters: Mutex<HashMap<String, u64>>,
 }
+
+/// Most subscriptions whose counters are tracked; beyond it the table starts over (the cost is
+/// one heartbeat per subscription counted as liveness again).
+const MAX_TRACKED_SUBSCRIPTIONS: usize = 1024;
 
 impl GapMonitor {
     /// A monitor for `connector` expecting traffic at least every `period`.
@@ -37,7 +46,35 @@ impl GapMonitor {
                 connector: connector.to_string(),
                 feed: "push".into(),
             },
+            counters: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A notification without events (heartbeat, handshake, status) counts as liveness only
+    /// when the subscription's event counter (`eventsSinceSubscriptionStart`) moved past the
+    /// last value seen: a replayed heartbeat repeats an old counter and must not hide a gap,
+    /// and one without a counter proves nothing. Returns whether it counted.
+    pub fn heartbeat(&self, subscription: Option<&str>, counter: Option<u64>) -> bool {
+        let moved = counter.is_some_and(|c| self.note_counter(subscription, c));
+        if moved {
+            self.seen();
+        }
+        moved
+    }
+
+    /// Records the event counter of an accepted notification; true when it moved forward
+    /// (the first value seen by this process counts as moved).
+    pub fn note_counter(&self, subscription: Option<&str>, counter: u64) -> bool {
+        let key = subscription.unwrap_or_default();
+        let mut m = self.counters.lock();
+        if m.get(key).is_some_and(|prev| *prev >= counter) {
+            return false;
+        }
+        if m.len() >= MAX_TRACKED_SUBSCRIPTIONS && !m.contains_key(key) {
+            m.clear();
+        }
+        m.insert(key.to_string(), counter);
+        true
     }
 
     /// Records an authentic notification (event, heartbeat or handshake).
@@ -98,6 +135,28 @@ impl GapMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replayed_heartbeat_does_not_reset_the_silence_clock() {
+        let m = GapMonitor::new("hb", Duration::from_secs(600));
+        assert!(!m.heartbeat(Some("Subscription/s1"), None), "no counter");
+        assert_eq!(m.last_seen_at(), None);
+        assert!(
+            m.heartbeat(Some("Subscription/s1"), Some(5)),
+            "first counter"
+        );
+        let first = m.last_seen_at().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!m.heartbeat(Some("Subscription/s1"), Some(5)), "replayed");
+        assert!(!m.heartbeat(Some("Subscription/s1"), Some(4)), "older");
+        assert_eq!(m.last_seen_at(), Some(first), "replays are not liveness");
+        assert!(m.silence() >= Duration::from_millis(20));
+        assert!(
+            m.heartbeat(Some("Subscription/s2"), Some(1)),
+            "per subscription"
+        );
+        assert!(m.heartbeat(Some("Subscription/s1"), Some(6)), "moved");
+    }
 
     #[test]
     fn silence_beyond_period_is_one_gap() {

@@ -13,8 +13,12 @@
 //!   acknowledged by Kafka (or the notification was dead-lettered), so a crash re-inflates,
 //!   never skips.
 //! - Errors: athena outages and rate limits retry the same notification with capped backoff;
-//!   a focus that no longer exists (404) or cannot be mapped is skipped with a warning; a body
-//!   that is not a notification goes to the dead-letter queue.
+//!   a focus that no longer exists (404) is counted and skipped; a focus that can never be read
+//!   (a reference that does not parse, a `urn:uuid:`, an unmappable record) sends the
+//!   notification to the dead-letter queue (`__connect.errors.stage = TASK_PUT`) after its
+//!   readable events were produced; a body that is not a notification goes there too
+//!   (`VALUE_CONVERTER`). Neither stops the connector, and a failed dead-letter write is
+//!   retried like an outage.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -31,7 +35,7 @@ use connector_core::runtime::{TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass};
 use futures::future::try_join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -72,6 +76,28 @@ impl Dedup {
             }
         }
     }
+}
+
+/// An athenaOne record id from outside (identifier value, the tail of a FHIR id): numeric at
+/// athena; anything beyond ASCII letters and digits (`..`, `/`, `%`) is refused before it
+/// becomes a path segment.
+fn athena_id(v: &str) -> Result<&str, Error> {
+    if (1..=32).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(v)
+    } else {
+        Err(Error::UnsupportedFocus(
+            "athena id is not alphanumeric".into(),
+        ))
+    }
+}
+
+/// What inflating one notification did.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Events produced and acknowledged.
+    pub produced: usize,
+    /// The first event whose focus could never be read (permanent), if any.
+    pub unreadable: Option<Error>,
 }
 
 /// One encoded event ready to produce.
@@ -152,10 +178,16 @@ impl Inflater {
         let obs = self.obs(n);
         let pid = self.practice.to_string();
         let practice = self.athena.practice(PracticeId(self.practice));
-        let by_fhir = e.focus.type_and_id();
         let by_ident = e.focus.athena_identifier();
-        let entity = match (by_fhir, by_ident) {
-            (Some(("Patient", _)), _) | (_, Some(("patient", _, _))) => "patient",
+        // A reference we cannot use is fine when the athena identifier names the record.
+        let by_fhir = match e.focus.fhir_ref() {
+            Ok(r) => r,
+            Err(_) if by_ident.is_some() => None,
+            Err(why) => return Err(Error::UnsupportedFocus(format!("reference: {why}"))),
+        };
+        let entity = match (&by_fhir, by_ident) {
+            (Some(r), _) if r.resource_type == "Patient" => "patient",
+            (_, Some(("patient", _, _))) => "patient",
             (_, Some(("appointment", _, _))) => "appointment",
             (Some(_), _) => "fhir",
             _ => {
@@ -169,12 +201,12 @@ impl Inflater {
                 let id = by_ident
                     .map(|(_, _, v)| v.to_string())
                     .or_else(|| {
-                        by_fhir.and_then(|(_, id)| {
-                            athena_client::api::fhir::ids::patient_id(id).map(str::to_owned)
+                        by_fhir.as_ref().and_then(|r| {
+                            athena_client::api::fhir::ids::patient_id(&r.id).map(str::to_owned)
                         })
                     })
                     .ok_or_else(|| Error::UnsupportedFocus("patient without athena id".into()))?;
-                let rec = practice.get_patient(&id).await?;
+                let rec = practice.get_patient(athena_id(&id)?).await?;
                 let Some(ev) = mapping::patient_from_athena(&pid, &rec.raw, &obs) else {
                     return Ok(None);
                 };
@@ -191,7 +223,7 @@ impl Inflater {
             }
             "appointment" => {
                 let (_, _, id) = by_ident.expect("matched above");
-                let rec = practice.get_appointment(id).await?;
+                let rec = practice.get_appointment(athena_id(id)?).await?;
                 let Some(ev) = mapping::appointment_from_athena(&pid, &rec.raw, &obs) else {
                     return Ok(None);
                 };
@@ -207,8 +239,8 @@ impl Inflater {
                 }))
             }
             _ => {
-                let (ty, id) = by_fhir.expect("matched above");
-                let r = self.athena.fhir_read(ty, id).await?;
+                let target = by_fhir.expect("matched above");
+                let r = self.athena.fhir_read(&target).await?;
                 let Some(ev) = mapping::resource_from_fhir(&pid, &r, &obs) else {
                     return Ok(None);
                 };
@@ -227,13 +259,24 @@ impl Inflater {
     }
 
     /// Inflates one raw notification; returns how many events were produced (all acknowledged).
+    /// Events whose focus cannot be read are skipped here; [`Inflater::handle_detailed`] says
+    /// which.
     pub async fn handle(&mut self, payload: &[u8]) -> Result<usize, Error> {
+        Ok(self.handle_detailed(payload).await?.produced)
+    }
+
+    /// Inflates one raw notification. Every readable event is produced and acknowledged; the
+    /// first permanent per-event failure (a focus that cannot be parsed, mapped or read) is
+    /// returned beside the count, so the caller can dead-letter the notification without
+    /// holding up its other events or the partition.
+    pub async fn handle_detailed(&mut self, payload: &[u8]) -> Result<Handled, Error> {
         let n = self.adapter.parse(payload)?;
         if n.kind != NotificationKind::EventNotification {
-            return Ok(0);
+            return Ok(Handled::default());
         }
         let mut outs = Vec::new();
         let mut keys = Vec::new();
+        let mut unreadable = None;
         for i in 0..n.events.len() {
             let key = n.dedup_key(i);
             if let Some(k) = &key
@@ -245,8 +288,16 @@ impl Inflater {
             match self.inflate_one(&n, i).await {
                 Ok(Some(o)) => outs.push(o),
                 Ok(None) => {}
+                // Deleted since the notification (or never visible to us): nothing to emit,
+                // counted and skipped as the connector page documents.
+                Err(Error::Athena(athena_client::Error::NotFound { .. })) => {
+                    tracing::info!(connector = %self.connector, "Skipped a notification event whose focus no longer exists (404).");
+                    self.count_permanent();
+                }
                 Err(e) if e.class() == ErrorClass::Permanent => {
-                    tracing::warn!(connector = %self.connector, error = %e, "Skipped a notification event whose focus cannot be read.");
+                    tracing::warn!(connector = %self.connector, error = %e, "A notification event's focus cannot be read; the notification goes to the dead-letter queue.");
+                    self.count_permanent();
+                    unreadable.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
             }
@@ -280,7 +331,61 @@ impl Inflater {
             .source_records_produced
             .get_or_create(&labels)
             .inc_by(acked.len() as u64);
-        Ok(acked.len())
+        Ok(Handled {
+            produced: acked.len(),
+            unreadable,
+        })
+    }
+
+    fn count_permanent(&self) {
+        global()
+            .errors
+            .get_or_create(&connector_core::metrics::ErrorLabels {
+                connector: self.connector.clone(),
+                class: "permanent".into(),
+            })
+            .inc();
+    }
+
+    /// Copies `msg` to the dead-letter topic with the `__connect.errors.*` headers of the DLQ
+    /// writer, naming this crate's error (`fhir_push::UnsupportedFocus`, ...) as the exception
+    /// class rather than the generic decode error the shared writer would derive.
+    async fn dead_letter(
+        &self,
+        msg: &OwnedMessage,
+        e: &Error,
+        stage: Stage,
+    ) -> Result<(), CoreError> {
+        let core = CoreError::Decode(connector_core::dlq::redact(&e.to_string()));
+        let mut headers = OwnedHeaders::new();
+        let context = self.dlq.headers(msg, &core, stage);
+        for header in context.iter() {
+            let value = if header.key == "__connect.errors.exception.class.name" {
+                Some(e.kind_name().as_bytes())
+            } else {
+                header.value
+            };
+            headers = headers.insert(rdkafka::message::Header {
+                key: header.key,
+                value,
+            });
+        }
+        let topic = self.dlq.topic_for(msg.topic());
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
+        if let Some(k) = msg.key() {
+            record = record.key(k);
+        }
+        if let Some(v) = msg.payload() {
+            record = record.payload(v);
+        }
+        self.producer
+            .send(record, Duration::from_secs(60))
+            .await
+            .map(|_| ())
+            .map_err(|(source, _)| CoreError::Kafka {
+                operation: "produce dead letter",
+                source,
+            })
     }
 
     /// Consumes the notifications topic until shutdown. Returns Err only for fatal errors.
@@ -313,16 +418,40 @@ impl Inflater {
             let mut backoff = Duration::from_millis(200);
             loop {
                 let payload = msg.payload().unwrap_or_default();
-                match self.handle(payload).await {
-                    Ok(_) => {
+                let outcome = match self.handle_detailed(payload).await {
+                    Ok(Handled {
+                        unreadable: Some(e),
+                        ..
+                    }) => Err((e, Stage::Task)),
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let stage = if matches!(e, Error::BadNotification(_)) {
+                            Stage::ValueConverter
+                        } else {
+                            Stage::Task
+                        };
+                        Err((e, stage))
+                    }
+                };
+                match outcome {
+                    Ok(()) => {
                         control.clear_error();
                         break;
                     }
-                    Err(e) => match e.class() {
+                    Err((e, stage)) => match e.class() {
                         ErrorClass::Permanent => {
-                            let core =
-                                CoreError::Decode(connector_core::dlq::redact(&e.to_string()));
-                            self.dlq.send(&msg, &core, Stage::Task).await?;
+                            // A DLQ write that fails is retried like an outage: the offset
+                            // stays, nothing is lost, and the connector keeps running.
+                            if let Err(dlq_err) = self.dead_letter(&msg, &e, stage).await {
+                                control.report_error(format!("dead-letter write: {dlq_err}"));
+                                tracing::warn!(connector = %self.connector, error = %dlq_err, wait_ms = backoff.as_millis() as u64, "Could not write a dead letter; retrying.");
+                                tokio::select! {
+                                    _ = control.shutdown_requested() => return Ok(()),
+                                    _ = tokio::time::sleep(backoff) => {}
+                                }
+                                backoff = (backoff * 2).min(Duration::from_secs(30));
+                                continue;
+                            }
                             global()
                                 .dlq_produce_requests
                                 .get_or_create(&connector_core::metrics::ConnectorLabels {
@@ -378,6 +507,14 @@ impl Inflater {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn athena_ids_from_outside_are_checked() {
+        assert_eq!(athena_id("528595").unwrap(), "528595");
+        for bad in ["", "..", "1/2", "1%2F", "a b", &"9".repeat(33)] {
+            assert!(athena_id(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn dedup_is_bounded() {

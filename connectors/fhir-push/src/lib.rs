@@ -9,8 +9,9 @@
 //! - [`notification`]: the one internal [`notification::Notification`] type and the R4B
 //!   `SubscriptionStatus` / R4 `Parameters` bundle parsers.
 //! - [`signature`]: `X-Hub-Signature: sha256=<hex>` signing and constant-time verification.
-//! - [`receiver`]: the axum webhook (`router(state) -> Router`), durable-before-2xx; [`tls`]: its
-//!   optional HTTPS listener.
+//! - [`receiver`]: the axum webhook (`router(state) -> Router`), durable-before-2xx, served by
+//!   connector-core's hardened `http_server`; [`replay`]: its replay protection; [`tls`]: its
+//!   optional HTTPS config.
 //! - [`inflate`]: the consumer group that reads each focus through the athena client and emits
 //!   `PatientChanged` / `AppointmentChanged` / `FhirResourceChanged`, deduplicating on the event id.
 //! - [`manage`]: create / list / delete one Subscription per configured topic, with status.
@@ -32,6 +33,7 @@ pub mod manage;
 pub mod notification;
 pub mod r4_backport;
 pub mod receiver;
+pub mod replay;
 pub mod signature;
 pub mod standalone;
 pub mod tls;
@@ -46,6 +48,9 @@ use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 
 pub use config::{AdapterKind, Config};
 pub use error::Error;
+
+/// Longest the start-up read of the notifications topic for replay protection may take.
+const REPLAY_REBUILD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The adapter `config` asks for.
 pub fn build_adapter(config: &Config) -> Arc<dyn adapter::PushAdapter> {
@@ -95,7 +100,34 @@ pub async fn run(
     let producer = env.kafka.build_producer()?;
     let gap = Arc::new(gap::GapMonitor::new(name, config.heartbeat_period));
 
-    // The receiver first: athena may already be delivering.
+    // Replay protection first, rebuilt from what the receiver accepted before, so a copy that
+    // athena (or anyone holding a captured body) sends right after a restart is recognised.
+    let replay = Arc::new(replay::ReplayGuard::new(
+        config.replay_window,
+        config.replay_max_entries,
+    ));
+    match replay::rebuild(
+        replay.clone(),
+        adapter.clone(),
+        &env.kafka,
+        &format!("{}.replay-probe", config.group_id(name)),
+        &config.notifications_topic,
+        config.replay_window,
+        REPLAY_REBUILD_TIMEOUT,
+    )
+    .await
+    {
+        Ok(read) => {
+            tracing::info!(connector = %name, records = read, ids = replay.len(), "Replay protection rebuilt from the notifications topic.");
+        }
+        Err(e) => {
+            // Not fatal: the inflation stage still drops duplicates by event id.
+            tracing::warn!(connector = %name, error = %e, "Could not rebuild replay protection; starting empty.");
+            control.report_error(format!("replay protection not rebuilt: {e}"));
+        }
+    }
+
+    // Then the receiver: athena may already be delivering.
     let tls = match &config.tls {
         Some(t) => Some(tls::server_config(&t.cert_path, &t.key_path)?),
         None => None,
@@ -108,20 +140,20 @@ pub async fn run(
         config.notifications_topic.clone(),
         config.ack_budget,
         gap.clone(),
-    );
+    )
+    .with_replay_guard(replay)
+    .with_max_event_age(config.max_event_age);
     let app = receiver::router(state, config.body_limit_bytes);
     let token = control.shutdown_token();
     let stop = token.clone();
-    let receiver_task = match tls {
-        Some(tls) => tokio::spawn(receiver::serve_tls(
-            tls::TlsListener::new(listener, tls)?,
-            app,
-            async move { stop.cancelled().await },
-        )),
-        None => tokio::spawn(receiver::serve(listener, app, async move {
-            stop.cancelled().await
-        })),
-    };
+    let receiver_task = tokio::spawn(connector_core::http_server::serve(
+        listener,
+        tls,
+        app,
+        (*config.http).clone(),
+        name.to_string(),
+        async move { stop.cancelled().await },
+    ));
 
     let specs = subscription_specs(config);
     let hub_secret = adapter.hub_secret();

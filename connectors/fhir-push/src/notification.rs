@@ -6,6 +6,7 @@
 //! content, so nothing here is PHI beyond ids. Parsing is lenient about what it does not need
 //! (athena's AuditEvent entries, `additionalContext`) and strict about the bundle shape.
 
+use athena_client::model::{FhirRef, FhirRefError};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -51,14 +52,11 @@ pub struct Focus {
 }
 
 impl Focus {
-    /// `(resource type, logical id)` of the reference, e.g. `("Patient", "a-432.E-528595")`.
-    pub fn type_and_id(&self) -> Option<(&str, &str)> {
-        let r = self.reference.as_deref()?;
-        // Absolute references end with `<Type>/<id>` too.
-        let mut it = r.rsplitn(2, '/');
-        let id = it.next()?;
-        let ty = it.next()?.rsplit('/').next()?;
-        (!ty.is_empty() && !id.is_empty()).then_some((ty, id))
+    /// The parsed reference: `Ok(None)` for an identifier-only focus, an error for a reference
+    /// that is not a readable literal one (garbage, contained, `urn:uuid:`). Accepts `Type/id`,
+    /// `Type/id/_history/v` and absolute URLs ending in either.
+    pub fn fhir_ref(&self) -> Result<Option<FhirRef>, FhirRefError> {
+        self.reference.as_deref().map(FhirRef::parse).transpose()
     }
 
     /// `(entity, practice id, value)` of an athena identifier
@@ -97,6 +95,10 @@ pub struct Notification {
     pub topic: Option<String>,
     /// The events (empty for handshakes and heartbeats).
     pub events: Vec<NotificationEvent>,
+    /// The subscription's event counter (`eventsSinceSubscriptionStart`, R4 parameter
+    /// `events-since-subscription-start`) when the sender gives one. A heartbeat proves liveness
+    /// only when this moved (see [`crate::gap`]).
+    pub events_since_start: Option<u64>,
 }
 
 impl Notification {
@@ -134,6 +136,15 @@ fn string_or_number(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// An integer64 counter, as FHIR JSON carries it (a string) or as a number.
+fn counter(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_u64(),
         _ => None,
     }
 }
@@ -197,6 +208,7 @@ fn parse_status(st: &Value) -> Result<Notification, Error> {
             .or_else(|| s(st, "subscription")),
         topic: s(st, "topic"),
         events,
+        events_since_start: counter(st.get("eventsSinceSubscriptionStart")),
     })
 }
 
@@ -263,6 +275,7 @@ fn parse_parameters(ps: &Value) -> Result<Notification, Error> {
         subscription,
         topic,
         events,
+        events_since_start: counter(named("events-since-subscription-start").and_then(param_value)),
     })
 }
 
@@ -301,7 +314,11 @@ mod tests {
         assert_eq!(n.topic_code(), Some("Patient.update"));
         assert_eq!(n.events.len(), 1);
         let e = &n.events[0];
-        assert_eq!(e.focus.type_and_id(), Some(("Patient", "a-432.E-528595")));
+        let r = e.focus.fhir_ref().unwrap().unwrap();
+        assert_eq!(
+            (r.resource_type.as_str(), r.id.as_str()),
+            ("Patient", "a-432.E-528595")
+        );
         assert_eq!(
             e.focus.athena_identifier(),
             Some(("patient", "432", "528595"))
@@ -324,7 +341,11 @@ mod tests {
                  {"name": "timestamp", "valueInstant": "2024-01-01T00:00:00Z"},
                  {"name": "focus", "valueReference": {"reference": "http://x/fhir/Encounter/e1"}}]}]}}]});
         let n = parse_bundle(b.to_string().as_bytes()).unwrap();
-        assert_eq!(n.events[0].focus.type_and_id(), Some(("Encounter", "e1")));
+        let r = n.events[0].focus.fhir_ref().unwrap().unwrap();
+        assert_eq!(
+            (r.resource_type.as_str(), r.id.as_str()),
+            ("Encounter", "e1")
+        );
         assert_eq!(n.dedup_key(0).as_deref(), Some("Subscription/s1#7"));
         let hb = json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
             "resourceType": "SubscriptionStatus", "type": "heartbeat",
@@ -332,6 +353,64 @@ mod tests {
         let n = parse_bundle(hb.to_string().as_bytes()).unwrap();
         assert_eq!(n.kind, NotificationKind::Heartbeat);
         assert!(n.events.is_empty());
+    }
+
+    #[test]
+    fn focus_forms() {
+        let f = |r: Option<&str>, ident: bool| Focus {
+            reference: r.map(str::to_owned),
+            identifier_system: ident
+                .then(|| "urn:athenahealth:athenanet:appointment:195900".into()),
+            identifier_value: ident.then(|| "77".into()),
+        };
+        // The notification that stopped the connector: a versioned reference.
+        let r = f(Some("Encounter/a-195900.encounter-1/_history/2"), false)
+            .fhir_ref()
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.resource_type, "Encounter");
+        assert_eq!(r.id, "a-195900.encounter-1");
+        assert_eq!(r.version.as_deref(), Some("2"));
+        let r = f(Some("https://h/fhir/r4/Encounter/e1/_history/3"), false)
+            .fhir_ref()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.resource_type.as_str(), r.id.as_str()),
+            ("Encounter", "e1")
+        );
+        // Identifier only: no reference, the athena identifier names the record.
+        let id_only = f(None, true);
+        assert_eq!(id_only.fhir_ref(), Ok(None));
+        assert_eq!(
+            id_only.athena_identifier(),
+            Some(("appointment", "195900", "77"))
+        );
+        assert_eq!(
+            f(Some("urn:uuid:0f7e2c4e-1111-4222-8333-444455556666"), false).fhir_ref(),
+            Err(FhirRefError::Urn)
+        );
+        assert!(f(Some("_history/2"), false).fhir_ref().is_err());
+    }
+
+    #[test]
+    fn event_counter_is_read_from_both_shapes() {
+        let hb = json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
+            "resourceType": "SubscriptionStatus", "type": "heartbeat",
+            "eventsSinceSubscriptionStart": "41",
+            "subscription": {"reference": "Subscription/s1"}}}]});
+        let n = parse_bundle(hb.to_string().as_bytes()).unwrap();
+        assert_eq!(n.events_since_start, Some(41));
+        let p = json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
+            "resourceType": "Parameters", "parameter": [
+              {"name": "type", "valueCode": "heartbeat"},
+              {"name": "events-since-subscription-start", "valueString": "9"}]}}]});
+        assert_eq!(
+            parse_bundle(p.to_string().as_bytes())
+                .unwrap()
+                .events_since_start,
+            Some(9)
+        );
     }
 
     #[test]

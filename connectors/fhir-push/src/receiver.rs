@@ -2,12 +2,18 @@
 //!
 //! For each POST: the adapter verifies the raw body (401 and nothing produced when unsigned or
 //! forged; 413 above the body limit). Handshakes, heartbeats and status answers are
-//! acknowledged without producing. Everything else that is authentic (event notifications, and
-//! authentic bodies we cannot parse, so a format change loses nothing) is produced *as received*
-//! to the notifications topic with the idempotent `acks=all` producer, and the receiver answers
-//! 200 only once Kafka acknowledged it within `ack_budget` (athena allows 2 s). Otherwise it
-//! answers 503 and athena retries the same notification; if the slow produce completes later,
-//! the retry is a duplicate that the inflation stage drops by `notificationEvent.id`.
+//! acknowledged without producing (liveness only when their event counter moved, see
+//! [`crate::gap`]). An event notification whose every event was accepted within the replay
+//! window is answered 200 without a new record ([`crate::replay`]); one whose every event is
+//! older than `max_event_age` is refused with 422. Everything else that is authentic (new event
+//! notifications, and authentic bodies we cannot parse, so a format change loses nothing) is
+//! produced *as received* to the notifications topic with the idempotent `acks=all` producer,
+//! and the receiver answers 200 only once Kafka acknowledged it within `ack_budget` (athena
+//! allows 2 s). Otherwise it answers 503 and athena retries the same notification; if the slow
+//! produce completes later, the retry is a duplicate that the inflation stage drops by
+//! `notificationEvent.id`.
+//!
+//! Connection handling (timeouts, caps, shutdown) is [`connector_core::http_server`]'s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,13 +26,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use connector_core::http_server::{self, HttpServerConfig};
 use connector_core::metrics::{ConnectorLabels, global};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::adapter::PushAdapter;
 use crate::gap::GapMonitor;
-use crate::notification::NotificationKind;
+use crate::notification::{Notification, NotificationKind};
+use crate::replay::{Admit, ReplayGuard};
 
 /// Header naming the adapter that received a notification.
 pub const ADAPTER_HEADER: &str = "athena.push.adapter";
@@ -51,6 +59,8 @@ struct Inner {
     labels: ConnectorLabels,
     gap: Arc<GapMonitor>,
     after_durable: Option<AfterDurable>,
+    replay: Option<Arc<ReplayGuard>>,
+    max_event_age: Option<Duration>,
 }
 
 impl ReceiverState {
@@ -74,8 +84,26 @@ impl ReceiverState {
                 },
                 gap,
                 after_durable: None,
+                replay: None,
+                max_event_age: None,
             }),
         }
+    }
+
+    /// Answers notifications already accepted (per `guard`) 2xx without a new record.
+    pub fn with_replay_guard(mut self, guard: Arc<ReplayGuard>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.replay = Some(guard);
+        }
+        self
+    }
+
+    /// Refuses (422) notifications whose every event is older than `age`.
+    pub fn with_max_event_age(mut self, age: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.max_event_age = Some(age);
+        }
+        self
     }
 
     /// Installs a crash-test hook (see [`AfterDurable`]).
@@ -112,6 +140,8 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
         return (StatusCode::UNAUTHORIZED, "signature required").into_response();
     }
     let parsed = s.adapter.parse(&body);
+    let now = chrono::Utc::now();
+    let mut reservation = None;
     let key = match &parsed {
         Ok(n)
             if matches!(
@@ -121,23 +151,52 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
                     | NotificationKind::QueryStatus
             ) =>
         {
-            s.gap.seen();
-            tracing::debug!(connector = %s.labels.connector, kind = ?n.kind, "Notification without events acknowledged.");
+            let live = s
+                .gap
+                .heartbeat(n.subscription.as_deref(), n.events_since_start);
+            tracing::debug!(connector = %s.labels.connector, kind = ?n.kind, live, "Notification without events acknowledged.");
             return StatusCode::OK.into_response();
         }
-        // Partition by resource id (athena gives no ordering anyway).
-        Ok(n) => n.events.first().and_then(|e| {
-            e.focus
-                .reference
-                .clone()
-                .or(e.focus.identifier_value.clone())
-        }),
+        Ok(n) => {
+            if let Some(guard) = &s.replay {
+                match guard.admit(&replay_keys(n), now) {
+                    Admit::Replay => {
+                        m.push_replays.get_or_create(&s.labels).inc();
+                        tracing::debug!(connector = %s.labels.connector, "Replayed notification acknowledged without a new record.");
+                        return StatusCode::OK.into_response();
+                    }
+                    Admit::InFlight => {
+                        tracing::debug!(connector = %s.labels.connector, "A copy of this notification is in flight; answering 503.");
+                        return unavailable(s);
+                    }
+                    Admit::New(r) => reservation = Some(r),
+                }
+            }
+            if let Some(age) = s.max_event_age
+                && is_stale(n, now, age)
+            {
+                m.push_stale_refused.get_or_create(&s.labels).inc();
+                tracing::warn!(connector = %s.labels.connector, max_event_age_secs = age.as_secs(), "Refused an authentic notification whose events are all older than max_event_age.");
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "events older than max_event_age",
+                )
+                    .into_response();
+            }
+            // Partition by resource id (athena gives no ordering anyway).
+            n.events.first().and_then(|e| {
+                e.focus
+                    .reference
+                    .clone()
+                    .or(e.focus.identifier_value.clone())
+            })
+        }
         Err(e) => {
             tracing::warn!(connector = %s.labels.connector, error = %e, "Authentic notification did not parse; keeping it for the dead-letter queue.");
             None
         }
     };
-    let received_at = chrono::Utc::now().to_rfc3339();
+    let received_at = now.to_rfc3339();
     let hdrs = connector_core::headers::inject_current_trace(
         OwnedHeaders::new()
             .insert(rdkafka::message::Header {
@@ -163,7 +222,15 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
     };
     match tokio::time::timeout(s.budget, delivery).await {
         Ok(Ok(Ok(_))) => {
+            if let Some(r) = reservation {
+                r.commit(now);
+            }
             s.gap.seen();
+            if let Ok(n) = &parsed
+                && let Some(c) = n.events_since_start
+            {
+                s.gap.note_counter(n.subscription.as_deref(), c);
+            }
             m.push_notifications.get_or_create(&s.labels).inc();
             if let Some(hook) = &s.after_durable {
                 hook();
@@ -192,24 +259,116 @@ fn unavailable(s: &Inner) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "not durable yet, retry").into_response()
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` resolves.
+/// The ids replay protection keys a notification on: every event's dedup key, or none at all
+/// when one event has no key (such a notification cannot be recognised, so it is always new).
+fn replay_keys(n: &Notification) -> Vec<String> {
+    (0..n.events.len())
+        .map(|i| n.dedup_key(i))
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
+}
+
+/// Whether every event carries a timestamp older than `max_age` (an event without one, or a
+/// notification without events, is never stale).
+fn is_stale(n: &Notification, now: chrono::DateTime<chrono::Utc>, max_age: Duration) -> bool {
+    let Ok(max_age) = chrono::Duration::from_std(max_age) else {
+        return false;
+    };
+    !n.events.is_empty()
+        && n.events
+            .iter()
+            .all(|e| e.timestamp.is_some_and(|t| now - t > max_age))
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` resolves, with the default
+/// [`HttpServerConfig`] limits.
 pub async fn serve_tls(
     listener: crate::tls::TlsListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (tcp, tls) = listener.into_parts();
+    http_server::serve(
+        tcp,
+        Some(tls),
+        app,
+        HttpServerConfig::default(),
+        "receiver",
+        shutdown,
+    )
+    .await
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` until `shutdown` resolves, with the default
+/// [`HttpServerConfig`] limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    http_server::serve(
+        listener,
+        None,
+        app,
+        HttpServerConfig::default(),
+        "receiver",
+        shutdown,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::parse_bundle;
+
+    fn note(events: &[(&str, Option<&str>)]) -> Notification {
+        let evs: Vec<serde_json::Value> = events
+            .iter()
+            .map(|(id, ts)| {
+                let mut e =
+                    serde_json::json!({"id": id, "focus": {"reference": "Patient/a-1.E-1"}});
+                if let Some(t) = ts {
+                    e["timestamp"] = (*t).into();
+                }
+                e
+            })
+            .collect();
+        let b = serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
+            "resourceType": "SubscriptionStatus", "type": "event-notification",
+            "notificationEvent": evs}}]});
+        parse_bundle(b.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn stale_only_when_every_event_is_old() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let h2 = Duration::from_secs(7200);
+        assert!(is_stale(
+            &note(&[("a", Some("2026-01-01T09:00:00Z"))]),
+            now,
+            h2
+        ));
+        assert!(!is_stale(
+            &note(&[("a", Some("2026-01-01T11:00:00Z"))]),
+            now,
+            h2
+        ));
+        assert!(!is_stale(
+            &note(&[
+                ("a", Some("2026-01-01T09:00:00Z")),
+                ("b", Some("2026-01-01T11:30:00Z"))
+            ]),
+            now,
+            h2
+        ));
+        assert!(!is_stale(&note(&[("a", None)]), now, h2), "no timestamp");
+        assert!(!is_stale(&note(&[]), now, h2), "no events");
+        assert_eq!(
+            replay_keys(&note(&[("a", None), ("b", None)])),
+            vec!["a".to_string(), "b".to_string()]
+        );
+    }
 }

@@ -21,55 +21,17 @@ use athena_contracts::events::FeedEvent;
 use athena_contracts::mapping::{MapContext, changed_data_event, record_event_id};
 use athena_contracts::{AppointmentChanged, PatientChanged, SourceKind, TimestampMillis};
 use athena_sim::{ChangeKind, GeneratorConfig, RunningSim, SimConfig};
+use connector_core::Secret;
 use connector_core::headers::get_str;
 use connector_core::metrics::global;
 use connector_core::runtime::{RunEnv, TaskHandle, TaskState};
-use connector_core::{Secret, kafka::KafkaConfig};
 use fhir_push::adapter::{AthenaAdapter, PushAdapter};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use secrecy::SecretString;
 
-const PRACTICE: u64 = 195_900;
-const SECRET: &str = "test-shared-secret-0123456789";
-
-fn athena(sim: &RunningSim) -> AthenaClient {
-    let mut c = ClientConfig::new(
-        Environment::Custom(sim.base_url.parse().unwrap()),
-        "sim-client",
-        SecretString::from("sim-secret"),
-    );
-    c.request_timeout = Duration::from_secs(5);
-    c.rate_limit.qps = 200.0;
-    c.rate_limit.burst = 50;
-    c.rate_limit.token_requests_per_minute = 60;
-    AthenaClient::new(c).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn high_watermark(kafka: &KafkaConfig, topic: &str) -> i64 {
-    let c: BaseConsumer = kafka.consumer_config(&unique("wm")).create().unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| {
-            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .sum()
-}
+mod common;
+use common::{PRACTICE, SECRET, athena, free_port, high_watermark, stop};
 
 /// A simulator whose failed push deliveries die after about a second, with a change generator
 /// limited to patient and appointment changes (run by hand, no background task).
@@ -161,15 +123,6 @@ fn start(
     let task =
         tokio::spawn(async move { fhir_push::run(&name, &cfg, &env, &client, control).await });
     (handle, task)
-}
-
-async fn stop(handle: TaskHandle, task: tokio::task::JoinHandle<Result<(), fhir_push::Error>>) {
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("connector stops")
-        .unwrap()
-        .unwrap();
 }
 
 fn metric(line_start: &str) -> u64 {

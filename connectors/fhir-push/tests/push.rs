@@ -12,83 +12,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use athena_client::{AthenaClient, ClientConfig, Environment};
-use athena_connect_tests::{Stack, TcpProxy, unique};
+use athena_connect_tests::{Stack, TcpProxy};
 use athena_contracts::mapping::{MapContext, changed_data_event};
 use athena_contracts::{PatientChanged, SourceKind, TimestampMillis};
 use athena_sim::{NewPatient, RunningSim, SimConfig};
+use connector_core::Secret;
 use connector_core::avro::AvroCodec;
 use connector_core::runtime::RunEnv;
-use connector_core::{Secret, kafka::KafkaConfig};
 use fhir_push::adapter::{AthenaAdapter, PushAdapter, SubscriptionSpec};
 use fhir_push::inflate::Inflater;
 use fhir_push::signature::sign;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use secrecy::SecretString;
 
-const PRACTICE: u64 = 195_900;
-const SECRET: &str = "test-shared-secret-0123456789";
-
-fn athena(sim: &RunningSim) -> AthenaClient {
-    let mut c = ClientConfig::new(
-        Environment::Custom(sim.base_url.parse().unwrap()),
-        "sim-client",
-        SecretString::from("sim-secret"),
-    );
-    c.request_timeout = Duration::from_secs(5);
-    c.rate_limit.qps = 200.0;
-    c.rate_limit.burst = 50;
-    c.rate_limit.token_requests_per_minute = 60;
-    AthenaClient::new(c).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn high_watermark(kafka: &KafkaConfig, topic: &str) -> i64 {
-    let c: BaseConsumer = kafka.consumer_config(&unique("wm")).create().unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| {
-            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .sum()
-}
-
-fn config(stack: &Stack, port: u16) -> (fhir_push::Config, RunEnv) {
-    let mut c = fhir_push::Config::new(
-        PRACTICE,
-        Secret::new(SECRET),
-        format!("http://127.0.0.1:{port}/notifications"),
-    );
-    c.listen = format!("127.0.0.1:{port}");
-    c.notifications_topic = unique("push.notifications");
-    c.notifications_partitions = 2;
-    c.patients_topic = Some(unique("patients"));
-    c.appointments_topic = Some(unique("appointments"));
-    c.fhir_resources_topic = Some(unique("fhir"));
-    c.group_id = Some(unique("inflate"));
-    c.subscription_topics = vec!["Patient.create".into(), "Patient.update".into()];
-    let mut registry = stack.registry();
-    registry.auto_register = true;
-    let env = RunEnv {
-        kafka: stack.kafka(),
-        registry,
-    };
-    (c, env)
-}
+mod common;
+use common::{PRACTICE, SECRET, athena, config, free_port, high_watermark, wait_listening};
 
 async fn codec(env: &RunEnv) -> AvroCodec {
     AvroCodec::new(env.registry.clone()).unwrap()
@@ -118,22 +55,8 @@ fn bundle(event_id: &str, patient: &str) -> String {
 #[tokio::test]
 async fn forged_unsigned_and_wrongly_signed_get_401_and_nothing_reaches_kafka() {
     let stack = Stack::get().await;
-    let topic = unique("push.notifications");
-    stack.create_topic(&topic, 1).await;
+    let (state, _gap, topic) = common::receiver_on_new_topic(&stack, "t").await;
     let kafka = stack.kafka();
-    let adapter: Arc<dyn PushAdapter> = Arc::new(AthenaAdapter::new(Secret::new(SECRET)));
-    let gap = Arc::new(fhir_push::gap::GapMonitor::new(
-        "t",
-        Duration::from_secs(60),
-    ));
-    let state = fhir_push::receiver::ReceiverState::new(
-        "t",
-        adapter,
-        kafka.build_producer().unwrap(),
-        topic.clone(),
-        Duration::from_millis(1500),
-        gap,
-    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = fhir_push::receiver::router(state, 64 * 1024);
@@ -359,12 +282,7 @@ async fn connector_subscribes_receives_and_inflates_with_shared_event_ids() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("connector stops")
-        .unwrap()
-        .unwrap();
+    common::stop(handle, task).await;
     sim.shutdown().await;
 }
 
@@ -398,20 +316,6 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-async fn wait_listening(port: u16) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "receiver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! FHIR R4 reads and searches, and athena's logical-id conventions.
 //!
-//! * `GET /fhir/r4/{type}/{id}` — [`AthenaClient::fhir_read`] (routed by the id's `a-{pid}.` prefix).
+//! * `GET /fhir/r4/{type}/{id}` — [`AthenaClient::fhir_read`] of a parsed [`FhirRef`] (routed by the
+//!   id's `a-{pid}.` prefix).
 //! * `GET /fhir/r4/{type}?ah-practice=Organization/a-1.Practice-{pid}&...` — [`AthenaClient::fhir_search`],
 //!   following `Bundle.link[next]` with [`AthenaClient::fhir_search_all`].
 //!
@@ -11,6 +12,7 @@ use std::borrow::Cow;
 
 use crate::client::{AthenaClient, PracticeId};
 use crate::error::Error;
+use crate::model::FhirRef;
 use crate::transport::Call;
 
 /// `application/fhir+json`.
@@ -140,13 +142,13 @@ fn check_type(resource_type: &str) -> Result<(), Error> {
 }
 
 impl AthenaClient {
-    /// `GET /fhir/r4/{type}/{id}` — read one resource (e.g. `("Patient", "a-195900.E-60178")`). Safe to retry.
-    pub async fn fhir_read(
-        &self,
-        resource_type: &str,
-        id: &str,
-    ) -> Result<serde_json::Value, Error> {
-        check_type(resource_type)?;
+    /// `GET /fhir/r4/{type}/{id}` — read the *current* version of the resource `r` names (e.g.
+    /// `Patient/a-195900.E-60178`). A versioned reference (`Type/id/_history/v`) reads the
+    /// current version too: callers follow id-only notifications, which ask for current state.
+    /// The type and id were validated when `r` was parsed, so neither can leave its path
+    /// segment. Safe to retry.
+    pub async fn fhir_read(&self, r: &FhirRef) -> Result<serde_json::Value, Error> {
+        let (resource_type, id) = (r.resource_type.as_str(), r.id.as_str());
         let lane = ids::parse(id)
             .map(|(p, _, _)| p.to_string())
             .unwrap_or_default();

@@ -4,8 +4,10 @@
 //! so a connector can forward the whole original record. Unknown fields are always ignored.
 
 pub mod de;
+pub mod fhir_ref;
 mod records;
 
+pub use fhir_ref::{FhirRef, FhirRefError, Reference};
 pub use records::*;
 
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};

@@ -26,7 +26,7 @@ struct Args {
     #[arg(long, default_value_t = 1500)]
     ack_budget_ms: u64,
     /// Body limit in bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, default_value_t = 64 * 1024)]
     body_limit: usize,
     /// Environment variable holding the shared secret.
     #[arg(long, default_value = "FHIR_PUSH_SECRET")]
@@ -48,6 +48,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let secret = std::env::var(&args.secret_env)
         .map_err(|_| anyhow::anyhow!("set {} to the shared secret", args.secret_env))?;
+    let secret = connector_core::Secret::new(secret);
+    // The same rule as the config files: a short HMAC key makes signatures forgeable.
+    secret.validate_shared(&args.secret_env)?;
     let mut kafka = KafkaConfig::plaintext(args.bootstrap.clone());
     // Fail deliveries fast when Kafka is away: the receiver answers 503 anyway, and a message
     // that lingers only turns into a harmless duplicate.
@@ -58,9 +61,7 @@ async fn main() -> anyhow::Result<()> {
         ensure_topics(&kafka.build_admin()?, 1, &[TopicSpec::new(&args.topic, p)]).await?;
     }
     let producer = kafka.build_producer()?;
-    let adapter = Arc::new(fhir_push::adapter::AthenaAdapter::new(
-        connector_core::Secret::new(secret),
-    ));
+    let adapter = Arc::new(fhir_push::adapter::AthenaAdapter::new(secret));
     let gap = Arc::new(fhir_push::gap::GapMonitor::new(
         "receiver",
         Duration::from_secs(600),

@@ -1,0 +1,144 @@
+//! Helpers shared by the push integration tests (each test file includes this module).
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use athena_client::{AthenaClient, ClientConfig, Environment};
+use athena_connect_tests::{Stack, unique};
+use std::sync::Arc;
+
+use athena_sim::RunningSim;
+use connector_core::Secret;
+use connector_core::kafka::KafkaConfig;
+use connector_core::runtime::RunEnv;
+use connector_core::runtime::TaskHandle;
+use fhir_push::adapter::{AthenaAdapter, PushAdapter};
+use fhir_push::gap::GapMonitor;
+use fhir_push::receiver::ReceiverState;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use secrecy::SecretString;
+
+/// The simulated practice.
+pub const PRACTICE: u64 = 195_900;
+/// The shared push secret (long enough for validation).
+pub const SECRET: &str = "test-shared-secret-0123456789";
+
+/// An athena client for the simulator, with limits generous enough for tests.
+pub fn athena(sim: &RunningSim) -> AthenaClient {
+    let mut c = ClientConfig::new(
+        Environment::Custom(sim.base_url.parse().unwrap()),
+        "sim-client",
+        SecretString::from("sim-secret"),
+    );
+    c.request_timeout = Duration::from_secs(5);
+    c.rate_limit.qps = 200.0;
+    c.rate_limit.burst = 50;
+    c.rate_limit.token_requests_per_minute = 60;
+    AthenaClient::new(c).unwrap()
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The sum of `topic`'s high watermarks (records ever written).
+pub fn high_watermark(kafka: &KafkaConfig, topic: &str) -> i64 {
+    let c: BaseConsumer = kafka.consumer_config(&unique("wm")).create().unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum()
+}
+
+/// A push connector config on fresh topics, receiving on `port`, and its run environment.
+pub fn config(stack: &Stack, port: u16) -> (fhir_push::Config, RunEnv) {
+    let mut c = fhir_push::Config::new(
+        PRACTICE,
+        Secret::new(SECRET),
+        format!("http://127.0.0.1:{port}/notifications"),
+    );
+    c.listen = format!("127.0.0.1:{port}");
+    c.notifications_topic = unique("push.notifications");
+    c.notifications_partitions = 2;
+    c.patients_topic = Some(unique("patients"));
+    c.appointments_topic = Some(unique("appointments"));
+    c.fhir_resources_topic = Some(unique("fhir"));
+    c.group_id = Some(unique("inflate"));
+    c.subscription_topics = vec!["Patient.create".into(), "Patient.update".into()];
+    let mut registry = stack.registry();
+    registry.auto_register = true;
+    let env = RunEnv {
+        kafka: stack.kafka(),
+        registry,
+    };
+    (c, env)
+}
+
+/// Waits until something listens on `port` (the receiver binds after its start-up reads).
+pub async fn wait_listening(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "receiver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An in-process receiver (athena adapter, 1.5 s budget) producing to a new one-partition
+/// notifications topic: the receiver state, its gap monitor and the topic.
+pub async fn receiver_on_new_topic(
+    stack: &Stack,
+    name: &str,
+) -> (ReceiverState, Arc<GapMonitor>, String) {
+    let topic = unique("push.notifications");
+    stack.create_topic(&topic, 1).await;
+    let (state, gap) = receiver_state(&stack.kafka(), name, &topic);
+    (state, gap, topic)
+}
+
+fn receiver_state(
+    kafka: &KafkaConfig,
+    name: &str,
+    topic: &str,
+) -> (ReceiverState, Arc<GapMonitor>) {
+    let adapter: Arc<dyn PushAdapter> = Arc::new(AthenaAdapter::new(Secret::new(SECRET)));
+    let gap = Arc::new(GapMonitor::new(name, Duration::from_secs(60)));
+    let state = ReceiverState::new(
+        name,
+        adapter,
+        kafka.build_producer().unwrap(),
+        topic.to_string(),
+        Duration::from_millis(1500),
+        gap.clone(),
+    );
+    (state, gap)
+}
+
+/// Stops a connector task and checks it ended without error.
+pub async fn stop(handle: TaskHandle, task: tokio::task::JoinHandle<Result<(), fhir_push::Error>>) {
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("connector stops")
+        .unwrap()
+        .unwrap();
+}
