@@ -49,6 +49,12 @@ pub struct Config {
     /// of stopping to poll, which would exceed `max.poll.interval.ms`); resumes at half.
     #[serde(default = "default_max_buffered")]
     pub max_buffered: usize,
+    /// Bytes of commands read but not yet committed (their Kafka key and payload until they
+    /// finish, then their result records) above which the sink pauses its partitions, like
+    /// `max_buffered`; resumes once both are at half. Default 64 MiB, at least 1 MiB. A single
+    /// larger message is still read (alone), so the bound is exceeded by at most one message.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: u64,
     /// athena attempts per command for transient failures (5xx, timeouts on reads) before the
     /// command is answered FAILED. Throttling does not count: see `max_throttled_wait`.
     #[serde(default = "default_max_attempts")]
@@ -118,6 +124,9 @@ fn default_max_in_flight() -> usize {
 }
 fn default_max_buffered() -> usize {
     2000
+}
+fn default_max_buffered_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 fn default_max_attempts() -> u32 {
     5
@@ -209,6 +218,12 @@ impl Config {
             return Err(CoreError::config(
                 key(name, "max_buffered"),
                 "must be at least max_in_flight",
+            ));
+        }
+        if self.max_buffered_bytes < 1024 * 1024 {
+            return Err(CoreError::config(
+                key(name, "max_buffered_bytes"),
+                "must be at least 1048576 (1 MiB)",
             ));
         }
         if self.max_attempts == 0 {
@@ -322,6 +337,13 @@ mod tests {
         let e = c.validate_named("x").unwrap_err().to_string();
         assert!(e.contains("sinks.write_back.x.ledger_retention"), "{e}");
         let c: Config = toml::from_str("ledger_retention = \"0s\"").unwrap();
+        c.validate_named("x").unwrap();
+
+        assert_eq!(Config::default().max_buffered_bytes, 64 * 1024 * 1024);
+        let c: Config = toml::from_str("max_buffered_bytes = 1000").unwrap();
+        let e = c.validate_named("x").unwrap_err().to_string();
+        assert!(e.contains("sinks.write_back.x.max_buffered_bytes"), "{e}");
+        let c: Config = toml::from_str("max_buffered_bytes = 1048576").unwrap();
         c.validate_named("x").unwrap();
 
         let e = toml::from_str::<Config>("nope = 1")
