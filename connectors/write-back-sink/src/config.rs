@@ -59,6 +59,11 @@ pub struct Config {
     /// command is answered FAILED. Throttling does not count: see `max_throttled_wait`.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// How long an undecodable message's dead letter is retried (at most 8 attempts, backoff
+    /// 0.5 s doubling to 8 s) before the sink stops with an error, leaving that message's offset
+    /// uncommitted so a restart reads it again. Default 60 s, at least 1 s.
+    #[serde(default = "default_dlq_retry_timeout", with = "humantime_serde")]
+    pub dlq_retry_timeout: Duration,
     /// First backoff between attempts (full jitter, doubling).
     #[serde(default = "default_backoff_base", with = "humantime_serde")]
     pub backoff_base: Duration,
@@ -127,6 +132,9 @@ fn default_max_buffered() -> usize {
 }
 fn default_max_buffered_bytes() -> u64 {
     64 * 1024 * 1024
+}
+fn default_dlq_retry_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_max_attempts() -> u32 {
     5
@@ -230,6 +238,12 @@ impl Config {
             return Err(CoreError::config(
                 key(name, "max_attempts"),
                 "must be at least 1",
+            ));
+        }
+        if self.dlq_retry_timeout < Duration::from_secs(1) {
+            return Err(CoreError::config(
+                key(name, "dlq_retry_timeout"),
+                "must be at least 1s",
             ));
         }
         if self.backoff_base.is_zero() || self.backoff_cap < self.backoff_base {
@@ -345,6 +359,9 @@ mod tests {
         assert!(e.contains("sinks.write_back.x.max_buffered_bytes"), "{e}");
         let c: Config = toml::from_str("max_buffered_bytes = 1048576").unwrap();
         c.validate_named("x").unwrap();
+        let c: Config = toml::from_str("dlq_retry_timeout = \"100ms\"").unwrap();
+        let e = c.validate_named("x").unwrap_err().to_string();
+        assert!(e.contains("sinks.write_back.x.dlq_retry_timeout"), "{e}");
 
         let e = toml::from_str::<Config>("nope = 1")
             .unwrap_err()

@@ -148,6 +148,7 @@ pub async fn run(
         permits: Semaphore::new(config.max_in_flight),
         done_tx,
         ownership: ownership.clone(),
+        dlq_retry_timeout: config.dlq_retry_timeout,
     });
 
     let mut st = LoopState {

@@ -20,7 +20,8 @@ use crate::commands::Command;
 use crate::error::Error;
 use crate::ledger::{Ledger, LedgerEntry, Position};
 
-/// Attempts at writing one dead letter before the sink stops (its offset uncommitted).
+/// Attempts at writing one dead letter before the sink stops (its offset uncommitted); the
+/// configured `dlq_retry_timeout` bounds them in time as well.
 pub(super) const DLQ_ATTEMPTS: u32 = 8;
 /// First pause between dead-letter attempts; doubled each time up to [`DLQ_BACKOFF_CAP`].
 const DLQ_BACKOFF: Duration = Duration::from_millis(500);
@@ -64,6 +65,8 @@ pub(super) struct Shared {
     pub(super) permits: Semaphore,
     pub(super) done_tx: mpsc::UnboundedSender<Done>,
     pub(super) ownership: Arc<Ownership>,
+    /// How long one dead letter may be retried in all (`dlq_retry_timeout`).
+    pub(super) dlq_retry_timeout: Duration,
 }
 
 impl Shared {
@@ -223,10 +226,13 @@ pub(super) fn dead_letter(
     tokio::spawn(async move {
         let tp: Tp = (Arc::from(msg.topic()), msg.partition());
         let offset = msg.offset();
-        let sent = send_bounded(DLQ_ATTEMPTS, DLQ_BACKOFF, DLQ_BACKOFF_CAP, || {
-            dlq.send(&msg, &error, Stage::ValueConverter)
-        })
-        .await;
+        let limits = Bounds {
+            attempts: DLQ_ATTEMPTS,
+            first: DLQ_BACKOFF,
+            cap: DLQ_BACKOFF_CAP,
+            total: shared.dlq_retry_timeout,
+        };
+        let sent = send_bounded(limits, || dlq.send(&msg, &error, Stage::ValueConverter)).await;
         let done = match sent {
             Ok(()) => {
                 connector_core::metrics::global()
@@ -243,45 +249,55 @@ pub(super) fn dead_letter(
                     records: Vec::new(),
                 }
             }
-            Err(e) => Done::Fatal(Error::DeadLetter {
+            Err((attempts, message)) => Done::Fatal(Error::DeadLetter {
                 topic: tp.0.to_string(),
                 partition: tp.1,
                 offset,
-                attempts: DLQ_ATTEMPTS,
-                message: e.to_string(),
+                attempts,
+                message,
             }),
         };
         let _ = shared.done_tx.send(done);
     });
 }
 
-/// Tries `send` up to `attempts` times with doubling pauses (from `first`, capped at `cap`);
-/// the last error when every attempt failed. (The seam for connector-core's shared retry
-/// helper.)
-async fn send_bounded<F, Fut, E>(
+/// How often and how long [`send_bounded`] tries.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// Attempts at most.
     attempts: u32,
+    /// First pause between attempts, doubled each time up to `cap`.
     first: Duration,
     cap: Duration,
-    mut send: F,
-) -> Result<(), E>
+    /// Time for all attempts together, pauses included: a produce the client keeps retrying
+    /// internally (up to `message.timeout.ms`) is cut off here.
+    total: Duration,
+}
+
+/// Tries `send` within `b`; on failure the attempts made and the last error. (The seam for
+/// connector-core's shared retry helper.)
+async fn send_bounded<F, Fut, E>(b: Bounds, mut send: F) -> Result<(), (u32, String)>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let mut pause = first;
+    let deadline = tokio::time::Instant::now() + b.total;
+    let mut pause = b.first;
     let mut n = 0;
     loop {
         n += 1;
-        match send().await {
-            Ok(()) => return Ok(()),
-            Err(e) if n >= attempts => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, attempt = n, "Dead-letter produce failed; retrying.");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(cap);
-            }
+        let error = match tokio::time::timeout_at(deadline, send()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no acknowledgement within {:?}", b.total),
+        };
+        if n >= b.attempts || tokio::time::Instant::now() + pause >= deadline {
+            return Err((n, error));
         }
+        tracing::warn!(error = %error, attempt = n, "Dead-letter produce failed; retrying.");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(b.cap);
     }
 }
 
@@ -290,30 +306,44 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    const QUICK: Bounds = Bounds {
+        attempts: 4,
+        first: Duration::ZERO,
+        cap: Duration::ZERO,
+        total: Duration::from_secs(60),
+    };
+
     #[tokio::test]
-    async fn dead_letter_retries_are_bounded() {
+    async fn dead_letter_retries_are_bounded_in_number() {
         let calls = AtomicU32::new(0);
-        let r: Result<(), String> = send_bounded(4, Duration::ZERO, Duration::ZERO, || {
+        let r = send_bounded(QUICK, || {
             calls.fetch_add(1, Ordering::SeqCst);
-            async { Err("broker down".to_string()) }
+            async { Err::<(), _>("broker down") }
         })
         .await;
-        assert_eq!(r.unwrap_err(), "broker down");
+        assert_eq!(r.unwrap_err(), (4, "broker down".to_string()));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
 
         let calls = AtomicU32::new(0);
-        let r: Result<(), String> = send_bounded(4, Duration::ZERO, Duration::ZERO, || {
+        let r = send_bounded(QUICK, || {
             let n = calls.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n < 2 {
-                    Err("blip".to_string())
-                } else {
-                    Ok(())
-                }
-            }
+            async move { if n < 2 { Err("blip") } else { Ok(()) } }
         })
         .await;
         assert!(r.is_ok());
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn dead_letter_retries_are_bounded_in_time() {
+        // A produce that never answers (the client retrying internally) is cut off.
+        let b = Bounds {
+            total: Duration::from_millis(50),
+            ..QUICK
+        };
+        let r = send_bounded(b, std::future::pending::<Result<(), String>>).await;
+        let (attempts, error) = r.unwrap_err();
+        assert_eq!(attempts, 1);
+        assert!(error.contains("no acknowledgement"), "{error}");
     }
 }
