@@ -472,10 +472,9 @@ mod tests {
     use std::collections::VecDeque;
 
     use athena_client::{ClientConfig, Environment};
-    use futures::future::BoxFuture;
     use parking_lot::Mutex;
 
-    use crate::commands::{Envelope, RecordPayment, WriteBack, ids};
+    use crate::commands::{Envelope, Performed, Reading, RecordPayment, WriteBack, ids};
     use crate::ledger::MemoryLedgerStore;
 
     #[test]
@@ -547,10 +546,7 @@ mod tests {
         fn idempotency(&self) -> Idempotency {
             self.class
         }
-        fn perform<'a>(
-            &'a self,
-            _cx: AthenaCtx<'a>,
-        ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+        fn perform<'a>(&'a self, _cx: AthenaCtx<'a>) -> Performed<'a> {
             *self.calls.performs.lock() += 1;
             let r = self
                 .performs
@@ -559,11 +555,7 @@ mod tests {
                 .unwrap_or_else(|| Ok(ids(&[("patient_id", "from-perform")])));
             Box::pin(async move { r })
         }
-        fn reconcile<'a>(
-            &'a self,
-            _p: &'a PracticeClient,
-            _baseline: Option<u32>,
-        ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+        fn reconcile<'a>(&'a self, _p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
             *self.calls.reconciles.lock() += 1;
             let r = self
                 .readbacks
@@ -614,6 +606,14 @@ mod tests {
         Executor::new(athena, ledger, Arc::new(config))
     }
 
+    /// Executes `cmd` (read at [`position`]) over `ledger`.
+    async fn run(ledger: &Arc<Ledger>, cmd: &Command) -> Outcome {
+        executor(ledger.clone())
+            .execute(cmd, &position())
+            .await
+            .unwrap()
+    }
+
     fn memory_ledger() -> Arc<Ledger> {
         Arc::new(Ledger::with_store(MemoryLedgerStore::new()))
     }
@@ -635,10 +635,7 @@ mod tests {
             vec![Err(ambiguous())],
             vec![ReadBack::Applied(ids(&[("patient_id", "from-read-back")]))],
         );
-        let out = executor(ledger.clone())
-            .execute(&cmd, &position())
-            .await
-            .unwrap();
+        let out = run(&ledger, &cmd).await;
         assert_eq!(out.status, CommandStatus::Applied);
         assert_eq!(out.athena_ids["patient_id"], "from-read-back");
         assert_eq!(
@@ -661,10 +658,7 @@ mod tests {
             vec![Err(ambiguous())],
             vec![ReadBack::NotApplied],
         );
-        let out = executor(ledger.clone())
-            .execute(&cmd, &position())
-            .await
-            .unwrap();
+        let out = run(&ledger, &cmd).await;
         assert_eq!(out.status, CommandStatus::Applied);
         assert_eq!(out.athena_ids["patient_id"], "from-perform");
         assert_eq!(out.attempts, 2);
@@ -676,10 +670,7 @@ mod tests {
     async fn an_unknowable_ambiguous_write_is_failed_not_retried_blindly() {
         let ledger = memory_ledger();
         let (cmd, calls) = scripted(Idempotency::Unknowable, vec![Err(ambiguous())], vec![]);
-        let out = executor(ledger.clone())
-            .execute(&cmd, &position())
-            .await
-            .unwrap();
+        let out = run(&ledger, &cmd).await;
         assert_eq!(out.status, CommandStatus::Failed);
         assert_eq!(out.error.unwrap().code, "AMBIGUOUS_UNRESOLVED");
         assert_eq!(
@@ -705,16 +696,13 @@ mod tests {
             vec![],
             vec![ReadBack::Applied(ids(&[("patient_id", "p1")]))],
         );
-        let out = executor(ledger.clone())
-            .execute(&cmd, &position())
-            .await
-            .unwrap();
+        let out = run(&ledger, &cmd).await;
         assert_eq!((out.status, out.attempts), (CommandStatus::Applied, 0));
         assert_eq!(calls.get(), (0, 1));
 
         // The same for a command that cannot be read back: FAILED, never re-sent.
         let (cmd, calls) = scripted(Idempotency::Unknowable, vec![], vec![]);
-        let out = executor(ledger).execute(&cmd, &position()).await.unwrap();
+        let out = run(&ledger, &cmd).await;
         assert_eq!(out.status, CommandStatus::Failed);
         assert_eq!(out.error.unwrap().code, "AMBIGUOUS_UNRESOLVED");
         assert_eq!(calls.get(), (0, 0));
@@ -740,10 +728,7 @@ mod tests {
     async fn a_naturally_idempotent_command_writes_no_intent_and_retries_an_ambiguous_answer() {
         let ledger = memory_ledger();
         let (cmd, calls) = scripted(Idempotency::Natural, vec![Err(ambiguous())], vec![]);
-        let out = executor(ledger.clone())
-            .execute(&cmd, &position())
-            .await
-            .unwrap();
+        let out = run(&ledger, &cmd).await;
         assert_eq!(out.status, CommandStatus::Applied);
         assert_eq!(calls.get().0, 2);
         assert_eq!(ledger.get("cmd-1"), None);
@@ -755,10 +740,7 @@ mod tests {
         store.fail_next_saves(2);
         let ledger = Arc::new(Ledger::with_store(store.clone()));
         let (cmd, calls) = scripted(RECONCILE, vec![], vec![]);
-        let out = executor(ledger.clone())
-            .execute(&cmd, &position())
-            .await
-            .unwrap();
+        let out = run(&ledger, &cmd).await;
         assert_eq!(out.status, CommandStatus::Applied);
         assert_eq!(calls.get(), (1, 0));
         assert!(
@@ -784,10 +766,7 @@ mod tests {
         assert_eq!(payment.idempotency(), Idempotency::Unknowable);
         let cmd: Command = Box::new(payment);
         let ledger = memory_ledger();
-        let out = executor(ledger.clone())
-            .execute(&cmd, &position())
-            .await
-            .unwrap();
+        let out = run(&ledger, &cmd).await;
         assert_eq!(out.status, CommandStatus::Rejected);
         assert_eq!(out.error.unwrap().code, "CARD_PAYMENTS_DISABLED");
         assert_eq!(ledger.get("pay-1"), None, "nothing was attempted");

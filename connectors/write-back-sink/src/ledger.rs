@@ -204,20 +204,8 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Opens (creating when missing, with `retention` unless zero) the ledger topic;
-    /// `producer` writes intent records.
-    pub async fn open(
-        kafka: &KafkaConfig,
-        topic: &str,
-        producer: FutureProducer,
-        retention: Duration,
-    ) -> Result<Self, CoreError> {
-        Ok(Self::with_store(
-            KafkaLedgerStore::open(kafka, topic, producer, retention).await?,
-        ))
-    }
-
-    /// A ledger over any store (e.g. [`MemoryLedgerStore`] in tests); call [`Ledger::load`].
+    /// A ledger over `store` ([`KafkaLedgerStore`], or [`MemoryLedgerStore`] in tests); call
+    /// [`Ledger::load`].
     pub fn with_store(store: impl LedgerStore) -> Self {
         Ledger {
             store: Box::new(store),

@@ -521,14 +521,7 @@ async fn a_dead_letter_that_cannot_be_written_stops_the_sink_without_committing_
     }
 
     let p = Producer::new(&stack);
-    let patient = sim.state.add_patient(
-        PRACTICE,
-        NewPatient::new(
-            "Testa",
-            "Testperson",
-            NaiveDate::from_ymd_opt(1980, 2, 3).unwrap(),
-        ),
-    );
+    let patient = test_patient(&sim);
     let slots = open_slots(&sim, 2);
     p.send(
         &n.appointments,

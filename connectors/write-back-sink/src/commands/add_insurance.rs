@@ -4,12 +4,11 @@ use athena_client::PracticeClient;
 use athena_client::api::insurances::InsuranceFields;
 use connector_core::avro::AvroRecord;
 use connector_core::contracts::{Date, TimestampMillis};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AthenaCtx, Idempotency, Ids, ReadBack, WriteBack, date, envelope, ids, json_str, max_id,
-    reconcile_by_count,
+    AthenaCtx, Idempotency, Matching, Performed, Reading, WriteBack, date, envelope, ids, json_str,
+    max_id, reconcile_by_count,
 };
 
 /// `com.athenaconnect.commands.AddInsurance`: Add an insurance package to a patient (POST /v1/{practiceid}/patients/{patientid}/insurances).
@@ -62,10 +61,7 @@ impl WriteBack for AddInsurance {
         Idempotency::ReconcileBeforeRetry { baseline: true }
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             let v = cx
                 .practice
@@ -83,18 +79,11 @@ impl WriteBack for AddInsurance {
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-        baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, baseline: Option<u32>) -> Reading<'a> {
         Box::pin(reconcile_by_count(self, p, baseline, "insurance_id"))
     }
 
-    fn matching<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-    ) -> BoxFuture<'a, Result<(u32, Option<String>), athena_client::Error>> {
+    fn matching<'a>(&'a self, p: &'a PracticeClient) -> Matching<'a> {
         Box::pin(async move {
             let list = p.insurances(&self.patient_id).await?;
             let seq = self.sequence_number.to_string();

@@ -4,9 +4,10 @@
 use athena_client::PracticeClient;
 use athena_client::api::appointments as appt;
 use connector_core::contracts::BookAppointment;
-use futures::future::BoxFuture;
 
-use super::{AthenaCtx, Idempotency, Ids, ReadBack, WriteBack, envelope, ids, is_booked};
+use super::{
+    AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, envelope, ids, is_booked,
+};
 
 envelope!(BookAppointment);
 
@@ -16,10 +17,7 @@ impl WriteBack for BookAppointment {
         Idempotency::ReconcileBeforeRetry { baseline: false }
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             let req = appt::BookAppointment {
                 patient_id: self.patient_id.clone(),
@@ -45,11 +43,7 @@ impl WriteBack for BookAppointment {
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-        _baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
         Box::pin(async move {
             let a = p.get_appointment(&self.appointment_id).await?;
             let status = a.appointmentstatus.as_deref();

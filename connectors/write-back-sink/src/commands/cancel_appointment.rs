@@ -4,10 +4,9 @@ use athena_client::PracticeClient;
 use athena_client::api::appointments as appt;
 use connector_core::avro::AvroRecord;
 use connector_core::contracts::TimestampMillis;
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{AthenaCtx, Idempotency, Ids, ReadBack, WriteBack, envelope, ids};
+use super::{AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, envelope, ids};
 
 /// `com.athenaconnect.commands.CancelAppointment`: Cancel a booked appointment (PUT /v1/{practiceid}/appointments/{appointmentid}/cancel).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,10 +42,7 @@ impl WriteBack for CancelAppointment {
         Idempotency::ReconcileBeforeRetry { baseline: false }
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             let req = appt::CancelAppointment {
                 patient_id: self.patient_id.clone(),
@@ -63,11 +59,7 @@ impl WriteBack for CancelAppointment {
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-        _baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
         Box::pin(async move {
             let a = p.get_appointment(&self.appointment_id).await?;
             Ok(if a.appointmentstatus.as_deref() == Some("x") {

@@ -3,10 +3,9 @@
 use athena_client::PracticeClient;
 use connector_core::avro::AvroRecord;
 use connector_core::contracts::TimestampMillis;
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{AthenaCtx, Idempotency, Ids, ReadBack, WriteBack, envelope, ids};
+use super::{AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, envelope, ids};
 
 /// `com.athenaconnect.commands.CheckInAppointment`: Check a patient in for a booked appointment (POST .../startcheckin then .../checkin).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,10 +37,7 @@ impl WriteBack for CheckInAppointment {
         Idempotency::ReconcileBeforeRetry { baseline: false }
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             // startcheckin is harmless to repeat; checkin is the state change.
             cx.practice.start_checkin(&self.appointment_id).await?;
@@ -53,11 +49,7 @@ impl WriteBack for CheckInAppointment {
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-        _baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
         Box::pin(async move {
             let a = p.get_appointment(&self.appointment_id).await?;
             Ok(

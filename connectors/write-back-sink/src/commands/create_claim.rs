@@ -6,12 +6,11 @@ use athena_client::api::claims::{
 };
 use connector_core::avro::AvroRecord;
 use connector_core::contracts::{Date, TimestampMillis};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AthenaCtx, Idempotency, Ids, Invalid, ReadBack, WriteBack, date, envelope, ids, json_str,
-    max_id, reconcile_by_count,
+    AthenaCtx, Idempotency, Invalid, Matching, Performed, ReadBack, Reading, WriteBack, date,
+    envelope, ids, json_str, max_id, reconcile_by_count,
 };
 
 /// `com.athenaconnect.commands.CreateClaim`: Charge entry.
@@ -93,10 +92,7 @@ impl WriteBack for CreateClaim {
         Ok(())
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             let charges = self.athena_charges();
             let created = match &self.appointment_id {
@@ -140,11 +136,7 @@ impl WriteBack for CreateClaim {
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-        baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, baseline: Option<u32>) -> Reading<'a> {
         Box::pin(async move {
             let Some(id) = self.appointment_id.as_deref() else {
                 return reconcile_by_count(self, p, baseline, "claim_id").await;
@@ -161,10 +153,7 @@ impl WriteBack for CreateClaim {
         })
     }
 
-    fn matching<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-    ) -> BoxFuture<'a, Result<(u32, Option<String>), athena_client::Error>> {
+    fn matching<'a>(&'a self, p: &'a PracticeClient) -> Matching<'a> {
         Box::pin(async move {
             if self.appointment_id.is_some() {
                 return Ok((0, None));

@@ -4,10 +4,9 @@ use athena_client::PracticeClient;
 use athena_client::api::patients::PatientFields;
 use connector_core::avro::AvroRecord;
 use connector_core::contracts::{Date, TimestampMillis};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{AthenaCtx, Idempotency, Ids, ReadBack, WriteBack, date, envelope, ids};
+use super::{AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, date, envelope, ids};
 
 /// `com.athenaconnect.commands.CreatePatient`: Register a patient (POST /v1/{practiceid}/patients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,21 +58,14 @@ impl WriteBack for CreatePatient {
         Idempotency::ReconcileBeforeRetry { baseline: false }
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             let id = cx.practice.create_patient(&self.fields()).await?;
             Ok(ids(&[("patient_id", &id)]))
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-        _baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
         Box::pin(async move {
             let found = p.best_match(&self.fields()).await?;
             Ok(match found.first() {

@@ -60,6 +60,13 @@ pub static REGISTRY: &[Entry] = &[
 /// Ids athena created or touched, by name (`patient_id`, `appointment_id`, ...).
 pub type Ids = BTreeMap<String, String>;
 
+/// What [`WriteBack::perform`] returns: the ids athena created or touched.
+pub type Performed<'a> = BoxFuture<'a, Result<Ids, athena_client::Error>>;
+/// What [`WriteBack::reconcile`] returns.
+pub type Reading<'a> = BoxFuture<'a, Result<ReadBack, athena_client::Error>>;
+/// What [`WriteBack::matching`] returns: (count, newest id).
+pub type Matching<'a> = BoxFuture<'a, Result<(u32, Option<String>), athena_client::Error>>;
+
 /// A decoded command of any type.
 pub type Command = Box<dyn WriteBack>;
 
@@ -172,24 +179,16 @@ pub trait WriteBack: Envelope + std::fmt::Debug + Send + Sync + 'static {
     }
 
     /// The athena write (or write sequence); the ids it created or touched.
-    fn perform<'a>(&'a self, cx: AthenaCtx<'a>)
-    -> BoxFuture<'a, Result<Ids, athena_client::Error>>;
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a>;
 
     /// Reads athena back to find out whether this command is already applied. `baseline` is
     /// the [`WriteBack::matching`] count taken before the first attempt, when the idempotency
     /// class asks for one (`None`: no earlier attempt to compare with).
-    fn reconcile<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-        baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>>;
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, baseline: Option<u32>) -> Reading<'a>;
 
     /// For `ReconcileBeforeRetry { baseline: true }`: the matching records athena holds now
     /// (count, newest id).
-    fn matching<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-    ) -> BoxFuture<'a, Result<(u32, Option<String>), athena_client::Error>> {
+    fn matching<'a>(&'a self, p: &'a PracticeClient) -> Matching<'a> {
         let _ = p;
         Box::pin(async { Ok((0, None)) })
     }

@@ -4,12 +4,12 @@ use athena_client::PracticeClient;
 use athena_client::api::payments::{CardPayment, RecordPayment as AthenaPayment};
 use connector_core::avro::AvroRecord;
 use connector_core::contracts::{Date, TimestampMillis};
-use futures::future::BoxFuture;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AthenaCtx, Idempotency, Ids, Invalid, ReadBack, WriteBack, date, envelope, ids, json_str,
+    AthenaCtx, Idempotency, Invalid, Performed, ReadBack, Reading, WriteBack, date, envelope, ids,
+    json_str,
 };
 
 /// `com.athenaconnect.commands.RecordPayment`: Post a patient payment.
@@ -94,10 +94,7 @@ impl WriteBack for RecordPayment {
         Ok(())
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             match (&self.card, cx.card) {
                 (Some(card), Some(opt_in)) => {
@@ -149,11 +146,7 @@ impl WriteBack for RecordPayment {
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        _p: &'a PracticeClient,
-        _baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, _p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
         // Re-sending inside athena's duplicate window is refused as a duplicate (handled as
         // ours by the executor); card captures never get here (`Unknowable`).
         Box::pin(async {

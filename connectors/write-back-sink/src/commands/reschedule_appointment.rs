@@ -4,10 +4,11 @@ use athena_client::PracticeClient;
 use athena_client::api::appointments as appt;
 use connector_core::avro::AvroRecord;
 use connector_core::contracts::TimestampMillis;
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{AthenaCtx, Idempotency, Ids, ReadBack, WriteBack, envelope, ids, is_booked};
+use super::{
+    AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, envelope, ids, is_booked,
+};
 
 /// `com.athenaconnect.commands.RescheduleAppointment`: Move a booked appointment to another open slot (PUT /v1/{practiceid}/appointments/{appointmentid}/reschedule).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,10 +48,7 @@ impl WriteBack for RescheduleAppointment {
         Idempotency::ReconcileBeforeRetry { baseline: false }
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             let req = appt::RescheduleAppointment {
                 new_appointment_id: self.new_appointment_id.clone(),
@@ -76,11 +74,7 @@ impl WriteBack for RescheduleAppointment {
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-        _baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
         Box::pin(async move {
             let new = p.get_appointment(&self.new_appointment_id).await?;
             let status = new.appointmentstatus.as_deref();

@@ -4,10 +4,9 @@ use athena_client::PracticeClient;
 use athena_client::api::patients::PatientFields;
 use connector_core::avro::AvroRecord;
 use connector_core::contracts::{Date, TimestampMillis};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{AthenaCtx, Idempotency, Ids, ReadBack, WriteBack, date, envelope, ids};
+use super::{AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, date, envelope, ids};
 
 /// `com.athenaconnect.commands.UpdatePatient`: Set demographic fields of a patient (PUT /v1/{practiceid}/patients/{patientid}); only fields that are set are sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,10 +62,7 @@ impl WriteBack for UpdatePatient {
         Idempotency::Natural
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             let id = cx
                 .practice
@@ -76,11 +72,7 @@ impl WriteBack for UpdatePatient {
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        _p: &'a PracticeClient,
-        _baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, _p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
         Box::pin(async { Ok(ReadBack::NotApplied) })
     }
 }

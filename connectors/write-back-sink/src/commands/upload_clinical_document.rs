@@ -4,12 +4,11 @@ use athena_client::PracticeClient;
 use athena_client::api::documents::ClinicalDocument;
 use connector_core::avro::AvroRecord;
 use connector_core::contracts::{Date, TimestampMillis};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AthenaCtx, Idempotency, Ids, ReadBack, WriteBack, date, envelope, ids, json_str, max_id,
-    reconcile_by_count,
+    AthenaCtx, Idempotency, Matching, Performed, Reading, WriteBack, date, envelope, ids, json_str,
+    max_id, reconcile_by_count,
 };
 
 /// `com.athenaconnect.commands.UploadClinicalDocument`: File a clinical document (PDF) to a patient's chart (POST /v1/{practiceid}/patients/{patientid}/documents/clinicaldocument).
@@ -73,10 +72,7 @@ impl WriteBack for UploadClinicalDocument {
         Idempotency::ReconcileBeforeRetry { baseline: true }
     }
 
-    fn perform<'a>(
-        &'a self,
-        cx: AthenaCtx<'a>,
-    ) -> BoxFuture<'a, Result<Ids, athena_client::Error>> {
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
         Box::pin(async move {
             let doc = ClinicalDocument {
                 department_id: self.department_id.clone(),
@@ -102,11 +98,7 @@ impl WriteBack for UploadClinicalDocument {
         })
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-        baseline: Option<u32>,
-    ) -> BoxFuture<'a, Result<ReadBack, athena_client::Error>> {
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, baseline: Option<u32>) -> Reading<'a> {
         Box::pin(reconcile_by_count(
             self,
             p,
@@ -115,10 +107,7 @@ impl WriteBack for UploadClinicalDocument {
         ))
     }
 
-    fn matching<'a>(
-        &'a self,
-        p: &'a PracticeClient,
-    ) -> BoxFuture<'a, Result<(u32, Option<String>), athena_client::Error>> {
+    fn matching<'a>(&'a self, p: &'a PracticeClient) -> Matching<'a> {
         Box::pin(async move {
             let name = self.filename();
             let docs = p.clinical_documents(&self.patient_id).await?;

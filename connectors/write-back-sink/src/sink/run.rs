@@ -30,7 +30,7 @@ use crate::apply::Executor;
 use crate::commands::CommandDecoder;
 use crate::config::Config;
 use crate::error::Error;
-use crate::ledger::Ledger;
+use crate::ledger::{KafkaLedgerStore, Ledger};
 
 /// Runs the sink until shutdown; see the module docs.
 pub async fn run(
@@ -87,15 +87,15 @@ pub async fn run(
             .map_err(|e| Error::Transaction(format!("init_transactions: {e}")))?;
     }
 
-    let ledger = Arc::new(
-        Ledger::open(
+    let ledger = Arc::new(Ledger::with_store(
+        KafkaLedgerStore::open(
             kafka,
             &config.ledger_topic,
             plain.clone(),
             config.ledger_retention,
         )
         .await?,
-    );
+    ));
     let loaded = ledger.load().await?;
     tracing::info!(
         connector = name,

@@ -305,6 +305,18 @@ pub fn standalone_claim(
     }
 }
 
+/// The synthetic patient most tests book for ("Testa Testperson", born 1980-02-03); its id.
+pub fn test_patient(sim: &RunningSim) -> String {
+    sim.state.add_patient(
+        PRACTICE,
+        athena_sim::NewPatient::new(
+            "Testa",
+            "Testperson",
+            chrono::NaiveDate::from_ymd_opt(1980, 2, 3).expect("date"),
+        ),
+    )
+}
+
 /// `n` fresh open slots (several dates and providers).
 pub fn open_slots(sim: &RunningSim, n: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(n);
