@@ -504,9 +504,7 @@ async fn a_dead_letter_that_cannot_be_written_stops_the_sink_without_committing_
     let stack = Stack::get().await;
     let (sim, athena) = start_sim(SimConfig::default()).await;
     let n = Names::new();
-    for t in [&n.patients, &n.appointments, &n.billing] {
-        stack.create_topic(t, 1).await;
-    }
+    create_topics_with(&stack, &n, 1).await;
     let dlq_topic = format!("{}.dlq", n.appointments);
     let admin = stack.kafka().build_admin().expect("admin");
     let opts = AdminOptions::new();

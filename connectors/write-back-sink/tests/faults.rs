@@ -378,9 +378,7 @@ async fn a_resource_answering_5xx_forever_does_not_block_its_partition() {
     let stack = Stack::get().await;
     let (sim, athena) = start_sim(SimConfig::default()).await;
     let n = Names::new();
-    for t in [&n.patients, &n.appointments, &n.billing] {
-        stack.create_topic(t, 1).await;
-    }
+    create_topics_with(&stack, &n, 1).await;
     let p = Producer::new(&stack);
     let patient = test_patient(&sim);
     let slots = open_slots(&sim, 3);

@@ -149,8 +149,13 @@ pub async fn start_sim(config: SimConfig) -> (RunningSim, AthenaClient) {
 }
 
 pub async fn create_topics(stack: &Stack, n: &Names) {
+    create_topics_with(stack, n, 3).await;
+}
+
+/// The three command topics with `partitions` partitions each.
+pub async fn create_topics_with(stack: &Stack, n: &Names, partitions: i32) {
     for t in [&n.patients, &n.appointments, &n.billing] {
-        stack.create_topic(t, 3).await;
+        stack.create_topic(t, partitions).await;
     }
 }
 
