@@ -15,35 +15,26 @@
 //!    a second appointment claim) is DUPLICATE, or APPLIED when it was this command's own
 //!    earlier attempt; `Fatal` stops the sink.
 //!
-//! Reconciliation per command: bookings, cancels, reschedules and check-ins read the
-//! appointment(s); appointment claims read the appointment's `claimid`; stand-alone claims,
-//! documents and insurances compare athena's matching records with a baseline count taken
-//! before the first attempt (stored in the intent); patients use best match; payments rely on
-//! athena's duplicate-payment guard (a retry inside its window is refused as a duplicate);
-//! card payments are never re-sent after an ambiguous answer (FAILED, `AMBIGUOUS_UNRESOLVED`).
+//! What makes a repeat safe is each command's own business ([`crate::commands::WriteBack`]:
+//! its [`Idempotency`] class decides whether an intent is written, whether a baseline is counted
+//! before the first attempt, and whether a read-back is possible at all; its `reconcile` is the
+//! read-back). Intents go through the [`Ledger`], whose store is Kafka in the sink and memory in
+//! this module's tests.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use athena_client::api::appointments as appt;
-use athena_client::api::claims::{AppointmentClaim, ClaimCharge, ClaimQuery, NewClaim};
-use athena_client::api::documents::ClinicalDocument;
-use athena_client::api::insurances::InsuranceFields;
-use athena_client::api::patients::PatientFields;
-use athena_client::api::payments::{CardPayment, CardPayments, RecordPayment as AthenaPayment};
+use athena_client::api::payments::CardPayments;
 use athena_client::{AthenaClient, ErrorClass, PracticeClient};
-use athena_contracts::{CommandError, CommandStatus, Date};
+use athena_contracts::{CommandError, CommandStatus};
 use rand::Rng;
-use secrecy::SecretString;
 
-use crate::commands::{self as cmd, Command};
+use crate::commands::{AthenaCtx, Command, Idempotency, ReadBack};
 use crate::config::Config;
 use crate::error::Error;
 use crate::ledger::{Ledger, LedgerEntry, Position};
 
-/// Ids athena created or touched, by name.
-pub type Ids = BTreeMap<String, String>;
+pub use crate::commands::Ids;
 
 /// A decided outcome (the sink adds ids, times and the command's own fields).
 #[derive(Debug, Clone, PartialEq)]
@@ -80,19 +71,6 @@ impl Outcome {
     }
 }
 
-/// What read-back found.
-#[derive(Debug)]
-enum Recon {
-    /// The write is in athena.
-    Applied(Ids),
-    /// It is not; sending is safe.
-    NotApplied,
-    /// Something else holds the target (e.g. the slot is booked for another patient).
-    Conflict(&'static str, String),
-    /// This command cannot be read back (card capture): never re-send.
-    Unknowable,
-}
-
 /// Executes commands; shared by the sink's workers.
 pub struct Executor {
     /// Connector name, only for the `errors_total` label.
@@ -109,18 +87,6 @@ impl std::fmt::Debug for Executor {
     }
 }
 
-fn ids(pairs: &[(&str, &str)]) -> Ids {
-    pairs
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn date(d: Option<Date>) -> Option<chrono::NaiveDate> {
-    d.and_then(Date::to_naive)
-}
-
 fn error_code(e: &athena_client::Error) -> &'static str {
     use athena_client::Error as E;
     match e {
@@ -132,11 +98,6 @@ fn error_code(e: &athena_client::Error) -> &'static str {
         E::Ambiguous { .. } => "AMBIGUOUS_UNRESOLVED",
         _ => "ATHENA_UNAVAILABLE",
     }
-}
-
-/// Statuses of a booked (not open, not cancelled) appointment.
-fn is_booked(status: Option<&str>) -> bool {
-    matches!(status, Some("f" | "2" | "3" | "4"))
 }
 
 impl Executor {
@@ -230,10 +191,10 @@ impl Executor {
             tracing::info!(command_id = %command.command_id(), command = command.type_name(),
                 "Reconciling a command a previous run may have sent.");
             match self.reconcile_loop(&p, command, baseline, attempts).await? {
-                Ok(Recon::Applied(found)) => {
+                Ok(ReadBack::Applied(found)) => {
                     return Ok(Some(Outcome::ok(CommandStatus::Applied, found, attempts)));
                 }
-                Ok(Recon::Conflict(code, msg)) => {
+                Ok(ReadBack::Conflict(code, msg)) => {
                     return Ok(Some(Outcome::err(
                         CommandStatus::Rejected,
                         code,
@@ -241,8 +202,8 @@ impl Executor {
                         attempts,
                     )));
                 }
-                Ok(Recon::NotApplied) => {}
-                Ok(Recon::Unknowable) => {
+                Ok(ReadBack::NotApplied) => {}
+                Ok(ReadBack::Unknowable) => {
                     return Ok(Some(Outcome::err(
                         CommandStatus::Failed,
                         "AMBIGUOUS_UNRESOLVED",
@@ -252,9 +213,9 @@ impl Executor {
                 }
                 Err(outcome) => return Ok(Some(outcome)),
             }
-        } else if needs_baseline(command) {
-            match self.with_read_retries(|| count_matching(&p, command)).await {
-                Ok(n) => baseline = Some(n),
+        } else if command.idempotency() == (Idempotency::ReconcileBeforeRetry { baseline: true }) {
+            match self.with_read_retries(|| command.matching(&p)).await {
+                Ok((n, _)) => baseline = Some(n),
                 Err(e) if e.class() == ErrorClass::Fatal => return Err(Error::Athena(e)),
                 Err(e) => {
                     return Ok(Some(Outcome::err(
@@ -274,7 +235,7 @@ impl Executor {
             if !still_owned() {
                 return Ok(None);
             }
-            if command.is_non_idempotent() {
+            if command.idempotency() != Idempotency::Natural {
                 let entry = LedgerEntry::InFlight {
                     position: position.clone(),
                     command_type: command.type_name().into(),
@@ -284,7 +245,11 @@ impl Executor {
                 self.write_intent(command.command_id(), entry).await?;
             }
             attempts += 1;
-            let err = match self.perform(&p, command).await {
+            let cx = AthenaCtx {
+                practice: &p,
+                card: self.card.as_ref(),
+            };
+            let err = match command.perform(cx).await {
                 Ok(found) => return Ok(Some(Outcome::ok(CommandStatus::Applied, found, attempts))),
                 Err(e) => e,
             };
@@ -329,10 +294,10 @@ impl Executor {
                     tracing::warn!(command_id = %command.command_id(), command = command.type_name(),
                         "Outcome of an athena write unknown; reading back before anything else.");
                     match self.reconcile_loop(&p, command, baseline, attempts).await? {
-                        Ok(Recon::Applied(found)) => {
+                        Ok(ReadBack::Applied(found)) => {
                             return Ok(Some(Outcome::ok(CommandStatus::Applied, found, attempts)));
                         }
-                        Ok(Recon::Conflict(code, msg)) => {
+                        Ok(ReadBack::Conflict(code, msg)) => {
                             return Ok(Some(Outcome::err(
                                 CommandStatus::Rejected,
                                 code,
@@ -340,7 +305,7 @@ impl Executor {
                                 attempts,
                             )));
                         }
-                        Ok(Recon::Unknowable) => {
+                        Ok(ReadBack::Unknowable) => {
                             return Ok(Some(Outcome::err(
                                 CommandStatus::Failed,
                                 "AMBIGUOUS_UNRESOLVED",
@@ -348,7 +313,7 @@ impl Executor {
                                 attempts,
                             )));
                         }
-                        Ok(Recon::NotApplied) => {
+                        Ok(ReadBack::NotApplied) => {
                             transient += 1;
                             if transient >= self.config.max_attempts {
                                 return Ok(Some(Outcome::err(
@@ -385,38 +350,22 @@ impl Executor {
 
     /// Checks that need no athena call; `Some` is the final outcome.
     fn precheck(&self, command: &Command) -> Option<Outcome> {
-        let reject = |m: &str| {
-            Some(Outcome::err(
-                CommandStatus::Rejected,
-                "INVALID_COMMAND",
-                m,
-                0,
-            ))
-        };
-        match command {
-            Command::RecordPayment(c) if c.card.is_some() && self.card.is_none() => {
-                Some(Outcome::err(
-                    CommandStatus::Rejected,
-                    "CARD_PAYMENTS_DISABLED",
-                    "card payments are off (sinks.write_back.<name>.card_payments.enabled; PCI DSS scope)",
-                    0,
-                ))
-            }
-            Command::CreateClaim(c) if c.charges.is_empty() => {
-                reject("charges: at least one is required")
-            }
-            Command::CreateClaim(c)
-                if c.appointment_id.is_none()
-                    && (c.patient_id.is_none()
-                        || c.department_id.is_none()
-                        || c.supervising_provider_id.is_none()
-                        || c.service_date.is_none()) =>
-            {
-                reject(
-                    "a stand-alone claim needs patient_id, department_id, supervising_provider_id and service_date",
-                )
-            }
-            _ => None,
+        command
+            .precheck(self.card.is_some())
+            .err()
+            .map(|invalid| Outcome::err(CommandStatus::Rejected, invalid.code, invalid.message, 0))
+    }
+
+    /// The command's read-back; never calls athena for an `Unknowable` command.
+    async fn reconcile(
+        &self,
+        p: &PracticeClient,
+        command: &Command,
+        baseline: Option<u32>,
+    ) -> Result<ReadBack, athena_client::Error> {
+        match command.idempotency() {
+            Idempotency::Unknowable => Ok(ReadBack::Unknowable),
+            _ => command.reconcile(p, baseline).await,
         }
     }
 
@@ -455,9 +404,9 @@ impl Executor {
         command: &Command,
         baseline: Option<u32>,
         attempts: i32,
-    ) -> Result<Result<Recon, Outcome>, Error> {
+    ) -> Result<Result<ReadBack, Outcome>, Error> {
         match self
-            .with_read_retries(|| reconcile(p, command, baseline))
+            .with_read_retries(|| self.reconcile(p, command, baseline))
             .await
         {
             Ok(r) => Ok(Ok(r)),
@@ -488,10 +437,7 @@ impl Executor {
         ) || (prior_attempt
             && matches!(err, athena_client::Error::Validation { .. }));
         if may_be_ours {
-            if let (Command::RecordPayment(_), athena_client::Error::Business { message, .. }) =
-                (command, err)
-                && message.to_ascii_lowercase().contains("duplicate")
-            {
+            if command.is_duplicate_refusal(err) {
                 // athena's duplicate-payment guard: ours when an earlier attempt may have landed.
                 return if prior_attempt {
                     Outcome::ok(CommandStatus::Applied, Ids::new(), attempts)
@@ -504,8 +450,8 @@ impl Executor {
                     )
                 };
             }
-            if let Ok(Recon::Applied(found)) = self
-                .with_read_retries(|| reconcile(p, command, baseline))
+            if let Ok(ReadBack::Applied(found)) = self
+                .with_read_retries(|| self.reconcile(p, command, baseline))
                 .await
             {
                 let status = if prior_attempt {
@@ -518,521 +464,18 @@ impl Executor {
         }
         Outcome::err(CommandStatus::Rejected, code, err.to_string(), attempts)
     }
-
-    /// One athena write (or the write sequence of a check-in).
-    async fn perform(
-        &self,
-        p: &PracticeClient,
-        command: &Command,
-    ) -> Result<Ids, athena_client::Error> {
-        match command {
-            Command::CreatePatient(c) => {
-                let id = p.create_patient(&create_fields(c)).await?;
-                Ok(ids(&[("patient_id", &id)]))
-            }
-            Command::UpdatePatient(c) => {
-                let id = p.update_patient(&c.patient_id, &update_fields(c)).await?;
-                Ok(ids(&[("patient_id", &id)]))
-            }
-            Command::BookAppointment(c) => {
-                let req = appt::BookAppointment {
-                    patient_id: c.patient_id.clone(),
-                    appointment_type_id: c.appointment_type_id.clone(),
-                    reason_id: c.reason_id.clone(),
-                    department_id: c.department_id.clone(),
-                    booking_note: c.booking_note.clone(),
-                    ignore_schedulable_permission: c.ignore_schedulable_permission,
-                    no_patient_case: c.no_patient_case,
-                    extra: Vec::new(),
-                };
-                let a = p.book_appointment(&c.appointment_id, &req).await?;
-                Ok(ids(&[
-                    ("appointment_id", &a.appointmentid),
-                    (
-                        "patient_id",
-                        a.patientid.as_deref().unwrap_or(&c.patient_id),
-                    ),
-                ]))
-            }
-            Command::CancelAppointment(c) => {
-                let req = appt::CancelAppointment {
-                    patient_id: c.patient_id.clone(),
-                    cancel_reason_id: c.cancel_reason_id.clone(),
-                    cancellation_reason: c.cancellation_reason.clone(),
-                };
-                p.cancel_appointment(&c.appointment_id, &req).await?;
-                Ok(ids(&[
-                    ("appointment_id", &c.appointment_id),
-                    ("patient_id", &c.patient_id),
-                ]))
-            }
-            Command::RescheduleAppointment(c) => {
-                let req = appt::RescheduleAppointment {
-                    new_appointment_id: c.new_appointment_id.clone(),
-                    patient_id: c.patient_id.clone(),
-                    cancel_reason_id: c.cancel_reason_id.clone(),
-                    reason_id: c.reason_id.clone(),
-                    reschedule_reason: c.reschedule_reason.clone(),
-                };
-                let a = p.reschedule_appointment(&c.appointment_id, &req).await?;
-                let new_id = if a.appointmentid.is_empty() {
-                    c.new_appointment_id.clone()
-                } else {
-                    a.appointmentid.clone()
-                };
-                Ok(ids(&[
-                    ("appointment_id", &new_id),
-                    ("previous_appointment_id", &c.appointment_id),
-                    ("patient_id", &c.patient_id),
-                ]))
-            }
-            Command::CheckInAppointment(c) => {
-                // startcheckin is harmless to repeat; checkin is the state change.
-                p.start_checkin(&c.appointment_id).await?;
-                p.checkin(&c.appointment_id).await?;
-                Ok(ids(&[
-                    ("appointment_id", &c.appointment_id),
-                    ("patient_id", c.patient_id.as_deref().unwrap_or("")),
-                ]))
-            }
-            Command::CreateClaim(c) => {
-                let charges = claim_charges(&c.charges);
-                let created = match &c.appointment_id {
-                    Some(a) => {
-                        p.create_appointment_claim(
-                            a,
-                            &AppointmentClaim {
-                                charges,
-                                supervising_provider_id: c.supervising_provider_id.clone(),
-                            },
-                        )
-                        .await?
-                    }
-                    None => {
-                        p.create_claim(&NewClaim {
-                            patient_id: c.patient_id.clone().unwrap_or_default(),
-                            department_id: c.department_id.clone().unwrap_or_default(),
-                            supervising_provider_id: c
-                                .supervising_provider_id
-                                .clone()
-                                .unwrap_or_default(),
-                            rendering_provider_id: c.rendering_provider_id.clone(),
-                            service_date: date(c.service_date),
-                            primary_patient_insurance_id: c.primary_patient_insurance_id.clone(),
-                            charges,
-                        })
-                        .await?
-                    }
-                };
-                let claim = created.claimids.first().cloned().unwrap_or_default();
-                Ok(ids(&[
-                    ("claim_id", &claim),
-                    ("appointment_id", c.appointment_id.as_deref().unwrap_or("")),
-                    ("patient_id", c.patient_id.as_deref().unwrap_or("")),
-                ]))
-            }
-            Command::RecordPayment(c) => match (&c.card, &self.card) {
-                (Some(card), Some(opt_in)) => {
-                    let req = CardPayment {
-                        department_id: c.department_id.clone(),
-                        account_number: SecretString::from(card.account_number.clone()),
-                        expiration_month: card.expiration_month.clone(),
-                        expiration_year: card.expiration_year.clone(),
-                        name_on_card: card.name_on_card.clone(),
-                        billing_address: card.billing_address.clone(),
-                        billing_zip: card.billing_zip.clone(),
-                        security_code: card.security_code.clone().map(SecretString::from),
-                        other_amount: c.other_amount.clone(),
-                        copay_amount: c.copay_amount.clone(),
-                        appointment_id: c.appointment_id.clone(),
-                    };
-                    let v = p.collect_payment(opt_in, &c.patient_id, &req).await?;
-                    let receipt = v
-                        .get("paymentreceiptid")
-                        .and_then(|x| {
-                            x.as_str()
-                                .map(str::to_owned)
-                                .or_else(|| x.as_u64().map(|n| n.to_string()))
-                        })
-                        .unwrap_or_default();
-                    Ok(ids(&[
-                        ("payment_receipt_id", &receipt),
-                        ("patient_id", &c.patient_id),
-                    ]))
-                }
-                _ => {
-                    let req = AthenaPayment {
-                        department_id: c.department_id.clone(),
-                        payment_method: c.payment_method.clone(),
-                        check_number: c.check_number.clone(),
-                        card_number_last4: c.card_number_last4.clone(),
-                        copay_amount: c.copay_amount.clone(),
-                        appointment_id: c.appointment_id.clone(),
-                        other_amount: c.other_amount.clone(),
-                        post_date: date(c.post_date),
-                    };
-                    let r = p.record_payment(&c.patient_id, &req).await?;
-                    Ok(ids(&[
-                        (
-                            "payment_batch_id",
-                            r.paymentbatchid.as_deref().unwrap_or(""),
-                        ),
-                        ("epayment_id", r.epaymentid.as_deref().unwrap_or("")),
-                        ("patient_id", &c.patient_id),
-                    ]))
-                }
-            },
-            Command::UploadClinicalDocument(c) => {
-                let doc = ClinicalDocument {
-                    department_id: c.department_id.clone(),
-                    document_subclass: c.document_subclass.clone(),
-                    attachment: Some(c.attachment.clone()),
-                    attachment_type: Some(c.attachment_type.clone()),
-                    original_filename: Some(doc_filename(c)),
-                    document_data: None,
-                    document_type_id: c.document_type_id.clone(),
-                    autoclose: c.autoclose,
-                    observation_date: date(c.observation_date),
-                    provider_id: c.provider_id.clone(),
-                    internal_note: c.internal_note.clone(),
-                };
-                let r = p.upload_clinical_document(&c.patient_id, &doc).await?;
-                Ok(ids(&[
-                    ("clinical_document_id", &r.clinicaldocumentid),
-                    ("patient_id", &c.patient_id),
-                ]))
-            }
-            Command::AddInsurance(c) => {
-                let v = p
-                    .create_insurance(&c.patient_id, &insurance_fields(c))
-                    .await?;
-                let first = match &v {
-                    serde_json::Value::Array(a) => a.first().cloned().unwrap_or_default(),
-                    other => other.clone(),
-                };
-                let id = first
-                    .get("insuranceid")
-                    .and_then(|x| {
-                        x.as_str()
-                            .map(str::to_owned)
-                            .or_else(|| x.as_u64().map(|n| n.to_string()))
-                    })
-                    .unwrap_or_default();
-                Ok(ids(&[("insurance_id", &id), ("patient_id", &c.patient_id)]))
-            }
-        }
-    }
-}
-
-fn doc_filename(c: &cmd::UploadClinicalDocument) -> String {
-    c.original_filename
-        .clone()
-        .unwrap_or_else(|| c.command_id.clone())
-}
-
-fn claim_charges(charges: &[cmd::ClaimCharge]) -> Vec<ClaimCharge> {
-    charges
-        .iter()
-        .map(|c| {
-            let code = |i: usize| c.icd10_codes.get(i).cloned();
-            ClaimCharge {
-                procedurecode: c.procedure_code.clone(),
-                units: c.units.clone(),
-                icd10code1: code(0).unwrap_or_default(),
-                icd10code2: code(1),
-                icd10code3: code(2),
-                icd10code4: code(3),
-                unitamount: c.unit_amount.clone(),
-                linenote: c.line_note.clone(),
-            }
-        })
-        .collect()
-}
-
-fn create_fields(c: &cmd::CreatePatient) -> PatientFields {
-    PatientFields {
-        firstname: Some(c.first_name.clone()),
-        lastname: Some(c.last_name.clone()),
-        dob: date(Some(c.dob)),
-        departmentid: Some(c.department_id.clone()),
-        sex: c.sex.clone(),
-        email: c.email.clone(),
-        homephone: c.home_phone.clone(),
-        mobilephone: c.mobile_phone.clone(),
-        zip: c.zip.clone(),
-        address1: c.address1.clone(),
-        city: c.city.clone(),
-        state: c.state.clone(),
-        status: None,
-        extra: Vec::new(),
-    }
-}
-
-fn update_fields(c: &cmd::UpdatePatient) -> PatientFields {
-    PatientFields {
-        firstname: c.first_name.clone(),
-        lastname: c.last_name.clone(),
-        dob: date(c.dob),
-        departmentid: c.department_id.clone(),
-        sex: c.sex.clone(),
-        email: c.email.clone(),
-        homephone: c.home_phone.clone(),
-        mobilephone: c.mobile_phone.clone(),
-        zip: c.zip.clone(),
-        address1: c.address1.clone(),
-        city: c.city.clone(),
-        state: c.state.clone(),
-        status: c.status.clone(),
-        extra: Vec::new(),
-    }
-}
-
-fn insurance_fields(c: &cmd::AddInsurance) -> InsuranceFields {
-    InsuranceFields {
-        insurance_package_id: Some(c.insurance_package_id.clone()),
-        sequence_number: u8::try_from(c.sequence_number).ok(),
-        insurance_id_number: c.insurance_id_number.clone(),
-        policyholder_firstname: c.policyholder_first_name.clone(),
-        policyholder_lastname: c.policyholder_last_name.clone(),
-        policyholder_dob: date(c.policyholder_dob),
-        policyholder_sex: c.policyholder_sex.clone(),
-        relationship_to_insured_id: c.relationship_to_insured_id.clone(),
-        extra: Vec::new(),
-    }
-}
-
-/// Commands athena cannot deduplicate and whose read-back compares counts.
-fn needs_baseline(c: &Command) -> bool {
-    match c {
-        Command::CreateClaim(c) => c.appointment_id.is_none(),
-        Command::UploadClinicalDocument(_) | Command::AddInsurance(_) => true,
-        _ => false,
-    }
-}
-
-fn json_str(v: &serde_json::Value, k: &str) -> Option<String> {
-    match v.get(k)? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Matching records athena holds now, newest id last: (count, last id).
-async fn matching(
-    p: &PracticeClient,
-    c: &Command,
-) -> Result<(u32, Option<String>), athena_client::Error> {
-    match c {
-        Command::CreateClaim(c) => {
-            let d = date(c.service_date);
-            let claims = p
-                .list_claims(
-                    &ClaimQuery {
-                        patient_id: c.patient_id.clone(),
-                        department_id: c.department_id.clone(),
-                        service_start_date: d,
-                        service_end_date: d,
-                    },
-                    10_000,
-                )
-                .await?;
-            let mut want: Vec<&str> = c
-                .charges
-                .iter()
-                .map(|x| x.procedure_code.as_str())
-                .collect();
-            want.sort_unstable();
-            let hits: Vec<String> = claims
-                .iter()
-                .filter(|cl| cl.appointmentid.is_none())
-                .filter(|cl| {
-                    let mut got: Vec<String> = cl
-                        .raw
-                        .get("billedservices")
-                        .and_then(|b| b.as_array())
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|s| json_str(s, "procedurecode"))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    got.sort_unstable();
-                    got == want
-                })
-                .map(|cl| cl.claimid.clone())
-                .collect();
-            Ok((hits.len() as u32, max_id(hits)))
-        }
-        Command::UploadClinicalDocument(c) => {
-            let name = doc_filename(c);
-            let docs = p.clinical_documents(&c.patient_id).await?;
-            let hits: Vec<String> = docs
-                .iter()
-                .filter(|d| json_str(d, "originalfilename").as_deref() == Some(name.as_str()))
-                .filter(|d| {
-                    json_str(d, "documentsubclass").as_deref() == Some(c.document_subclass.as_str())
-                })
-                .filter_map(|d| json_str(d, "clinicaldocumentid"))
-                .collect();
-            Ok((hits.len() as u32, max_id(hits)))
-        }
-        Command::AddInsurance(c) => {
-            let list = p.insurances(&c.patient_id).await?;
-            let seq = c.sequence_number.to_string();
-            let hits: Vec<String> = list
-                .iter()
-                .filter(|i| {
-                    i.insurancepackageid.as_deref() == Some(c.insurance_package_id.as_str())
-                })
-                .filter(|i| i.sequencenumber.as_deref().is_none_or(|s| s == seq))
-                .filter_map(|i| i.insuranceid.clone())
-                .collect();
-            Ok((hits.len() as u32, max_id(hits)))
-        }
-        _ => Ok((0, None)),
-    }
-}
-
-/// The highest id (numeric when ids are numbers): the newest record.
-fn max_id(ids: Vec<String>) -> Option<String> {
-    ids.into_iter()
-        .max_by_key(|s| (s.parse::<u64>().unwrap_or(0), s.clone()))
-}
-
-async fn count_matching(p: &PracticeClient, c: &Command) -> Result<u32, athena_client::Error> {
-    Ok(matching(p, c).await?.0)
-}
-
-/// Reads athena back to find out whether `command` is already applied.
-async fn reconcile(
-    p: &PracticeClient,
-    command: &Command,
-    baseline: Option<u32>,
-) -> Result<Recon, athena_client::Error> {
-    match command {
-        Command::CreatePatient(c) => {
-            let found = p.best_match(&create_fields(c)).await?;
-            Ok(match found.first() {
-                Some(m) => Recon::Applied(ids(&[("patient_id", &m.patientid)])),
-                None => Recon::NotApplied,
-            })
-        }
-        // Setting the same fields again is harmless.
-        Command::UpdatePatient(_) => Ok(Recon::NotApplied),
-        Command::BookAppointment(c) => {
-            let a = p.get_appointment(&c.appointment_id).await?;
-            let status = a.appointmentstatus.as_deref();
-            // Our patient on the slot, booked or since cancelled (by a later command of the
-            // same key that ran before this one's result was committed): our booking landed.
-            let ours = a.patientid.as_deref() == Some(c.patient_id.as_str());
-            Ok(if ours && (is_booked(status) || status == Some("x")) {
-                Recon::Applied(ids(&[
-                    ("appointment_id", &c.appointment_id),
-                    ("patient_id", &c.patient_id),
-                ]))
-            } else if status == Some("o") {
-                Recon::NotApplied
-            } else {
-                Recon::Conflict("SLOT_TAKEN", "the slot is no longer open".into())
-            })
-        }
-        Command::CancelAppointment(c) => {
-            let a = p.get_appointment(&c.appointment_id).await?;
-            Ok(if a.appointmentstatus.as_deref() == Some("x") {
-                Recon::Applied(ids(&[
-                    ("appointment_id", &c.appointment_id),
-                    ("patient_id", &c.patient_id),
-                ]))
-            } else {
-                Recon::NotApplied
-            })
-        }
-        Command::RescheduleAppointment(c) => {
-            let new = p.get_appointment(&c.new_appointment_id).await?;
-            Ok(
-                if (is_booked(new.appointmentstatus.as_deref())
-                    || new.appointmentstatus.as_deref() == Some("x"))
-                    && new.patientid.as_deref() == Some(c.patient_id.as_str())
-                {
-                    Recon::Applied(ids(&[
-                        ("appointment_id", &c.new_appointment_id),
-                        ("previous_appointment_id", &c.appointment_id),
-                        ("patient_id", &c.patient_id),
-                    ]))
-                } else if new.appointmentstatus.as_deref() == Some("o") {
-                    Recon::NotApplied
-                } else {
-                    Recon::Conflict("SLOT_TAKEN", "the new slot is no longer open".into())
-                },
-            )
-        }
-        Command::CheckInAppointment(c) => {
-            let a = p.get_appointment(&c.appointment_id).await?;
-            Ok(
-                if matches!(a.appointmentstatus.as_deref(), Some("2" | "3" | "4")) {
-                    Recon::Applied(ids(&[
-                        ("appointment_id", &c.appointment_id),
-                        ("patient_id", c.patient_id.as_deref().unwrap_or("")),
-                    ]))
-                } else {
-                    Recon::NotApplied
-                },
-            )
-        }
-        Command::CreateClaim(c) if c.appointment_id.is_some() => {
-            let id = c.appointment_id.as_deref().unwrap_or_default();
-            let a = p.get_appointment(id).await?;
-            Ok(match json_str(&a.raw, "claimid") {
-                Some(claim) => Recon::Applied(ids(&[
-                    ("claim_id", &claim),
-                    ("appointment_id", id),
-                    ("patient_id", a.patientid.as_deref().unwrap_or("")),
-                ])),
-                None => Recon::NotApplied,
-            })
-        }
-        Command::CreateClaim(_) | Command::UploadClinicalDocument(_) | Command::AddInsurance(_) => {
-            let Some(before) = baseline else {
-                // No baseline (refusal without an earlier attempt): nothing to compare with.
-                return Ok(Recon::NotApplied);
-            };
-            let (now, newest) = matching(p, command).await?;
-            Ok(if now > before {
-                let name = match command {
-                    Command::CreateClaim(_) => "claim_id",
-                    Command::UploadClinicalDocument(_) => "clinical_document_id",
-                    _ => "insurance_id",
-                };
-                Recon::Applied(ids(&[(name, newest.as_deref().unwrap_or(""))]))
-            } else {
-                Recon::NotApplied
-            })
-        }
-        // Non-card payments: re-sending inside athena's duplicate window is refused as a
-        // duplicate (handled as ours by the caller). Card captures are never re-sent.
-        Command::RecordPayment(c) if c.card.is_some() => Ok(Recon::Unknowable),
-        Command::RecordPayment(_) => Ok(Recon::NotApplied),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
 
-    #[test]
-    fn booked_statuses_and_newest_id() {
-        assert!(is_booked(Some("f")));
-        assert!(is_booked(Some("4")));
-        assert!(!is_booked(Some("o")));
-        assert!(!is_booked(Some("x")));
-        assert!(!is_booked(None));
-        assert_eq!(
-            max_id(vec!["9".into(), "10".into(), "2".into()]).as_deref(),
-            Some("10")
-        );
-        assert_eq!(max_id(vec![]), None);
-    }
+    use athena_client::{ClientConfig, Environment};
+    use parking_lot::Mutex;
+
+    use crate::commands::{Envelope, Performed, Reading, RecordPayment, WriteBack, ids};
+    use crate::ledger::MemoryLedgerStore;
 
     #[test]
     fn error_codes_are_stable() {
@@ -1045,5 +488,287 @@ mod tests {
             message: None,
         };
         assert_eq!(error_code(&e), "ATHENA_UNAVAILABLE");
+    }
+
+    /// athena calls a scripted command made.
+    #[derive(Debug, Default)]
+    struct Calls {
+        performs: Mutex<u32>,
+        reconciles: Mutex<u32>,
+    }
+
+    impl Calls {
+        fn get(&self) -> (u32, u32) {
+            (*self.performs.lock(), *self.reconciles.lock())
+        }
+    }
+
+    /// A command whose athena answers are scripted; no HTTP is made.
+    #[derive(Debug)]
+    struct Scripted {
+        class: Idempotency,
+        performs: Mutex<VecDeque<Result<Ids, athena_client::Error>>>,
+        readbacks: Mutex<VecDeque<ReadBack>>,
+        calls: Arc<Calls>,
+    }
+
+    fn scripted(
+        class: Idempotency,
+        performs: Vec<Result<Ids, athena_client::Error>>,
+        readbacks: Vec<ReadBack>,
+    ) -> (Command, Arc<Calls>) {
+        let calls = Arc::new(Calls::default());
+        let cmd = Scripted {
+            class,
+            performs: Mutex::new(performs.into()),
+            readbacks: Mutex::new(readbacks.into()),
+            calls: calls.clone(),
+        };
+        (Box::new(cmd), calls)
+    }
+
+    impl Envelope for Scripted {
+        fn command_id(&self) -> &str {
+            "cmd-1"
+        }
+        fn practice_id(&self) -> &str {
+            "195900"
+        }
+        fn correlation_id(&self) -> Option<&str> {
+            None
+        }
+        fn type_name(&self) -> &'static str {
+            "Scripted"
+        }
+    }
+
+    impl WriteBack for Scripted {
+        fn idempotency(&self) -> Idempotency {
+            self.class
+        }
+        fn perform<'a>(&'a self, _cx: AthenaCtx<'a>) -> Performed<'a> {
+            *self.calls.performs.lock() += 1;
+            let r = self
+                .performs
+                .lock()
+                .pop_front()
+                .unwrap_or_else(|| Ok(ids(&[("patient_id", "from-perform")])));
+            Box::pin(async move { r })
+        }
+        fn reconcile<'a>(&'a self, _p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
+            *self.calls.reconciles.lock() += 1;
+            let r = self
+                .readbacks
+                .lock()
+                .pop_front()
+                .unwrap_or(ReadBack::NotApplied);
+            Box::pin(async move { Ok(r) })
+        }
+    }
+
+    fn ambiguous() -> athena_client::Error {
+        athena_client::Error::Ambiguous {
+            method: "POST".into(),
+            route: "/v1/{practiceid}/patients".into(),
+            cause: Box::new(athena_client::Error::Timeout),
+        }
+    }
+
+    fn unavailable() -> athena_client::Error {
+        athena_client::Error::Server {
+            status: 503,
+            message: None,
+        }
+    }
+
+    fn position() -> Position {
+        Position {
+            topic: "commands".into(),
+            partition: 0,
+            offset: 42,
+        }
+    }
+
+    /// An executor over `ledger`; its athena client is never called (the scripted commands
+    /// answer for it), so no network is involved.
+    fn executor(ledger: Arc<Ledger>) -> Executor {
+        let athena = AthenaClient::new(ClientConfig::new(
+            Environment::Preview,
+            "unit-test",
+            "not-a-secret".to_string().into(),
+        ))
+        .unwrap();
+        let config = Config {
+            backoff_base: Duration::from_millis(1),
+            backoff_cap: Duration::from_millis(2),
+            ..Config::default()
+        };
+        Executor::new(athena, ledger, Arc::new(config))
+    }
+
+    /// Executes `cmd` (read at [`position`]) over `ledger`.
+    async fn run(ledger: &Arc<Ledger>, cmd: &Command) -> Outcome {
+        executor(ledger.clone())
+            .execute(cmd, &position())
+            .await
+            .unwrap()
+    }
+
+    fn memory_ledger() -> Arc<Ledger> {
+        Arc::new(Ledger::with_store(MemoryLedgerStore::new()))
+    }
+
+    fn intent_attempt(ledger: &Ledger) -> Option<u32> {
+        match ledger.get("cmd-1") {
+            Some(LedgerEntry::InFlight { attempt, .. }) => Some(attempt),
+            _ => None,
+        }
+    }
+
+    const RECONCILE: Idempotency = Idempotency::ReconcileBeforeRetry { baseline: false };
+
+    #[tokio::test]
+    async fn an_ambiguous_write_that_read_back_finds_applied_is_not_sent_again() {
+        let ledger = memory_ledger();
+        let (cmd, calls) = scripted(
+            RECONCILE,
+            vec![Err(ambiguous())],
+            vec![ReadBack::Applied(ids(&[("patient_id", "from-read-back")]))],
+        );
+        let out = run(&ledger, &cmd).await;
+        assert_eq!(out.status, CommandStatus::Applied);
+        assert_eq!(out.athena_ids["patient_id"], "from-read-back");
+        assert_eq!(
+            calls.get(),
+            (1, 1),
+            "one write, one read-back, no second write"
+        );
+        assert_eq!(
+            intent_attempt(&ledger),
+            Some(1),
+            "intent written before the call"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_write_read_back_shows_missing_is_sent_again_under_a_new_intent() {
+        let ledger = memory_ledger();
+        let (cmd, calls) = scripted(
+            RECONCILE,
+            vec![Err(ambiguous())],
+            vec![ReadBack::NotApplied],
+        );
+        let out = run(&ledger, &cmd).await;
+        assert_eq!(out.status, CommandStatus::Applied);
+        assert_eq!(out.athena_ids["patient_id"], "from-perform");
+        assert_eq!(out.attempts, 2);
+        assert_eq!(calls.get(), (2, 1));
+        assert_eq!(intent_attempt(&ledger), Some(2));
+    }
+
+    #[tokio::test]
+    async fn an_unknowable_ambiguous_write_is_failed_not_retried_blindly() {
+        let ledger = memory_ledger();
+        let (cmd, calls) = scripted(Idempotency::Unknowable, vec![Err(ambiguous())], vec![]);
+        let out = run(&ledger, &cmd).await;
+        assert_eq!(out.status, CommandStatus::Failed);
+        assert_eq!(out.error.unwrap().code, "AMBIGUOUS_UNRESOLVED");
+        assert_eq!(
+            calls.get(),
+            (1, 0),
+            "no second write and no read-back attempted"
+        );
+        assert_eq!(intent_attempt(&ledger), Some(1));
+    }
+
+    #[tokio::test]
+    async fn an_intent_found_at_start_is_reconciled_before_any_write() {
+        let ledger = memory_ledger();
+        let intent = LedgerEntry::InFlight {
+            position: position(),
+            command_type: "Scripted".into(),
+            attempt: 1,
+            baseline: None,
+        };
+        ledger.write_intent("cmd-1", intent).await.unwrap();
+        let (cmd, calls) = scripted(
+            RECONCILE,
+            vec![],
+            vec![ReadBack::Applied(ids(&[("patient_id", "p1")]))],
+        );
+        let out = run(&ledger, &cmd).await;
+        assert_eq!((out.status, out.attempts), (CommandStatus::Applied, 0));
+        assert_eq!(calls.get(), (0, 1));
+
+        // The same for a command that cannot be read back: FAILED, never re-sent.
+        let (cmd, calls) = scripted(Idempotency::Unknowable, vec![], vec![]);
+        let out = run(&ledger, &cmd).await;
+        assert_eq!(out.status, CommandStatus::Failed);
+        assert_eq!(out.error.unwrap().code, "AMBIGUOUS_UNRESOLVED");
+        assert_eq!(calls.get(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn athena_unavailable_forever_ends_in_failed_after_max_attempts() {
+        let ledger = memory_ledger();
+        let ex = executor(ledger.clone());
+        let max = ex.config.max_attempts;
+        let (cmd, calls) = scripted(
+            RECONCILE,
+            (0..max + 5).map(|_| Err(unavailable())).collect(),
+            vec![],
+        );
+        let out = ex.execute(&cmd, &position()).await.unwrap();
+        assert_eq!(out.status, CommandStatus::Failed);
+        assert_eq!(out.error.unwrap().code, "ATHENA_UNAVAILABLE");
+        assert_eq!(calls.get(), (max, 0));
+    }
+
+    #[tokio::test]
+    async fn a_naturally_idempotent_command_writes_no_intent_and_retries_an_ambiguous_answer() {
+        let ledger = memory_ledger();
+        let (cmd, calls) = scripted(Idempotency::Natural, vec![Err(ambiguous())], vec![]);
+        let out = run(&ledger, &cmd).await;
+        assert_eq!(out.status, CommandStatus::Applied);
+        assert_eq!(calls.get().0, 2);
+        assert_eq!(ledger.get("cmd-1"), None);
+    }
+
+    #[tokio::test]
+    async fn an_intent_that_cannot_be_written_for_a_while_delays_the_write() {
+        let store = Arc::new(MemoryLedgerStore::new());
+        store.fail_next_saves(2);
+        let ledger = Arc::new(Ledger::with_store(store.clone()));
+        let (cmd, calls) = scripted(RECONCILE, vec![], vec![]);
+        let out = run(&ledger, &cmd).await;
+        assert_eq!(out.status, CommandStatus::Applied);
+        assert_eq!(calls.get(), (1, 0));
+        assert!(
+            store.record("cmd-1").is_some(),
+            "the intent reached the store"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_card_payment_is_refused_before_any_call_when_card_payments_are_off() {
+        let payment: RecordPayment = serde_json::from_value(serde_json::json!({
+            "command_id": "pay-1", "practice_id": "195900", "correlation_id": null,
+            "issued_at": null, "patient_id": "1", "department_id": "1",
+            "payment_method": "VISA", "check_number": null, "card_number_last4": null,
+            "copay_amount": null, "appointment_id": null, "other_amount": "10.00",
+            "post_date": null,
+            "card": {"account_number": "4111111111111111", "expiration_month": "01",
+                     "expiration_year": "2030", "name_on_card": "Synthetic",
+                     "billing_address": "1 Test St", "billing_zip": "00000",
+                     "security_code": null}
+        }))
+        .unwrap();
+        assert_eq!(payment.idempotency(), Idempotency::Unknowable);
+        let cmd: Command = Box::new(payment);
+        let ledger = memory_ledger();
+        let out = run(&ledger, &cmd).await;
+        assert_eq!(out.status, CommandStatus::Rejected);
+        assert_eq!(out.error.unwrap().code, "CARD_PAYMENTS_DISABLED");
+        assert_eq!(ledger.get("pay-1"), None, "nothing was attempted");
     }
 }

@@ -49,10 +49,21 @@ pub struct Config {
     /// of stopping to poll, which would exceed `max.poll.interval.ms`); resumes at half.
     #[serde(default = "default_max_buffered")]
     pub max_buffered: usize,
+    /// Bytes of commands read but not yet committed (their Kafka key and payload until they
+    /// finish, then their result records) above which the sink pauses its partitions, like
+    /// `max_buffered`; resumes once both are at half. Default 64 MiB, at least 1 MiB. A single
+    /// larger message is still read (alone), so the bound is exceeded by at most one message.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: u64,
     /// athena attempts per command for transient failures (5xx, timeouts on reads) before the
     /// command is answered FAILED. Throttling does not count: see `max_throttled_wait`.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// How long an undecodable message's dead letter is retried (at most 8 attempts, backoff
+    /// 0.5 s doubling to 8 s) before the sink stops with an error, leaving that message's offset
+    /// uncommitted so a restart reads it again. Default 60 s, at least 1 s.
+    #[serde(default = "default_dlq_retry_timeout", with = "humantime_serde")]
+    pub dlq_retry_timeout: Duration,
     /// First backoff between attempts (full jitter, doubling).
     #[serde(default = "default_backoff_base", with = "humantime_serde")]
     pub backoff_base: Duration,
@@ -118,6 +129,12 @@ fn default_max_in_flight() -> usize {
 }
 fn default_max_buffered() -> usize {
     2000
+}
+fn default_max_buffered_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_dlq_retry_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_max_attempts() -> u32 {
     5
@@ -211,10 +228,22 @@ impl Config {
                 "must be at least max_in_flight",
             ));
         }
+        if self.max_buffered_bytes < 1024 * 1024 {
+            return Err(CoreError::config(
+                key(name, "max_buffered_bytes"),
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(CoreError::config(
                 key(name, "max_attempts"),
                 "must be at least 1",
+            ));
+        }
+        if self.dlq_retry_timeout < Duration::from_secs(1) {
+            return Err(CoreError::config(
+                key(name, "dlq_retry_timeout"),
+                "must be at least 1s",
             ));
         }
         if self.backoff_base.is_zero() || self.backoff_cap < self.backoff_base {
@@ -323,6 +352,16 @@ mod tests {
         assert!(e.contains("sinks.write_back.x.ledger_retention"), "{e}");
         let c: Config = toml::from_str("ledger_retention = \"0s\"").unwrap();
         c.validate_named("x").unwrap();
+
+        assert_eq!(Config::default().max_buffered_bytes, 64 * 1024 * 1024);
+        let c: Config = toml::from_str("max_buffered_bytes = 1000").unwrap();
+        let e = c.validate_named("x").unwrap_err().to_string();
+        assert!(e.contains("sinks.write_back.x.max_buffered_bytes"), "{e}");
+        let c: Config = toml::from_str("max_buffered_bytes = 1048576").unwrap();
+        c.validate_named("x").unwrap();
+        let c: Config = toml::from_str("dlq_retry_timeout = \"100ms\"").unwrap();
+        let e = c.validate_named("x").unwrap_err().to_string();
+        assert!(e.contains("sinks.write_back.x.dlq_retry_timeout"), "{e}");
 
         let e = toml::from_str::<Config>("nope = 1")
             .unwrap_err()

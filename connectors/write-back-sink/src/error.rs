@@ -1,6 +1,7 @@
-//! This crate's one error type and its mapping to [`ErrorClass`]. Only fatal conditions leave
-//! [`crate::run`] as an `Err`: everything a single command can run into becomes that command's
-//! `CommandResult` (or a dead letter) instead.
+//! This crate's one error type and its mapping to [`ErrorClass`]. Only conditions the sink
+//! cannot handle by itself leave [`crate::run`] as an `Err` (the class tells a supervisor
+//! whether a restart may heal them): everything a single command can run into becomes that
+//! command's `CommandResult` (or a dead letter) instead.
 
 use connector_core::{CoreError, ErrorClass};
 
@@ -30,6 +31,24 @@ pub enum Error {
     /// recomputed and committed again. Class: Retriable.
     #[error("transaction aborted: {0}")]
     TransactionAborted(String),
+    /// An undecodable message could not be written to the dead-letter topic within the bounded
+    /// retries. Its offset is not committed (nothing is lost: a restart reads it again), and the
+    /// sink stops instead of retrying forever. Class: Retriable (a restart may heal it).
+    #[error(
+        "could not write the dead letter of {topic}/{partition} offset {offset} after {attempts} attempts (the offset is not committed): {message}"
+    )]
+    DeadLetter {
+        /// Source topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset of the undecodable message.
+        offset: i64,
+        /// Attempts made.
+        attempts: u32,
+        /// The last produce error.
+        message: String,
+    },
 }
 
 impl Error {
@@ -38,7 +57,7 @@ impl Error {
         match self {
             Error::Config { .. } | Error::Transaction(_) | Error::Athena(_) => ErrorClass::Fatal,
             Error::Core(e) => e.class(),
-            Error::TransactionAborted(_) => ErrorClass::Retriable,
+            Error::TransactionAborted(_) | Error::DeadLetter { .. } => ErrorClass::Retriable,
         }
     }
 }

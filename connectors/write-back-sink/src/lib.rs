@@ -3,12 +3,16 @@
 //!
 //! # Layout
 //! - [`config`]: the `[sinks.write_back.<name>]` section and the stand-alone root config.
-//! - [`commands`]: Rust mirrors of the command schemas and the decoder that dispatches on the
-//!   writer schema's record name.
-//! - [`ledger`]: the compacted ledger topic of intents and outcomes, keyed by `command_id`.
-//! - [`apply`]: performing one command, retry by error class, reconciliation by read-back.
-//! - `sink`: the consume loop (per-key order, bounded concurrency, pause instead of blocking,
-//!   results + ledger + offsets in one Kafka transaction, DLQ).
+//! - [`commands`]: one file per command (Avro mirror, precheck, athena write, read-back,
+//!   idempotency class: the [`commands::WriteBack`] trait), the one registry table and the
+//!   decoder that dispatches on the writer schema's record name.
+//! - [`ledger`]: intents and outcomes keyed by `command_id`, over a [`ledger::LedgerStore`]
+//!   (the compacted Kafka topic, or memory in tests).
+//! - [`apply`]: the executor: precheck, intent, perform, retry by error class, reconciliation
+//!   by read-back, outcome.
+//! - `sink`: the consume loop, split into `ownership` (rebalance context, epochs, quiet
+//!   hand-over), `partitions` (contiguous commit, read-ahead bound in messages and bytes),
+//!   `worker` (one command, one dead letter), `commit` (the result transaction) and `run`.
 //! - [`error`]: the crate's error enum and its class.
 //!
 //! Guarantees and failure modes: `docs/connectors/write-back-sink.md`.

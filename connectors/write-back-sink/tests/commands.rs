@@ -13,6 +13,7 @@ use common::*;
 use connector_core::avro::frame;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use write_back_sink::Config;
 use write_back_sink::commands::*;
 
 fn pid() -> String {
@@ -486,6 +487,112 @@ async fn poison_messages_reach_the_dlq_byte_for_byte_and_the_partition_moves_on(
     assert_eq!(status_of(&r, "c-before"), CommandStatus::Applied);
     assert_eq!(status_of(&r, "c-after"), CommandStatus::Applied);
 
+    sink.stop().await;
+    sim.shutdown().await;
+}
+
+/// A dead letter that cannot be written (here: the DLQ topic refuses records that large) is
+/// retried a bounded number of times, then the sink stops with an error naming the message;
+/// the message's offset is not committed, so nothing after it is published and, once the DLQ
+/// accepts it, a restart dead-letters it and answers every command exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_cannot_be_written_stops_the_sink_without_committing_its_offset() {
+    use rdkafka::admin::{
+        AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    };
+
+    let stack = Stack::get().await;
+    let (sim, athena) = start_sim(SimConfig::default()).await;
+    let n = Names::new();
+    create_topics_with(&stack, &n, 1).await;
+    let dlq_topic = format!("{}.dlq", n.appointments);
+    let admin = stack.kafka().build_admin().expect("admin");
+    let opts = AdminOptions::new();
+    let small =
+        NewTopic::new(&dlq_topic, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "512");
+    for r in admin
+        .create_topics([&small], &opts)
+        .await
+        .expect("create dlq")
+    {
+        r.expect("dlq topic created");
+    }
+
+    let p = Producer::new(&stack);
+    let patient = test_patient(&sim);
+    let slots = open_slots(&sim, 2);
+    p.send(
+        &n.appointments,
+        "195900/a",
+        &book("c-before", &slots[0], &patient),
+    )
+    .await;
+    // Incompressible (the producer compresses with lz4), and not Confluent-framed.
+    let mut poison = vec![0u8; 4096];
+    rand::Rng::fill(&mut rand::rng(), &mut poison[..]);
+    poison[0] = 7;
+    p.send_raw(&n.appointments, "k-poison", &poison).await;
+    p.send(
+        &n.appointments,
+        "195900/b",
+        &book("c-after", &slots[1], &patient),
+    )
+    .await;
+
+    let config = Config {
+        dlq_retry_timeout: Duration::from_secs(3),
+        ..sink_config(&n)
+    };
+    let sink = start_sink(&stack, config, athena.clone());
+    let ended = tokio::time::timeout(Duration::from_secs(60), sink.join)
+        .await
+        .expect("the sink stops within 60 s")
+        .expect("sink task");
+    let err = ended.expect_err("the sink fails");
+    assert!(
+        matches!(
+            &err,
+            write_back_sink::Error::DeadLetter { topic, offset: 1, .. } if *topic == n.appointments
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not committed"), "{err}");
+    // Only the command before the poison has a (committed) result.
+    let msgs = drain_more(&stack.kafka(), &n.results, 1, Duration::from_secs(5)).await;
+    let r = results_by_id(&p.codec, &msgs).await;
+    assert_eq!(r.len(), 1, "{:?}", r.keys().collect::<Vec<_>>());
+    assert_eq!(status_of(&r, "c-before"), CommandStatus::Applied);
+
+    // The DLQ is fixed; a restart reads the poison again and moves on.
+    let fix =
+        AlterConfig::new(ResourceSpecifier::Topic(&dlq_topic)).set("max.message.bytes", "1048588");
+    for r in admin.alter_configs([&fix], &opts).await.expect("alter dlq") {
+        r.expect("dlq config altered");
+    }
+    let sink = start_sink(&stack, sink_config(&n), athena);
+    let dead = read_until(&stack.kafka(), &dlq_topic, 1, Duration::from_secs(60)).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload(), Some(&poison[..]));
+    let msgs = read_until(&stack.kafka(), &n.results, 2, Duration::from_secs(60)).await;
+    let msgs = drain_more(
+        &stack.kafka(),
+        &n.results,
+        msgs.len(),
+        Duration::from_secs(3),
+    )
+    .await;
+    let r = results_by_id(&p.codec, &msgs).await;
+    assert_eq!(status_of(&r, "c-before"), CommandStatus::Applied);
+    assert_eq!(status_of(&r, "c-after"), CommandStatus::Applied);
+    let writes = sim_writes(&sim);
+    for slot in &slots {
+        let n = writes
+            .iter()
+            .filter(|((_, id), _)| id == slot)
+            .map(|(_, n)| *n)
+            .sum::<usize>();
+        assert_eq!(n, 1, "slot {slot} written once");
+    }
     sink.stop().await;
     sim.shutdown().await;
 }

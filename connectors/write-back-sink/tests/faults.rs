@@ -370,3 +370,59 @@ async fn pausing_and_resuming_loses_and_repeats_nothing() {
     sink.stop().await;
     sim.shutdown().await;
 }
+
+/// One athena resource answering 503 forever: its command ends `FAILED` after `max_attempts`
+/// and the commands behind it on the same key and partition are performed and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_answering_5xx_forever_does_not_block_its_partition() {
+    let stack = Stack::get().await;
+    let (sim, athena) = start_sim(SimConfig::default()).await;
+    let n = Names::new();
+    create_topics_with(&stack, &n, 1).await;
+    let p = Producer::new(&stack);
+    let patient = test_patient(&sim);
+    let slots = open_slots(&sim, 3);
+    sim.state.inject(
+        FaultRule::new(
+            Fault::Status {
+                code: 503,
+                retry_after: None,
+                body: None,
+            },
+            u32::MAX,
+        )
+        .method("PUT")
+        .path(&format!("/appointments/{}", slots[0])),
+    );
+    // One key: the later bookings wait for the first in order.
+    for (i, slot) in slots.iter().enumerate() {
+        p.send(
+            &n.appointments,
+            "195900/one-key",
+            &book(&format!("f-{i}"), slot, &patient),
+        )
+        .await;
+    }
+    let config = sink_config(&n);
+    let max_attempts = config.max_attempts;
+    let sink = start_sink(&stack, config, athena);
+    let msgs = read_until(&stack.kafka(), &n.results, 3, Duration::from_secs(60)).await;
+    let results = results_by_id(&p.codec, &msgs).await;
+    let stuck = &results["f-0"];
+    assert_eq!(stuck.status, CommandStatus::Failed, "{stuck:?}");
+    assert_eq!(
+        stuck.error.as_ref().map(|e| e.code.as_str()),
+        Some("ATHENA_UNAVAILABLE")
+    );
+    assert_eq!(stuck.attempts, max_attempts as i32);
+    for id in ["f-1", "f-2"] {
+        assert_eq!(results[id].status, CommandStatus::Applied, "{id}");
+    }
+    sink.stop().await;
+    let writes = sim_writes(&sim);
+    assert!(
+        !writes.keys().any(|(_, id)| id == &slots[0]),
+        "the failing slot was never written"
+    );
+    sim.shutdown().await;
+}

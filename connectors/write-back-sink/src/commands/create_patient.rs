@@ -1,8 +1,12 @@
 //! Rust mirror of `schemas/commands/CreatePatient.avsc` (the schema is the contract; field docs there).
 
-use athena_contracts::{Date, TimestampMillis};
+use athena_client::PracticeClient;
+use athena_client::api::patients::PatientFields;
 use connector_core::avro::AvroRecord;
+use athena_contracts::{Date, TimestampMillis};
 use serde::{Deserialize, Serialize};
+
+use super::{AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, date, envelope, ids};
 
 /// `com.athenaconnect.commands.CreatePatient`: Register a patient (POST /v1/{practiceid}/patients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,4 +48,51 @@ pub struct CreatePatient {
 
 impl AvroRecord for CreatePatient {
     const SCHEMA_NAME: &'static str = "com.athenaconnect.commands.CreatePatient";
+}
+
+envelope!(CreatePatient);
+
+impl WriteBack for CreatePatient {
+    /// Read back by athena's best match on the demographics.
+    fn idempotency(&self) -> Idempotency {
+        Idempotency::ReconcileBeforeRetry { baseline: false }
+    }
+
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
+        Box::pin(async move {
+            let id = cx.practice.create_patient(&self.fields()).await?;
+            Ok(ids(&[("patient_id", &id)]))
+        })
+    }
+
+    fn reconcile<'a>(&'a self, p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
+        Box::pin(async move {
+            let found = p.best_match(&self.fields()).await?;
+            Ok(match found.first() {
+                Some(m) => ReadBack::Applied(ids(&[("patient_id", &m.patientid)])),
+                None => ReadBack::NotApplied,
+            })
+        })
+    }
+}
+
+impl CreatePatient {
+    fn fields(&self) -> PatientFields {
+        PatientFields {
+            firstname: Some(self.first_name.clone()),
+            lastname: Some(self.last_name.clone()),
+            dob: date(Some(self.dob)),
+            departmentid: Some(self.department_id.clone()),
+            sex: self.sex.clone(),
+            email: self.email.clone(),
+            homephone: self.home_phone.clone(),
+            mobilephone: self.mobile_phone.clone(),
+            zip: self.zip.clone(),
+            address1: self.address1.clone(),
+            city: self.city.clone(),
+            state: self.state.clone(),
+            status: None,
+            extra: Vec::new(),
+        }
+    }
 }

@@ -1,8 +1,12 @@
 //! Rust mirror of `schemas/commands/UpdatePatient.avsc` (the schema is the contract; field docs there).
 
-use athena_contracts::{Date, TimestampMillis};
+use athena_client::PracticeClient;
+use athena_client::api::patients::PatientFields;
 use connector_core::avro::AvroRecord;
+use athena_contracts::{Date, TimestampMillis};
 use serde::{Deserialize, Serialize};
+
+use super::{AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, date, envelope, ids};
 
 /// `com.athenaconnect.commands.UpdatePatient`: Set demographic fields of a patient (PUT /v1/{practiceid}/patients/{patientid}); only fields that are set are sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,4 +52,48 @@ pub struct UpdatePatient {
 
 impl AvroRecord for UpdatePatient {
     const SCHEMA_NAME: &'static str = "com.athenaconnect.commands.UpdatePatient";
+}
+
+envelope!(UpdatePatient);
+
+impl WriteBack for UpdatePatient {
+    /// Setting the same fields again is harmless.
+    fn idempotency(&self) -> Idempotency {
+        Idempotency::Natural
+    }
+
+    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
+        Box::pin(async move {
+            let id = cx
+                .practice
+                .update_patient(&self.patient_id, &self.fields())
+                .await?;
+            Ok(ids(&[("patient_id", &id)]))
+        })
+    }
+
+    fn reconcile<'a>(&'a self, _p: &'a PracticeClient, _baseline: Option<u32>) -> Reading<'a> {
+        Box::pin(async { Ok(ReadBack::NotApplied) })
+    }
+}
+
+impl UpdatePatient {
+    fn fields(&self) -> PatientFields {
+        PatientFields {
+            firstname: self.first_name.clone(),
+            lastname: self.last_name.clone(),
+            dob: date(self.dob),
+            departmentid: self.department_id.clone(),
+            sex: self.sex.clone(),
+            email: self.email.clone(),
+            homephone: self.home_phone.clone(),
+            mobilephone: self.mobile_phone.clone(),
+            zip: self.zip.clone(),
+            address1: self.address1.clone(),
+            city: self.city.clone(),
+            state: self.state.clone(),
+            status: self.status.clone(),
+            extra: Vec::new(),
+        }
+    }
 }

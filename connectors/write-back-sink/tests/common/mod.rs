@@ -149,8 +149,13 @@ pub async fn start_sim(config: SimConfig) -> (RunningSim, AthenaClient) {
 }
 
 pub async fn create_topics(stack: &Stack, n: &Names) {
+    create_topics_with(stack, n, 3).await;
+}
+
+/// The three command topics with `partitions` partitions each.
+pub async fn create_topics_with(stack: &Stack, n: &Names, partitions: i32) {
     for t in [&n.patients, &n.appointments, &n.billing] {
-        stack.create_topic(t, 3).await;
+        stack.create_topic(t, partitions).await;
     }
 }
 
@@ -303,6 +308,18 @@ pub fn standalone_claim(
             line_note: None,
         }],
     }
+}
+
+/// The synthetic patient most tests book for ("Testa Testperson", born 1980-02-03); its id.
+pub fn test_patient(sim: &RunningSim) -> String {
+    sim.state.add_patient(
+        PRACTICE,
+        athena_sim::NewPatient::new(
+            "Testa",
+            "Testperson",
+            chrono::NaiveDate::from_ymd_opt(1980, 2, 3).expect("date"),
+        ),
+    )
 }
 
 /// `n` fresh open slots (several dates and providers).

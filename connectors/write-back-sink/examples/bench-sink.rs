@@ -1,4 +1,4 @@
-//! `cargo run --release -p write-back-sink --bin bench-sink [-- --commands 3000 --budget 50]`
+//! `cargo run --release -p write-back-sink --example bench-sink [-- --commands 3000 --budget 50]`
 //!
 //! Benchmarks the write-back sink on the real Kafka broker and registry
 //! (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`: `export $(./dev env)`) against an

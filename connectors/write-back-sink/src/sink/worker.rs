@@ -1,0 +1,349 @@
+//! One command's work (ledger check, execution, result records) and one undecodable message's
+//! dead letter, each run as its own task that reports a [`Done`] to the loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use connector_core::avro::Encoder;
+use athena_contracts::{CommandResult, CommandStatus, TimestampMillis};
+use connector_core::dlq::{DeadLetterQueue, Stage};
+use connector_core::metrics::{CommandLabels, ConnectorLabels};
+use connector_core::{CoreError, headers};
+use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::commit::OutRecord;
+use super::ownership::Ownership;
+use super::{KeyId, Tp};
+use crate::apply::{Executor, Outcome};
+use crate::commands::Command;
+use crate::error::Error;
+use crate::ledger::{Ledger, LedgerEntry, Position};
+
+/// Attempts at writing one dead letter before the sink stops (its offset uncommitted); the
+/// configured `dlq_retry_timeout` bounds them in time as well.
+pub(super) const DLQ_ATTEMPTS: u32 = 8;
+/// First pause between dead-letter attempts; doubled each time up to [`DLQ_BACKOFF_CAP`].
+const DLQ_BACKOFF: Duration = Duration::from_millis(500);
+const DLQ_BACKOFF_CAP: Duration = Duration::from_secs(8);
+
+/// A decoded command waiting for (or under) execution. It holds the decoded command only: the
+/// raw message is dropped once decoded (only an undecodable one is kept, for its dead letter).
+pub(super) struct Job {
+    pub(super) tp: Tp,
+    pub(super) epoch: u64,
+    pub(super) key: KeyId,
+    pub(super) offset: i64,
+    /// The message's headers (W3C trace context).
+    pub(super) headers: Option<OwnedHeaders>,
+    pub(super) command: Command,
+    pub(super) received_at: TimestampMillis,
+}
+
+/// What a task reports to the loop.
+pub(super) enum Done {
+    Finished {
+        tp: Tp,
+        epoch: u64,
+        offset: i64,
+        key: Option<KeyId>,
+        records: Vec<OutRecord>,
+    },
+    /// Not started because the sink is stopping or the partition was revoked.
+    Abandoned { key: KeyId },
+    /// The sink must stop (this message's offset stays uncommitted).
+    Fatal(Error),
+}
+
+/// Everything a worker needs, shared.
+pub(super) struct Shared {
+    pub(super) name: String,
+    pub(super) executor: Executor,
+    pub(super) ledger: Arc<Ledger>,
+    pub(super) encoder: Encoder<CommandResult>,
+    pub(super) results_topic: String,
+    pub(super) permits: Semaphore,
+    pub(super) done_tx: mpsc::UnboundedSender<Done>,
+    pub(super) ownership: Arc<Ownership>,
+    /// How long one dead letter may be retried in all (`dlq_retry_timeout`).
+    pub(super) dlq_retry_timeout: Duration,
+}
+
+impl Shared {
+    fn ledger_record(&self, command_id: &str, entry: &LedgerEntry) -> OutRecord {
+        OutRecord {
+            topic: self.ledger.topic().to_string(),
+            key: command_id.as_bytes().to_vec(),
+            payload: Ledger::encode(entry),
+            headers: None,
+        }
+    }
+
+    fn result_record(&self, cmd: &Command, result: &CommandResult) -> Result<OutRecord, Error> {
+        Ok(OutRecord {
+            topic: self.results_topic.clone(),
+            key: cmd.command_id().as_bytes().to_vec(),
+            payload: self.encoder.encode(result)?,
+            headers: Some(headers::with_str(
+                headers::inject_current_trace(OwnedHeaders::new()),
+                "athena.command.type",
+                cmd.type_name(),
+            )),
+        })
+    }
+}
+
+/// Handles one decoded command; returns the records of its transaction (ledger, result), or
+/// `None` when it was left for a restart or the partition's next owner.
+pub(super) async fn work(shared: &Shared, job: &Job) -> Result<Option<Vec<OutRecord>>, Error> {
+    // The pool is closed on shutdown: a command that has not started is left for the restart.
+    let Ok(_permit) = shared.permits.acquire().await else {
+        return Ok(None);
+    };
+    // A revoked partition's commands start nothing: the new owner handles them. Held until
+    // the records are built, so a revocation waits for this command's athena calls.
+    let Some(_busy) = shared.ownership.enter(&job.tp, job.epoch) else {
+        return Ok(None);
+    };
+    let still_owned = || shared.ownership.owns(&job.tp, job.epoch);
+    let cmd = &job.command;
+    let position = Position {
+        topic: job.tp.0.to_string(),
+        partition: job.tp.1,
+        offset: job.offset,
+    };
+    let outcome = match shared.ledger.get(cmd.command_id()) {
+        Some(LedgerEntry::Done {
+            position: p,
+            result,
+        }) if p == position => {
+            // This very message was finished before, but its offset is not committed, so its
+            // result was not either (they go in one transaction): the in-memory entry of an
+            // attempt whose commit was aborted or whose partition moved. Publish that result
+            // now, with its ledger record, instead of re-running the command.
+            let entry = LedgerEntry::Done {
+                position,
+                result: result.clone(),
+            };
+            return Ok(Some(vec![
+                shared.ledger_record(cmd.command_id(), &entry),
+                shared.result_record(cmd, &result)?,
+            ]));
+        }
+        Some(LedgerEntry::Done { result, .. }) => Outcome {
+            status: CommandStatus::Duplicate,
+            athena_ids: result.athena_ids.clone(),
+            error: None,
+            attempts: 0,
+        },
+        _ => match shared
+            .executor
+            .execute_while(cmd, &position, &still_owned)
+            .await?
+        {
+            Some(outcome) => outcome,
+            // The partition was revoked between two attempts: its intent is in the ledger
+            // and the new owner reconciles.
+            None => return Ok(None),
+        },
+    };
+    if !still_owned() {
+        // Revoked during the last call: the new owner reconciles from the intent. Nothing is
+        // remembered, so a later owner of this partition in this process reloads the truth.
+        return Ok(None);
+    }
+    let result = CommandResult {
+        command_id: cmd.command_id().to_string(),
+        command_type: cmd.type_name().to_string(),
+        practice_id: cmd.practice_id().to_string(),
+        correlation_id: cmd.correlation_id().map(str::to_owned),
+        status: outcome.status,
+        athena_ids: outcome.athena_ids,
+        error: outcome.error,
+        attempts: outcome.attempts,
+        received_at: job.received_at,
+        completed_at: TimestampMillis::now(),
+    };
+    count_finished(&shared.name, cmd, &result);
+
+    let mut out = Vec::with_capacity(2);
+    let is_new = result.status != CommandStatus::Duplicate
+        || !matches!(
+            shared.ledger.get(cmd.command_id()),
+            Some(LedgerEntry::Done { .. })
+        );
+    let result_record = shared.result_record(cmd, &result)?;
+    if is_new {
+        let entry = LedgerEntry::Done { position, result };
+        out.push(shared.ledger_record(cmd.command_id(), &entry));
+        shared.ledger.remember(cmd.command_id(), entry);
+    }
+    out.push(result_record);
+    Ok(Some(out))
+}
+
+fn count_finished(connector: &str, cmd: &Command, result: &CommandResult) {
+    let m = connector_core::metrics::global();
+    let outcome_label = match result.status {
+        CommandStatus::Applied => "applied",
+        CommandStatus::Duplicate => "duplicate",
+        CommandStatus::Rejected => "rejected",
+        CommandStatus::Failed => "failed",
+    };
+    m.sink_commands
+        .get_or_create(&CommandLabels {
+            connector: connector.to_string(),
+            command: cmd.type_name().to_string(),
+            outcome: outcome_label.to_string(),
+        })
+        .inc();
+    m.sink_command_latency_seconds
+        .get_or_create(&ConnectorLabels {
+            connector: connector.to_string(),
+        })
+        .observe((result.completed_at.0 - result.received_at.0).max(0) as f64 / 1000.0);
+    tracing::info!(
+        status = outcome_label,
+        attempts = result.attempts,
+        error_code = result.error.as_ref().map(|e| e.code.as_str()).unwrap_or(""),
+        "Command finished."
+    );
+}
+
+/// Sends an undecodable message to the dead-letter queue (byte for byte, with the error
+/// headers) on its own task, then reports its offset finished. A dead letter that cannot be
+/// written after [`DLQ_ATTEMPTS`] reports [`Done::Fatal`] instead: the offset stays
+/// uncommitted (nothing is lost) and the sink stops with a clear error for its supervisor.
+pub(super) fn dead_letter(
+    shared: &Arc<Shared>,
+    dlq: &DeadLetterQueue,
+    msg: OwnedMessage,
+    error: CoreError,
+    epoch: u64,
+) {
+    let dlq = dlq.clone();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let tp: Tp = (Arc::from(msg.topic()), msg.partition());
+        let offset = msg.offset();
+        let limits = Bounds {
+            attempts: DLQ_ATTEMPTS,
+            first: DLQ_BACKOFF,
+            cap: DLQ_BACKOFF_CAP,
+            total: shared.dlq_retry_timeout,
+        };
+        let sent = send_bounded(limits, || dlq.send(&msg, &error, Stage::ValueConverter)).await;
+        let done = match sent {
+            Ok(()) => {
+                connector_core::metrics::global()
+                    .dlq_produce_requests
+                    .get_or_create(&ConnectorLabels {
+                        connector: shared.name.clone(),
+                    })
+                    .inc();
+                Done::Finished {
+                    tp,
+                    epoch,
+                    offset,
+                    key: None,
+                    records: Vec::new(),
+                }
+            }
+            Err((attempts, message)) => Done::Fatal(Error::DeadLetter {
+                topic: tp.0.to_string(),
+                partition: tp.1,
+                offset,
+                attempts,
+                message,
+            }),
+        };
+        let _ = shared.done_tx.send(done);
+    });
+}
+
+/// How often and how long [`send_bounded`] tries.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// Attempts at most.
+    attempts: u32,
+    /// First pause between attempts, doubled each time up to `cap`.
+    first: Duration,
+    cap: Duration,
+    /// Time for all attempts together, pauses included: a produce the client keeps retrying
+    /// internally (up to `message.timeout.ms`) is cut off here.
+    total: Duration,
+}
+
+/// Tries `send` within `b`; on failure the attempts made and the last error. (The seam for
+/// connector-core's shared retry helper.)
+async fn send_bounded<F, Fut, E>(b: Bounds, mut send: F) -> Result<(), (u32, String)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let deadline = tokio::time::Instant::now() + b.total;
+    let mut pause = b.first;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let error = match tokio::time::timeout_at(deadline, send()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no acknowledgement within {:?}", b.total),
+        };
+        if n >= b.attempts || tokio::time::Instant::now() + pause >= deadline {
+            return Err((n, error));
+        }
+        tracing::warn!(error = %error, attempt = n, "Dead-letter produce failed; retrying.");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(b.cap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const QUICK: Bounds = Bounds {
+        attempts: 4,
+        first: Duration::ZERO,
+        cap: Duration::ZERO,
+        total: Duration::from_secs(60),
+    };
+
+    #[tokio::test]
+    async fn dead_letter_retries_are_bounded_in_number() {
+        let calls = AtomicU32::new(0);
+        let r = send_bounded(QUICK, || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>("broker down") }
+        })
+        .await;
+        assert_eq!(r.unwrap_err(), (4, "broker down".to_string()));
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+        let calls = AtomicU32::new(0);
+        let r = send_bounded(QUICK, || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move { if n < 2 { Err("blip") } else { Ok(()) } }
+        })
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn dead_letter_retries_are_bounded_in_time() {
+        // A produce that never answers (the client retrying internally) is cut off.
+        let b = Bounds {
+            total: Duration::from_millis(50),
+            ..QUICK
+        };
+        let r = send_bounded(b, std::future::pending::<Result<(), String>>).await;
+        let (attempts, error) = r.unwrap_err();
+        assert_eq!(attempts, 1);
+        assert!(error.contains("no acknowledgement"), "{error}");
+    }
+}
