@@ -12,17 +12,15 @@
 //! - [`task`]: the loop of one (practice, feed): replay, drain, back-off, budget.
 //! - [`subscriptions`]: creating the subscriptions the config asks for and reporting the
 //!   feeds that are not subscribed.
-//! - [`standalone`]: the root config of the standalone binary.
 //! - [`error`]: this crate's error enum and its one `class()`.
 //!
-//! [`run`] starts one task per (practice, feed) and returns when shutdown is requested; the
-//! `changed-data-source` binary runs it from a TOML file (see `src/bin/`).
+//! [`run`] starts one task per (practice, feed) and returns when shutdown is requested;
+//! `athena-connect run` runs it from the `[sources.changed_data.<name>]` tables.
 
 pub mod config;
 pub mod cursor;
 pub mod error;
 pub mod events;
-pub mod standalone;
 pub mod subscriptions;
 pub mod task;
 pub mod writer;

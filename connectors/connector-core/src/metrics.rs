@@ -42,6 +42,15 @@ pub struct ConnectorLabels {
     pub connector: String,
 }
 
+/// Labels of the connector state gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectorStateLabels {
+    /// Connector name.
+    pub connector: String,
+    /// `UNASSIGNED`, `RUNNING`, `PAUSED`, `FAILED` or `STOPPED` (the status API's names).
+    pub state: String,
+}
+
 /// Labels for commands by type and outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommandLabels {
@@ -106,6 +115,10 @@ pub struct Metrics {
     pub push_catch_up_events: Family<ConnectorLabels, Counter>,
     /// Push catch-up reads of one feed that failed (`feed` = the changed-data feed name).
     pub push_catch_up_failures: Family<FeedLabels, Counter>,
+    /// 1 for the state each connector is in, 0 for the others (set by the supervisor).
+    pub connector_state: Family<ConnectorStateLabels, Gauge>,
+    /// Automatic restarts of a failed connector by the supervisor.
+    pub connector_restarts: Family<ConnectorLabels, Counter>,
     /// Subscribed push topics a catch-up could not read (no changed-data feed), per catch-up.
     pub push_catch_up_uncovered: Family<ConnectorLabels, Counter>,
 }
@@ -138,6 +151,8 @@ impl Metrics {
             push_catch_up_events: Family::default(),
             push_catch_up_failures: Family::default(),
             push_catch_up_uncovered: Family::default(),
+            connector_state: Family::default(),
+            connector_restarts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -230,6 +245,16 @@ impl Metrics {
             "push_catch_up_uncovered",
             "Subscribed push topics a catch-up could not read (no changed-data feed)",
             m.push_catch_up_uncovered.clone(),
+        );
+        registry.register(
+            "connector_state",
+            "1 for the state each connector is in (UNASSIGNED, RUNNING, PAUSED, FAILED, STOPPED), 0 for the others",
+            m.connector_state.clone(),
+        );
+        registry.register(
+            "connector_restarts",
+            "Automatic restarts of a failed connector",
+            m.connector_restarts.clone(),
         );
         Metrics { registry, ..m }
     }

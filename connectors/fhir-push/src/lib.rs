@@ -18,7 +18,6 @@
 //!   the missed patient and appointment changes from the changed-data feeds (non-destructive).
 //! - [`mapping`]: athena records and FHIR resources to events, with the shared event-id rule
 //!   (also used by the `bulk-backfill` crate).
-//! - [`standalone`]: the config file of the `fhir-push` binary.
 //! - [`contracts`]: the `FhirResourceChanged` Avro mirror; [`config`]: `[sources.fhir_push.<name>]`;
 //!   [`error`]: this crate's error and its classes.
 
@@ -35,18 +34,18 @@ pub mod notification;
 pub mod r4_backport;
 pub mod receiver;
 pub mod signature;
-pub mod standalone;
 pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use athena_client::AthenaClient;
+use connector_core::ErrorClass;
 use connector_core::avro::AvroCodec;
 use connector_core::kafka::{TopicSpec, ensure_topics};
-use connector_core::runtime::{RunEnv, TaskControl, TaskState};
+use connector_core::runtime::{RunEnv, TaskControl, TaskState, retry_startup};
 
-pub use config::{AdapterKind, Config};
+pub use config::{AdapterKind, Config, PushRole};
 pub use error::Error;
 
 /// The adapter `config` asks for.
@@ -84,16 +83,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     config.validate_named(name)?;
     let adapter = build_adapter(config);
-    let admin = env.kafka.build_admin()?;
-    ensure_topics(
-        &admin,
-        env.kafka.replication_factor,
-        &[TopicSpec::new(
-            &config.notifications_topic,
-            config.notifications_partitions,
-        )],
-    )
-    .await?;
+    // The producer connects lazily: the receiver serves (answering 503 while Kafka is away)
+    // before Kafka is reachable, and athena retries what it could not deliver.
     let producer = env.kafka.build_producer()?;
     let gap = Arc::new(gap::GapMonitor::new(name, config.heartbeat_period));
 
@@ -103,7 +94,8 @@ pub async fn run(
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
-    let state = receiver::ReceiverState::new(
+    #[allow(unused_mut)]
+    let mut state = receiver::ReceiverState::new(
         name,
         adapter.clone(),
         producer.clone(),
@@ -111,6 +103,15 @@ pub async fn run(
         config.ack_budget,
         gap.clone(),
     );
+    // Crash-test hook, compiled only with the `test-hooks` feature (never in a release build):
+    // the process dies right after Kafka acknowledged a notification, before the 200 goes out.
+    #[cfg(feature = "test-hooks")]
+    if std::env::var("FHIR_PUSH_CRASH_AFTER_DURABLE").as_deref() == Ok("1") {
+        state = state.with_after_durable(Arc::new(|| {
+            eprintln!("crash hook: exiting after a durable notification, before answering");
+            std::process::exit(137);
+        }));
+    }
     let app = receiver::router(state, config.body_limit_bytes);
     let token = control.shutdown_token();
     let stop = token.clone();
@@ -124,6 +125,31 @@ pub async fn run(
             stop.cancelled().await
         })),
     };
+
+    // Topics, retried in place while Kafka is unreachable, so the receiver keeps serving.
+    let fatal = |e: &Error| e.class() == ErrorClass::Fatal;
+    retry_startup(&control, "create topics", fatal, || async {
+        let admin = env.kafka.build_admin()?;
+        ensure_topics(
+            &admin,
+            env.kafka.replication_factor,
+            &[TopicSpec::new(
+                &config.notifications_topic,
+                config.notifications_partitions,
+            )],
+        )
+        .await
+        .map_err(Error::from)
+    })
+    .await?;
+
+    if config.role == PushRole::Receiver {
+        control.set_state(TaskState::Running);
+        token.cancelled().await;
+        let _ = receiver_task.await;
+        control.set_state(TaskState::Stopped);
+        return Ok(());
+    }
 
     let specs = subscription_specs(config);
     let hub_secret = adapter.hub_secret();
@@ -141,7 +167,12 @@ pub async fn run(
 
     let codec = AvroCodec::new(env.registry.clone())?;
     let mut catch_up = if config.catch_up {
-        Some(start_catch_up(name, config, env, &codec, &producer, athena).await?)
+        Some(
+            retry_startup(&control, "start catch-up", fatal, || {
+                start_catch_up(name, config, env, &codec, &producer, athena)
+            })
+            .await?,
+        )
     } else {
         None
     };
@@ -212,8 +243,17 @@ pub async fn run(
         })
     };
 
-    let inflater =
-        inflate::Inflater::new(name, config, adapter, &codec, producer, athena.clone()).await?;
+    let inflater = retry_startup(&control, "start inflation", fatal, || {
+        inflate::Inflater::new(
+            name,
+            config,
+            adapter.clone(),
+            &codec,
+            producer.clone(),
+            athena.clone(),
+        )
+    })
+    .await?;
     let consumer = env.kafka.build_consumer(&config.group_id(name))?;
     control.set_state(TaskState::Running);
     let result = inflater.run(consumer, control.clone()).await;

@@ -2,7 +2,7 @@
 //! answered with exactly one `CommandResult` each, without ever writing to athena twice.
 //!
 //! # Layout
-//! - [`config`]: the `[sinks.write_back.<name>]` section and the stand-alone root config.
+//! - [`config`]: the `[sinks.write_back.<name>]` section.
 //! - [`commands`]: Rust mirrors of the command schemas and the decoder that dispatches on the
 //!   writer schema's record name.
 //! - [`ledger`]: the compacted ledger topic of intents and outcomes, keyed by `command_id`.
@@ -20,7 +20,7 @@ pub mod error;
 pub mod ledger;
 mod sink;
 
-pub use config::{CardPaymentsConfig, Config, RootConfig};
+pub use config::{CardPaymentsConfig, Config};
 pub use error::Error;
 pub use sink::run;
 
