@@ -170,7 +170,8 @@ fn build_one(
             let offsets = OffsetsLocation::ConsumerGroup {
                 group_id: c.group_id(i.name),
                 topics: c.topics.clone(),
-                ledger_retention: Some(c.ledger_retention),
+                // 0s keeps the ledger forever: nothing is ever forgotten.
+                ledger_retention: (!c.ledger_retention.is_zero()).then_some(c.ledger_retention),
             };
             let f = factory(
                 i.name,
