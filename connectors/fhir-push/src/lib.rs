@@ -113,7 +113,11 @@ pub async fn run(
         }));
     }
     let app = receiver::router(state, config.body_limit_bytes);
-    let token = control.shutdown_token();
+    // A child of the task's token, cancelled when this function returns by any path: a run
+    // that fails after this point must not leave its receiver holding the port, or the
+    // supervisor's restart could not bind it.
+    let token = control.shutdown_token().child_token();
+    let _stop_receiver = token.clone().drop_guard();
     let stop = token.clone();
     let receiver_task = match tls {
         Some(tls) => tokio::spawn(receiver::serve_tls(
