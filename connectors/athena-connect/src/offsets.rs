@@ -144,14 +144,7 @@ fn older_than(
         .consumer_config("athena-connect-offsets-check")
         .create()
         .map_err(kafka_err("create offsets reader"))?;
-    let mut tpl = TopicPartitionList::new();
-    for (t, p) in partitions(&consumer, topics)? {
-        tpl.add_partition_offset(&t, p, Offset::Offset(horizon.timestamp_millis()))
-            .map_err(kafka_err("offsets for times"))?;
-    }
-    let at = consumer
-        .offsets_for_times(tpl, TIMEOUT)
-        .map_err(kafka_err("offsets for times"))?;
+    let at = offsets_at(&consumer, topics, horizon)?;
     let mut older = 0;
     for e in at.elements() {
         let (low, high) = consumer
@@ -165,6 +158,23 @@ fn older_than(
         older += (first_new - low).max(0);
     }
     Ok(older)
+}
+
+/// For every partition of `topics`, the first offset whose record time is at or after `t`
+/// (`Offset::End` where every record is older).
+fn offsets_at(
+    consumer: &BaseConsumer,
+    topics: &[String],
+    t: DateTime<Utc>,
+) -> Result<TopicPartitionList, CoreError> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p) in partitions(consumer, topics)? {
+        tpl.add_partition_offset(&topic, p, Offset::Offset(t.timestamp_millis()))
+            .map_err(kafka_err("offsets for times"))?;
+    }
+    consumer
+        .offsets_for_times(tpl, TIMEOUT)
+        .map_err(kafka_err("offsets for times"))
 }
 
 fn partitions(consumer: &BaseConsumer, topics: &[String]) -> Result<Vec<(String, i32)>, CoreError> {
@@ -351,14 +361,7 @@ fn reset_to_time(
         .consumer_config(group)
         .create()
         .map_err(kafka_err("create offsets writer"))?;
-    let mut tpl = TopicPartitionList::new();
-    for (topic, p) in partitions(&consumer, topics)? {
-        tpl.add_partition_offset(&topic, p, Offset::Offset(t.timestamp_millis()))
-            .map_err(kafka_err("offsets for times"))?;
-    }
-    let at = consumer
-        .offsets_for_times(tpl, TIMEOUT)
-        .map_err(kafka_err("offsets for times"))?;
+    let at = offsets_at(&consumer, topics, t)?;
     let mut commit = TopicPartitionList::new();
     for e in at.elements() {
         let offset = match e.offset() {

@@ -8,20 +8,13 @@ mod common;
 
 use std::time::Duration;
 
-use athena_connect_tests::Stack;
-use athena_sim::{RunningSim, SimConfig};
 use common::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_past_the_ledger_retention_is_refused_unless_timed_or_forced() {
-    let stack = Stack::get().await;
-    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
-    let names = SinkNames::new();
-    for t in [&names.patients, &names.appointments, &names.billing] {
-        stack.create_topic(t, 3).await;
-    }
+    let (stack, sim, names) = sink_setup().await;
     let section = format!("{}ledger_retention = \"2h\"\n", names.section("wb"));
     let config = base_config(&stack, &sim.base_url, "pretty", &section);
     let mut proc = Proc::start(&config, &[]);

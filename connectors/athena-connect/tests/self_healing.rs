@@ -12,7 +12,6 @@ mod common;
 use std::time::Duration;
 
 use athena_connect_tests::{Stack, TcpProxy};
-use athena_sim::{RunningSim, SimConfig};
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
@@ -57,12 +56,7 @@ backoff_max = "1s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_started_without_its_registry_heals_when_it_returns() {
-    let stack = Stack::get().await;
-    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
-    let names = SinkNames::new();
-    for t in [&names.patients, &names.appointments, &names.billing] {
-        stack.create_topic(t, 3).await;
-    }
+    let (stack, sim, names) = sink_setup().await;
     let url = url::Url::parse(&stack.registry_url).expect("registry URL");
     let upstream = format!(
         "{}:{}",
@@ -177,12 +171,7 @@ fn members(stack: &Stack, group: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_restarts_leave_one_instance() {
-    let stack = Stack::get().await;
-    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
-    let names = SinkNames::new();
-    for t in [&names.patients, &names.appointments, &names.billing] {
-        stack.create_topic(t, 3).await;
-    }
+    let (stack, sim, names) = sink_setup().await;
     let config = base_config(&stack, &sim.base_url, "pretty", &names.section("wb"));
     let mut proc = Proc::start(&config, &[]);
     let admin = proc.admin.clone();

@@ -27,7 +27,6 @@ pub mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use athena_client::AthenaClient;
 use connector_core::ErrorClass;
@@ -35,7 +34,7 @@ use connector_core::avro::AvroCodec;
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
 use connector_core::config::Validate;
 use connector_core::kafka::{TopicSpec, ensure_topics};
-use connector_core::runtime::{RunEnv, TaskControl, TaskState};
+use connector_core::runtime::{RunEnv, TaskControl, TaskState, retry_startup};
 
 pub use config::{Config, DeliveryMode, FeedConfig};
 pub use cursor::Cursor;
@@ -44,31 +43,20 @@ pub use error::Error;
 /// The connector kind reported in task status.
 pub const KIND: &str = "changed-data-source";
 
-/// Retries `op` with back-off while its error is not fatal, until it succeeds, fails fatally,
-/// or shutdown is requested (then the last error is returned).
-async fn with_retry<T, F, Fut>(control: &TaskControl, what: &str, mut op: F) -> Result<T, Error>
+/// Retries a start-up step while its error is not fatal, until it succeeds, fails fatally, or
+/// shutdown is requested (then the last error is returned).
+async fn with_retry<T, F, Fut>(control: &TaskControl, what: &str, op: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
-    let mut attempt = 0u32;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.class() == ErrorClass::Fatal => return Err(e),
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, step = what, "Start-up step failed; retrying.");
-                control.report_error(format!("{what}: {e}"));
-                let wait =
-                    task::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30));
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = control.shutdown_requested() => return Err(e),
-                }
-            }
-        }
-    }
+    retry_startup(
+        control,
+        what,
+        |e: &Error| e.class() == ErrorClass::Fatal,
+        op,
+    )
+    .await
 }
 
 /// Runs one connector until `control.shutdown_requested()`; honours pause/resume; reports status
