@@ -4,6 +4,8 @@
 //!   one), the sink fails, `/readyz` answers 503 and its status shows the error and a growing
 //!   restart count; once the registry is reachable it becomes RUNNING by itself and `/readyz`
 //!   answers 200, with the restarts counted in `/metrics`;
+//! - started while Kafka is unreachable (a stopped proxy as its bootstrap address), the sink
+//!   fails and is restarted until Kafka is reachable, then runs;
 //! - concurrent `POST /connectors/x/restart` calls leave exactly one running instance: one
 //!   member in the sink's consumer group.
 
@@ -149,6 +151,45 @@ async fn sink_started_without_its_registry_heals_when_it_returns() {
         "{}",
         proc.output()
     );
+    proxy.stop();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_started_without_kafka_heals_when_it_returns() {
+    let (stack, sim, names) = sink_setup().await;
+    let mut proxy = TcpProxy::new(&stack.bootstrap);
+    let config = base_config(
+        &stack,
+        &sim.base_url,
+        "pretty",
+        &format!("{}{RESTART}", names.section("wb")),
+    )
+    .replace(
+        &format!("bootstrap_servers = \"{}\"", stack.bootstrap),
+        &format!("bootstrap_servers = \"{}\"", proxy.addr()),
+    );
+    assert!(config.contains(&proxy.addr().to_string()), "{config}");
+    let mut proc = Proc::start(&config, &[]);
+    let admin = proc.admin.clone();
+
+    let v = wait_status(&admin, "wb", "a restart", |v| {
+        v["restarts"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    assert_eq!(v["auto_restart"], true, "{v}");
+    assert!(
+        v["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{v}"
+    );
+    assert_eq!(readyz(&admin).await.status, 503);
+
+    proxy.start().await;
+    wait_status(&admin, "wb", "RUNNING", |v| {
+        v["connector"]["state"] == "RUNNING"
+    })
+    .await;
+    proc.stop_cleanly().await;
     proxy.stop();
     sim.shutdown().await;
 }
