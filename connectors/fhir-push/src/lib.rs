@@ -192,7 +192,9 @@ pub async fn run(
         );
         let manage_subs = config.manage_subscriptions;
         let period = config.heartbeat_period;
-        tokio::spawn(async move {
+        // Bound to the run's token like the receiver, so a failed run leaves no gap task behind.
+        let until = token.clone();
+        tokio::spawn(until.run_until_cancelled_owned(async move {
             // A restarted connector looks back at once instead of waiting a whole period.
             let mut due = catch_up.as_ref().is_some_and(|c| {
                 (chrono::Utc::now() - c.last_heard())
@@ -244,7 +246,7 @@ pub async fn run(
                     }
                 }
             }
-        })
+        }))
     };
 
     let inflater = retry_startup(&control, "start inflation", fatal, || {
