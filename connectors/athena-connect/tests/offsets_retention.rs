@@ -84,13 +84,7 @@ async fn reset_past_the_ledger_retention_is_refused_unless_timed_or_forced() {
     let a = call("DELETE", format!("{base}?force=true")).await;
     assert_eq!(a.status, 200, "{}", a.text);
 
-    proc.sigterm();
-    assert_eq!(
-        proc.wait_exit(Duration::from_secs(60)).await,
-        0,
-        "{}",
-        proc.output()
-    );
+    proc.stop_cleanly().await;
     sim.shutdown().await;
 }
 

@@ -56,6 +56,25 @@ backoff_initial = "100ms"
 backoff_max = "1s"
 "#;
 
+/// Starts the binary with the sink `wb` (fast restarts) and one dependency reached through a
+/// proxy: the config line `direct` becomes `proxied`.
+fn start_behind(
+    stack: &Stack,
+    sim: &athena_sim::RunningSim,
+    names: &SinkNames,
+    direct: &str,
+    proxied: &str,
+) -> Proc {
+    let config = base_config(
+        stack,
+        &sim.base_url,
+        "pretty",
+        &format!("{}{RESTART}", names.section("wb")),
+    );
+    assert!(config.contains(direct), "{config}");
+    Proc::start(&config.replace(direct, proxied), &[])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_started_without_its_registry_heals_when_it_returns() {
     let (stack, sim, names) = sink_setup().await;
@@ -68,18 +87,13 @@ async fn sink_started_without_its_registry_heals_when_it_returns() {
     let mut proxy = TcpProxy::new(&upstream);
     let mut proxied = url.clone();
     proxied.set_port(Some(proxy.addr().port())).unwrap();
-    let config = base_config(
+    let mut proc = start_behind(
         &stack,
-        &sim.base_url,
-        "pretty",
-        &format!("{}{RESTART}", names.section("wb")),
-    )
-    .replace(
+        &sim,
+        &names,
         &format!("url = \"{}\"", stack.registry_url),
         &format!("url = \"{}\"", proxied.as_str().trim_end_matches('/')),
     );
-    assert!(config.contains(&proxy.addr().to_string()), "{config}");
-    let mut proc = Proc::start(&config, &[]);
     let admin = proc.admin.clone();
 
     // Down: FAILED between restarts, the error says why, /readyz is 503.
@@ -144,13 +158,7 @@ async fn sink_started_without_its_registry_heals_when_it_returns() {
         m.text
     );
 
-    proc.sigterm();
-    assert_eq!(
-        proc.wait_exit(Duration::from_secs(60)).await,
-        0,
-        "{}",
-        proc.output()
-    );
+    proc.stop_cleanly().await;
     proxy.stop();
     sim.shutdown().await;
 }
@@ -159,18 +167,13 @@ async fn sink_started_without_its_registry_heals_when_it_returns() {
 async fn sink_started_without_kafka_heals_when_it_returns() {
     let (stack, sim, names) = sink_setup().await;
     let mut proxy = TcpProxy::new(&stack.bootstrap);
-    let config = base_config(
+    let mut proc = start_behind(
         &stack,
-        &sim.base_url,
-        "pretty",
-        &format!("{}{RESTART}", names.section("wb")),
-    )
-    .replace(
+        &sim,
+        &names,
         &format!("bootstrap_servers = \"{}\"", stack.bootstrap),
         &format!("bootstrap_servers = \"{}\"", proxy.addr()),
     );
-    assert!(config.contains(&proxy.addr().to_string()), "{config}");
-    let mut proc = Proc::start(&config, &[]);
     let admin = proc.admin.clone();
 
     let v = wait_status(&admin, "wb", "a restart", |v| {
@@ -256,12 +259,6 @@ async fn concurrent_restarts_leave_one_instance() {
     assert_eq!(v["connector"]["state"], "RUNNING", "{v}");
     assert_eq!(v["restarts"], 0, "operator restarts are not failures: {v}");
 
-    proc.sigterm();
-    assert_eq!(
-        proc.wait_exit(Duration::from_secs(60)).await,
-        0,
-        "{}",
-        proc.output()
-    );
+    proc.stop_cleanly().await;
     sim.shutdown().await;
 }
