@@ -459,6 +459,8 @@ impl Supervisor {
             let mut life = slot.life.lock();
             life.stopped = true;
             life.restart_at = None;
+            // An operator stop settles a failure: it no longer makes the process exit 1.
+            life.gave_up = None;
             if let Some(h) = &life.handle {
                 h.shutdown();
             }
