@@ -382,3 +382,55 @@ fn reset_to_time(
         .map_err(kafka_err("commit offsets"))?;
     Ok(commit.count())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(retention: Option<Duration>) -> OffsetsLocation {
+        OffsetsLocation::ConsumerGroup {
+            group_id: "g".into(),
+            topics: vec!["t".into()],
+            ledger_retention: retention,
+        }
+    }
+
+    /// The checks that need no broker (an unreachable one proves no call is made).
+    #[tokio::test]
+    async fn reset_requests_are_checked_against_the_retention() {
+        let kafka = KafkaConfig::plaintext("127.0.0.1:1");
+        let day = Some(Duration::from_secs(24 * 3600));
+        let at = |hours: i64| ResetRequest {
+            to_time: Some(Utc::now() - chrono::Duration::hours(hours)),
+            force: false,
+        };
+        let r = check_reset(&kafka, &sink(day), &at(48)).await;
+        assert!(
+            matches!(&r, Err(ResetRefused::Retention(m)) if m.contains("ledger_retention")),
+            "{r:?}"
+        );
+        assert_eq!(check_reset(&kafka, &sink(day), &at(1)).await, Ok(()));
+        let force = ResetRequest {
+            to_time: None,
+            force: true,
+        };
+        assert_eq!(check_reset(&kafka, &sink(day), &force).await, Ok(()));
+        // No retention (push inflation, or a ledger kept forever): nothing to protect.
+        assert_eq!(
+            check_reset(&kafka, &sink(None), &ResetRequest::default()).await,
+            Ok(())
+        );
+        let cursors = OffsetsLocation::Checkpoints {
+            topic: "state".into(),
+            key_prefix: "src/".into(),
+        };
+        assert!(matches!(
+            check_reset(&kafka, &cursors, &at(1)).await,
+            Err(ResetRefused::BadRequest(_))
+        ));
+        assert_eq!(
+            check_reset(&kafka, &cursors, &ResetRequest::default()).await,
+            Ok(())
+        );
+    }
+}
