@@ -199,3 +199,23 @@ fn bulk_backfill_example_loads_and_validates() {
         .to_string();
     assert!(e.contains("checkpoint_evry"), "{e}");
 }
+
+#[test]
+fn run_only_names_an_unknown_connector_with_exit_2() {
+    let (path, _) = example();
+    let out = Command::new(env!("CARGO_BIN_EXE_athena-connect"))
+        .args(["run", "--only", "changes,nope", "--config"])
+        .arg(&path)
+        .env("ATHENA_CONNECT_ADMIN_TOKEN", "example-admin-token-0123")
+        .env("FHIR_PUSH_SECRET", "example-push-secret-0123")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("--only") && text.contains("nope"), "{text}");
+    assert!(
+        text.contains("changes, push, commands"),
+        "lists the names: {text}"
+    );
+}
