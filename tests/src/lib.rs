@@ -10,6 +10,10 @@
 //!
 //! Either way the servers are probed before a test uses them, with a bounded timeout, so a
 //! stopped broker gives a clear failure rather than a hang.
+//!
+//! # The real binary
+//! Process tests (SIGKILL loops, crash hooks) run `athena-connect run --only <name>` from
+//! [`athena_connect_bin`], which builds it once per test process with the `test-hooks` feature.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -335,4 +339,50 @@ impl TcpProxy {
             t.abort();
         }
     }
+}
+
+/// The `athena-connect` binary with the test-only crash hooks (`--features test-hooks`), for
+/// tests that run connectors as real processes (`athena-connect run --only <name>`). Built once
+/// per test process with `cargo build -p athena-connect --features test-hooks` (a no-op when it
+/// is up to date; cargo releases its build lock before it runs tests). Panics with cargo's
+/// message when the build fails.
+pub fn athena_connect_bin() -> std::path::PathBuf {
+    static BIN: OnceLock<Result<std::path::PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(build_athena_connect)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build_athena_connect() -> Result<std::path::PathBuf, String> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    // `cargo test` sets CARGO to the cargo that runs it; a plain run of the test binary uses
+    // the one on PATH.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let out = std::process::Command::new(&cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "-p",
+            "athena-connect",
+            "--bin",
+            "athena-connect",
+            "--features",
+            "test-hooks",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {cargo} build -p athena-connect: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build -p athena-connect --features test-hooks failed ({}); see its output above",
+            out.status
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "athena-connect")
+        .find_map(|v| v["executable"].as_str().map(std::path::PathBuf::from))
+        .ok_or_else(|| "cargo build -p athena-connect reported no athena-connect executable".into())
 }

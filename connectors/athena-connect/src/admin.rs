@@ -14,7 +14,11 @@
 //! | `PUT /connectors/{name}/stop`          | yes  | 204 once stopped (bounded wait)              |
 //! | `POST /connectors/{name}/restart`      | yes  | 202 with the new status                      |
 //! | `GET /connectors/{name}/offsets`       | yes  | Connect's offsets shape                      |
-//! | `DELETE /connectors/{name}/offsets`    | yes  | 200 when reset; 409 unless stopped (KIP-875) |
+//! | `DELETE /connectors/{name}/offsets`    | yes  | 200 when reset; 409 unless stopped (KIP-875)² |
+//!
+//! ² `?to_time=<RFC 3339>` resets a consumer group to that time instead of deleting it;
+//! on a write-back sink a reset that would read commands older than its `ledger_retention`
+//! again answers 409 unless `?force=true` (see [`offsets::check_reset`]).
 //!
 //! ¹ Open when `admin.public_metrics = true`.
 //!
@@ -37,13 +41,13 @@ use axum::{Json, Router};
 use connector_core::Secret;
 use connector_core::avro::RegistryClient;
 use connector_core::kafka::KafkaConfig;
-use connector_core::runtime::{TaskState, TaskStatus};
+use connector_core::runtime::TaskState;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use crate::offsets;
-use crate::supervisor::{Supervisor, SupervisorError};
+use crate::supervisor::{ConnectorStatus, Supervisor, SupervisorError};
 
 /// Checks of the three dependencies behind `/readyz`, remembered for a short while.
 pub struct Readiness {
@@ -272,6 +276,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 }
 
 async fn readyz(State(st): State<AdminState>) -> Response {
+    // A failed connector makes the process unready at once: no dependency check needed, and
+    // only names (no error text) leave the process unauthenticated.
+    let failed = st.supervisor.failed();
+    if !failed.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"connectors": "failed", "failed": failed})),
+        )
+            .into_response();
+    }
     let r = st.readiness.check().await;
     let code = if r.ready() {
         StatusCode::OK
@@ -281,7 +295,8 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     (code, Json(r)).into_response()
 }
 
-async fn metrics() -> Response {
+async fn metrics(State(st): State<AdminState>) -> Response {
+    st.supervisor.refresh_metrics();
     (
         [(
             header::CONTENT_TYPE,
@@ -297,21 +312,29 @@ struct ListQuery {
     expand: Option<String>,
 }
 
-fn status_json(st: &AdminState, s: &TaskStatus, connect_type: &str) -> Value {
+fn status_json(st: &AdminState, full: &ConnectorStatus, connect_type: &str) -> Value {
+    let s = &full.task;
     let state = serde_json::to_value(s.state).unwrap_or(Value::Null);
     let mut task = json!({"id": 0, "state": state, "worker_id": st.worker_id});
     if let Some(e) = &s.last_error {
         task["trace"] = Value::String(e.clone());
     }
     // A failed task leaves the connector itself RUNNING in Connect; we have one task per
-    // connector, so both show the task's state.
-    json!({
+    // connector, so both show the task's state. The restart fields are ours.
+    let mut v = json!({
         "name": s.connector,
         "connector": {"state": state, "worker_id": st.worker_id},
         "tasks": [task],
         "type": connect_type,
         "kind": s.kind,
-    })
+        "restarts": full.restarts,
+        "auto_restart": full.auto_restart,
+        "last_error": s.last_error,
+    });
+    if let Some(ms) = full.next_restart_in_ms {
+        v["next_restart_in_ms"] = json!(ms);
+    }
+    v
 }
 
 async fn list(State(st): State<AdminState>, Query(q): Query<ListQuery>) -> Response {
@@ -319,7 +342,7 @@ async fn list(State(st): State<AdminState>, Query(q): Query<ListQuery>) -> Respo
     if q.expand.as_deref() == Some("status") {
         let mut out = serde_json::Map::new();
         for n in names {
-            if let (Ok(s), Ok(d)) = (st.supervisor.status(&n), st.supervisor.def(&n)) {
+            if let (Ok(s), Ok(d)) = (st.supervisor.full_status(&n), st.supervisor.def(&n)) {
                 out.insert(
                     n,
                     json!({"status": status_json(&st, &s, d.kind.connect_type())}),
@@ -346,14 +369,14 @@ async fn info(State(st): State<AdminState>, Path(name): Path<String>) -> Respons
 }
 
 async fn status(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
-    match (st.supervisor.status(&name), st.supervisor.def(&name)) {
+    match (st.supervisor.full_status(&name), st.supervisor.def(&name)) {
         (Ok(s), Ok(d)) => Json(status_json(&st, &s, d.kind.connect_type())).into_response(),
         (Err(e), _) | (_, Err(e)) => e.into_response(),
     }
 }
 
 async fn pause(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
-    match st.supervisor.pause(&name) {
+    match st.supervisor.pause(&name).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(e) => e.into_response(),
     }
@@ -381,7 +404,7 @@ async fn restart(State(st): State<AdminState>, Path(name): Path<String>) -> Resp
     if let Err(e) = st.supervisor.restart(&name).await {
         return e.into_response();
     }
-    match (st.supervisor.status(&name), st.supervisor.def(&name)) {
+    match (st.supervisor.full_status(&name), st.supervisor.def(&name)) {
         (Ok(s), Ok(d)) => (
             StatusCode::ACCEPTED,
             Json(status_json(&st, &s, d.kind.connect_type())),
@@ -408,7 +431,39 @@ async fn get_offsets(State(st): State<AdminState>, Path(name): Path<String>) -> 
     }
 }
 
-async fn delete_offsets(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+/// Query of `DELETE /connectors/{name}/offsets`.
+#[derive(Debug, Deserialize)]
+struct ResetQuery {
+    /// RFC 3339 time to reset a consumer group to.
+    to_time: Option<String>,
+    /// Accept re-reading commands older than the ledger's retention.
+    #[serde(default)]
+    force: bool,
+}
+
+async fn delete_offsets(
+    State(st): State<AdminState>,
+    Path(name): Path<String>,
+    Query(q): Query<ResetQuery>,
+) -> Response {
+    let to_time = match q
+        .to_time
+        .as_deref()
+        .map(chrono::DateTime::parse_from_rfc3339)
+    {
+        None => None,
+        Some(Ok(t)) => Some(t.with_timezone(&chrono::Utc)),
+        Some(Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("to_time must be an RFC 3339 time such as 2026-01-31T12:00:00Z: {e}"),
+            );
+        }
+    };
+    let req = offsets::ResetRequest {
+        to_time,
+        force: q.force,
+    };
     let (def, status) = match (st.supervisor.def(&name), st.supervisor.status(&name)) {
         (Ok(d), Ok(s)) => (d, s),
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
@@ -428,7 +483,19 @@ async fn delete_offsets(State(st): State<AdminState>, Path(name): Path<String>) 
     let Ok(_guard) = st.offsets_lock.try_lock() else {
         return error(StatusCode::CONFLICT, "another offsets operation is running");
     };
-    match offsets::reset(&st.kafka, &def.offsets).await {
+    match offsets::check_reset(&st.kafka, &def.offsets, &req).await {
+        Ok(()) => {}
+        Err(offsets::ResetRefused::Retention(m)) => return error(StatusCode::CONFLICT, m),
+        Err(offsets::ResetRefused::BadRequest(m)) => return error(StatusCode::BAD_REQUEST, m),
+        Err(e @ offsets::ResetRefused::Kafka(_)) => {
+            tracing::warn!(connector = %name, error = %e, "Offsets reset check failed.");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot check the reset against Kafka; see the logs",
+            );
+        }
+    }
+    match offsets::reset(&st.kafka, &def.offsets, &req).await {
         Ok(n) => {
             tracing::info!(connector = %name, removed = n, "Offsets reset.");
             Json(json!({"message": "The offsets for this connector have been reset successfully", "removed": n}))
@@ -549,6 +616,79 @@ mod tests {
         let (code, body) = call(&app, "GET", "/readyz", None).await;
         assert_eq!(code, 503, "{body}");
         assert!(body.contains("unavailable"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_while_a_connector_is_failed_and_status_shows_restarts() {
+        use crate::supervisor::{ConnectorDef, TaskError};
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let f = fail.clone();
+        let def = ConnectorDef {
+            name: "src".into(),
+            kind: crate::config::Kind::ChangedData,
+            offsets: crate::offsets::OffsetsLocation::None,
+            restart: crate::supervisor::tests::fast_restart(),
+            factory: Arc::new(move |ctl: connector_core::runtime::TaskControl| {
+                let fail = f.load(std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async move {
+                    if fail {
+                        return Err(TaskError {
+                            message: "schema registry unavailable".into(),
+                            class: connector_core::ErrorClass::Retriable,
+                        });
+                    }
+                    ctl.set_state(TaskState::Running);
+                    ctl.shutdown_requested().await;
+                    Ok(())
+                })
+            }),
+        };
+        let mut st = state();
+        st.supervisor = Supervisor::start(vec![def], Duration::from_secs(5));
+        let app = router(st);
+        let mut failed_seen = false;
+        for _ in 0..500 {
+            let (code, body) = call(&app, "GET", "/readyz", None).await;
+            if code == 503 && body.contains("\"failed\":[\"src\"]") {
+                failed_seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(failed_seen, "readyz names the failed connector");
+        let (_, body) = call(&app, "GET", "/connectors/src/status", Some(TOKEN)).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["last_error"].as_str().unwrap_or("").contains("registry"),
+            "{body}"
+        );
+        // The dependency heals: the connector becomes RUNNING by itself.
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut v = Value::Null;
+        for _ in 0..1000 {
+            let (_, body) = call(&app, "GET", "/connectors/src/status", Some(TOKEN)).await;
+            v = serde_json::from_str(&body).unwrap();
+            if v["connector"]["state"] == "RUNNING" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(v["connector"]["state"], "RUNNING", "{v}");
+        assert!(v["restarts"].as_u64().unwrap() >= 1, "{v}");
+        assert_eq!(v["auto_restart"], true);
+        // No connector failed: readiness is down to the dependencies (unreachable here).
+        let (code, body) = call(&app, "GET", "/readyz", None).await;
+        assert_eq!(code, 503);
+        assert!(body.contains("kafka"), "{body}");
+        let (_, text) = call(&app, "GET", "/metrics", Some(TOKEN)).await;
+        assert!(
+            text.contains("athena_connect_connector_state{connector=\"src\",state=\"RUNNING\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("athena_connect_connector_restarts_total{connector=\"src\"}"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -44,6 +44,10 @@ pub struct RootConfig {
     /// The admin HTTP API (health, readiness, metrics, connector control).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// How the supervisor restarts a failed connector: the defaults for every connector; a
+    /// connector's own `restart` table (`[sinks.write_back.main.restart]`) overrides them.
+    #[serde(default)]
+    pub restart: RestartConfig,
     /// Source connector instances by kind, then by name.
     #[serde(default)]
     pub sources: SourcesConfig,
@@ -146,6 +150,122 @@ impl Validate for AdminConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// `[restart]` and each connector's `restart` table: the supervisor restarts a connector that
+/// failed with an error that can heal (Kafka, the registry or athena unreachable, a transaction
+/// aborted, a panic) after a capped exponential back-off with jitter. Errors that cannot heal
+/// (invalid configuration, refused credentials, fenced by a newer instance) are never retried.
+/// The names follow Kafka Connect's `errors.retry.delay.max.ms` and `errors.retry.timeout`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartConfig {
+    /// The wait before the first restart; it doubles with each failure in a row.
+    #[serde(default = "default_backoff_initial", with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// The longest wait between two restarts (Connect: `errors.retry.delay.max.ms`). A run that
+    /// stayed up at least this long ends the series: the next failure waits `backoff_initial`.
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// How long to keep restarting after the first failure of a series (Connect:
+    /// `errors.retry.timeout`): `"forever"` (the default), a duration such as `"30m"`, or `"0s"`
+    /// for never (the connector stays FAILED until restarted through the admin API).
+    #[serde(
+        default = "default_restart_timeout",
+        deserialize_with = "de_restart_timeout"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+fn default_backoff_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_restart_timeout() -> Option<Duration> {
+    None
+}
+
+fn de_restart_timeout<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim() == "forever" {
+        return Ok(None);
+    }
+    humantime_serde::re::humantime::parse_duration(text.trim())
+        .map(Some)
+        .map_err(|e| {
+            serde::de::Error::custom(format!("\"forever\" or a duration such as \"30m\": {e}"))
+        })
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            backoff_initial: default_backoff_initial(),
+            backoff_max: default_backoff_max(),
+            timeout: default_restart_timeout(),
+        }
+    }
+}
+
+impl RestartConfig {
+    /// Validates the settings; `prefix` is the dotted section (`restart`,
+    /// `sinks.write_back.main.restart`).
+    pub fn validate_at(&self, prefix: &str) -> Result<(), CoreError> {
+        if self.backoff_initial < Duration::from_millis(10) {
+            return Err(CoreError::config(
+                format!("{prefix}.backoff_initial"),
+                "must be at least 10ms",
+            ));
+        }
+        if self.backoff_max < self.backoff_initial {
+            return Err(CoreError::config(
+                format!("{prefix}.backoff_max"),
+                "must be at least backoff_initial",
+            ));
+        }
+        Ok(())
+    }
+
+    /// These settings with a connector's own `restart` table laid over them (no I/O).
+    pub fn overlaid(&self, key: &str, table: Option<&toml::Value>) -> Result<Self, CoreError> {
+        let Some(t) = table else {
+            return Ok(self.clone());
+        };
+        let prefix = format!("{key}.restart");
+        let Some(t) = t.as_table() else {
+            return Err(CoreError::config(prefix, "must be a table"));
+        };
+        let mut merged = toml::Table::new();
+        merged.insert(
+            "backoff_initial".into(),
+            toml::Value::String(
+                humantime_serde::re::humantime::format_duration(self.backoff_initial).to_string(),
+            ),
+        );
+        merged.insert(
+            "backoff_max".into(),
+            toml::Value::String(
+                humantime_serde::re::humantime::format_duration(self.backoff_max).to_string(),
+            ),
+        );
+        merged.insert(
+            "timeout".into(),
+            toml::Value::String(match self.timeout {
+                None => "forever".into(),
+                Some(d) => humantime_serde::re::humantime::format_duration(d).to_string(),
+            }),
+        );
+        for (k, v) in t {
+            merged.insert(k.clone(), v.clone());
+        }
+        let c: RestartConfig = typed(&prefix, &merged)?;
+        c.validate_at(&prefix)?;
+        Ok(c)
     }
 }
 
@@ -254,6 +374,38 @@ impl RootConfig {
     pub fn instance(&self, name: &str) -> Option<Instance<'_>> {
         self.instances().into_iter().find(|i| i.name == name)
     }
+
+    /// Keeps only the connectors named in `only` (`run --only`); every name must exist.
+    pub fn retain_only(&mut self, only: &[String]) -> Result<(), CoreError> {
+        if only.is_empty() {
+            return Ok(());
+        }
+        let known: Vec<String> = self
+            .instances()
+            .iter()
+            .map(|i| i.name.to_string())
+            .collect();
+        for n in only {
+            if !known.contains(n) {
+                return Err(CoreError::config(
+                    "--only",
+                    format!(
+                        "no connector named {n} in the file (it lists: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        let keep = |n: &String| only.contains(n);
+        self.sources.changed_data.retain(|n, _| keep(n));
+        self.sources.fhir_push.retain(|n, _| keep(n));
+        self.sinks.write_back.retain(|n, _| keep(n));
+        Ok(())
+    }
 }
 
 impl Validate for RootConfig {
@@ -272,6 +424,7 @@ impl RootConfig {
             .validate()
             .map_err(|e| CoreError::config("athena", e.to_string()))?;
         self.telemetry.validate()?;
+        self.restart.validate_at("restart")?;
         if self.shutdown_timeout < Duration::from_secs(1) {
             return Err(CoreError::config("shutdown_timeout", "must be at least 1s"));
         }
@@ -379,6 +532,64 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("already used"), "{err}");
+    }
+
+    #[test]
+    fn restart_settings_default_overlay_and_validate() {
+        let c = load(MIN, &[]).unwrap();
+        assert_eq!(c.restart, RestartConfig::default());
+        assert_eq!(c.restart.timeout, None);
+        let c = load(
+            &format!("{MIN}\n[restart]\nbackoff_max = \"10s\"\ntimeout = \"30m\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.restart.backoff_max, Duration::from_secs(10));
+        assert_eq!(c.restart.timeout, Some(Duration::from_secs(1800)));
+        let own: toml::Value =
+            toml::from_str("timeout = \"forever\"\nbackoff_initial = \"2s\"").unwrap();
+        let o = c
+            .restart
+            .overlaid("sinks.write_back.main", Some(&own))
+            .unwrap();
+        assert_eq!(o.timeout, None);
+        assert_eq!(o.backoff_initial, Duration::from_secs(2));
+        assert_eq!(o.backoff_max, Duration::from_secs(10));
+        let bad: toml::Value =
+            toml::from_str("backoff_max = \"1s\"\nbackoff_initial = \"2s\"").unwrap();
+        let err = c
+            .restart
+            .overlaid("sinks.write_back.main", Some(&bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sinks.write_back.main.restart.backoff_max"),
+            "{err}"
+        );
+        let typo: toml::Value = toml::from_str("backof_max = \"1s\"").unwrap();
+        let err = c
+            .restart
+            .overlaid("sinks.write_back.main", Some(&typo))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sinks.write_back.main.restart"), "{err}");
+        let err = load(&format!("{MIN}\n[restart]\ntimeout = \"soon\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("restart.timeout"), "{err}");
+    }
+
+    #[test]
+    fn retain_only_keeps_the_named_and_refuses_unknown_names() {
+        let text = format!(
+            "{MIN}\n[sinks.write_back.a]\n[sources.changed_data.b]\n[sources.fhir_push.c]\n"
+        );
+        let mut c = load(&text, &[]).unwrap();
+        c.retain_only(&["a".into(), "c".into()]).unwrap();
+        let names: Vec<&str> = c.instances().iter().map(|i| i.name).collect();
+        assert_eq!(names, vec!["c", "a"]);
+        let err = c.retain_only(&["zz".into()]).unwrap_err().to_string();
+        assert!(err.contains("--only") && err.contains("zz"), "{err}");
     }
 
     #[test]

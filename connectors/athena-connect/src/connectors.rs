@@ -7,18 +7,19 @@
 use std::sync::Arc;
 
 use athena_client::AthenaClient;
-use connector_core::CoreError;
 use connector_core::config::Validate;
 use connector_core::runtime::{RunEnv, TaskControl};
+use connector_core::{CoreError, ErrorClass};
 
-use crate::config::{Instance, Kind, RootConfig, typed};
+use crate::config::{Instance, Kind, RestartConfig, RootConfig, typed};
 use crate::offsets::OffsetsLocation;
-use crate::supervisor::{ConnectorDef, Factory, TaskFuture};
+use crate::supervisor::{ConnectorDef, Factory, TaskError, TaskFuture};
 
 /// Types and validates every connector section without I/O (used by `check` and `run`).
 pub fn validate_all(config: &RootConfig) -> Result<(), CoreError> {
     for i in config.instances() {
         Typed::parse(&i)?;
+        restart_of(config, &i)?;
     }
     if let Some(table) = &config.backfill {
         let bf: bulk_backfill::Config = typed("backfill", table)?;
@@ -45,6 +46,19 @@ fn prefixed(i: &Instance<'_>, e: CoreError) -> CoreError {
     }
 }
 
+/// The connector's table without its `restart` table, which belongs to the supervisor.
+fn connector_table(i: &Instance<'_>) -> (toml::Table, Option<toml::Value>) {
+    let mut table = i.table.clone();
+    let restart = table.remove("restart");
+    (table, restart)
+}
+
+/// The restart settings of `i`: `[restart]` with its own `restart` table laid over.
+fn restart_of(config: &RootConfig, i: &Instance<'_>) -> Result<RestartConfig, CoreError> {
+    let (_, own) = connector_table(i);
+    config.restart.overlaid(&key(i), own.as_ref())
+}
+
 /// One connector section, typed with its crate's `Config`.
 enum Typed {
     ChangedData(changed_data_source::Config),
@@ -55,19 +69,20 @@ enum Typed {
 impl Typed {
     fn parse(i: &Instance<'_>) -> Result<Typed, CoreError> {
         let k = key(i);
+        let (table, _) = connector_table(i);
         match i.kind {
             Kind::ChangedData => {
-                let c: changed_data_source::Config = typed(&k, i.table)?;
+                let c: changed_data_source::Config = typed(&k, &table)?;
                 c.validate().map_err(|e| prefixed(i, e))?;
                 Ok(Typed::ChangedData(c))
             }
             Kind::WriteBack => {
-                let c: write_back_sink::Config = typed(&k, i.table)?;
+                let c: write_back_sink::Config = typed(&k, &table)?;
                 c.validate_named(i.name)?;
                 Ok(Typed::WriteBack(c))
             }
             Kind::FhirPush => {
-                let c: fhir_push::Config = typed(&k, i.table)?;
+                let c: fhir_push::Config = typed(&k, &table)?;
                 c.validate().map_err(|e| prefixed(i, e))?;
                 Ok(Typed::FhirPush(c))
             }
@@ -84,24 +99,26 @@ pub fn build(
     config
         .instances()
         .iter()
-        .map(|i| build_one(i, env, athena))
+        .map(|i| build_one(config, i, env, athena))
         .collect()
 }
 
 /// A factory that runs `f(name, config, env, athena, control)` for each start; the connector's
-/// error is turned into its (PHI-free) message for the status API.
+/// error is turned into its (PHI-free) message and its class (from the crate's one `class()`),
+/// which tells the supervisor whether a restart can heal it.
 fn factory<C, F, Fut, E>(
     name: &str,
     config: C,
     env: &RunEnv,
     athena: &AthenaClient,
+    class: fn(&E) -> ErrorClass,
     f: F,
 ) -> Factory
 where
     C: Send + Sync + 'static,
     F: Fn(Arc<str>, Arc<C>, RunEnv, AthenaClient, TaskControl) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
-    E: std::fmt::Display,
+    E: std::fmt::Display + 'static,
 {
     let name: Arc<str> = Arc::from(name);
     let config = Arc::new(config);
@@ -115,11 +132,17 @@ where
             athena.clone(),
             ctl,
         );
-        Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            fut.await.map_err(|e| TaskError {
+                message: e.to_string(),
+                class: class(&e),
+            })
+        })
     })
 }
 
 fn build_one(
+    root: &RootConfig,
     i: &Instance<'_>,
     env: &RunEnv,
     athena: &AthenaClient,
@@ -136,6 +159,7 @@ fn build_one(
                 c,
                 env,
                 athena,
+                changed_data_source::Error::class,
                 |name, c, env, athena, ctl| async move {
                     changed_data_source::run(&name, &c, &env, &athena, ctl).await
                 },
@@ -146,12 +170,15 @@ fn build_one(
             let offsets = OffsetsLocation::ConsumerGroup {
                 group_id: c.group_id(i.name),
                 topics: c.topics.clone(),
+                // 0s keeps the ledger forever: nothing is ever forgotten.
+                ledger_retention: (!c.ledger_retention.is_zero()).then_some(c.ledger_retention),
             };
             let f = factory(
                 i.name,
                 c,
                 env,
                 athena,
+                write_back_sink::Error::class,
                 |name, c, env, athena, ctl| async move {
                     write_back_sink::run(&name, &c, &env, &athena, ctl).await
                 },
@@ -164,12 +191,14 @@ fn build_one(
             let offsets = OffsetsLocation::ConsumerGroup {
                 group_id: c.group_id(i.name),
                 topics: vec![c.notifications_topic.clone()],
+                ledger_retention: None,
             };
             let f = factory(
                 i.name,
                 c,
                 env,
                 athena,
+                fhir_push::Error::class,
                 |name, c, env, athena, ctl| async move {
                     fhir_push::run(&name, &c, &env, &athena, ctl).await
                 },
@@ -182,5 +211,6 @@ fn build_one(
         kind: i.kind,
         factory,
         offsets,
+        restart: restart_of(root, i)?,
     })
 }

@@ -3,7 +3,7 @@
 /// Success (for `run`: every connector stopped within `shutdown_timeout`).
 pub const OK: i32 = 0;
 /// A runtime failure: a server unreachable, a request refused, a connector that did not stop in
-/// time on shutdown.
+/// time on shutdown or had failed for good (not restarted by the supervisor).
 pub const FAILURE: i32 = 1;
 /// Bad usage or invalid configuration (the message names the dotted key).
 pub const USAGE: i32 = 2;
@@ -18,11 +18,13 @@ pub const INTERRUPTED: i32 = 5;
 
 /// Help text appended to `--help`.
 pub const HELP: &str = "Exit codes: 0 success, 1 runtime failure (server unreachable, request \
-refused, a connector that did not stop within shutdown_timeout), 2 bad usage or invalid \
+refused, a connector that did not stop within shutdown_timeout or had failed for good), 2 bad usage or invalid \
 configuration (the message names the key), 3 schema incompatible with the registry, 4 the \
-connector must be stopped first (offsets reset), 5 backfill interrupted (progress kept; rerun \
+connector must be stopped first, or the reset would re-read commands older than a sink's \
+ledger_retention (offsets reset), 5 backfill interrupted (progress kept; rerun \
 to resume).
 
 Start here: `athena-connect check --config FILE` validates the file and reaches athena, Kafka and \
-the registry; `athena-connect run --config FILE` runs every connector it lists. \
+the registry; `athena-connect run --config FILE [--only NAME]` runs every connector it lists (or \
+only those named). \
 See deploy/athena-connect.example.toml and docs/operations.md.";

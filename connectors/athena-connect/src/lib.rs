@@ -5,11 +5,13 @@
 //! - [`config`]: the root TOML file (`[kafka]`, `[schema_registry]`, `[athena]`, `[telemetry]`,
 //!   `[admin]`, one table per connector instance, `[backfill]`).
 //! - [`connectors`]: the one place that wires each connector crate's `Config` + `run` in.
-//! - [`supervisor`]: runs the connectors as tasks; pause, resume, stop, restart, bounded
-//!   shutdown.
+//! - [`supervisor`]: runs the connectors as tasks, restarts a failed one after a back-off
+//!   (unless its error cannot heal); pause, resume, stop, restart, bounded shutdown.
 //! - [`admin`]: the admin HTTP API (health, readiness, metrics, Connect-like control, offsets).
 //! - [`offsets`]: where each connector's position lives; show and reset (only while stopped).
-//! - [`run`]: `athena-connect run` (signals, admin API, live summary), `check`, `offsets`.
+//! - [`run`]: `athena-connect run [--only NAME,...]` (signals, admin API, live summary), `check`, `offsets`.
+//! - [`subscriptions`]: `athena-connect subscriptions status|ensure|delete`, the push
+//!   connectors' FHIR Subscriptions by hand.
 //! - [`backfill`]: `athena-connect backfill`, the resumable FHIR Bulk `$export` from
 //!   `[backfill]`.
 //! - [`demo`]: `athena-connect demo-traffic`, synthetic commands for the demo's return path.
@@ -28,4 +30,5 @@ pub mod offsets;
 pub mod run;
 pub mod schemas;
 pub mod sim;
+pub mod subscriptions;
 pub mod supervisor;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use athena_connect::{backfill, demo, exit, run, schemas, sim};
+use athena_connect::{backfill, demo, exit, offsets, run, schemas, sim, subscriptions};
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_core::avro::SubjectStrategy;
 
@@ -32,6 +32,10 @@ enum Command {
         /// e.g. `2s`.
         #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
         summary: Option<Duration>,
+        /// Run only these connectors (the table keys; repeat the flag or give a comma list),
+        /// e.g. one connector per pod. The whole file is still validated.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Validate the config and reach athena, Kafka and the schema registry, printing each result
     /// (exit 0 all fine, 1 something unreachable, 2 invalid config).
@@ -45,6 +49,20 @@ enum Command {
     Offsets {
         #[command(subcommand)]
         action: OffsetsAction,
+    },
+    /// Show, create or delete the FHIR Subscriptions of the `[sources.fhir_push.<name>]`
+    /// connectors (`status` reads only; `ensure` creates missing and deletes stale ones;
+    /// `delete` removes ours).
+    Subscriptions {
+        /// The TOML config.
+        #[arg(long, short, env = "ATHENA_CONNECT_CONFIG")]
+        config: PathBuf,
+        /// `status`, `ensure` or `delete`.
+        #[arg(value_parser = ["status", "ensure", "delete"])]
+        action: String,
+        /// Only these push connectors (default: every one).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Run the resumable FHIR Bulk $export backfill from the config's [backfill] section
     /// (exit 5 when interrupted; run again to resume).
@@ -72,9 +90,20 @@ enum Command {
 enum OffsetsAction {
     /// Print the connector's offsets as JSON (Kafka Connect's shape).
     Show(OffsetArgs),
-    /// Delete the connector's offsets so it starts from its configured beginning (refused with
-    /// exit 4 while the connector runs).
-    Reset(OffsetArgs),
+    /// Delete the connector's offsets so it starts from its configured beginning, or with
+    /// `--to-time` set a consumer group to that time (refused with exit 4 while the connector
+    /// runs, or when a sink would read commands older than its ledger_retention again).
+    Reset {
+        #[command(flatten)]
+        args: OffsetArgs,
+        /// Reset a consumer group to the first record at or after this RFC 3339 time.
+        #[arg(long)]
+        to_time: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// Reset even when a sink would read (and execute) commands older than its
+        /// ledger_retention again.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -166,16 +195,38 @@ fn main() {
     let mut out = std::io::stdout();
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, summary } => {
-                run::run(&run::RunOptions { config, summary }).await
+            Command::Run {
+                config,
+                summary,
+                only,
+            } => {
+                run::run(&run::RunOptions {
+                    config,
+                    summary,
+                    only,
+                })
+                .await
             }
+            Command::Subscriptions {
+                config,
+                action,
+                only,
+            } => subscriptions::run(&config, &action, &only).await,
             Command::Check { config } => run::check(&config, &mut out).await,
             Command::Offsets { action } => match action {
                 OffsetsAction::Show(a) => {
-                    run::offsets(&a.config, &a.connector, false, &mut out).await
+                    run::offsets(&a.config, &a.connector, None, &mut out).await
                 }
-                OffsetsAction::Reset(a) => {
-                    run::offsets(&a.config, &a.connector, true, &mut out).await
+                OffsetsAction::Reset {
+                    args,
+                    to_time,
+                    force,
+                } => {
+                    let req = offsets::ResetRequest {
+                        to_time: to_time.map(|t| t.with_timezone(&chrono::Utc)),
+                        force,
+                    };
+                    run::offsets(&args.config, &args.connector, Some(req), &mut out).await
                 }
             },
             Command::Backfill { config, name } => backfill::backfill(&config, &name).await,

@@ -5,9 +5,15 @@
 //! sinks keep committed offsets of their consumer group. Both are shown in Connect's shape,
 //! `{"offsets": [{"partition": {...}, "offset": {...}}]}`. Resetting deletes the checkpoints
 //! (tombstones) or the consumer group, so the next start begins from the connector's configured
-//! starting point.
+//! starting point; a consumer group can instead be reset to a time ([`ResetRequest::to_time`]).
+//!
+//! A write-back sink remembers what it executed for `ledger_retention` only. A reset that would
+//! make it read commands older than that again is refused ([`check_reset`]) unless the caller
+//! names a time within the retention or passes `force`: those commands would be executed again.
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use connector_core::CoreError;
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
@@ -38,7 +44,152 @@ pub enum OffsetsLocation {
         group_id: String,
         /// Topics the group consumes.
         topics: Vec<String>,
+        /// How long the connector remembers an executed command (a write-back sink's
+        /// `ledger_retention`); a reset must not re-read commands older than that.
+        ledger_retention: Option<Duration>,
     },
+}
+
+/// What an offsets reset asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResetRequest {
+    /// Reset a consumer group to the first offset at or after this time instead of deleting it.
+    pub to_time: Option<DateTime<Utc>>,
+    /// Reset even when commands older than the ledger's retention would be read again.
+    pub force: bool,
+}
+
+/// Why a reset is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResetRefused {
+    /// The reset would re-execute commands the ledger no longer remembers (HTTP 409, exit 4).
+    #[error("{0}")]
+    Retention(String),
+    /// The request does not fit the connector (HTTP 400, exit 2).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Kafka could not be asked.
+    #[error("cannot check the reset against Kafka: {0}")]
+    Kafka(String),
+}
+
+/// Checks `req` against `loc` before a reset: refuses a time on checkpoints, and on a sink with
+/// a ledger retention a reset that would read commands older than the retention again (to the
+/// beginning while older commands are still on the topic, or to a time before the retention),
+/// unless `force`.
+pub async fn check_reset(
+    kafka: &KafkaConfig,
+    loc: &OffsetsLocation,
+    req: &ResetRequest,
+) -> Result<(), ResetRefused> {
+    let (topics, retention) = match loc {
+        OffsetsLocation::ConsumerGroup {
+            topics,
+            ledger_retention,
+            ..
+        } => (topics.clone(), *ledger_retention),
+        _ if req.to_time.is_some() => {
+            return Err(ResetRefused::BadRequest(
+                "a reset to a time applies only to connectors that consume Kafka topics (sinks, \
+                 push inflation); a source's cursors can only be deleted"
+                    .into(),
+            ));
+        }
+        _ => return Ok(()),
+    };
+    let Some(retention) = retention else {
+        return Ok(());
+    };
+    if req.force {
+        return Ok(());
+    }
+    let horizon = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|r| Utc::now().checked_sub_signed(r))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let human = humantime_serde::re::humantime::format_duration(retention).to_string();
+    if let Some(t) = req.to_time {
+        if t < horizon {
+            return Err(ResetRefused::Retention(format!(
+                "{t} is older than the sink's ledger_retention ({human}): commands from before \
+                 {horizon} would be executed again, because the ledger no longer remembers them; \
+                 name a later time or pass force to accept that"
+            )));
+        }
+        return Ok(());
+    }
+    let kafka = kafka.clone();
+    let older = tokio::task::spawn_blocking(move || older_than(&kafka, &topics, horizon))
+        .await
+        .map_err(|e| ResetRefused::Kafka(e.to_string()))?
+        .map_err(|e| ResetRefused::Kafka(e.to_string()))?;
+    if older > 0 {
+        return Err(ResetRefused::Retention(format!(
+            "resetting to the beginning would read {older} command(s) older than the sink's \
+             ledger_retention ({human}) again, and the ledger no longer remembers whether they \
+             were executed; reset to a time after {horizon} (to_time / --to-time) or pass force \
+             to accept executing them again"
+        )));
+    }
+    Ok(())
+}
+
+/// How many records on `topics` are older than `horizon` (by record timestamp).
+fn older_than(
+    kafka: &KafkaConfig,
+    topics: &[String],
+    horizon: DateTime<Utc>,
+) -> Result<i64, CoreError> {
+    let consumer: BaseConsumer = kafka
+        .consumer_config("athena-connect-offsets-check")
+        .create()
+        .map_err(kafka_err("create offsets reader"))?;
+    let at = offsets_at(&consumer, topics, horizon)?;
+    let mut older = 0;
+    for e in at.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), TIMEOUT)
+            .map_err(kafka_err("fetch watermarks"))?;
+        // The first record at or after the horizon; none means every record is older.
+        let first_new = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => high,
+        };
+        older += (first_new - low).max(0);
+    }
+    Ok(older)
+}
+
+/// For every partition of `topics`, the first offset whose record time is at or after `t`
+/// (`Offset::End` where every record is older).
+fn offsets_at(
+    consumer: &BaseConsumer,
+    topics: &[String],
+    t: DateTime<Utc>,
+) -> Result<TopicPartitionList, CoreError> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p) in partitions(consumer, topics)? {
+        tpl.add_partition_offset(&topic, p, Offset::Offset(t.timestamp_millis()))
+            .map_err(kafka_err("offsets for times"))?;
+    }
+    consumer
+        .offsets_for_times(tpl, TIMEOUT)
+        .map_err(kafka_err("offsets for times"))
+}
+
+fn partitions(consumer: &BaseConsumer, topics: &[String]) -> Result<Vec<(String, i32)>, CoreError> {
+    let mut out = Vec::new();
+    for t in topics {
+        let md = consumer
+            .fetch_metadata(Some(t), TIMEOUT)
+            .map_err(kafka_err("offsets metadata"))?;
+        for mt in md.topics() {
+            for p in mt.partitions() {
+                out.push((t.clone(), p.id()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn kafka_err(operation: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> CoreError {
@@ -71,7 +222,9 @@ pub async fn show(kafka: &KafkaConfig, loc: &OffsetsLocation) -> Result<Value, C
                 })
                 .collect()
         }
-        OffsetsLocation::ConsumerGroup { group_id, topics } => {
+        OffsetsLocation::ConsumerGroup {
+            group_id, topics, ..
+        } => {
             let kafka = kafka.clone();
             let group_id = group_id.clone();
             let topics = topics.clone();
@@ -94,15 +247,8 @@ fn committed(kafka: &KafkaConfig, group: &str, topics: &[String]) -> Result<Vec<
         .create()
         .map_err(kafka_err("create offsets reader"))?;
     let mut tpl = TopicPartitionList::new();
-    for t in topics {
-        let md = consumer
-            .fetch_metadata(Some(t), TIMEOUT)
-            .map_err(kafka_err("offsets metadata"))?;
-        for mt in md.topics() {
-            for p in mt.partitions() {
-                tpl.add_partition(t, p.id());
-            }
-        }
+    for (t, p) in partitions(&consumer, topics)? {
+        tpl.add_partition(&t, p);
     }
     let done = consumer
         .committed_offsets(tpl, TIMEOUT)
@@ -145,9 +291,26 @@ pub async fn active_members(
     .map_err(|e| CoreError::Telemetry(format!("offsets task failed: {e}")))?
 }
 
-/// Resets the offsets of `loc`; the caller has made sure the connector is stopped. Returns how
-/// many checkpoints or groups were removed.
-pub async fn reset(kafka: &KafkaConfig, loc: &OffsetsLocation) -> Result<usize, CoreError> {
+/// Resets the offsets of `loc`; the caller has made sure the connector is stopped and checked
+/// the request with [`check_reset`]. Returns how many checkpoints or groups were removed, or
+/// with a time, how many partitions were set.
+pub async fn reset(
+    kafka: &KafkaConfig,
+    loc: &OffsetsLocation,
+    req: &ResetRequest,
+) -> Result<usize, CoreError> {
+    if let (
+        Some(t),
+        OffsetsLocation::ConsumerGroup {
+            group_id, topics, ..
+        },
+    ) = (req.to_time, loc)
+    {
+        let (kafka, group, topics) = (kafka.clone(), group_id.clone(), topics.clone());
+        return tokio::task::spawn_blocking(move || reset_to_time(&kafka, &group, &topics, t))
+            .await
+            .map_err(|e| CoreError::Telemetry(format!("offsets task failed: {e}")))?;
+    }
     match loc {
         OffsetsLocation::None => Ok(0),
         OffsetsLocation::Checkpoints { topic, key_prefix } => {
@@ -183,5 +346,91 @@ pub async fn reset(kafka: &KafkaConfig, loc: &OffsetsLocation) -> Result<usize, 
             }
             Ok(1)
         }
+    }
+}
+
+/// Commits, for `group`, the first offset at or after `t` on every partition of `topics` (the
+/// end where nothing is that new). The group must have no members.
+fn reset_to_time(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    t: DateTime<Utc>,
+) -> Result<usize, CoreError> {
+    let consumer: BaseConsumer = kafka
+        .consumer_config(group)
+        .create()
+        .map_err(kafka_err("create offsets writer"))?;
+    let at = offsets_at(&consumer, topics, t)?;
+    let mut commit = TopicPartitionList::new();
+    for e in at.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => {
+                consumer
+                    .fetch_watermarks(e.topic(), e.partition(), TIMEOUT)
+                    .map_err(kafka_err("fetch watermarks"))?
+                    .1
+            }
+        };
+        commit
+            .add_partition_offset(e.topic(), e.partition(), Offset::Offset(offset))
+            .map_err(kafka_err("commit offsets"))?;
+    }
+    consumer
+        .commit(&commit, rdkafka::consumer::CommitMode::Sync)
+        .map_err(kafka_err("commit offsets"))?;
+    Ok(commit.count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(retention: Option<Duration>) -> OffsetsLocation {
+        OffsetsLocation::ConsumerGroup {
+            group_id: "g".into(),
+            topics: vec!["t".into()],
+            ledger_retention: retention,
+        }
+    }
+
+    /// The checks that need no broker (an unreachable one proves no call is made).
+    #[tokio::test]
+    async fn reset_requests_are_checked_against_the_retention() {
+        let kafka = KafkaConfig::plaintext("127.0.0.1:1");
+        let day = Some(Duration::from_secs(24 * 3600));
+        let at = |hours: i64| ResetRequest {
+            to_time: Some(Utc::now() - chrono::Duration::hours(hours)),
+            force: false,
+        };
+        let r = check_reset(&kafka, &sink(day), &at(48)).await;
+        assert!(
+            matches!(&r, Err(ResetRefused::Retention(m)) if m.contains("ledger_retention")),
+            "{r:?}"
+        );
+        assert_eq!(check_reset(&kafka, &sink(day), &at(1)).await, Ok(()));
+        let force = ResetRequest {
+            to_time: None,
+            force: true,
+        };
+        assert_eq!(check_reset(&kafka, &sink(day), &force).await, Ok(()));
+        // No retention (push inflation, or a ledger kept forever): nothing to protect.
+        assert_eq!(
+            check_reset(&kafka, &sink(None), &ResetRequest::default()).await,
+            Ok(())
+        );
+        let cursors = OffsetsLocation::Checkpoints {
+            topic: "state".into(),
+            key_prefix: "src/".into(),
+        };
+        assert!(matches!(
+            check_reset(&kafka, &cursors, &at(1)).await,
+            Err(ResetRefused::BadRequest(_))
+        ));
+        assert_eq!(
+            check_reset(&kafka, &cursors, &ResetRequest::default()).await,
+            Ok(())
+        );
     }
 }

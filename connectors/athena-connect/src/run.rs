@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub config: PathBuf,
     /// Print a one-line summary (events per feed, commands by outcome, DLQ) every `interval`.
     pub summary: Option<Duration>,
+    /// Run only these connectors (`--only`); empty: every connector the file lists.
+    pub only: Vec<String>,
 }
 
 /// Loads and validates the file, writing the error (which names the key) to `out`.
@@ -79,10 +81,14 @@ pub async fn termination_signal() {
 /// `athena-connect run`: returns the exit code.
 pub async fn run(opts: &RunOptions) -> i32 {
     let mut err = std::io::stderr();
-    let config = match load(&opts.config, &mut err) {
+    let mut config = match load(&opts.config, &mut err) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(e) = config.retain_only(&opts.only) {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
     let _telemetry = match connector_core::telemetry::init(&config.telemetry) {
         Ok(g) => g,
         Err(e) => {
@@ -194,6 +200,15 @@ pub async fn run_until(
         }
     };
     background.cancel();
+    let given_up = supervisor.given_up();
+    if !given_up.is_empty() {
+        tracing::error!(failed = ?given_up, "Connectors had failed for good before shutdown.");
+        eprintln!(
+            "athena-connect: {} had failed and was not restarted (see its last error)",
+            given_up.join(", ")
+        );
+        return exit::FAILURE;
+    }
     if late.is_empty() {
         tracing::info!("Every connector stopped; exiting.");
         eprintln!("athena-connect: stopped cleanly");
@@ -413,9 +428,15 @@ pub async fn check(path: &Path, out: &mut impl Write) -> i32 {
 }
 
 /// `athena-connect offsets show|reset --connector NAME`. A reset refuses (exit 4) while a
-/// running process still runs that connector (asked through its admin API) or while its
-/// consumer group has members.
-pub async fn offsets(path: &Path, connector: &str, reset: bool, out: &mut impl Write) -> i32 {
+/// running process still runs that connector (asked through its admin API), while its
+/// consumer group has members, or when it would make a sink read commands older than its
+/// `ledger_retention` again (unless `reset` names a time within it or forces).
+pub async fn offsets(
+    path: &Path,
+    connector: &str,
+    reset: Option<offsets::ResetRequest>,
+    out: &mut impl Write,
+) -> i32 {
     let config = match load(path, out) {
         Ok(c) => c,
         Err(code) => return code,
@@ -442,7 +463,7 @@ pub async fn offsets(path: &Path, connector: &str, reset: bool, out: &mut impl W
         );
         return exit::USAGE;
     };
-    if reset {
+    if let Some(req) = reset {
         match running_elsewhere(&config, connector).await {
             Ok(Some(state)) => {
                 let _ = writeln!(
@@ -472,7 +493,22 @@ pub async fn offsets(path: &Path, connector: &str, reset: bool, out: &mut impl W
                 return exit::FAILURE;
             }
         }
-        match offsets::reset(&config.kafka, &def.offsets).await {
+        match offsets::check_reset(&config.kafka, &def.offsets, &req).await {
+            Ok(()) => {}
+            Err(e @ offsets::ResetRefused::Retention(_)) => {
+                let _ = writeln!(out, "error: {e}");
+                return exit::CONFLICT;
+            }
+            Err(e @ offsets::ResetRefused::BadRequest(_)) => {
+                let _ = writeln!(out, "error: {e}");
+                return exit::USAGE;
+            }
+            Err(e) => {
+                let _ = writeln!(out, "error: {e}");
+                return exit::FAILURE;
+            }
+        }
+        match offsets::reset(&config.kafka, &def.offsets, &req).await {
             Ok(n) => {
                 let _ = writeln!(out, "reset  {connector}  ({n} removed)");
                 exit::OK

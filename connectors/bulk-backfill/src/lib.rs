@@ -6,7 +6,6 @@
 //! - [`config`]: the `backfill` config section.
 //! - [`state`]: the checkpoint (status URL, manifest, per-file progress, next `_since`).
 //! - [`progress`]: `indicatif` bar on a terminal, log lines otherwise.
-//! - [`standalone`]: the config file of the `bulk-backfill` binary.
 //! - [`run_backfill`]: the whole run; `bin/bulk-backfill.rs` is a thin CLI around it.
 //!
 //! # Resumption and delivery
@@ -29,7 +28,6 @@
 
 pub mod config;
 pub mod progress;
-pub mod standalone;
 pub mod state;
 
 use std::time::Duration;

@@ -4,8 +4,8 @@
 //! - a run stopped mid-file resumes inside that file (in-process, deterministic);
 //! - a patient read that fails for good stops the run with every line before it durable, and the
 //!   rerun resumes at that line;
-//! - the `bulk-backfill` process killed with SIGKILL mid-download and restarted still yields all
-//!   N, re-emitting at most one checkpoint batch and never a whole file.
+//! - the backfill process (`athena-connect backfill`) killed with SIGKILL mid-download and
+//!   restarted still yields all N, re-emitting at most one checkpoint batch and never a whole file.
 
 mod common;
 
@@ -303,9 +303,10 @@ log_interval = "500ms"
     )
     .unwrap();
     let path = file.path().to_str().unwrap().to_string();
+    let bin = athena_connect_tests::athena_connect_bin();
     let run = move || {
-        Command::new(env!("CARGO_BIN_EXE_bulk-backfill"))
-            .args(["--config", &path])
+        Command::new(&bin)
+            .args(["backfill", "--config", &path])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

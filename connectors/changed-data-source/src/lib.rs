@@ -11,24 +11,21 @@
 //! - [`task`]: the loop of one (practice, feed): replay, drain, back-off, budget.
 //! - [`subscriptions`]: creating the subscriptions the config asks for and reporting the
 //!   feeds that are not subscribed.
-//! - [`standalone`]: the root config of the standalone binary.
 //! - [`error`]: this crate's error enum and its one `class()`.
 //!
-//! [`run`] starts one task per (practice, feed) and returns when shutdown is requested; the
-//! `changed-data-source` binary runs it from a TOML file (see `src/bin/`).
+//! [`run`] starts one task per (practice, feed) and returns when shutdown is requested;
+//! `athena-connect run` runs it from the `[sources.changed_data.<name>]` tables.
 
 pub mod config;
 pub mod cursor;
 pub mod error;
 pub mod events;
-pub mod standalone;
 pub mod subscriptions;
 pub mod task;
 pub mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use athena_client::AthenaClient;
 use connector_core::ErrorClass;
@@ -36,7 +33,7 @@ use connector_core::avro::AvroCodec;
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
 use connector_core::config::Validate;
 use connector_core::kafka::{TopicSpec, ensure_topics};
-use connector_core::runtime::{RunEnv, TaskControl, TaskState};
+use connector_core::runtime::{RunEnv, TaskControl, TaskState, retry_startup};
 
 pub use config::{Config, DeliveryMode, FeedConfig};
 pub use cursor::Cursor;
@@ -45,31 +42,20 @@ pub use error::Error;
 /// The connector kind reported in task status.
 pub const KIND: &str = "changed-data-source";
 
-/// Retries `op` with back-off while its error is not fatal, until it succeeds, fails fatally,
-/// or shutdown is requested (then the last error is returned).
-async fn with_retry<T, F, Fut>(control: &TaskControl, what: &str, mut op: F) -> Result<T, Error>
+/// Retries a start-up step while its error is not fatal, until it succeeds, fails fatally, or
+/// shutdown is requested (then the last error is returned).
+async fn with_retry<T, F, Fut>(control: &TaskControl, what: &str, op: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
-    let mut attempt = 0u32;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.class() == ErrorClass::Fatal => return Err(e),
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, step = what, "Start-up step failed; retrying.");
-                control.report_error(format!("{what}: {e}"));
-                let wait =
-                    task::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30));
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = control.shutdown_requested() => return Err(e),
-                }
-            }
-        }
-    }
+    retry_startup(
+        control,
+        what,
+        |e: &Error| e.class() == ErrorClass::Fatal,
+        op,
+    )
+    .await
 }
 
 /// Runs one connector until `control.shutdown_requested()`; honours pause/resume; reports status

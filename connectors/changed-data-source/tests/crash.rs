@@ -1,5 +1,5 @@
-//! The crash test: the real `changed-data-source` binary is killed with SIGKILL at random
-//! moments (at least 10 times) and restarted while the simulator (in this test process, so it
+//! The crash test: the source as a real process (`athena-connect run --only crash`) is killed
+//! with SIGKILL at random moments (at least 10 times) and restarted while the simulator (in this test process, so it
 //! outlives every kill) keeps generating changes. Afterwards every change the simulator handed
 //! out is on Kafka, and every message carries the event id of a change it handed out (so a
 //! duplicate carries its original's id). In exactly-once mode a `read_committed` reader sees no
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use athena_client::api::changed::Feed;
-use athena_connect_tests::{Stack, unique};
+use athena_connect_tests::{Stack, athena_connect_bin, unique};
 use athena_sim::{RunningSim, SimConfig};
 use common::*;
 use rand::Rng;
@@ -59,6 +59,9 @@ qps = 500.0
 burst = 100
 token_requests_per_minute = 600
 
+[admin]
+enabled = false
+
 [sources.changed_data.crash]
 {section}
 "#,
@@ -77,9 +80,11 @@ fn spawn(config: &str, log: &Path) -> Child {
         .append(true)
         .open(log)
         .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_changed-data-source"))
+    Command::new(athena_connect_bin())
+        .arg("run")
         .arg("--config")
         .arg(config)
+        .args(["--only", "crash"])
         .env("RUST_LOG", "warn,changed_data_source=info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))

@@ -49,6 +49,15 @@ pub struct ServerLabels {
     pub server: String,
 }
 
+/// Labels of the connector state gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectorStateLabels {
+    /// Connector name.
+    pub connector: String,
+    /// `UNASSIGNED`, `RUNNING`, `PAUSED`, `FAILED` or `STOPPED` (the status API's names).
+    pub state: String,
+}
+
 /// Labels for commands by type and outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommandLabels {
@@ -113,6 +122,10 @@ pub struct Metrics {
     pub push_catch_up_events: Family<ConnectorLabels, Counter>,
     /// Push catch-up reads of one feed that failed (`feed` = the changed-data feed name).
     pub push_catch_up_failures: Family<FeedLabels, Counter>,
+    /// 1 for the state each connector is in, 0 for the others (set by the supervisor).
+    pub connector_state: Family<ConnectorStateLabels, Gauge>,
+    /// Automatic restarts of a failed connector by the supervisor.
+    pub connector_restarts: Family<ConnectorLabels, Counter>,
     /// Subscribed push topics a catch-up could not read (no changed-data feed), per catch-up.
     pub push_catch_up_uncovered: Family<ConnectorLabels, Counter>,
     /// Connections an HTTP listener shed at its connection or TLS-handshake cap.
@@ -154,6 +167,8 @@ impl Metrics {
             http_connections_shed: Family::default(),
             push_replays: Family::default(),
             push_stale_refused: Family::default(),
+            connector_state: Family::default(),
+            connector_restarts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -261,6 +276,16 @@ impl Metrics {
             "push_stale_refused",
             "Push notifications refused as older than max_event_age",
             m.push_stale_refused.clone(),
+        );
+        registry.register(
+            "connector_state",
+            "1 for the state each connector is in (UNASSIGNED, RUNNING, PAUSED, FAILED, STOPPED), 0 for the others",
+            m.connector_state.clone(),
+        );
+        registry.register(
+            "connector_restarts",
+            "Automatic restarts of a failed connector",
+            m.connector_restarts.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -23,10 +23,25 @@ pub enum AdapterKind {
     R4Backport,
 }
 
+/// Which parts of the push connector a process runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushRole {
+    /// Receiver, subscription management, gap detection, catch-up and inflation.
+    #[default]
+    All,
+    /// The webhook receiver only (durable on Kafka before 2xx), to scale it apart from
+    /// inflation; another process with `role = "all"` inflates the notifications topic.
+    Receiver,
+}
+
 /// One FHIR push connector.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Which parts this process runs: `all` (default) or `receiver`.
+    #[serde(default)]
+    pub role: PushRole,
     /// Subscription dialect: `athena` (default) or `r4-backport`.
     #[serde(default)]
     pub adapter: AdapterKind,
@@ -185,6 +200,7 @@ impl Config {
     /// A config with defaults for everything optional (tests, examples).
     pub fn new(practice_id: u64, secret: Secret, public_url: impl Into<String>) -> Self {
         Config {
+            role: PushRole::All,
             adapter: AdapterKind::Athena,
             practice_id,
             secret,

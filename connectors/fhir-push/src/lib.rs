@@ -17,7 +17,6 @@
 //! - [`manage`]: create / list / delete one Subscription per configured topic, with status.
 //! - [`gap`]: silence detection and the catch-up trigger; [`catch_up`]: the catch-up read of
 //!   the missed patient and appointment changes from the changed-data feeds (non-destructive).
-//! - [`standalone`]: the config file of the `fhir-push` binary.
 //! - [`config`]: `[sources.fhir_push.<name>]`; [`error`]: this crate's error and its classes.
 //!
 //! The events, their mirrors and the mapping from athena records and FHIR resources are in the
@@ -35,18 +34,18 @@ pub mod r4_backport;
 pub mod receiver;
 pub mod replay;
 pub mod signature;
-pub mod standalone;
 pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use athena_client::AthenaClient;
+use connector_core::ErrorClass;
 use connector_core::avro::AvroCodec;
 use connector_core::kafka::{TopicSpec, ensure_topics};
-use connector_core::runtime::{RunEnv, TaskControl, TaskState};
+use connector_core::runtime::{RunEnv, TaskControl, TaskState, retry_startup};
 
-pub use config::{AdapterKind, Config};
+pub use config::{AdapterKind, Config, PushRole};
 pub use error::Error;
 
 /// Longest the start-up read of the notifications topic for replay protection may take.
@@ -87,16 +86,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     config.validate_named(name)?;
     let adapter = build_adapter(config);
-    let admin = env.kafka.build_admin()?;
-    ensure_topics(
-        &admin,
-        env.kafka.replication_factor,
-        &[TopicSpec::new(
-            &config.notifications_topic,
-            config.notifications_partitions,
-        )],
-    )
-    .await?;
+    // The producer connects lazily: the receiver serves (answering 503 while Kafka is away)
+    // before Kafka is reachable, and athena retries what it could not deliver.
     let producer = env.kafka.build_producer()?;
     let gap = Arc::new(gap::GapMonitor::new(name, config.heartbeat_period));
 
@@ -133,7 +124,8 @@ pub async fn run(
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
-    let state = receiver::ReceiverState::new(
+    #[allow(unused_mut)]
+    let mut state = receiver::ReceiverState::new(
         name,
         adapter.clone(),
         producer.clone(),
@@ -143,8 +135,21 @@ pub async fn run(
     )
     .with_replay_guard(replay)
     .with_max_event_age(config.max_event_age);
+    // Crash-test hook, compiled only with the `test-hooks` feature (never in a release build):
+    // the process dies right after Kafka acknowledged a notification, before the 200 goes out.
+    #[cfg(feature = "test-hooks")]
+    if std::env::var("FHIR_PUSH_CRASH_AFTER_DURABLE").as_deref() == Ok("1") {
+        state = state.with_after_durable(Arc::new(|| {
+            eprintln!("crash hook: exiting after a durable notification, before answering");
+            std::process::exit(137);
+        }));
+    }
     let app = receiver::router(state, config.body_limit_bytes);
-    let token = control.shutdown_token();
+    // A child of the task's token, cancelled when this function returns by any path: a run
+    // that fails after this point must not leave its receiver holding the port, or the
+    // supervisor's restart could not bind it.
+    let token = control.shutdown_token().child_token();
+    let _stop_receiver = token.clone().drop_guard();
     let stop = token.clone();
     let receiver_task = tokio::spawn(connector_core::http_server::serve(
         listener,
@@ -154,6 +159,31 @@ pub async fn run(
         name.to_string(),
         async move { stop.cancelled().await },
     ));
+
+    // Topics, retried in place while Kafka is unreachable, so the receiver keeps serving.
+    let fatal = |e: &Error| e.class() == ErrorClass::Fatal;
+    retry_startup(&control, "create topics", fatal, || async {
+        let admin = env.kafka.build_admin()?;
+        ensure_topics(
+            &admin,
+            env.kafka.replication_factor,
+            &[TopicSpec::new(
+                &config.notifications_topic,
+                config.notifications_partitions,
+            )],
+        )
+        .await
+        .map_err(Error::from)
+    })
+    .await?;
+
+    if config.role == PushRole::Receiver {
+        control.set_state(TaskState::Running);
+        token.cancelled().await;
+        let _ = receiver_task.await;
+        control.set_state(TaskState::Stopped);
+        return Ok(());
+    }
 
     let specs = subscription_specs(config);
     let hub_secret = adapter.hub_secret();
@@ -171,7 +201,12 @@ pub async fn run(
 
     let codec = AvroCodec::new(env.registry.clone())?;
     let mut catch_up = if config.catch_up {
-        Some(start_catch_up(name, config, env, &codec, &producer, athena).await?)
+        Some(
+            retry_startup(&control, "start catch-up", fatal, || {
+                start_catch_up(name, config, env, &codec, &producer, athena)
+            })
+            .await?,
+        )
     } else {
         None
     };
@@ -187,7 +222,9 @@ pub async fn run(
         );
         let manage_subs = config.manage_subscriptions;
         let period = config.heartbeat_period;
-        tokio::spawn(async move {
+        // Bound to the run's token like the receiver, so a failed run leaves no gap task behind.
+        let until = token.clone();
+        tokio::spawn(until.run_until_cancelled_owned(async move {
             // A restarted connector looks back at once instead of waiting a whole period.
             let mut due = catch_up.as_ref().is_some_and(|c| {
                 (chrono::Utc::now() - c.last_heard())
@@ -239,11 +276,20 @@ pub async fn run(
                     }
                 }
             }
-        })
+        }))
     };
 
-    let inflater =
-        inflate::Inflater::new(name, config, adapter, &codec, producer, athena.clone()).await?;
+    let inflater = retry_startup(&control, "start inflation", fatal, || {
+        inflate::Inflater::new(
+            name,
+            config,
+            adapter.clone(),
+            &codec,
+            producer.clone(),
+            athena.clone(),
+        )
+    })
+    .await?;
     let consumer = env.kafka.build_consumer(&config.group_id(name))?;
     control.set_state(TaskState::Running);
     let result = inflater.run(consumer, control.clone()).await;

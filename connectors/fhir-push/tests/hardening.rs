@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use athena_connect_tests::Stack;
-use athena_sim::{NewPatient, RunningSim, SimConfig};
 use athena_contracts::PatientChanged;
+use athena_sim::{NewPatient, RunningSim, SimConfig};
 use connector_core::http_server::HttpServerConfig;
 use connector_core::runtime::{RunEnv, TaskHandle, TaskState};
 use fhir_push::signature::sign;

@@ -286,29 +286,64 @@ async fn connector_subscribes_receives_and_inflates_with_shared_event_ids() {
     sim.shutdown().await;
 }
 
-struct Receiver(Child);
+/// The push connector's receiver as a real process: `athena-connect run --only receiver` with
+/// `role = "receiver"` (the webhook alone, durable on Kafka before 2xx).
+/// The process and the directory of its config file (removed when the receiver is dropped).
+struct Receiver(Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Receiver {
     fn start(bootstrap: &str, port: u16, topic: &str, crash: bool) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fhir-push-receiver"));
-        cmd.args([
-            "--bootstrap",
-            bootstrap,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--topic",
-            topic,
-            "--ack-budget-ms",
-            "1500",
-        ])
-        .env("FHIR_PUSH_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("receiver.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+replication_factor = 1
+[kafka.producer]
+# Fail deliveries fast when Kafka is away: the receiver answers 503 anyway, and a message that
+# lingers only turns into a harmless duplicate.
+"message.timeout.ms" = "30000"
+
+[schema_registry]
+url = "http://127.0.0.1:1/unused"
+
+[athena]
+base_url = "http://127.0.0.1:1"
+client_id = "unused"
+client_secret = "unused"
+
+[admin]
+enabled = false
+
+[sources.fhir_push.receiver]
+role = "receiver"
+practice_id = {PRACTICE}
+secret = "${{FHIR_PUSH_SECRET}}"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}/notifications"
+notifications_topic = "{topic}"
+ack_budget = "1500ms"
+manage_subscriptions = false
+"#
+            ),
+        )
+        .expect("write the receiver config");
+        let mut cmd = Command::new(athena_connect_tests::athena_connect_bin());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args(["--only", "receiver"])
+            .env("FHIR_PUSH_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         if crash {
             cmd.env("FHIR_PUSH_CRASH_AFTER_DURABLE", "1");
         }
-        Receiver(cmd.spawn().expect("receiver binary starts"))
+        Receiver(cmd.spawn().expect("receiver process starts"), dir)
     }
 }
 

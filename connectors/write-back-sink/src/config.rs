@@ -1,15 +1,12 @@
-//! The `[sinks.write_back.<name>]` section (field docs are the user docs) and the small root
-//! config the stand-alone `write-back-sink` binary reads. Validation is pure and names the
-//! dotted key; topics are created (when allowed) by [`crate::run`], not here.
+//! The `[sinks.write_back.<name>]` section of the `athena-connect` config (field docs are the
+//! user docs). Validation is pure and names the dotted key; topics are created (when allowed) by
+//! [`crate::run`], not here.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use connector_core::CoreError;
-use connector_core::avro::RegistryConfig;
 use connector_core::config::Validate;
 use connector_core::dlq::DlqConfig;
-use connector_core::kafka::KafkaConfig;
 use serde::Deserialize;
 
 /// One write-back sink instance.
@@ -280,50 +277,6 @@ impl Validate for Config {
     }
 }
 
-/// The root file of the stand-alone `write-back-sink` binary: the shared sections plus
-/// `[sinks.write_back.<name>]` tables. (`athena-connect run` reads the same sections.)
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RootConfig {
-    /// How to reach Kafka.
-    pub kafka: KafkaConfig,
-    /// How to reach the schema registry.
-    pub schema_registry: RegistryConfig,
-    /// The athena client (credentials, rate limits, retries).
-    pub athena: athena_client::ClientConfig,
-    /// Connector instances; only `write_back` is read here.
-    pub sinks: Sinks,
-}
-
-/// `[sinks]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sinks {
-    /// `[sinks.write_back.<name>]` instances.
-    #[serde(default)]
-    pub write_back: BTreeMap<String, Config>,
-}
-
-impl Validate for RootConfig {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.kafka.validate()?;
-        self.schema_registry.validate()?;
-        self.athena
-            .validate()
-            .map_err(|e| CoreError::config("athena", e.to_string()))?;
-        if self.sinks.write_back.is_empty() {
-            return Err(CoreError::config(
-                "sinks.write_back",
-                "must define at least one instance",
-            ));
-        }
-        for (name, c) in &self.sinks.write_back {
-            c.validate_named(name)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,20 +320,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nope"), "{e}");
-    }
-
-    #[test]
-    fn example_config_parses_and_validates() {
-        let text = include_str!("../../../deploy/write-back-sink.example.toml");
-        let env: BTreeMap<String, String> = [
-            ("ATHENA_CLIENT_ID".to_string(), "id".to_string()),
-            ("ATHENA_CLIENT_SECRET".to_string(), "secret".to_string()),
-        ]
-        .into_iter()
-        .collect();
-        let root: RootConfig =
-            connector_core::config::load_str(text, &env, "ATHENA_CONNECT").unwrap();
-        root.validate().unwrap();
-        assert!(root.sinks.write_back.contains_key("main"));
     }
 }

@@ -2,7 +2,7 @@
 //! answered with exactly one `CommandResult` each, without ever writing to athena twice.
 //!
 //! # Layout
-//! - [`config`]: the `[sinks.write_back.<name>]` section and the stand-alone root config.
+//! - [`config`]: the `[sinks.write_back.<name>]` section.
 //! - [`commands`]: one file per command (Avro mirror, precheck, athena write, read-back,
 //!   idempotency class: the [`commands::WriteBack`] trait), the one registry table and the
 //!   decoder that dispatches on the writer schema's record name.
@@ -24,7 +24,7 @@ pub mod error;
 pub mod ledger;
 mod sink;
 
-pub use config::{CardPaymentsConfig, Config, RootConfig};
+pub use config::{CardPaymentsConfig, Config};
 pub use error::Error;
 pub use sink::run;
 

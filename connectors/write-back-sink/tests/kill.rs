@@ -1,5 +1,5 @@
-//! The real `write-back-sink` binary, killed with SIGKILL at random moments at least ten times
-//! during a run of 2000 commands and restarted each time (the simulator runs in this test
+//! The write-back sink as a real process (`athena-connect run --only kill`), killed with
+//! SIGKILL at random moments at least ten times during a run of 2000 commands and restarted each time (the simulator runs in this test
 //! process and outlives every kill). Afterwards: every command has exactly one result, and
 //! athena (the simulator's write ledger) holds each write at most once, exactly when the
 //! result says APPLIED. Bookings followed by cancels of the same slot also check per-key order.
@@ -52,6 +52,9 @@ burst = 20
 token_requests_per_minute = 600
 quota_pause_cap = "1s"
 max_retry_after = "1s"
+
+[admin]
+enabled = false
 
 [sinks.write_back.kill]
 topics = ["{p}", "{a}", "{b}"]
@@ -113,7 +116,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     let total = ids.len();
     let (seen, counter) = kill_run::count_results(&stack, &n.results);
 
-    let mut child = kill_run::spawn_sink(&config, &log);
+    let mut child = kill_run::spawn_sink(&config, "kill", &log);
     let mut kills_during_run = 0;
     let mut kills = 0;
     while kills_during_run < KILLS && kills < KILLS * 3 {
@@ -126,7 +129,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
         if before < total {
             kills_during_run += 1;
         }
-        child = kill_run::spawn_sink(&config, &log);
+        child = kill_run::spawn_sink(&config, "kill", &log);
     }
     assert!(
         kills_during_run >= KILLS,

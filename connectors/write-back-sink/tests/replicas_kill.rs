@@ -1,5 +1,5 @@
-//! Two real `write-back-sink` binaries as replicas of one sink (one consumer group, distinct
-//! `transactional_id`s, command topics of six partitions): replica A is killed with SIGKILL at
+//! Two real `athena-connect run --only replica` processes as replicas of one sink (one
+//! consumer group, distinct `transactional_id`s, command topics of six partitions): replica A is killed with SIGKILL at
 //! random moments at least four times during a run of 720 commands and restarted each time,
 //! while replica B keeps running (the simulator runs in this test process and outlives every
 //! kill). No static membership and a short consumer session: the killed member's partitions are
@@ -66,6 +66,9 @@ burst = 20
 token_requests_per_minute = 600
 quota_pause_cap = "1s"
 max_retry_after = "1s"
+
+[admin]
+enabled = false
 
 [sinks.write_back.replica]
 topics = ["{p}", "{a}", "{b}"]
@@ -156,8 +159,8 @@ async fn one_replica_sigkilled_repeatedly_loses_nothing_and_writes_once() {
     let (seen, counter) = kill_run::count_results(&stack, &n.results);
 
     // B runs throughout; A is the one killed and restarted.
-    let mut b = kill_run::spawn_sink(&config_b, &log_b);
-    let mut child = kill_run::spawn_sink(&config_a, &log_a);
+    let mut b = kill_run::spawn_sink(&config_b, "replica", &log_b);
+    let mut child = kill_run::spawn_sink(&config_a, "replica", &log_a);
     let mut kills_during_run = 0;
     let mut kills = 0;
     while kills_during_run < KILLS && kills < KILLS * 3 {
@@ -184,7 +187,7 @@ async fn one_replica_sigkilled_repeatedly_loses_nothing_and_writes_once() {
         if let Some(exit) = b.try_wait().expect("poll replica B") {
             panic!("replica B ended during the run: {exit:?}");
         }
-        child = kill_run::spawn_sink(&config_a, &log_a);
+        child = kill_run::spawn_sink(&config_a, "replica", &log_a);
     }
     assert!(
         kills_during_run >= KILLS,

@@ -115,6 +115,19 @@ topic_partitions = 3
     }
 }
 
+/// The real stack, a simulator and the three command topics (3 partitions) of a new sink.
+pub async fn sink_setup() -> (Stack, athena_sim::RunningSim, SinkNames) {
+    let stack = Stack::get().await;
+    let sim = athena_sim::RunningSim::start(athena_sim::SimConfig::default())
+        .await
+        .expect("simulator");
+    let names = SinkNames::new();
+    for t in [&names.patients, &names.appointments, &names.billing] {
+        stack.create_topic(t, 3).await;
+    }
+    (stack, sim, names)
+}
+
 /// The running binary.
 pub struct Proc {
     pub child: Child,
@@ -200,6 +213,13 @@ impl Proc {
             .expect("run kill")
             .success();
         assert!(ok, "kill -TERM failed");
+    }
+
+    /// SIGTERM, then asserts a clean exit (code 0) within a minute.
+    pub async fn stop_cleanly(&mut self) {
+        self.sigterm();
+        let code = self.wait_exit(Duration::from_secs(60)).await;
+        assert_eq!(code, 0, "exit code on SIGTERM; output:\n{}", self.output());
     }
 
     /// Waits for the exit (generous bound: a hang fails the test instead of blocking it);

@@ -1,8 +1,8 @@
 //! Rust mirror of `schemas/commands/CheckInAppointment.avsc` (the schema is the contract; field docs there).
 
 use athena_client::PracticeClient;
-use connector_core::avro::AvroRecord;
 use athena_contracts::TimestampMillis;
+use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
 use super::{AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, envelope, ids};

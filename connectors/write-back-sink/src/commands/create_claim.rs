@@ -4,8 +4,8 @@ use athena_client::PracticeClient;
 use athena_client::api::claims::{
     AppointmentClaim, ClaimCharge as AthenaCharge, ClaimQuery, NewClaim,
 };
-use connector_core::avro::AvroRecord;
 use athena_contracts::{Date, TimestampMillis};
+use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
 use super::{

@@ -2,8 +2,8 @@
 
 use athena_client::PracticeClient;
 use athena_client::api::patients::PatientFields;
-use connector_core::avro::AvroRecord;
 use athena_contracts::{Date, TimestampMillis};
+use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
 use super::{AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, date, envelope, ids};

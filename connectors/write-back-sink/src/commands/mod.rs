@@ -27,15 +27,15 @@ use std::collections::BTreeMap;
 
 use athena_client::PracticeClient;
 use athena_client::api::payments::CardPayments;
+use athena_contracts::Date;
 use connector_core::CoreError;
 use connector_core::avro::{AvroCodec, AvroRecord, Decoded, RegistryConfig};
-use athena_contracts::Date;
 use futures::future::BoxFuture;
 
 pub use add_insurance::AddInsurance;
+pub use athena_contracts::BookAppointment;
 pub use cancel_appointment::CancelAppointment;
 pub use check_in_appointment::CheckInAppointment;
-pub use athena_contracts::BookAppointment;
 pub use create_claim::{ClaimCharge, CreateClaim};
 pub use create_patient::CreatePatient;
 pub use record_payment::{CardDetails, RecordPayment};

@@ -2,8 +2,8 @@
 
 use athena_client::PracticeClient;
 use athena_client::api::payments::{CardPayment, RecordPayment as AthenaPayment};
-use connector_core::avro::AvroRecord;
 use athena_contracts::{Date, TimestampMillis};
+use connector_core::avro::AvroRecord;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 

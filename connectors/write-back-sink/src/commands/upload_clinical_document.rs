@@ -2,8 +2,8 @@
 
 use athena_client::PracticeClient;
 use athena_client::api::documents::ClinicalDocument;
-use connector_core::avro::AvroRecord;
 use athena_contracts::{Date, TimestampMillis};
+use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
 use super::{

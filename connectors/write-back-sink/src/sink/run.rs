@@ -5,8 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connector_core::avro::AvroCodec;
 use athena_contracts::{CommandResult, TimestampMillis};
+use connector_core::avro::AvroCodec;
 use connector_core::dlq::DeadLetterQueue;
 use connector_core::kafka::{TopicSpec, ensure_topics};
 use connector_core::metrics::ConnectorLabels;
@@ -84,7 +84,14 @@ pub async fn run(
         tokio::task::spawn_blocking(move || txp.init_transactions(Duration::from_secs(60)))
             .await
             .map_err(|e| Error::Transaction(format!("init task: {e}")))?
-            .map_err(|e| Error::Transaction(format!("init_transactions: {e}")))?;
+            // Classified like every Kafka error: fenced or fatal stops, a timeout (Kafka not
+            // reachable yet) is retriable, so the supervisor restarts the sink.
+            .map_err(|source| {
+                Error::Core(CoreError::Kafka {
+                    operation: "init transactions",
+                    source,
+                })
+            })?;
     }
 
     let ledger = Arc::new(Ledger::with_store(

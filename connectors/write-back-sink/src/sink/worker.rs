@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use connector_core::avro::Encoder;
 use athena_contracts::{CommandResult, CommandStatus, TimestampMillis};
+use connector_core::avro::Encoder;
 use connector_core::dlq::{DeadLetterQueue, Stage};
 use connector_core::metrics::{CommandLabels, ConnectorLabels};
 use connector_core::{CoreError, headers};

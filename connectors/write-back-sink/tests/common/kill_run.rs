@@ -1,5 +1,5 @@
 //! The shared parts of the real-binary kill tests (`kill.rs`, `replicas_kill.rs`): the sink
-//! process, the command workload (bookings, cancels of the same slots, stand-alone claims), a
+//! process (`athena-connect run --only <name>`), the command workload (bookings, cancels of the same slots, stand-alone claims), a
 //! live result counter, and the check that athena holds each write at most once.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use athena_connect_tests::{Stack, unique};
+use athena_connect_tests::{Stack, athena_connect_bin, unique};
 use athena_contracts::{CommandResult, CommandStatus};
 use athena_sim::{NewPatient, RunningSim};
 use chrono::NaiveDate;
@@ -20,8 +20,8 @@ use write_back_sink::commands::CancelAppointment;
 
 use super::{Names, PRACTICE, Producer, book, open_slots, standalone_claim};
 
-/// A `write-back-sink` process that is killed when dropped, so a failing assertion leaves no
-/// sink behind.
+/// An `athena-connect run --only <sink>` process that is killed when dropped, so a failing
+/// assertion leaves no sink behind.
 pub struct Sink(pub Child);
 
 impl std::ops::Deref for Sink {
@@ -44,22 +44,24 @@ impl Drop for Sink {
     }
 }
 
-/// Starts the real binary on `config`, appending its log to `log`.
-pub fn spawn_sink(config: &Path, log: &Path) -> Sink {
+/// Starts the real binary on `config`, running only the sink `name`, appending its log to `log`.
+pub fn spawn_sink(config: &Path, name: &str, log: &Path) -> Sink {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_write-back-sink"))
+    Command::new(athena_connect_bin())
+        .arg("run")
         .arg("--config")
         .arg(config)
+        .args(["--only", name])
         .env("RUST_LOG", "warn,write_back_sink=info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
         .map(Sink)
-        .expect("start write-back-sink")
+        .expect("start athena-connect run")
 }
 
 /// Sizes and id prefix of a kill-test workload.
@@ -244,8 +246,8 @@ pub fn count_results(
     (seen, counter)
 }
 
-/// Sends SIGTERM to `child` and asserts it stops with exit code 0 (a fenced or failed sink
-/// would end with an error).
+/// Sends SIGTERM to `child` and asserts it stops with exit code 0 (a sink that failed for good,
+/// e.g. fenced, makes `athena-connect run` exit 1).
 pub fn stop_gracefully(child: &mut Child, name: &str) {
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
