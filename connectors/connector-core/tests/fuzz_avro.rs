@@ -31,7 +31,7 @@ static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
 const PEAK_BUDGET: usize = 3 * MAX_AVRO_ALLOCATION;
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
-const CI_CASES: u32 = 192;
+const CI_CASES: u32 = 256;
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")

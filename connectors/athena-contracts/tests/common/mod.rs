@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise (docs/testing.md).
-pub const CI_CASES: u32 = 192;
+pub const CI_CASES: u32 = 256;
 
 /// The config every property of this crate runs with.
 pub fn config() -> ProptestConfig {

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise (docs/testing.md).
-pub const CI_CASES: u32 = 192;
+pub const CI_CASES: u32 = 256;
 
 /// The config every config-fuzzing property runs with.
 pub fn config() -> ProptestConfig {
