@@ -7,6 +7,8 @@
 //! panics. The generators are connector-core's (`tests/common/toml_fuzz.rs`, included by
 //! path). Bounded by `PROPTEST_CASES` (docs/testing.md).
 
+#[path = "../../connector-core/tests/common/cases.rs"]
+mod cases;
 #[path = "../../connector-core/tests/common/toml_fuzz.rs"]
 mod toml_fuzz;
 
@@ -18,7 +20,8 @@ use connector_core::CoreError;
 use connector_core::config::{ENV_PREFIX, Validate};
 use proptest::prelude::*;
 
-use toml_fuzz::{config, document, env};
+use cases::{config, sample};
+use toml_fuzz::{document, env, names_a_key};
 
 const EXAMPLE: &str = include_str!("../../../deploy/athena-connect.example.toml");
 
@@ -69,24 +72,13 @@ fn load(text: &str, env: &BTreeMap<String, String>) -> Result<(), CoreError> {
     connectors::validate_all(&c)
 }
 
-fn check(text: &str, env: &BTreeMap<String, String>) -> Result<(), TestCaseError> {
-    match load(text, env) {
-        Ok(()) => {}
-        Err(CoreError::Config { key, message }) => {
-            prop_assert!(!key.is_empty(), "an error without a key: {}", message);
-        }
-        Err(other) => prop_assert!(false, "not a config error: {}", other),
-    }
-    Ok(())
-}
-
 proptest! {
     #![proptest_config(config())]
 
     /// Arbitrary text as the config file.
     #[test]
     fn any_text_loads_or_names_a_key(text in ".{0,200}", env in env(ENV_PREFIX, SECTIONS)) {
-        check(&text, &with_required(env))?;
+        names_a_key(load(&text, &with_required(env)))?;
     }
 
     /// The example with random edits, under a random environment.
@@ -95,7 +87,7 @@ proptest! {
         text in document(example()),
         env in env(ENV_PREFIX, SECTIONS),
     ) {
-        check(&text, &with_required(env))?;
+        names_a_key(load(&text, &with_required(env)))?;
     }
 }
 
@@ -103,17 +95,10 @@ proptest! {
 /// edited files are valid and some fail below the root (`sources.`, `sinks.`, `backfill`).
 #[test]
 fn near_valid_files_reach_connector_validation() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::TestRunner;
     assert!(load(EXAMPLE, &with_required(BTreeMap::new())).is_ok());
-    let mut runner = TestRunner::deterministic();
+    let docs = sample(&(document(example()), env(ENV_PREFIX, SECTIONS)), 300);
     let (mut ok, mut connector, mut other) = (0, 0, 0);
-    for _ in 0..300 {
-        let text = document(example()).new_tree(&mut runner).unwrap().current();
-        let env = env(ENV_PREFIX, SECTIONS)
-            .new_tree(&mut runner)
-            .unwrap()
-            .current();
+    for (text, env) in docs {
         match load(&text, &with_required(env)) {
             Ok(()) => ok += 1,
             Err(CoreError::Config { key, .. })

@@ -15,11 +15,10 @@ use athena_contracts::mapping::{
     patient_from_athena, record_event_id,
 };
 use athena_contracts::{SourceKind, TimestampMillis, parse_athena_time};
-use connector_core::avro::{Encoder, decode_body, unframe};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use common::{any_key, athena_datetime, config, iso_datetime, json, scalar, text};
+use common::{any_key, athena_datetime, config, iso_datetime, json, round_trip, scalar, text};
 
 /// Every key a feed mapper reads (ids, dates, fields), so generated rows reach the mappers.
 const ATHENA_KEYS: &[&str] = &[
@@ -185,19 +184,6 @@ impl EventTypeVisitor for CheckFeed<'_> {
         }
         Ok(())
     }
-}
-
-/// The event encodes with its bundled schema (the producer's path) and decodes back equal.
-fn round_trip<T: FeedEvent>(ev: &T) -> Result<(), TestCaseError> {
-    let bytes = Encoder::<T>::with_id(1)
-        .and_then(|e| e.encode(ev))
-        .map_err(|e| TestCaseError::fail(format!("{}: encode: {e}", T::SCHEMA_NAME)))?;
-    let (_, body) = unframe(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let back: T = decode_body(body)
-        .map_err(|e| TestCaseError::fail(format!("{}: decode: {e}", T::SCHEMA_NAME)))?;
-    let (a, b) = (serde_json::to_value(ev), serde_json::to_value(&back));
-    prop_assert_eq!(a.ok(), b.ok());
-    Ok(())
 }
 
 fn check_all_feeds(rec: &Value) -> Result<(), TestCaseError> {

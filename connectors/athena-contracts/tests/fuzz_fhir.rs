@@ -9,13 +9,11 @@ mod common;
 
 use athena_contracts::mapping::{Observation, fhir_version, patient_from_fhir, resource_from_fhir};
 use athena_contracts::{SourceKind, TimestampMillis};
-use connector_core::avro::{AvroRecord, Encoder, decode_body, unframe};
 use connector_core::ids::Version;
 use proptest::prelude::*;
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use common::{any_key, config, iso_datetime, json as any_json, scalar, text};
+use common::{any_key, config, iso_datetime, json as any_json, round_trip, scalar, text};
 
 fn fhir_id() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -135,20 +133,6 @@ fn obs() -> Observation {
         snapshot: true,
         include_original: true,
     }
-}
-
-fn round_trip<T: AvroRecord + Serialize>(ev: &T) -> Result<(), TestCaseError> {
-    let bytes = Encoder::<T>::with_id(1)
-        .and_then(|e| e.encode(ev))
-        .map_err(|e| TestCaseError::fail(format!("{}: encode: {e}", T::SCHEMA_NAME)))?;
-    let (_, body) = unframe(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let back: T = decode_body(body)
-        .map_err(|e| TestCaseError::fail(format!("{}: decode: {e}", T::SCHEMA_NAME)))?;
-    prop_assert_eq!(
-        serde_json::to_value(ev).ok(),
-        serde_json::to_value(&back).ok()
-    );
-    Ok(())
 }
 
 fn check(r: &Value) -> Result<(), TestCaseError> {

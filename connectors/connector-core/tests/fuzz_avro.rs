@@ -22,6 +22,10 @@ use connector_core::avro::{
 };
 use proptest::prelude::*;
 
+mod common;
+
+use common::cases::config;
+
 /// Counts every allocation of this test binary, so a property can check the peak.
 #[global_allocator]
 static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
@@ -29,21 +33,6 @@ static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
 /// The most this binary may have allocated at once: two test threads each holding one maximal
 /// claim, plus the registry client, the schemas and the test harness.
 const PEAK_BUDGET: usize = 3 * MAX_AVRO_ALLOCATION;
-
-/// Cases per property unless `PROPTEST_CASES` says otherwise.
-const CI_CASES: u32 = 256;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(CI_CASES);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// The real registry, the codec over it and the id of every bundled top-level schema,
 /// registered once per test binary under unique subjects.

@@ -10,7 +10,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::toml_fuzz::{config, document, env};
+use common::cases::{config, sample};
+use common::toml_fuzz::{document, env, names_a_key};
 use connector_core::CoreError;
 use connector_core::avro::RegistryConfig;
 use connector_core::config::{ENV_PREFIX, Validate, load_str};
@@ -70,21 +71,12 @@ fn base() -> toml::Table {
     toml::from_str(BASE).expect("the base document is valid TOML")
 }
 
-/// Loads and validates; Err only as a config error naming a key.
-fn check(text: &str, env: &BTreeMap<String, String>) -> Result<(), TestCaseError> {
-    let loaded = load_str::<Core>(text, env, ENV_PREFIX).and_then(|c| {
-        c.kafka.validate()?;
-        c.schema_registry.validate()?;
-        c.telemetry.validate()
-    });
-    match loaded {
-        Ok(()) => {}
-        Err(CoreError::Config { key, message }) => {
-            prop_assert!(!key.is_empty(), "an error without a key: {}", message);
-        }
-        Err(other) => prop_assert!(false, "not a config error: {}", other),
-    }
-    Ok(())
+/// Loads and validates connector-core's sections.
+fn load(text: &str, env: &BTreeMap<String, String>) -> Result<(), CoreError> {
+    let c = load_str::<Core>(text, env, ENV_PREFIX)?;
+    c.kafka.validate()?;
+    c.schema_registry.validate()?;
+    c.telemetry.validate()
 }
 
 proptest! {
@@ -93,7 +85,7 @@ proptest! {
     /// Arbitrary text as a config file.
     #[test]
     fn any_text_loads_or_names_a_key(text in ".{0,200}", env in env(ENV_PREFIX, SECTIONS)) {
-        check(&text, &env)?;
+        names_a_key(load(&text, &env))?;
     }
 
     /// A valid file with random edits, under a random environment.
@@ -102,7 +94,7 @@ proptest! {
         text in document(base()),
         env in env(ENV_PREFIX, SECTIONS),
     ) {
-        check(&text, &env)?;
+        names_a_key(load(&text, &env))?;
     }
 }
 
@@ -119,17 +111,10 @@ fn base_document_is_valid() {
 /// load and validate, and some fail in typing or validation (a key other than `<file>`).
 #[test]
 fn near_valid_files_reach_typing_and_validation() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::TestRunner;
-    let mut runner = TestRunner::deterministic();
+    let docs = sample(&(document(base()), env(ENV_PREFIX, SECTIONS)), 300);
     let (mut ok, mut deep, mut syntax) = (0, 0, 0);
-    for _ in 0..300 {
-        let text = document(base()).new_tree(&mut runner).unwrap().current();
-        let env = env(ENV_PREFIX, SECTIONS)
-            .new_tree(&mut runner)
-            .unwrap()
-            .current();
-        match load_str::<Core>(&text, &env, ENV_PREFIX).and_then(|c| c.kafka.validate()) {
+    for (text, env) in &docs {
+        match load(text, env) {
             Ok(()) => ok += 1,
             Err(CoreError::Config { key, .. }) if key == "<file>" => syntax += 1,
             Err(_) => deep += 1,

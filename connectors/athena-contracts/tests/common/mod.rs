@@ -1,27 +1,32 @@
-//! Generators shared by the fuzz targets of this crate (`fuzz_athena.rs`, `fuzz_fhir.rs`):
-//! arbitrary JSON, athena-flavoured text (odd dates, DST gaps, huge strings) and the bounded
-//! case count every property runs with in CI (`PROPTEST_CASES` overrides it for the long run).
+//! Generators shared by the fuzz targets of this crate (`fuzz_athena.rs`, `fuzz_fhir.rs`) and
+//! fhir-push's `fuzz_webhook.rs` (included by path): arbitrary JSON, athena-flavoured text (odd
+//! dates, DST gaps, huge strings), the Avro round trip of a mapped event, and the case count.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use connector_core::avro::{AvroRecord, Encoder, decode_body, unframe};
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
 
-/// Cases per property unless `PROPTEST_CASES` says otherwise (docs/testing.md).
-pub const CI_CASES: u32 = 256;
+#[path = "../../../connector-core/tests/common/cases.rs"]
+mod cases;
+#[allow(unused_imports)] // `sample` is for fhir-push's target, which includes this file
+pub use cases::{config, sample};
 
-/// The config every property of this crate runs with.
-pub fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(CI_CASES);
-    ProptestConfig {
-        cases,
-        // Shrinking a failure is worth a few seconds; the default 1024 iterations is plenty.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+/// The event encodes with its bundled schema (the producer's path) and decodes back equal, so
+/// no mapped record can fail later at the producer.
+pub fn round_trip<T: AvroRecord>(ev: &T) -> Result<(), TestCaseError> {
+    let bytes = Encoder::<T>::with_id(1)
+        .and_then(|e| e.encode(ev))
+        .map_err(|e| TestCaseError::fail(format!("{}: encode: {e}", T::SCHEMA_NAME)))?;
+    let (_, body) = unframe(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back: T = decode_body(body)
+        .map_err(|e| TestCaseError::fail(format!("{}: decode: {e}", T::SCHEMA_NAME)))?;
+    prop_assert_eq!(
+        serde_json::to_value(ev).ok(),
+        serde_json::to_value(&back).ok()
+    );
+    Ok(())
 }
 
 /// A date-time string in athena's `MM/DD/YYYY HH:MM[:SS]` shape with out-of-range parts

@@ -3,29 +3,26 @@
 //! (replace a value with another type, remove a key, add an unknown key, garble the text), and
 //! random environments (interpolated variables and `ATHENA_CONNECT__A__B` overrides). Shared by
 //! `connector-core/tests/fuzz_config.rs` and `athena-connect/tests/fuzz_config.rs` (included
-//! there by path, so both fuzz the loader with the same generators).
+//! there by path, so both fuzz the loader with the same generators and the same property).
 
 #![allow(dead_code)] // each including test uses a subset
 
 use std::collections::BTreeMap;
 
+use connector_core::CoreError;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-/// Cases per property unless `PROPTEST_CASES` says otherwise (docs/testing.md).
-pub const CI_CASES: u32 = 256;
-
-/// The config every config-fuzzing property runs with.
-pub fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(CI_CASES);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
+/// A load's result is `Ok`, or a config error naming a key; anything else fails the case.
+pub fn names_a_key(result: Result<(), CoreError>) -> Result<(), TestCaseError> {
+    match result {
+        Ok(()) => {}
+        Err(CoreError::Config { key, message }) => {
+            prop_assert!(!key.is_empty(), "an error without a key: {}", message);
+        }
+        Err(other) => prop_assert!(false, "not a config error: {}", other),
     }
+    Ok(())
 }
 
 /// Variable names the generated strings reference and the generated environment sets.
