@@ -387,6 +387,25 @@ mod tests {
         assert_eq!(e.envelope.event_id, e2.envelope.event_id);
     }
 
+    /// Regressions found by `tests/fuzz_fhir.rs`: an empty patient id (`a-0.E-`), resource id
+    /// or type gave an event keyed by the empty string.
+    #[test]
+    fn empty_fhir_ids_map_to_nothing() {
+        let o = obs(SourceKind::BulkExport);
+        let p = json!({"resourceType": "Patient", "id": "a-0.E-"});
+        assert!(patient_from_fhir("1", &p, &o).is_none());
+        for r in [
+            json!({"resourceType": "Encounter", "id": ""}),
+            json!({"resourceType": "", "id": "x"}),
+        ] {
+            assert!(resource_from_fhir("1", &r, &o).is_none(), "{r}");
+        }
+        let e = json!({"resourceType": "Encounter", "id": "x",
+            "subject": {"reference": "Patient/a-1.E-"}});
+        let ev = resource_from_fhir("1", &e, &o).unwrap();
+        assert_eq!(ev.patient_id, None);
+    }
+
     #[test]
     fn canonical_matches_the_core_content_hash() {
         for rec in [

@@ -288,6 +288,22 @@ fn inline(
     }
 }
 
+/// The most memory (bytes) one length-prefixed value of a decoded Avro body may claim: a string
+/// or bytes field, or one array/map block. apache-avro allocates what a length prefix claims
+/// before it reads the data, and its own default cap is 512 MiB, so without this a 10-byte
+/// poison message claiming a 500 MB string made the decoder allocate 500 MB (found by
+/// `tests/fuzz_avro.rs`). 64 MiB is far above any Kafka record our connectors read (the
+/// broker's default limit is 1 MB); a larger claim is a [`CoreError::Decode`] (permanent: the
+/// record goes to the dead-letter topic).
+pub const MAX_AVRO_ALLOCATION: usize = 64 * 1024 * 1024;
+
+/// Applies [`MAX_AVRO_ALLOCATION`] to apache-avro. Its limit is process-wide and fixed by the
+/// first call (or the first decode, which fixes the 512 MiB default), so every decode entry
+/// point calls this before decoding; it costs one atomic load after the first call.
+fn limit_avro_allocations() {
+    apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
+}
+
 /// Prepends the Confluent framing (magic byte 0, big-endian schema id) to an Avro body.
 pub fn frame(schema_id: u32, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 5);
@@ -765,6 +781,7 @@ impl AvroCodec {
     /// `Permanent`; a registry outage is `Retriable`.
     pub async fn decode_any(&self, bytes: &[u8]) -> Result<Decoded, CoreError> {
         let (id, _) = unframe(bytes)?;
+        limit_avro_allocations();
         let result = self
             .decoder
             .decode_with_schema(Some(bytes))
@@ -878,6 +895,7 @@ impl<T: AvroRecord> Encoder<T> {
 
 /// Decodes an Avro body written with `T`'s bundled schema, without the registry (tests, tools).
 pub fn decode_body<T: AvroRecord>(body: &[u8]) -> Result<T, CoreError> {
+    limit_avro_allocations();
     let schema = &T::bundled().schema;
     let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
         .build()

@@ -39,7 +39,9 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // Hex digits only: `u8::from_str_radix` alone would also take a sign (`+f`), giving a
+    // second spelling of a valid signature.
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -72,6 +74,19 @@ pub fn verify(secret: &[u8], header: Option<&str>, body: &[u8]) -> Result<(), Si
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_hex_pair_is_not_a_second_spelling() {
+        let body = b"{}";
+        let sig = sign(b"s3cret", body);
+        // Replace the first hex pair `xy` by `+y` only where `y` alone spells the same byte.
+        let hex = &sig["sha256=".len()..];
+        if hex.starts_with('0') {
+            let forged = format!("sha256=+{}", &hex[1..]);
+            assert!(verify(b"s3cret", Some(&forged), body).is_err());
+        }
+        assert!(unhex("+f").is_none() && unhex("0f") == Some(vec![15]));
+    }
 
     #[test]
     fn round_trip_and_forgeries() {

@@ -35,17 +35,26 @@ impl AvroRecord for FhirResourceChanged {
 /// The athena patient id in a FHIR reference `Patient/a-{pid}.E-{id}`.
 fn patient_of(reference: Option<&str>) -> Option<String> {
     let r = reference?.rsplit('/').next()?;
-    athena_client::api::fhir::ids::patient_id(r).map(str::to_owned)
+    athena_client::api::fhir::ids::patient_id(r)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
 }
 
-/// A `FhirResourceChanged` from any FHIR resource with an `id`.
+/// A `FhirResourceChanged` from any FHIR resource with a type and an `id` (an empty one counts
+/// as none: it names no resource, and would key every such event alike).
 pub fn resource_from_fhir(
     practice: &str,
     r: &Value,
     obs: &Observation,
 ) -> Option<FhirResourceChanged> {
-    let ty = r.get("resourceType")?.as_str()?.to_string();
-    let fhir_id = r.get("id")?.as_str()?.to_string();
+    let non_empty = |k: &str| {
+        r.get(k)?
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let ty = non_empty("resourceType")?;
+    let fhir_id = non_empty("id")?;
     let (version, at) = fhir_version(r);
     let patient_id = patient_of(
         r.pointer("/subject/reference")

@@ -103,7 +103,10 @@ impl FeedEvent for PatientChanged {
 /// changed-data id of the same state.
 pub fn patient_from_fhir(practice: &str, r: &Value, obs: &Observation) -> Option<PatientChanged> {
     let fhir_id = r.get("id")?.as_str()?;
-    let id = athena_client::api::fhir::ids::patient_id(fhir_id)?.to_string();
+    // `a-1.E-` names no patient: no event, rather than one for the empty id (found by fuzzing).
+    let id = athena_client::api::fhir::ids::patient_id(fhir_id)
+        .filter(|id| !id.is_empty())?
+        .to_string();
     let (version, at) = fhir_version(r);
     let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let name = r.pointer("/name/0");

@@ -1,0 +1,4 @@
+//! Helpers shared by this crate's integration tests.
+
+pub mod cases;
+pub mod toml_fuzz;
