@@ -29,13 +29,12 @@ pub mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use athena_client::AthenaClient;
-use connector_core::ErrorClass;
 use connector_core::avro::AvroCodec;
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
 use connector_core::config::Validate;
+use connector_core::dlq::DeadLetterQueue;
 use connector_core::kafka::{TopicSpec, ensure_topics};
 use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 
@@ -46,31 +45,24 @@ pub use error::Error;
 /// The connector kind reported in task status.
 pub const KIND: &str = "changed-data-source";
 
-/// Retries `op` with back-off while its error is not fatal, until it succeeds, fails fatally,
-/// or shutdown is requested (then the last error is returned).
-async fn with_retry<T, F, Fut>(control: &TaskControl, what: &str, mut op: F) -> Result<T, Error>
+/// Retries a start-up step with back-off while its error is transient, until it succeeds, fails
+/// for good, or shutdown is requested (then the last error is returned).
+async fn with_retry<T, F, Fut>(control: &TaskControl, what: &str, op: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
-    let mut attempt = 0u32;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.class() == ErrorClass::Fatal => return Err(e),
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, step = what, "Start-up step failed; retrying.");
-                control.report_error(format!("{what}: {e}"));
-                let wait =
-                    task::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30));
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = control.shutdown_requested() => return Err(e),
-                }
-            }
-        }
-    }
+    connector_core::retry::retry(
+        &writer::WRITE_BACKOFF,
+        &control.shutdown_token(),
+        Error::class,
+        |e, a| {
+            tracing::warn!(error = %e, attempt = a.number, step = what, "Start-up step failed; retrying.");
+            control.report_error(format!("{what}: {e}"));
+        },
+        op,
+    )
+    .await
 }
 
 /// Runs one connector until `control.shutdown_requested()`; honours pause/resume; reports status
@@ -93,11 +85,16 @@ pub async fn run(
     })
     .await?;
     if config.topic_partitions > 0 {
-        let topics: Vec<TopicSpec> = config
-            .feeds
-            .keys()
-            .map(|f| TopicSpec::new(config.topic(*f), config.topic_partitions))
+        let event_topics: Vec<String> = config.feeds.keys().map(|f| config.topic(*f)).collect();
+        let mut topics: Vec<TopicSpec> = event_topics
+            .iter()
+            .map(|t| TopicSpec::new(t, config.topic_partitions))
             .collect();
+        topics.extend(
+            config
+                .dlq
+                .topic_specs(event_topics.iter().map(String::as_str)),
+        );
         with_retry(&control, "create topics", || async {
             let admin = env.kafka.build_admin()?;
             Ok(ensure_topics(&admin, env.kafka.replication_factor, &topics).await?)
@@ -138,6 +135,7 @@ pub async fn run(
 
     let avro = AvroCodec::new(env.registry.clone())?;
     let errors = task::FeedErrors::new(control.clone());
+    let dlq = DeadLetterQueue::new(producer.clone(), config.dlq.clone(), name, "0");
     let mut handles = Vec::new();
     for practice in &config.practices {
         for feed in config.feeds.keys().copied() {
@@ -158,6 +156,7 @@ pub async fn run(
             };
             let ctx = TaskSetup {
                 writer,
+                dlq: dlq.clone(),
                 name: name.to_string(),
                 practice: practice.clone(),
                 feed,
@@ -211,6 +210,7 @@ struct TaskSetup {
     athena: AthenaClient,
     avro: AvroCodec,
     writer: writer::Writer,
+    dlq: DeadLetterQueue,
     cursor: Cursor,
     control: TaskControl,
     errors: task::FeedErrors,
@@ -247,6 +247,7 @@ impl TaskSetup {
                 .athena
                 .practice(self.practice.parse::<u64>().unwrap_or_default()),
             writer: self.writer,
+            dlq: self.dlq,
             cursor: self.cursor,
             control: self.control.clone(),
             errors: self.errors.clone(),

@@ -65,6 +65,10 @@ pub struct Config {
     /// Partitions of the notifications topic when it is created.
     #[serde(default = "default_partitions")]
     pub notifications_partitions: i32,
+    /// Create the missing event topics (patients, appointments, FHIR resources) at start with
+    /// this many partitions (0 = do not create). The dead-letter topic is created with them.
+    #[serde(default = "default_topic_partitions")]
+    pub topic_partitions: i32,
     /// Topic for `PatientChanged` events (default: the schema's default topic).
     pub patients_topic: Option<String>,
     /// Topic for `AppointmentChanged` events.
@@ -129,6 +133,9 @@ fn default_notifications_topic() -> String {
 fn default_partitions() -> i32 {
     6
 }
+fn default_topic_partitions() -> i32 {
+    6
+}
 fn default_heartbeat() -> Duration {
     Duration::from_secs(600)
 }
@@ -169,6 +176,7 @@ impl Config {
             topic_base: None,
             notifications_topic: default_notifications_topic(),
             notifications_partitions: default_partitions(),
+            topic_partitions: default_topic_partitions(),
             patients_topic: None,
             appointments_topic: None,
             fhir_resources_topic: None,
@@ -230,6 +238,12 @@ impl Validate for Config {
             return Err(CoreError::config(
                 key("secret"),
                 "must be at least 16 characters",
+            ));
+        }
+        if self.topic_partitions < 0 {
+            return Err(CoreError::config(
+                key("topic_partitions"),
+                "must be 0 (do not create) or more",
             ));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {

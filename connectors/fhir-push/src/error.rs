@@ -43,12 +43,23 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Why a notification is dead-lettered because of this error: the failing stage, the class
+    /// and a short error name (`UnsupportedFocus`, `athena.NotFound`, ...), and the message.
+    pub fn dlq_reason(&self, stage: connector_core::dlq::Stage) -> connector_core::dlq::Reason {
+        use connector_core::dlq::Reason;
+        let name = match self {
+            Error::BadNotification(_) => "BadNotification",
+            Error::UnsupportedFocus(_) => "UnsupportedFocus",
+            Error::Athena(e) => e.name(),
+            Error::Core(e) => return Reason::from_core(e, stage),
+            Error::Io(_) => "Io",
+        };
+        Reason::new(stage, self.class(), name, self)
+    }
+}
+
 /// The metric label of a class.
 pub fn class_label(c: ErrorClass) -> &'static str {
-    match c {
-        ErrorClass::Retriable => "retriable",
-        ErrorClass::RateLimited { .. } => "rate_limited",
-        ErrorClass::Permanent => "permanent",
-        ErrorClass::Fatal => "fatal",
-    }
+    c.label()
 }

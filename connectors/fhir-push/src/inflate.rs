@@ -26,9 +26,10 @@ use connector_core::contracts::{AppointmentChanged, PatientChanged, SourceKind};
 use connector_core::dlq::{DeadLetterQueue, Stage};
 use connector_core::headers::event_headers;
 use connector_core::metrics::{FeedLabels, global};
+use connector_core::produce::produce_all;
+use connector_core::retry::Backoff;
 use connector_core::runtime::{TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass};
-use futures::future::try_join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -40,6 +41,11 @@ use crate::contracts::FhirResourceChanged;
 use crate::error::Error;
 use crate::mapping::{self, Observation};
 use crate::notification::{Notification, NotificationKind};
+
+/// Retrying one notification: 200 ms doubling to 30 s, athena's `Retry-After` honoured up to
+/// 60 s, without limit (the offset must not pass a notification athena may still answer).
+const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30))
+    .with_max_retry_after(Duration::from_secs(60));
 
 /// Remembers the last `cap` keys.
 #[derive(Debug)]
@@ -254,22 +260,20 @@ impl Inflater {
             keys.extend(key);
         }
         // Send every event, then await every acknowledgement (no one-at-a-time awaits).
-        let futures = outs.iter().map(|o| {
-            self.producer.send(
+        let acked = produce_all(
+            &self.producer,
+            outs.iter().map(|o| {
                 FutureRecord::to(&o.topic)
                     .key(&o.key)
                     .payload(&o.value)
-                    .headers(o.headers.clone()),
-                Duration::from_secs(60),
-            )
-        });
-        let acked = try_join_all(futures.map(|f| async move {
-            f.await.map_err(|(source, _)| CoreError::Kafka {
-                operation: "produce inflated event",
-                source,
-            })
-        }))
-        .await?;
+                    .headers(o.headers.clone())
+            }),
+        )
+        .await
+        .map_err(|f| CoreError::Kafka {
+            operation: "produce inflated event",
+            source: f.source,
+        })?;
         for k in keys {
             self.dedup.insert(k);
         }
@@ -280,8 +284,8 @@ impl Inflater {
         global()
             .source_records_produced
             .get_or_create(&labels)
-            .inc_by(acked.len() as u64);
-        Ok(acked.len())
+            .inc_by(acked as u64);
+        Ok(acked)
     }
 
     /// Consumes the notifications topic until shutdown. Returns Err only for fatal errors.
@@ -311,51 +315,53 @@ impl Inflater {
                     }
                 },
             };
-            let mut backoff = Duration::from_millis(200);
+            // Retries the same notification while athena or Kafka is down; a notification
+            // that can never be inflated goes to the dead-letter topic and the offset moves on.
+            let mut failures = 0u32;
             loop {
                 let payload = msg.payload().unwrap_or_default();
-                match self.handle(payload).await {
+                let e = match self.handle(payload).await {
                     Ok(_) => {
                         control.clear_error();
                         break;
                     }
-                    Err(e) => match e.class() {
-                        ErrorClass::Permanent => {
-                            let core =
-                                CoreError::Decode(connector_core::dlq::redact(&e.to_string()));
-                            self.dlq.send(&msg, &core, Stage::Task).await?;
-                            global()
-                                .dlq_produce_requests
-                                .get_or_create(&connector_core::metrics::ConnectorLabels {
-                                    connector: self.connector.clone(),
-                                })
-                                .inc();
-                            break;
-                        }
-                        ErrorClass::Fatal => {
-                            control.report_error(format!("fatal: {e}"));
-                            control.set_state(TaskState::Failed);
-                            return Err(e);
-                        }
-                        ErrorClass::Retriable | ErrorClass::RateLimited { .. } => {
-                            let wait = match e.class() {
-                                ErrorClass::RateLimited {
-                                    retry_after: Some(r),
-                                } => r.min(Duration::from_secs(60)),
-                                _ => backoff,
-                            };
-                            control.report_error(format!(
-                                "retrying: {}",
-                                crate::error::class_label(e.class())
-                            ));
-                            tracing::warn!(connector = %self.connector, error = %e, wait_ms = wait.as_millis() as u64, "Inflation failed; retrying the same notification.");
-                            tokio::select! {
-                                _ = control.shutdown_requested() => return Ok(()),
-                                _ = tokio::time::sleep(wait) => {}
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(30));
-                        }
-                    },
+                    Err(e) => e,
+                };
+                failures = failures.saturating_add(1);
+                let Some(wait) = RETRY.wait_for(e.class(), failures) else {
+                    if e.class() == ErrorClass::Fatal {
+                        control.report_error(format!("fatal: {e}"));
+                        control.set_state(TaskState::Failed);
+                        return Err(e);
+                    }
+                    // A failed dead-letter write is retried, never fatal: the notification
+                    // stays uncommitted until its dead letter is acknowledged.
+                    let reason = e.dlq_reason(Stage::Task);
+                    let parked = connector_core::retry::retry(
+                        &RETRY,
+                        &control.shutdown_token(),
+                        |e: &CoreError| match e.class() {
+                            ErrorClass::Fatal => ErrorClass::Fatal,
+                            _ => ErrorClass::Retriable,
+                        },
+                        |e, a| tracing::warn!(connector = %self.connector, error = %e, attempt = a.number, "Dead-letter write failed; retrying."),
+                        || self.dlq.send_reason(&msg, &reason),
+                    )
+                    .await;
+                    match parked {
+                        Ok(()) => break,
+                        Err(_) if control.is_shutdown() => return Ok(()),
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                control.report_error(format!(
+                    "retrying: {}",
+                    crate::error::class_label(e.class())
+                ));
+                tracing::warn!(connector = %self.connector, error = %e, wait_ms = wait.as_millis() as u64, "Inflation failed; retrying the same notification.");
+                tokio::select! {
+                    _ = control.shutdown_requested() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
             let mut tpl = TopicPartitionList::new();
