@@ -63,3 +63,24 @@ impl Error {
 pub fn class_label(c: ErrorClass) -> &'static str {
     c.label()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connector_core::dlq::Stage;
+
+    #[test]
+    fn dead_letter_reasons_name_the_real_error() {
+        let gone = Error::Athena(athena_client::Error::NotFound {
+            message: "The patient does not exist.".into(),
+        });
+        let r = gone.dlq_reason(Stage::Task);
+        assert_eq!(r.error, "athena.NotFound");
+        assert_eq!(r.class, ErrorClass::Permanent);
+        assert_eq!(r.stage.as_str(), "TASK_PUT");
+        let bad = Error::BadNotification("no entries".into()).dlq_reason(Stage::Task);
+        assert_eq!(bad.error, "BadNotification");
+        let decode = Error::Core(CoreError::Decode("x".into())).dlq_reason(Stage::Task);
+        assert_eq!(decode.error, "AvroDecodeError");
+    }
+}
