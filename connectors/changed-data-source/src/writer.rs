@@ -248,25 +248,29 @@ impl Writer {
                 };
             match (failure.class, failure.record.and_then(|r| included.get(r))) {
                 (ErrorClass::Fatal, _) => return Err(Error::Fenced(transactional_id.clone())),
-                // Aborted: this event can never be written as it is; the page goes again
-                // without it (or with its minimised form).
-                (ErrorClass::Permanent, Some(&i)) if failure.aborted => {
+                // This event can never be written as it is; the page goes again without it (or
+                // with its minimised form), on a fresh producer.
+                (ErrorClass::Permanent, Some(&i)) => {
                     page.refused(i, &failure.source, &mut refused, &trace, cancel)
                         .await?;
                     self.renew().await?;
                     transient = 0;
                 }
-                // After a refused record the next transaction can fail once on the sequence
-                // gap it left (librdkafka bumps the epoch at that abort): go again here, keeping
-                // what was decided about the refused events, a few times at most.
-                (ErrorClass::Retriable, _)
-                    if failure.aborted && !refused.is_empty() && transient < 3 =>
-                {
+                // After a refused record the next transaction can still fail (a record purged
+                // by that abort, the sequence gap it left): go again here on a fresh producer,
+                // keeping what was decided about the refused events, a few times at most.
+                (ErrorClass::Retriable, _) if !refused.is_empty() && transient < 3 => {
                     transient += 1;
                     tracing::warn!(error = %failure, attempt = transient, "Transaction failed after a refused event; running it again.");
                     tokio::time::sleep(WRITE_BACKOFF.delay(transient)).await;
+                    self.renew().await?;
                 }
                 _ => {
+                    // An abort that did not complete leaves the producer unusable until a
+                    // fresh one fences it.
+                    if !failure.aborted {
+                        self.renew().await?;
+                    }
                     return Err(Error::Transaction {
                         operation: failure.operation,
                         source: failure.source,

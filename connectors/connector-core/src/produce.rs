@@ -17,7 +17,9 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::join_all;
+use futures::stream::FuturesUnordered;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
@@ -32,6 +34,12 @@ use crate::kafka_errors::{classify, requires_abort};
 
 /// How long one record may wait in a full producer queue before its send counts as failed.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest an abort may block; one that does not finish by then reports `aborted = false`
+/// (the caller may call it again or replace the producer, whose successor fences it).
+const ABORT_WAIT: Duration = Duration::from_secs(10);
+/// How long the delivery reports of an aborted transaction's other records are awaited.
+const REPORT_WAIT: Duration = Duration::from_secs(5);
 
 /// The first record of a batch that was not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -154,10 +162,10 @@ pub struct TxnFailure {
 /// other failure is always legal and leaves the producer ready), and the failure is classified
 /// (see [`TxnFailure`]). The producer must be transactional with `init_transactions` done.
 ///
-/// The records are enqueued in order, then `commit_transaction` flushes them and reports any
-/// failure; only after the abort are the deliveries awaited to find the record that failed.
-/// Awaiting them before would hang: in an abortable state librdkafka holds the queued records
-/// back until the abort (which purges them).
+/// The records are enqueued in order and their deliveries awaited; the first failed delivery
+/// aborts the transaction at once. Waiting for the other deliveries first, or flushing in
+/// `commit_transaction`, could hang until `message.timeout.ms`: in an abortable state
+/// librdkafka holds the queued records back until the abort, which purges them.
 pub async fn commit_transaction<'a, K, V>(
     producer: &FutureProducer,
     records: impl IntoIterator<Item = FutureRecord<'a, K, V>>,
@@ -176,58 +184,62 @@ where
     }
     let (deliveries, refused) = enqueue(producer, records).await;
     let n = deliveries.len();
-    let committed = match refused {
-        Some((_, e)) => Err(("produce", e)),
-        None => {
-            let p = producer.clone();
-            blocking(move || {
-                if let Some(o) = offsets {
-                    p.send_offsets_to_transaction(&o.offsets, &o.group, timeout)
-                        .map_err(|e| ("send_offsets_to_transaction", e))?;
-                }
-                p.commit_transaction(timeout)
-                    .map_err(|e| ("commit_transaction", e))
-            })
-            .await
-        }
-    };
-    let (operation, error) = match committed {
-        Ok(()) => return Ok(n),
-        Err(e) => e,
-    };
-    let aborted = abort(producer, &error, timeout).await;
-    // Every delivery resolves once the transaction is aborted (delivered or purged).
-    let outcomes = tokio::time::timeout(timeout, join_all(deliveries))
-        .await
-        .unwrap_or_default();
-    let mut failures: Vec<(usize, KafkaError)> = outcomes
+    let mut pending: FuturesUnordered<_> = deliveries
         .into_iter()
         .enumerate()
-        .filter_map(|(i, r)| match r {
-            Ok(Ok(_)) => None,
-            Ok(Err((e, _))) => Some((i, e)),
-            Err(_canceled) => Some((i, KafkaError::Canceled)),
-        })
+        .map(|(i, d)| async move { (i, delivery_error(d.await)) })
         .collect();
-    failures.extend(refused_index(n, operation, &error));
-    // A record that failed for good (or fatally) is the cause; otherwise the step's own error
-    // (a commit timeout, a fenced producer) is.
+    let mut failures: Vec<(usize, KafkaError)> = refused.into_iter().collect();
+    while failures.is_empty()
+        && let Some((i, error)) = pending.next().await
+    {
+        failures.extend(error.map(|e| (i, e)));
+    }
     if !failures.is_empty() {
+        tracing::debug!(record = failures[0].0, error = %failures[0].1, "Transaction delivery failed; aborting.");
+        let aborted = abort(producer, &failures[0].1, timeout).await;
+        // The abort purges what is still queued, so the rest resolve now; their reports are
+        // needed because the record that failed for good is not always the first to report
+        // (a purged record can be). Bounded: a report that does not come is not waited for.
+        let rest: Vec<(usize, Option<KafkaError>)> =
+            tokio::time::timeout(timeout.min(REPORT_WAIT), pending.collect())
+                .await
+                .unwrap_or_default();
+        failures.extend(rest.into_iter().filter_map(|(i, e)| e.map(|e| (i, e))));
         let (index, source) = root_failure(failures);
-        if classify(&source) != ErrorClass::Retriable && classify(&error) != ErrorClass::Fatal {
-            return Err(failure("produce", source, Some(index), aborted));
+        return Err(failure("produce", source, Some(index), aborted));
+    }
+    let p = producer.clone();
+    let committed = blocking(move || {
+        if let Some(o) = offsets {
+            p.send_offsets_to_transaction(&o.offsets, &o.group, timeout)
+                .map_err(|e| ("send_offsets_to_transaction", e))?;
+        }
+        p.commit_transaction(timeout)
+            .map_err(|e| ("commit_transaction", e))
+    })
+    .await;
+    match committed {
+        Ok(()) => Ok(n),
+        Err((operation, e)) => {
+            let aborted = abort(producer, &e, timeout).await;
+            Err(failure(operation, e, None, aborted))
         }
     }
-    Err(failure(operation, error, None, aborted))
 }
 
-/// A record refused at enqueue time has no delivery future: its index is the number enqueued.
-fn refused_index(
-    enqueued: usize,
-    operation: &str,
-    error: &KafkaError,
-) -> Option<(usize, KafkaError)> {
-    (operation == "produce").then(|| (enqueued, error.clone()))
+/// The error of one delivery, if it failed (a dropped delivery counts as cancelled).
+fn delivery_error(
+    outcome: Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+) -> Option<KafkaError> {
+    match outcome {
+        Ok(Ok(_)) => None,
+        Ok(Err((e, _))) => Some(e),
+        Err(_) => Some(KafkaError::Canceled),
+    }
 }
 
 /// Enqueues every record in order (waiting while the local queue is full, up to
@@ -271,9 +283,17 @@ async fn abort(producer: &FutureProducer, cause: &KafkaError, timeout: Duration)
         return false;
     }
     let p = producer.clone();
-    blocking(move || p.abort_transaction(timeout).map_err(|e| ("abort", e)))
+    let timeout = timeout.min(ABORT_WAIT);
+    let started = std::time::Instant::now();
+    let aborted = blocking(move || p.abort_transaction(timeout).map_err(|e| ("abort", e)))
         .await
-        .is_ok()
+        .is_ok();
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        aborted,
+        "Transaction aborted."
+    );
+    aborted
 }
 
 fn failure(
