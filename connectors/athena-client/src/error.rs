@@ -199,6 +199,29 @@ impl Error {
         }
     }
 
+    /// A short, bounded name of the variant (`athena.NotFound`, `athena.Server`, ...) for
+    /// dead-letter headers and logs; it never carries a message.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::Config { .. } => "athena.Config",
+            Error::Unauthorized { .. } => "athena.Unauthorized",
+            Error::RateLimited { .. } => "athena.RateLimited",
+            Error::QuotaExhausted { .. } => "athena.QuotaExhausted",
+            Error::Server { .. } => "athena.Server",
+            Error::Timeout => "athena.Timeout",
+            Error::Connect(_) => "athena.Connect",
+            Error::Transport(_) => "athena.Transport",
+            Error::Ambiguous { .. } => "athena.Ambiguous",
+            Error::Business { .. } => "athena.Business",
+            Error::Validation { .. } => "athena.Validation",
+            Error::SlotTaken { .. } => "athena.SlotTaken",
+            Error::NotFound { .. } => "athena.NotFound",
+            Error::Decode { .. } => "athena.Decode",
+            Error::BulkExport(_) => "athena.BulkExport",
+            Error::Internal(_) => "athena.Internal",
+        }
+    }
+
     /// Whether this failure happened before any byte of the request could reach athena (so even a
     /// non-idempotent write is safe to retry).
     pub(crate) fn is_pre_send(&self) -> bool {

@@ -230,7 +230,7 @@ pub async fn show(kafka: &KafkaConfig, loc: &OffsetsLocation) -> Result<Value, C
             let topics = topics.clone();
             tokio::task::spawn_blocking(move || committed(&kafka, &group_id, &topics))
                 .await
-                .map_err(|e| CoreError::Telemetry(format!("offsets task failed: {e}")))??
+                .map_err(|e| CoreError::task("offsets", &e))??
         }
     };
     Ok(json!({ "offsets": offsets }))
@@ -288,7 +288,7 @@ pub async fn active_members(
         Ok(list.groups().iter().map(|g| g.members().len()).sum())
     })
     .await
-    .map_err(|e| CoreError::Telemetry(format!("offsets task failed: {e}")))?
+    .map_err(|e| CoreError::task("offsets", &e))?
 }
 
 /// Resets the offsets of `loc`; the caller has made sure the connector is stopped and checked
@@ -309,7 +309,7 @@ pub async fn reset(
         let (kafka, group, topics) = (kafka.clone(), group_id.clone(), topics.clone());
         return tokio::task::spawn_blocking(move || reset_to_time(&kafka, &group, &topics, t))
             .await
-            .map_err(|e| CoreError::Telemetry(format!("offsets task failed: {e}")))?;
+            .map_err(|e| CoreError::task("offsets", &e))?;
     }
     match loc {
         OffsetsLocation::None => Ok(0),

@@ -249,12 +249,11 @@ async fn supervise(slot: Arc<Slot>, stop: CancellationToken, closing: Arc<Atomic
             life.gave_up = Some(why);
             return;
         }
-        let wait = runtime::backoff_delay(
-            attempt,
+        let wait = connector_core::retry::Backoff::new(
             def.restart.backoff_initial,
             def.restart.backoff_max,
-            &mut rand::rng(),
-        );
+        )
+        .delay(attempt);
         tracing::warn!(connector = %name, error = %error.message, class = error.class.label(), attempt, wait_ms = wait.as_millis() as u64, "Connector failed; restarting it after a back-off.");
         {
             let mut life = slot.life.lock();

@@ -65,6 +65,9 @@ pub struct Config {
     pub checkpoint_topic: String,
     /// Topic for `PatientChanged` snapshots (default: the schema's default topic).
     pub patients_topic: Option<String>,
+    /// Create the missing event topics at start with this many partitions (0 = do not create).
+    #[serde(default = "default_topic_partitions")]
+    pub topic_partitions: i32,
     /// Topic for every other resource type (`FhirResourceChanged`).
     pub fhir_resources_topic: Option<String>,
     /// Keep the original resource JSON in events (`false` = PHI minimisation).
@@ -111,6 +114,9 @@ fn default_checkpoint_every() -> usize {
 fn default_patient_lookup_concurrency() -> usize {
     8
 }
+fn default_topic_partitions() -> i32 {
+    6
+}
 fn default_log_interval() -> Duration {
     Duration::from_secs(10)
 }
@@ -134,6 +140,7 @@ impl Config {
             export_timeout: default_timeout(),
             checkpoint_topic: default_checkpoint_topic(),
             patients_topic: None,
+            topic_partitions: default_topic_partitions(),
             fhir_resources_topic: None,
             include_original: true,
             patient_source: PatientSource::Athena,
@@ -159,6 +166,12 @@ impl Config {
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), CoreError> {
+        if self.topic_partitions < 0 {
+            return Err(CoreError::config(
+                "backfill.topic_partitions",
+                "must be 0 (do not create) or more",
+            ));
+        }
         if self.poll_min_interval < Duration::from_millis(100) {
             return Err(CoreError::config(
                 "backfill.poll_min_interval",

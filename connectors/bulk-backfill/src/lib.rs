@@ -41,10 +41,12 @@ use chrono::{DateTime, Utc};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
 use connector_core::config::Validate;
+use connector_core::kafka::{TopicSpec, ensure_topics};
+use connector_core::produce::produce_all;
+use connector_core::retry::Backoff;
 use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass};
 use futures::StreamExt;
-use futures::future::try_join_all;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -99,6 +101,9 @@ impl Error {
         }
     }
 }
+
+/// Waiting before an interrupted download is resumed (at most 5 attempts per file).
+const DOWNLOAD_RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -252,22 +257,20 @@ impl Sink {
 
     /// Sends every event, then awaits every acknowledgement.
     async fn flush(&self, batch: &mut Vec<Out>) -> Result<u64, Error> {
-        let futures = batch.iter().map(|o| {
-            let f = self.producer.send(
+        let n = produce_all(
+            &self.producer,
+            batch.iter().map(|o| {
                 FutureRecord::to(&o.topic)
                     .key(&o.key)
                     .payload(&o.value)
-                    .headers(o.headers.clone()),
-                Duration::from_secs(60),
-            );
-            async move {
-                f.await.map_err(|(source, _)| CoreError::Kafka {
-                    operation: "produce snapshot event",
-                    source,
-                })
-            }
-        });
-        let n = try_join_all(futures).await?.len() as u64;
+                    .headers(o.headers.clone())
+            }),
+        )
+        .await
+        .map_err(|f| CoreError::Kafka {
+            operation: "produce snapshot event",
+            source: f.source,
+        })? as u64;
         batch.clear();
         Ok(n)
     }
@@ -305,6 +308,12 @@ pub async fn run_backfill(
     control: TaskControl,
 ) -> Result<Summary, Error> {
     config.validate()?;
+    if config.topic_partitions > 0 {
+        let admin = env.kafka.build_admin()?;
+        let topics = [config.patients_topic(), config.fhir_resources_topic()]
+            .map(|t| TopicSpec::new(t, config.topic_partitions));
+        ensure_topics(&admin, env.kafka.replication_factor, &topics).await?;
+    }
     let producer = env.kafka.build_producer()?;
     let cp = Checkpoint {
         store: KafkaCheckpointStore::open(&env.kafka, &config.checkpoint_topic, producer.clone())
@@ -549,7 +558,7 @@ pub async fn run_backfill(
                 });
             }
             tracing::warn!(resource_type = %file.resource_type, attempts, "Export download interrupted; resuming the file.");
-            tokio::time::sleep(Duration::from_millis(500) * attempts).await;
+            tokio::time::sleep(DOWNLOAD_RETRY.delay(attempts)).await;
         }
     }
     progress.finish();

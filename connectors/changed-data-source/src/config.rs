@@ -8,6 +8,7 @@ use std::time::Duration;
 use athena_client::api::changed::Feed;
 use connector_core::CoreError;
 use connector_core::config::Validate;
+use connector_core::dlq::DlqConfig;
 use serde::Deserialize;
 
 use crate::events;
@@ -75,6 +76,11 @@ pub struct Config {
     /// `<prefix>-<connector>-<practice>-<feed>`, so a restarted instance fences its zombie).
     #[serde(default = "default_txn_prefix")]
     pub transactional_id_prefix: String,
+    /// Where an event Kafka refuses for good (too large even without `original`, topic not
+    /// authorised) is parked: `topic` (default `<event topic>.dlq`, created at start with the
+    /// event topics) and whether to add the `__connect.errors.*` context headers.
+    #[serde(default)]
+    pub dlq: DlqConfig,
 }
 
 /// Per-feed overrides.

@@ -32,6 +32,7 @@ use connector_core::ErrorClass;
 use connector_core::avro::AvroCodec;
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
 use connector_core::config::Validate;
+use connector_core::dlq::DeadLetterQueue;
 use connector_core::kafka::{TopicSpec, ensure_topics};
 use connector_core::runtime::{RunEnv, TaskControl, TaskState, retry_startup};
 
@@ -78,11 +79,16 @@ pub async fn run(
     })
     .await?;
     if config.topic_partitions > 0 {
-        let topics: Vec<TopicSpec> = config
-            .feeds
-            .keys()
-            .map(|f| TopicSpec::new(config.topic(*f), config.topic_partitions))
+        let event_topics: Vec<String> = config.feeds.keys().map(|f| config.topic(*f)).collect();
+        let mut topics: Vec<TopicSpec> = event_topics
+            .iter()
+            .map(|t| TopicSpec::new(t, config.topic_partitions))
             .collect();
+        topics.extend(
+            config
+                .dlq
+                .topic_specs(event_topics.iter().map(String::as_str)),
+        );
         with_retry(&control, "create topics", || async {
             let admin = env.kafka.build_admin()?;
             Ok(ensure_topics(&admin, env.kafka.replication_factor, &topics).await?)
@@ -123,6 +129,7 @@ pub async fn run(
 
     let avro = AvroCodec::new(env.registry.clone())?;
     let errors = task::FeedErrors::new(control.clone());
+    let dlq = DeadLetterQueue::new(producer.clone(), config.dlq.clone(), name, "0");
     let mut handles = Vec::new();
     for practice in &config.practices {
         for feed in config.feeds.keys().copied() {
@@ -151,6 +158,7 @@ pub async fn run(
             };
             let ctx = TaskSetup {
                 writer,
+                dlq: dlq.clone(),
                 name: name.to_string(),
                 practice: practice.clone(),
                 feed,
@@ -204,6 +212,7 @@ struct TaskSetup {
     athena: AthenaClient,
     avro: AvroCodec,
     writer: writer::Writer,
+    dlq: DeadLetterQueue,
     cursor: Cursor,
     control: TaskControl,
     errors: task::FeedErrors,
@@ -240,6 +249,7 @@ impl TaskSetup {
                 .athena
                 .practice(self.practice.parse::<u64>().unwrap_or_default()),
             writer: self.writer,
+            dlq: self.dlq,
             cursor: self.cursor,
             control: self.control.clone(),
             errors: self.errors.clone(),

@@ -16,9 +16,10 @@ use athena_contracts::TimestampMillis;
 pub use athena_contracts::events::feed_name;
 use chrono::Utc;
 use connector_core::ErrorClass;
+use connector_core::dlq::DeadLetterQueue;
 use connector_core::metrics::{ErrorLabels, FeedLabels, global};
+use connector_core::retry::{Backoff, retry};
 use connector_core::runtime::TaskControl;
-use rand::Rng;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -26,16 +27,7 @@ use crate::config::{Config, DeliveryMode};
 use crate::cursor::{Cursor, short_id};
 use crate::error::Error;
 use crate::events::{FeedCodec, MapContext, Mapped};
-use crate::writer::{HeaderInfo, Writer};
-
-/// Exponential back-off with full jitter: a random wait in `[0, min(cap, base * 2^attempt)]`,
-/// at least 10 ms.
-pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let exp = base.saturating_mul(2u32.saturating_pow(attempt.min(20)));
-    let ceiling = exp.min(cap);
-    let ms = rand::rng().random_range(0..=ceiling.as_millis().max(10) as u64);
-    Duration::from_millis(ms.max(10))
-}
+use crate::writer::{HeaderInfo, Page, WRITE_BACKOFF, Writer};
 
 /// The next wait after a successful drain: back to the base interval when rows came, doubled
 /// (up to `max`) after an empty poll.
@@ -104,6 +96,8 @@ pub struct FeedTask {
     pub client: PracticeClient,
     /// Kafka writer.
     pub writer: Writer,
+    /// Where events Kafka refuses for good are parked.
+    pub dlq: DeadLetterQueue,
     /// The cursor as last loaded or written.
     pub cursor: Cursor,
     /// Lifecycle control.
@@ -239,7 +233,7 @@ impl FeedTask {
                             }
                             ErrorClass::Retriable => {
                                 tracing::warn!(error = %e, attempt, "Feed step failed; backing off.");
-                                backoff(attempt, base.min(Duration::from_secs(1)), max)
+                                Backoff::new(base.min(Duration::from_secs(1)), max).delay(attempt)
                             }
                         }
                     }
@@ -345,11 +339,7 @@ impl FeedTask {
             });
             let mut out = Vec::new();
             for r in futures::future::join_all(jobs).await {
-                let part = r.map_err(|e| {
-                    Error::Encode(connector_core::CoreError::Encode(format!(
-                        "mapping task failed: {e}"
-                    )))
-                })??;
+                let part = r.map_err(|e| connector_core::CoreError::task("mapping", &e))??;
                 out.extend(part);
             }
             out
@@ -368,36 +358,37 @@ impl FeedTask {
         let info = self.header_info();
         let key = self.key();
         let cancel = self.control.shutdown_token();
-        let mut attempt = 0u32;
-        loop {
-            let bytes = self.cursor.to_bytes();
-            let cursor = with_cursor.then_some((key.as_str(), bytes.as_slice()));
-            match self
-                .writer
-                .write_page(&self.topic, events, &info, cursor, &cancel)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) if e.class() == ErrorClass::Fatal || cancel.is_cancelled() => return Err(e),
-                Err(e) => {
-                    self.count_error(&e);
-                    attempt += 1;
-                    self.errors.set(
-                        &self.status_key(),
-                        format!(
-                            "feed {} practice {}: writing to Kafka failed, retrying: {e}",
-                            feed_name(self.feed),
-                            self.practice
-                        ),
-                    );
-                    tracing::warn!(error = %e, attempt, "Writing a page failed; writing it again.");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff(attempt, Duration::from_millis(500), Duration::from_secs(30))) => {}
-                        _ = cancel.cancelled() => return Err(e),
-                    }
-                }
-            }
-        }
+        let bytes = self.cursor.to_bytes();
+        let cursor = with_cursor.then_some((key.as_str(), bytes.as_slice()));
+        let page = Page {
+            topic: &self.topic,
+            events,
+            info: &info,
+            dlq: Some(&self.dlq),
+        };
+        retry(
+            &WRITE_BACKOFF,
+            &cancel,
+            // Anything but a fatal error is written again: a page is never skipped.
+            |e: &Error| match e.class() {
+                ErrorClass::Fatal => ErrorClass::Fatal,
+                _ => ErrorClass::Retriable,
+            },
+            |e, a| {
+                self.count_error(e);
+                self.errors.set(
+                    &self.status_key(),
+                    format!(
+                        "feed {} practice {}: writing to Kafka failed, retrying: {e}",
+                        feed_name(self.feed),
+                        self.practice
+                    ),
+                );
+                tracing::warn!(error = %e, attempt = a.number, "Writing a page failed; writing it again.");
+            },
+            || self.writer.write_page(&page, cursor, &cancel),
+        )
+        .await?;
         if with_cursor {
             global()
                 .source_offset_commits
@@ -477,15 +468,21 @@ impl FeedTask {
                 let events = Arc::new(mapped?);
                 let count = events.len();
                 let send = {
-                    let (producer, topic, info, cancel) = (
+                    let (producer, topic, info, dlq, cancel) = (
                         producer.clone(),
                         self.topic.clone(),
                         info.clone(),
+                        self.dlq.clone(),
                         cancel.clone(),
                     );
                     tokio::spawn(async move {
-                        crate::writer::send_all_acked(&producer, &topic, &events, &info, &cancel)
-                            .await
+                        let page = Page {
+                            topic: &topic,
+                            events: &events,
+                            info: &info,
+                            dlq: Some(&dlq),
+                        };
+                        crate::writer::send_all_acked(&producer, &page, &cancel).await
                     })
                 };
                 if let Some((c, prev)) = inflight.replace((count, send)) {
@@ -534,11 +531,8 @@ impl FeedTask {
         count: usize,
         h: tokio::task::JoinHandle<Result<(), Error>>,
     ) -> Result<(), Error> {
-        h.await.map_err(|e| {
-            Error::Core(connector_core::CoreError::Telemetry(format!(
-                "delivery task failed: {e}"
-            )))
-        })??;
+        h.await
+            .map_err(|e| connector_core::CoreError::task("delivery", &e))??;
         global()
             .source_records_produced
             .get_or_create(&self.labels())
@@ -714,8 +708,9 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded_and_intervals_adapt() {
+        let policy = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         for attempt in 0..30 {
-            let d = backoff(attempt, Duration::from_millis(100), Duration::from_secs(5));
+            let d = policy.delay(attempt);
             assert!(d <= Duration::from_secs(5), "{d:?}");
             assert!(d >= Duration::from_millis(10));
         }

@@ -171,12 +171,6 @@ async fn every_configured_feed_lands_on_kafka_with_matching_fields() {
     }
     assert!(fed >= 6, "the generator wrote to only {fed} feeds");
 
-    handle.shutdown();
-    let result = tokio::time::timeout(Duration::from_secs(30), runner)
-        .await
-        .expect("stops promptly")
-        .expect("no panic");
-    assert!(result.is_ok(), "{result:?}");
-    assert_eq!(handle.status().state, TaskState::Stopped);
+    stop_connector(&handle, runner).await;
     sim.shutdown().await;
 }

@@ -906,6 +906,61 @@ pub fn decode_body<T: AvroRecord>(body: &[u8]) -> Result<T, CoreError> {
     apache_avro::from_value::<T>(&value).map_err(|e| CoreError::Decode(e.to_string()))
 }
 
+/// The Confluent-framed record `framed`, written with our bundled schema `schema_name`, encoded
+/// again with the optional (`["null", T]`) field `field` set to null and the same schema id.
+/// `Ok(None)` when the record has no such optional field or it is already null.
+///
+/// A source uses it to send the PHI-minimised form of an event Kafka refused as too large
+/// (`field = "original"`, the whole athena record as JSON): the event id and every typed field
+/// stay the same.
+pub fn without_optional_field(
+    framed: &[u8],
+    schema_name: &str,
+    field: &str,
+) -> Result<Option<Vec<u8>>, CoreError> {
+    use apache_avro::types::Value as Avro;
+    let (id, body) = unframe(framed)?;
+    let schema = &Catalog::global()
+        .get(schema_name)
+        .ok_or_else(|| CoreError::Decode(format!("no bundled schema {schema_name}")))?
+        .schema;
+    let Schema::Record(record) = schema else {
+        return Ok(None);
+    };
+    let null_branch = record
+        .fields
+        .iter()
+        .find(|f| f.name == field)
+        .and_then(|f| match &f.schema {
+            Schema::Union(u) => u.variants().iter().position(|v| *v == Schema::Null),
+            _ => None,
+        });
+    let Some(null_branch) = null_branch else {
+        return Ok(None);
+    };
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()
+        .map_err(|e| CoreError::Decode(e.to_string()))?;
+    let mut value = reader
+        .read_value(&mut &body[..])
+        .map_err(|e| CoreError::Decode(e.to_string()))?;
+    let Avro::Record(fields) = &mut value else {
+        return Ok(None);
+    };
+    match fields.iter_mut().find(|(n, _)| n == field) {
+        Some((_, Avro::Union(_, inner))) if **inner == Avro::Null => return Ok(None),
+        Some((_, v)) => *v = Avro::Union(null_branch as u32, Box::new(Avro::Null)),
+        None => return Ok(None),
+    }
+    let writer = GenericDatumWriter::builder(schema)
+        .build()
+        .map_err(|e| CoreError::Encode(e.to_string()))?;
+    let body = writer
+        .write_value_to_vec(value)
+        .map_err(|e| CoreError::Encode(format!("{schema_name}: {e}")))?;
+    Ok(Some(frame(id, &body)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

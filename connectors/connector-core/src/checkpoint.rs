@@ -204,7 +204,7 @@ impl CheckpointStore for KafkaCheckpointStore {
         let timeout = self.timeout;
         tokio::task::spawn_blocking(move || Self::load_blocking(&kafka, &topic, timeout))
             .await
-            .map_err(|e| CoreError::Telemetry(format!("checkpoint loader task failed: {e}")))?
+            .map_err(|e| CoreError::task("checkpoint loader", &e))?
     }
 
     async fn save(&self, key: &str, value: &[u8]) -> Result<(), CoreError> {

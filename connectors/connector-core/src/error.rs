@@ -91,6 +91,14 @@ pub enum CoreError {
     /// Telemetry could not be initialised.
     #[error("telemetry setup failed: {0}")]
     Telemetry(String),
+    /// A spawned task (blocking or async) panicked or was cancelled before it finished.
+    #[error("{what} task {}", if *.panicked { "panicked" } else { "was cancelled" })]
+    Task {
+        /// What the task was doing.
+        what: &'static str,
+        /// A panic (a bug: Fatal) rather than a cancellation (a shutdown or abort: Retriable).
+        panicked: bool,
+    },
 }
 
 impl CoreError {
@@ -100,7 +108,11 @@ impl CoreError {
             CoreError::ConfigRead { .. } | CoreError::Config { .. } => ErrorClass::Fatal,
             CoreError::Schema { .. } | CoreError::Encode(_) => ErrorClass::Fatal,
             CoreError::Telemetry(_) => ErrorClass::Fatal,
-            CoreError::Kafka { source, .. } => kafka_class(source),
+            CoreError::Task { panicked: true, .. } => ErrorClass::Fatal,
+            CoreError::Task {
+                panicked: false, ..
+            } => ErrorClass::Retriable,
+            CoreError::Kafka { source, .. } => crate::kafka_errors::classify(source),
             CoreError::RegistryUnavailable(_) => ErrorClass::Retriable,
             // A rejected schema will not become compatible by retrying: stop the feed.
             CoreError::RegistryRejected(_) => ErrorClass::Fatal,
@@ -110,46 +122,20 @@ impl CoreError {
         }
     }
 
+    /// The error of a spawned task that did not finish (`JoinHandle` returned a `JoinError`).
+    pub fn task(what: &'static str, e: &tokio::task::JoinError) -> Self {
+        CoreError::Task {
+            what,
+            panicked: e.is_panic(),
+        }
+    }
+
     /// Shorthand for a [`CoreError::Config`].
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
         CoreError::Config {
             key: key.into(),
             message: message.into(),
         }
-    }
-}
-
-fn kafka_class(err: &rdkafka::error::KafkaError) -> ErrorClass {
-    use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
-    let code = match err {
-        KafkaError::Transaction(e) => {
-            return if e.is_fatal() || e.txn_requires_abort() {
-                ErrorClass::Fatal
-            } else {
-                ErrorClass::Retriable
-            };
-        }
-        KafkaError::MessageProduction(c)
-        | KafkaError::AdminOp(c)
-        | KafkaError::ConsumerCommit(c)
-        | KafkaError::Flush(c)
-        | KafkaError::MetadataFetch(c)
-        | KafkaError::OffsetFetch(c)
-        | KafkaError::Global(c) => *c,
-        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) => return ErrorClass::Fatal,
-        _ => return ErrorClass::Retriable,
-    };
-    match code {
-        C::MessageSizeTooLarge | C::InvalidRecord => ErrorClass::Permanent,
-        C::TopicAuthorizationFailed
-        | C::GroupAuthorizationFailed
-        | C::ClusterAuthorizationFailed
-        | C::SaslAuthenticationFailed
-        | C::Authentication
-        | C::Fatal
-        | C::ProducerFenced
-        | C::InvalidProducerEpoch => ErrorClass::Fatal,
-        _ => ErrorClass::Retriable,
     }
 }
 
@@ -181,6 +167,19 @@ mod tests {
             source: KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced),
         };
         assert_eq!(fenced.class(), ErrorClass::Fatal);
+    }
+
+    #[tokio::test]
+    async fn a_panicked_task_is_fatal_a_cancelled_one_retriable() {
+        let panicked = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let e = CoreError::task("mapping", &panicked);
+        assert_eq!(e.class(), ErrorClass::Fatal);
+        assert_eq!(e.to_string(), "mapping task panicked");
+        let h = tokio::spawn(std::future::pending::<()>());
+        h.abort();
+        let e = CoreError::task("delivery", &h.await.unwrap_err());
+        assert_eq!(e.class(), ErrorClass::Retriable);
+        assert_eq!(e.to_string(), "delivery task was cancelled");
     }
 
     #[test]

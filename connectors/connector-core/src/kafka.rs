@@ -323,7 +323,7 @@ impl KafkaConfig {
                 })
         })
         .await
-        .map_err(|e| CoreError::Telemetry(format!("metadata task failed: {e}")))?
+        .map_err(|e| CoreError::task("metadata", &e))?
     }
 }
 

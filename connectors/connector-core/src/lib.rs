@@ -12,6 +12,11 @@
 //! - [`kafka`]: [`kafka::KafkaConfig`] and the producer / consumer / admin builders with the
 //!   delivery settings the connectors rely on (idempotent producer, `acks=all`, manual offset
 //!   store), and topic creation.
+//! - [`kafka_errors`]: the one classification of a librdkafka error into an [`ErrorClass`].
+//! - [`produce`]: produce a batch and await every acknowledgement; the transactional commit
+//!   (begin, produce, offsets, commit, abort).
+//! - [`retry`]: the [`retry::Backoff`] policy (full jitter, capped, bounded) and the
+//!   class-driven [`retry::retry`] loop.
 //! - [`avro`]: the schema catalog built from `schemas/*.avsc`, Confluent wire framing, the
 //!   [`avro::AvroCodec`] that encodes our structs and decodes anything a registry knows, and
 //!   [`avro::RegistryClient`] for registration and compatibility settings.
@@ -37,7 +42,10 @@ pub mod headers;
 pub mod http_server;
 pub mod ids;
 pub mod kafka;
+pub mod kafka_errors;
 pub mod metrics;
+pub mod produce;
+pub mod retry;
 pub mod runtime;
 pub mod secret;
 pub mod telemetry;

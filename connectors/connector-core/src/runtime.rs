@@ -14,12 +14,13 @@
 //! A start-up step that needs a server (Kafka, the registry, athena) either retries in place
 //! with [`retry_startup`] (where the task must keep serving meanwhile, e.g. a webhook receiver)
 //! or returns its error: the supervisor of `athena-connect run` restarts a task that failed
-//! with a non-fatal error, with the same capped exponential back-off ([`backoff_delay`]).
+//! with a non-fatal error, with a capped exponential back-off ([`crate::retry::Backoff`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
+use crate::ErrorClass;
+use crate::retry::Backoff;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -76,57 +77,41 @@ impl TaskState {
     }
 }
 
-/// The wait before retry number `attempt` (1-based): `initial * 2^(attempt-1)` capped at `max`,
-/// then "equal jitter" (a uniform draw from the upper half), so replicas that failed together
-/// do not retry together and the wait still grows visibly from one attempt to the next.
-pub fn backoff_delay<R: Rng + ?Sized>(
-    attempt: u32,
-    initial: Duration,
-    max: Duration,
-    rng: &mut R,
-) -> Duration {
-    let exp = initial.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(31)));
-    let ceiling = exp.min(max).max(Duration::from_millis(1));
-    let half = ceiling / 2;
-    half + Duration::from_nanos(rng.random_range(0..=(ceiling - half).as_nanos() as u64))
-}
+/// The back-off of start-up steps retried in place: 500 ms doubling to 30 s, full jitter.
+pub const STARTUP_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
-/// Retries the start-up step `op` with [`backoff_delay`] (500 ms doubling to 30 s) while its
-/// error is not fatal, reporting each failure through `control`; returns the last error when
-/// `is_fatal` says so or shutdown is requested.
+/// Retries the start-up step `op` with [`STARTUP_BACKOFF`] (through the one retry helper,
+/// [`crate::retry::retry`]) while its error is not fatal, reporting each failure through
+/// `control`; returns the last error when `is_fatal` says so or shutdown is requested.
 pub async fn retry_startup<T, E, F, Fut>(
     control: &TaskControl,
     what: &str,
     is_fatal: impl Fn(&E) -> bool,
-    mut op: F,
+    op: F,
 ) -> Result<T, E>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let mut attempt = 0u32;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if is_fatal(&e) => return Err(e),
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, step = what, "Start-up step failed; retrying.");
-                control.report_error(format!("{what}: {e}"));
-                let wait = backoff_delay(
-                    attempt,
-                    Duration::from_millis(500),
-                    Duration::from_secs(30),
-                    &mut rand::rng(),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = control.shutdown_requested() => return Err(e),
-                }
+    crate::retry::retry(
+        &STARTUP_BACKOFF,
+        &control.shutdown_token(),
+        |e: &E| {
+            if is_fatal(e) {
+                ErrorClass::Fatal
+            } else {
+                ErrorClass::Retriable
             }
-        }
-    }
+        },
+        |e, a| {
+            tracing::warn!(error = %e, attempt = a.number, step = what, "Start-up step failed; retrying.");
+            control.report_error(format!("{what}: {e}"));
+        },
+        op,
+    )
+    .await
 }
 
 /// What the admin API shows about a task.
@@ -272,21 +257,6 @@ impl TaskHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(2));
-        let mut rng = rand::rng();
-        for attempt in 1..40 {
-            let ceiling = (initial * 2u32.pow((attempt - 1).min(20))).min(max);
-            let d = backoff_delay(attempt, initial, max, &mut rng);
-            assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
-        }
-        let draws: std::collections::HashSet<Duration> = (0..50)
-            .map(|_| backoff_delay(10, initial, max, &mut rng))
-            .collect();
-        assert!(draws.len() > 1, "jittered");
-    }
 
     #[tokio::test]
     async fn retry_startup_retries_until_ok_and_stops_on_fatal() {

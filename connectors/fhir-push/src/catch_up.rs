@@ -37,8 +37,8 @@ use chrono::{DateTime, Utc};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::kafka::KafkaConfig;
 use connector_core::metrics::{ConnectorLabels, FeedLabels, global};
+use connector_core::produce::produce_all;
 use connector_core::{CoreError, ErrorClass};
-use futures::future::try_join_all;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -559,22 +559,20 @@ impl CatchUp {
             }
             outs.push((topic, key, value?, event_id, headers));
         }
-        let sends = outs.iter().map(|(topic, key, value, _, headers)| {
-            let f = self.producer.send(
+        let acked = produce_all(
+            &self.producer,
+            outs.iter().map(|(topic, key, value, _, headers)| {
                 FutureRecord::to(topic)
                     .key(key)
                     .payload(value)
-                    .headers(headers.clone()),
-                Duration::from_secs(60),
-            );
-            async move {
-                f.await.map_err(|(source, _)| CoreError::Kafka {
-                    operation: "produce catch-up event",
-                    source,
-                })
-            }
-        });
-        let acked = try_join_all(sends).await?.len();
+                    .headers(headers.clone())
+            }),
+        )
+        .await
+        .map_err(|f| CoreError::Kafka {
+            operation: "produce catch-up event",
+            source: f.source,
+        })?;
         for (_, _, _, id, _) in outs {
             self.emitted.insert(id);
         }

@@ -100,6 +100,10 @@ pub struct Config {
     /// Partitions of the notifications topic when it is created.
     #[serde(default = "default_partitions")]
     pub notifications_partitions: i32,
+    /// Create the missing event topics (patients, appointments, FHIR resources) at start with
+    /// this many partitions (0 = do not create). The dead-letter topic is created with them.
+    #[serde(default = "default_topic_partitions")]
+    pub topic_partitions: i32,
     /// Topic for `PatientChanged` events (default: the schema's default topic).
     pub patients_topic: Option<String>,
     /// Topic for `AppointmentChanged` events.
@@ -173,6 +177,9 @@ fn default_notifications_topic() -> String {
 fn default_partitions() -> i32 {
     6
 }
+fn default_topic_partitions() -> i32 {
+    6
+}
 fn default_heartbeat() -> Duration {
     Duration::from_secs(600)
 }
@@ -218,6 +225,7 @@ impl Config {
             topic_base: None,
             notifications_topic: default_notifications_topic(),
             notifications_partitions: default_partitions(),
+            topic_partitions: default_topic_partitions(),
             patients_topic: None,
             appointments_topic: None,
             fhir_resources_topic: None,
@@ -293,6 +301,12 @@ impl Validate for Config {
             return Err(CoreError::config(
                 key("replay_max_entries"),
                 "must be at least 1",
+            ));
+        }
+        if self.topic_partitions < 0 {
+            return Err(CoreError::config(
+                key("topic_partitions"),
+                "must be 0 (do not create) or more",
             ));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {

@@ -44,24 +44,43 @@ impl Error {
 }
 
 impl Error {
-    /// The exception class name for dead-letter headers (`__connect.errors.exception.class.name`).
-    pub fn kind_name(&self) -> &'static str {
-        match self {
+    /// Why a notification is dead-lettered because of this error: the failing stage, the class
+    /// and a short error name (`fhir_push::UnsupportedFocus`, `athena.NotFound`, ...), and the message.
+    pub fn dlq_reason(&self, stage: connector_core::dlq::Stage) -> connector_core::dlq::Reason {
+        use connector_core::dlq::Reason;
+        let name = match self {
             Error::BadNotification(_) => "fhir_push::BadNotification",
             Error::UnsupportedFocus(_) => "fhir_push::UnsupportedFocus",
-            Error::Athena(_) => "fhir_push::Athena",
-            Error::Core(_) => "fhir_push::Core",
+            Error::Athena(e) => e.name(),
+            Error::Core(e) => return Reason::from_core(e, stage),
             Error::Io(_) => "fhir_push::Io",
-        }
+        };
+        Reason::new(stage, self.class(), name, self)
     }
 }
 
 /// The metric label of a class.
 pub fn class_label(c: ErrorClass) -> &'static str {
-    match c {
-        ErrorClass::Retriable => "retriable",
-        ErrorClass::RateLimited { .. } => "rate_limited",
-        ErrorClass::Permanent => "permanent",
-        ErrorClass::Fatal => "fatal",
+    c.label()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connector_core::dlq::Stage;
+
+    #[test]
+    fn dead_letter_reasons_name_the_real_error() {
+        let gone = Error::Athena(athena_client::Error::NotFound {
+            message: "The patient does not exist.".into(),
+        });
+        let r = gone.dlq_reason(Stage::Task);
+        assert_eq!(r.error, "athena.NotFound");
+        assert_eq!(r.class, ErrorClass::Permanent);
+        assert_eq!(r.stage.as_str(), "TASK_PUT");
+        let bad = Error::BadNotification("no entries".into()).dlq_reason(Stage::Task);
+        assert_eq!(bad.error, "fhir_push::BadNotification");
+        let decode = Error::Core(CoreError::Decode("x".into())).dlq_reason(Stage::Task);
+        assert_eq!(decode.error, "AvroDecodeError");
     }
 }

@@ -31,11 +31,12 @@ use athena_contracts::{AppointmentChanged, FhirResourceChanged, PatientChanged, 
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::dlq::{DeadLetterQueue, Stage};
 use connector_core::metrics::{FeedLabels, global};
+use connector_core::produce::produce_all;
+use connector_core::retry::Backoff;
 use connector_core::runtime::{TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass};
-use futures::future::try_join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -43,6 +44,11 @@ use crate::adapter::PushAdapter;
 use crate::config::Config;
 use crate::error::Error;
 use crate::notification::{Notification, NotificationKind};
+
+/// Retrying one notification: 200 ms doubling to 30 s, athena's `Retry-After` honoured up to
+/// 60 s, without limit (the offset must not pass a notification athena may still answer).
+const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30))
+    .with_max_retry_after(Duration::from_secs(60));
 
 /// Remembers the last `cap` keys.
 #[derive(Debug)]
@@ -304,22 +310,20 @@ impl Inflater {
             keys.extend(key);
         }
         // Send every event, then await every acknowledgement (no one-at-a-time awaits).
-        let futures = outs.iter().map(|o| {
-            self.producer.send(
+        let acked = produce_all(
+            &self.producer,
+            outs.iter().map(|o| {
                 FutureRecord::to(&o.topic)
                     .key(&o.key)
                     .payload(&o.value)
-                    .headers(o.headers.clone()),
-                Duration::from_secs(60),
-            )
-        });
-        let acked = try_join_all(futures.map(|f| async move {
-            f.await.map_err(|(source, _)| CoreError::Kafka {
-                operation: "produce inflated event",
-                source,
-            })
-        }))
-        .await?;
+                    .headers(o.headers.clone())
+            }),
+        )
+        .await
+        .map_err(|f| CoreError::Kafka {
+            operation: "produce inflated event",
+            source: f.source,
+        })?;
         for k in keys {
             self.dedup.insert(k);
         }
@@ -330,9 +334,9 @@ impl Inflater {
         global()
             .source_records_produced
             .get_or_create(&labels)
-            .inc_by(acked.len() as u64);
+            .inc_by(acked as u64);
         Ok(Handled {
-            produced: acked.len(),
+            produced: acked,
             unreadable,
         })
     }
@@ -345,47 +349,6 @@ impl Inflater {
                 class: "permanent".into(),
             })
             .inc();
-    }
-
-    /// Copies `msg` to the dead-letter topic with the `__connect.errors.*` headers of the DLQ
-    /// writer, naming this crate's error (`fhir_push::UnsupportedFocus`, ...) as the exception
-    /// class rather than the generic decode error the shared writer would derive.
-    async fn dead_letter(
-        &self,
-        msg: &OwnedMessage,
-        e: &Error,
-        stage: Stage,
-    ) -> Result<(), CoreError> {
-        let core = CoreError::Decode(connector_core::dlq::redact(&e.to_string()));
-        let mut headers = OwnedHeaders::new();
-        let context = self.dlq.headers(msg, &core, stage);
-        for header in context.iter() {
-            let value = if header.key == "__connect.errors.exception.class.name" {
-                Some(e.kind_name().as_bytes())
-            } else {
-                header.value
-            };
-            headers = headers.insert(rdkafka::message::Header {
-                key: header.key,
-                value,
-            });
-        }
-        let topic = self.dlq.topic_for(msg.topic());
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
-        if let Some(k) = msg.key() {
-            record = record.key(k);
-        }
-        if let Some(v) = msg.payload() {
-            record = record.payload(v);
-        }
-        self.producer
-            .send(record, Duration::from_secs(60))
-            .await
-            .map(|_| ())
-            .map_err(|(source, _)| CoreError::Kafka {
-                operation: "produce dead letter",
-                source,
-            })
     }
 
     /// Consumes the notifications topic until shutdown. Returns Err only for fatal errors.
@@ -415,75 +378,66 @@ impl Inflater {
                     }
                 },
             };
-            let mut backoff = Duration::from_millis(200);
+            // Retries the same notification while athena or Kafka is down; a notification
+            // that can never be inflated goes to the dead-letter topic and the offset moves on.
+            let mut failures = 0u32;
             loop {
                 let payload = msg.payload().unwrap_or_default();
-                let outcome = match self.handle_detailed(payload).await {
+                // A notification with an unreadable focus still had its readable events
+                // produced; it is then parked like one that can never be inflated at all.
+                let (e, stage) = match self.handle_detailed(payload).await {
                     Ok(Handled {
                         unreadable: Some(e),
                         ..
-                    }) => Err((e, Stage::Task)),
-                    Ok(_) => Ok(()),
+                    }) => (e, Stage::Task),
+                    Ok(_) => {
+                        control.clear_error();
+                        break;
+                    }
                     Err(e) => {
                         let stage = if matches!(e, Error::BadNotification(_)) {
                             Stage::ValueConverter
                         } else {
                             Stage::Task
                         };
-                        Err((e, stage))
+                        (e, stage)
                     }
                 };
-                match outcome {
-                    Ok(()) => {
-                        control.clear_error();
-                        break;
+                failures = failures.saturating_add(1);
+                let Some(wait) = RETRY.wait_for(e.class(), failures) else {
+                    if e.class() == ErrorClass::Fatal {
+                        control.report_error(format!("fatal: {e}"));
+                        control.set_state(TaskState::Failed);
+                        return Err(e);
                     }
-                    Err((e, stage)) => match e.class() {
-                        ErrorClass::Permanent => {
-                            // A DLQ write that fails is retried like an outage: the offset
-                            // stays, nothing is lost, and the connector keeps running.
-                            if let Err(dlq_err) = self.dead_letter(&msg, &e, stage).await {
-                                control.report_error(format!("dead-letter write: {dlq_err}"));
-                                tracing::warn!(connector = %self.connector, error = %dlq_err, wait_ms = backoff.as_millis() as u64, "Could not write a dead letter; retrying.");
-                                tokio::select! {
-                                    _ = control.shutdown_requested() => return Ok(()),
-                                    _ = tokio::time::sleep(backoff) => {}
-                                }
-                                backoff = (backoff * 2).min(Duration::from_secs(30));
-                                continue;
-                            }
-                            global()
-                                .dlq_produce_requests
-                                .get_or_create(&connector_core::metrics::ConnectorLabels {
-                                    connector: self.connector.clone(),
-                                })
-                                .inc();
-                            break;
-                        }
-                        ErrorClass::Fatal => {
-                            control.report_error(format!("fatal: {e}"));
-                            control.set_state(TaskState::Failed);
-                            return Err(e);
-                        }
-                        ErrorClass::Retriable | ErrorClass::RateLimited { .. } => {
-                            let wait = match e.class() {
-                                ErrorClass::RateLimited {
-                                    retry_after: Some(r),
-                                } => r.min(Duration::from_secs(60)),
-                                _ => backoff,
-                            };
-                            control.report_error(format!(
-                                "retrying: {}",
-                                crate::error::class_label(e.class())
-                            ));
-                            tracing::warn!(connector = %self.connector, error = %e, wait_ms = wait.as_millis() as u64, "Inflation failed; retrying the same notification.");
-                            tokio::select! {
-                                _ = control.shutdown_requested() => return Ok(()),
-                                _ = tokio::time::sleep(wait) => {}
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(30));
-                        }
-                    },
+                    // A failed dead-letter write is retried, never fatal: the notification
+                    // stays uncommitted until its dead letter is acknowledged.
+                    let reason = e.dlq_reason(stage);
+                    let parked = connector_core::retry::retry(
+                        &RETRY,
+                        &control.shutdown_token(),
+                        |e: &CoreError| match e.class() {
+                            ErrorClass::Fatal => ErrorClass::Fatal,
+                            _ => ErrorClass::Retriable,
+                        },
+                        |e, a| tracing::warn!(connector = %self.connector, error = %e, attempt = a.number, "Dead-letter write failed; retrying."),
+                        || self.dlq.send_reason(&msg, &reason),
+                    )
+                    .await;
+                    match parked {
+                        Ok(()) => break,
+                        Err(_) if control.is_shutdown() => return Ok(()),
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                control.report_error(format!(
+                    "retrying: {}",
+                    crate::error::class_label(e.class())
+                ));
+                tracing::warn!(connector = %self.connector, error = %e, wait_ms = wait.as_millis() as u64, "Inflation failed; retrying the same notification.");
+                tokio::select! {
+                    _ = control.shutdown_requested() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
             let mut tpl = TopicPartitionList::new();

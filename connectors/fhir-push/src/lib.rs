@@ -43,6 +43,7 @@ use athena_client::AthenaClient;
 use connector_core::ErrorClass;
 use connector_core::avro::AvroCodec;
 use connector_core::kafka::{TopicSpec, ensure_topics};
+use connector_core::retry::Backoff;
 use connector_core::runtime::{RunEnv, TaskControl, TaskState, retry_startup};
 
 pub use config::{AdapterKind, Config, PushRole};
@@ -73,6 +74,30 @@ pub fn subscription_specs(config: &Config) -> Vec<adapter::SubscriptionSpec> {
             practice_id: config.practice_id,
         })
         .collect()
+}
+
+/// The topics a push connector creates at start when missing: the notifications topic, its
+/// dead-letter topic, and (unless `topic_partitions = 0`) the event topics.
+pub fn topic_specs(config: &Config) -> Vec<TopicSpec> {
+    let mut specs = vec![TopicSpec::new(
+        &config.notifications_topic,
+        config.notifications_partitions,
+    )];
+    specs.extend(
+        config
+            .dlq
+            .topic_specs([config.notifications_topic.as_str()]),
+    );
+    if config.topic_partitions > 0 {
+        for t in [
+            config.patients_topic(),
+            config.appointments_topic(),
+            config.fhir_resources_topic(),
+        ] {
+            specs.push(TopicSpec::new(t, config.topic_partitions));
+        }
+    }
+    specs
 }
 
 /// Runs one push connector (receiver, subscription management, gap detection, inflation) until
@@ -164,16 +189,10 @@ pub async fn run(
     let fatal = |e: &Error| e.class() == ErrorClass::Fatal;
     retry_startup(&control, "create topics", fatal, || async {
         let admin = env.kafka.build_admin()?;
-        ensure_topics(
-            &admin,
-            env.kafka.replication_factor,
-            &[TopicSpec::new(
-                &config.notifications_topic,
-                config.notifications_partitions,
-            )],
-        )
-        .await
-        .map_err(Error::from)
+        // Every topic this connector writes (notifications, its DLQ, the event topics).
+        ensure_topics(&admin, env.kafka.replication_factor, &topic_specs(config))
+            .await
+            .map_err(Error::from)
     })
     .await?;
 
@@ -245,10 +264,12 @@ pub async fn run(
                             control.report_error(f.message.clone());
                         }
                         if report.failures.iter().any(|f| !f.not_subscribed) {
-                            // Capped exponential backoff; athena's Retry-After wins when longer.
+                            // Capped exponential backoff (its ceiling: the catch-up is one
+                            // periodic task, nobody to de-synchronise from); athena's
+                            // Retry-After wins when longer.
                             failures = failures.saturating_add(1);
-                            let backoff =
-                                (Duration::from_secs(1) * 2u32.pow(failures.min(10))).min(period);
+                            let backoff = Backoff::new(Duration::from_secs(2), period)
+                                .ceiling(failures.min(10));
                             not_before = tokio::time::Instant::now()
                                 + backoff.max(report.retry_after.unwrap_or_default());
                         } else {

@@ -113,7 +113,7 @@ impl LedgerStore for KafkaLedgerStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || load_to_high_watermark(&kafka, &topic))
                 .await
-                .map_err(|e| CoreError::Telemetry(format!("ledger loader task failed: {e}")))?
+                .map_err(|e| CoreError::task("ledger loader", &e))?
         })
     }
 

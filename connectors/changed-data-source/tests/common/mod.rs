@@ -60,6 +60,41 @@ pub fn connector_toml(prefix: &str, feeds: &[Feed], extra: &str) -> String {
     s
 }
 
+/// Starts connector `name` as a task in this process: its control handle and its join handle.
+pub fn spawn_connector(
+    name: &'static str,
+    config: &changed_data_source::Config,
+    env: &connector_core::runtime::RunEnv,
+    athena: &athena_client::AthenaClient,
+) -> (
+    connector_core::runtime::TaskHandle,
+    tokio::task::JoinHandle<Result<(), changed_data_source::Error>>,
+) {
+    let (control, handle) = connector_core::runtime::task(name, changed_data_source::KIND);
+    let (config, env, athena) = (config.clone(), env.clone(), athena.clone());
+    let runner = tokio::spawn(async move {
+        changed_data_source::run(name, &config, &env, &athena, control).await
+    });
+    (handle, runner)
+}
+
+/// Asks the connector to stop and waits (at most 30 s) until it returned `Ok` and is `Stopped`.
+pub async fn stop_connector(
+    handle: &connector_core::runtime::TaskHandle,
+    runner: tokio::task::JoinHandle<Result<(), changed_data_source::Error>>,
+) {
+    handle.shutdown();
+    let result = tokio::time::timeout(Duration::from_secs(30), runner)
+        .await
+        .expect("stops promptly")
+        .expect("no panic");
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        handle.status().state,
+        connector_core::runtime::TaskState::Stopped
+    );
+}
+
 /// Every row the simulator handed out (processed) on `feed`, as (event id, snapshot).
 pub fn handed_out(sim: &SimState, feed: Feed) -> Vec<(String, serde_json::Value)> {
     let codec = events::codec_with_id(feed, 1).expect("codec");
