@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use connector_core::ids::{Version, event_id};
 use serde_json::Value;
 
+use crate::events::fhir::{Fhir, FhirEvent, FhirMapError};
 use crate::events::{FeedEvent, Rec};
 use crate::time::parse_athena_time;
 use crate::{AppointmentChanged, EventEnvelope, PatientChanged, SourceKind, TimestampMillis};
@@ -225,6 +226,47 @@ pub fn appointment_from_athena(
     obs: &Observation,
 ) -> Option<AppointmentChanged> {
     from_athena(practice, raw, obs)
+}
+
+/// The typed event `T` of a FHIR resource (the one mapper every path calls for that type): the
+/// envelope and id exactly as [`resource_from_fhir`] derives them (`entity_type` the lower-case
+/// resource type, `entity_id` the FHIR id, version [`fhir_version`]), so the same resource version
+/// gives the same event id on every path; `original` behind the same PHI-minimisation switch.
+/// A resource of another type, without an id, or missing a field US Core requires is a typed
+/// [`FhirMapError`] (permanent), never a panic.
+pub fn typed_from_fhir<T: FhirEvent>(
+    practice: &str,
+    r: &Value,
+    obs: &Observation,
+) -> Result<T, FhirMapError> {
+    let found = r
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .ok_or(FhirMapError::NotAResource)?;
+    if found != T::RESOURCE_TYPE {
+        return Err(FhirMapError::WrongType {
+            expected: T::RESOURCE_TYPE,
+            found: found.to_owned(),
+        });
+    }
+    let id = r
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(FhirMapError::Missing {
+            resource_type: T::RESOURCE_TYPE,
+            id: String::new(),
+            field: "id",
+        })?;
+    let (version, at) = fhir_version(r);
+    let entity_type = T::RESOURCE_TYPE.to_ascii_lowercase();
+    let envelope = fhir_envelope(obs, practice, &entity_type, id, &version, at);
+    let f = Fhir {
+        r,
+        resource_type: T::RESOURCE_TYPE,
+        id,
+    };
+    T::build(envelope, &f, obs.include_original.then(|| r.to_string()))
 }
 
 /// The envelope of a FHIR resource's event (FHIR version marker, no department).
