@@ -94,6 +94,11 @@ impl FhirEvent for AllergyIntoleranceChanged {
                         .collect()
                 })
                 .unwrap_or_default();
+        // US Core requires `code`; athena sends some allergens as text only (no coding).
+        let (codes, code_text) = (f.codings("/code"), f.str("/code/text"));
+        if codes.is_empty() && code_text.is_none() {
+            return Err(f.missing("code"));
+        }
         let payload = AllergyIntolerance {
             fhir_id: f.id.to_owned(),
             patient_id: f.patient("/patient", "patient")?,
@@ -103,8 +108,8 @@ impl FhirEvent for AllergyIntoleranceChanged {
             allergy_type: f.str("/type"),
             categories: f.strs("/category"),
             criticality: f.str("/criticality"),
-            codes: f.req_codings("/code", "code.coding")?,
-            code_text: f.str("/code/text"),
+            codes,
+            code_text,
             reactions,
             onset_at: f.time("/onsetDateTime"),
             recorded_at: f.time("/recordedDate"),
@@ -148,6 +153,16 @@ mod tests {
         assert_eq!(e.payload.categories, vec!["medication"]);
         assert_eq!(e.payload.reactions[0].manifestations[0].code, "271807003");
         assert_eq!(e.payload.reactions[0].severity.as_deref(), Some("moderate"));
+        let mut text_only = r.clone();
+        text_only["code"] = json!({"text": "Shellfish"});
+        let t: AllergyIntoleranceChanged = typed_from_fhir("195900", &text_only, &seen(true)).unwrap();
+        assert!(t.payload.codes.is_empty());
+        assert_eq!(t.payload.code_text.as_deref(), Some("Shellfish"));
+        text_only["code"] = json!({});
+        assert!(matches!(
+            typed_from_fhir::<AllergyIntoleranceChanged>("195900", &text_only, &seen(true)),
+            Err(FhirMapError::Missing { field: "code", .. })
+        ));
         let mut bad = r.clone();
         bad["patient"] = json!({"display": "no reference"});
         assert!(matches!(
