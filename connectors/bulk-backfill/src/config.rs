@@ -1,5 +1,6 @@
 //! `[backfill]`: one practice's FHIR Bulk `$export` backfill. Field docs are the user docs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use athena_contracts::{FhirResourceChanged, PatientChanged};
@@ -65,8 +66,14 @@ pub struct Config {
     pub checkpoint_topic: String,
     /// Topic for `PatientChanged` snapshots (default: the schema's default topic).
     pub patients_topic: Option<String>,
-    /// Topic for every other resource type (`FhirResourceChanged`).
+    /// Topic for resource types without a typed event (`FhirResourceChanged`).
     pub fhir_resources_topic: Option<String>,
+    /// Topic per resource type with a typed event (Observation, Condition, Encounter, ... as
+    /// listed by `athena_contracts::events::FHIR_RESOURCE_TYPES`), e.g.
+    /// `typed_topics = { Observation = "athena.observations.v1" }`; a type not listed goes to
+    /// its schema's default topic.
+    #[serde(default)]
+    pub typed_topics: BTreeMap<String, String>,
     /// Keep the original resource JSON in events (`false` = PHI minimisation).
     #[serde(default = "yes")]
     pub include_original: bool,
@@ -135,6 +142,7 @@ impl Config {
             checkpoint_topic: default_checkpoint_topic(),
             patients_topic: None,
             fhir_resources_topic: None,
+            typed_topics: BTreeMap::new(),
             include_original: true,
             patient_source: PatientSource::Athena,
             patient_lookup_concurrency: default_patient_lookup_concurrency(),
@@ -154,6 +162,25 @@ impl Config {
         self.fhir_resources_topic
             .clone()
             .unwrap_or_else(default_topic::<FhirResourceChanged>)
+    }
+    /// Topic of the typed event of `resource_type` (`None`: the type has no typed event).
+    pub fn typed_topic(&self, resource_type: &str) -> Option<String> {
+        let spec = athena_contracts::events::fhir_spec(resource_type)?;
+        Some(
+            self.typed_topics
+                .get(resource_type)
+                .cloned()
+                .unwrap_or_else(|| spec.default_topic.to_string()),
+        )
+    }
+    /// The exported resource types with a typed event (all of them when `types` is empty, the
+    /// server's default set).
+    pub fn typed_types(&self) -> Vec<&'static str> {
+        athena_contracts::events::FHIR_RESOURCE_TYPES
+            .iter()
+            .copied()
+            .filter(|t| self.types.is_empty() || self.types.iter().any(|x| x == t))
+            .collect()
     }
 }
 
@@ -191,6 +218,17 @@ impl Validate for Config {
             return Err(CoreError::config(
                 "backfill.types",
                 format!("`{t}` is not a FHIR resource type"),
+            ));
+        }
+        if let Some((t, _)) = self.typed_topics.iter().find(|(t, topic)| {
+            athena_contracts::events::fhir_spec(t).is_none() || topic.trim().is_empty()
+        }) {
+            return Err(CoreError::config(
+                format!("backfill.typed_topics.{t}"),
+                format!(
+                    "must be a non-empty topic of one of {}",
+                    athena_contracts::events::FHIR_RESOURCE_TYPES.join(", ")
+                ),
             ));
         }
         if self.checkpoint_topic.trim().is_empty() {
@@ -257,6 +295,26 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("backfill.types")
+        );
+        // Typed topics: the schema default unless overridden; unknown types name the key.
+        assert_eq!(
+            c.typed_topic("Observation").as_deref(),
+            Some("athena.observations.v1")
+        );
+        assert_eq!(c.typed_topic("Patient"), None);
+        assert!(c.typed_types().is_empty(), "types = [Patient]");
+        assert_eq!(Config::new(1).typed_types().len(), 10, "the default set");
+        let mut t = c.clone();
+        t.typed_topics
+            .insert("Condition".into(), "x.conditions".into());
+        assert_eq!(t.typed_topic("Condition").as_deref(), Some("x.conditions"));
+        t.validate().unwrap();
+        t.typed_topics.insert("Patient".into(), "x.p".into());
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("backfill.typed_topics.Patient")
         );
         assert_eq!(c.patient_source, PatientSource::Athena);
         assert_eq!(c.patient_lookup_concurrency, 8);

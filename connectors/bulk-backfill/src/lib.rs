@@ -26,6 +26,14 @@
 //! NDJSON line order and "lines acknowledged" keeps meaning a prefix of the file. A patient gone
 //! since the export (404) falls back to the FHIR mapping and is counted in
 //! [`Summary::patients_fallback`].
+//!
+//! # Typed clinical events
+//! Every exported type with a typed event (Observation, Condition, Encounter, ... as listed by
+//! `athena_contracts::events::FHIR_RESOURCE_TYPES`) is mapped by the same mapper push inflation
+//! and enrichment use ([`mapping::typed_from_fhir`]) to its own topic ([`Config::typed_topic`]),
+//! keyed `practice/patient`; the rest stays `FhirResourceChanged`. A resource the typed mapper
+//! rejects (a field US Core requires is missing) is skipped, counted in [`Summary::skipped`] and
+//! logged by resource type, line and field, never content.
 
 pub mod config;
 pub mod progress;
@@ -36,7 +44,11 @@ use std::time::Duration;
 
 use athena_client::api::bulk::{ExportJob, ExportPolling, ExportRequest, ManifestFile};
 use athena_client::{AthenaClient, PracticeClient, PracticeId};
+use std::collections::HashMap;
+
 use athena_contracts::envelope::event_headers;
+use athena_contracts::events::fhir::{FhirEvent, FhirMapError};
+use athena_contracts::events::{FhirEventVisitor, fhir_visit};
 use athena_contracts::mapping::{self, Observation};
 use athena_contracts::{FhirResourceChanged, PatientChanged, SourceKind};
 use chrono::{DateTime, Utc};
@@ -46,6 +58,7 @@ use connector_core::config::Validate;
 use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::future::try_join_all;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -144,6 +157,8 @@ enum Line {
     },
     /// A resource without a usable id.
     NoId,
+    /// A resource its typed mapper rejects.
+    Unmappable(FhirMapError),
     /// A line that is not JSON.
     NotJson,
     /// The download broke before this line.
@@ -163,6 +178,8 @@ struct Sink {
     practice: String,
     patients: (String, Encoder<PatientChanged>),
     resources: (String, Encoder<FhirResourceChanged>),
+    /// Topic and registered schema id of each exported type with a typed event.
+    typed: HashMap<&'static str, (String, u32)>,
     obs: Observation,
     /// `Some` with `patient_source = "athena"`: where patients are re-read.
     patient_reader: Option<PracticeClient>,
@@ -174,7 +191,7 @@ impl Sink {
     async fn line(&self, r: &Value) -> Result<Line, Error> {
         let is_patient = r.get("resourceType").and_then(Value::as_str) == Some("Patient");
         let Some(reader) = self.patient_reader.as_ref().filter(|_| is_patient) else {
-            return Ok(self.encode_fhir(r)?.map_or(Line::NoId, Line::Event));
+            return self.encode_fhir_line(r);
         };
         let Some(id) = r
             .get("id")
@@ -218,6 +235,22 @@ impl Sink {
                 &format!("athena://{}/patients", self.practice),
             ),
         }))
+    }
+
+    /// The line of a FHIR resource as exported: its typed event when its type has one,
+    /// otherwise [`Sink::encode_fhir`].
+    fn encode_fhir_line(&self, r: &Value) -> Result<Line, Error> {
+        let ty = r.get("resourceType").and_then(Value::as_str).unwrap_or("");
+        if let Some((topic, schema_id)) = self.typed.get(ty) {
+            let v = EncodeTyped {
+                sink: self,
+                r,
+                topic,
+                schema_id: *schema_id,
+            };
+            return fhir_visit(ty, v).expect("typed types come from the FHIR table");
+        }
+        Ok(self.encode_fhir(r)?.map_or(Line::NoId, Line::Event))
     }
 
     /// The event of a FHIR resource as exported (FHIR version marker).
@@ -275,6 +308,48 @@ impl Sink {
     }
 }
 
+/// Maps and encodes one resource as its typed event `T`.
+struct EncodeTyped<'a> {
+    sink: &'a Sink,
+    r: &'a Value,
+    topic: &'a str,
+    schema_id: u32,
+}
+
+impl FhirEventVisitor for EncodeTyped<'_> {
+    type Output = Result<Line, Error>;
+    fn visit<T: FhirEvent>(self) -> Self::Output {
+        let s = self.sink;
+        let ev = match mapping::typed_from_fhir::<T>(&s.practice, self.r, &s.obs) {
+            Ok(ev) => ev,
+            Err(e) => return Ok(Line::Unmappable(e)),
+        };
+        Ok(Line::Event(Out {
+            topic: self.topic.to_string(),
+            key: ev.key(),
+            value: Encoder::<T>::with_id(self.schema_id)?.encode(&ev)?,
+            headers: event_headers(
+                ev.envelope(),
+                T::SCHEMA_NAME,
+                &format!("athena://{}/fhir/{}", s.practice, T::RESOURCE_TYPE),
+            ),
+        }))
+    }
+}
+
+/// Resolves (registering when configured to) the schema id of a typed event on its topic.
+struct ResolveTyped<'a> {
+    codec: &'a AvroCodec,
+    topic: String,
+}
+
+impl<'a> FhirEventVisitor for ResolveTyped<'a> {
+    type Output = BoxFuture<'a, Result<u32, CoreError>>;
+    fn visit<T: FhirEvent>(self) -> Self::Output {
+        Box::pin(async move { Ok(self.codec.encoder::<T>(&self.topic).await?.schema_id()) })
+    }
+}
+
 struct Checkpoint {
     store: KafkaCheckpointStore,
     key: String,
@@ -323,7 +398,22 @@ pub async fn run_backfill(
     let codec = AvroCodec::new(env.registry.clone())?;
     let (pt, rt) = (config.patients_topic(), config.fhir_resources_topic());
     let practice = PracticeId(config.practice_id);
+    let mut typed = HashMap::new();
+    for ty in config.typed_types() {
+        let topic = config
+            .typed_topic(ty)
+            .expect("typed types have a typed topic");
+        let resolve = ResolveTyped {
+            codec: &codec,
+            topic: topic.clone(),
+        };
+        let id = fhir_visit(ty, resolve)
+            .expect("typed types come from the FHIR table")
+            .await?;
+        typed.insert(ty, (topic, id));
+    }
     let sink = Sink {
+        typed,
         patients: (pt.clone(), codec.encoder(&pt).await?),
         resources: (rt.clone(), codec.encoder(&rt).await?),
         producer,
@@ -506,6 +596,10 @@ pub async fn run_backfill(
                         summary.patients_fallback += 1;
                         tracing::warn!(patient_id = %patient_id, line, "Exported patient is gone from athena (404); its snapshot is mapped from the FHIR resource.");
                         batch.push(out);
+                    }
+                    Line::Unmappable(e) => {
+                        summary.skipped += 1;
+                        tracing::warn!(resource_type = %file.resource_type, line, error = %e, "Skipped an export record its typed mapper rejects.");
                     }
                     Line::NoId => {
                         summary.skipped += 1;
