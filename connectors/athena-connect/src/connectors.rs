@@ -49,7 +49,8 @@ fn prefixed(i: &Instance<'_>, e: CoreError) -> CoreError {
 enum Typed {
     ChangedData(changed_data_source::Config),
     WriteBack(write_back_sink::Config),
-    FhirPush(fhir_push::Config),
+    // Boxed: the push config is by far the largest (clippy::large_enum_variant).
+    FhirPush(Box<fhir_push::Config>),
 }
 
 impl Typed {
@@ -69,7 +70,7 @@ impl Typed {
             Kind::FhirPush => {
                 let c: fhir_push::Config = typed(&k, i.table)?;
                 c.validate().map_err(|e| prefixed(i, e))?;
-                Ok(Typed::FhirPush(c))
+                Ok(Typed::FhirPush(Box::new(c)))
             }
         }
     }
@@ -159,6 +160,7 @@ fn build_one(
             (f, offsets)
         }
         Typed::FhirPush(c) => {
+            let c = *c;
             // The receiver answers only once a notification is on Kafka; the position that
             // matters is the inflation stage's consumer group on the notifications topic.
             let offsets = OffsetsLocation::ConsumerGroup {

@@ -269,6 +269,99 @@ pub fn typed_from_fhir<T: FhirEvent>(
     T::build(envelope, &f, obs.include_original.then(|| r.to_string()))
 }
 
+/// One typed FHIR event, encoded and ready to produce.
+#[derive(Debug)]
+pub struct EncodedFhirEvent {
+    /// Kafka key `{practice}/{patient}` ([`FhirEvent::key`]).
+    pub key: String,
+    /// Confluent-framed Avro value.
+    pub value: Vec<u8>,
+    /// The event headers ([`crate::envelope::event_headers`]).
+    pub headers: rdkafka::message::OwnedHeaders,
+    /// The event id.
+    pub event_id: String,
+}
+
+/// Why a resource did not become an encoded typed event.
+#[derive(Debug, thiserror::Error)]
+pub enum TypedEventError {
+    /// The resource does not map (permanent: dead-letter or skip it).
+    #[error(transparent)]
+    Map(#[from] FhirMapError),
+    /// Encoding failed (a schema mismatch; see [`connector_core::CoreError::class`]).
+    #[error(transparent)]
+    Encode(#[from] connector_core::CoreError),
+}
+
+/// The typed event of FHIR resource `r` through [`typed_from_fhir`], encoded with the schema id
+/// the caller registered for its topic: the one step every path (push inflation, backfill,
+/// enrichment) takes, so one resource version gives byte-identical payloads (bar the path's
+/// envelope fields). `None` when `r`'s type has no typed event (use [`resource_from_fhir`]).
+pub fn encode_typed_fhir(
+    practice: &str,
+    r: &Value,
+    obs: &Observation,
+    schema_id: u32,
+) -> Option<Result<EncodedFhirEvent, TypedEventError>> {
+    struct Encode<'a> {
+        practice: &'a str,
+        r: &'a Value,
+        obs: &'a Observation,
+        schema_id: u32,
+    }
+    impl crate::events::FhirEventVisitor for Encode<'_> {
+        type Output = Result<EncodedFhirEvent, TypedEventError>;
+        fn visit<T: FhirEvent>(self) -> Self::Output {
+            let ev = typed_from_fhir::<T>(self.practice, self.r, self.obs)?;
+            let value = connector_core::avro::Encoder::<T>::with_id(self.schema_id)?.encode(&ev)?;
+            Ok(EncodedFhirEvent {
+                key: ev.key(),
+                value,
+                headers: crate::envelope::event_headers(
+                    ev.envelope(),
+                    T::SCHEMA_NAME,
+                    &format!("athena://{}/fhir/{}", self.practice, T::RESOURCE_TYPE),
+                ),
+                event_id: ev.envelope().event_id.clone(),
+            })
+        }
+    }
+    let ty = r.get("resourceType").and_then(Value::as_str)?;
+    crate::events::fhir_visit(
+        ty,
+        Encode {
+            practice,
+            r,
+            obs,
+            schema_id,
+        },
+    )
+}
+
+/// The topic of the typed event of `resource_type`: `overrides[resource_type]`, else its
+/// schema's default topic; `None` when the type has no typed event.
+pub fn typed_topic(
+    overrides: &std::collections::BTreeMap<String, String>,
+    resource_type: &str,
+) -> Option<String> {
+    let spec = crate::events::fhir_spec(resource_type)?;
+    Some(
+        overrides
+            .get(resource_type)
+            .cloned()
+            .unwrap_or_else(|| spec.default_topic.to_string()),
+    )
+}
+
+/// The first key of a `typed_topics` config map that is not a typed resource type or names an
+/// empty topic (for the config error), if any.
+pub fn invalid_typed_topic(overrides: &std::collections::BTreeMap<String, String>) -> Option<&str> {
+    overrides
+        .iter()
+        .find(|(t, topic)| crate::events::fhir_spec(t).is_none() || topic.trim().is_empty())
+        .map(|(t, _)| t.as_str())
+}
+
 /// The envelope of a FHIR resource's event (FHIR version marker, no department).
 pub(crate) fn fhir_envelope(
     obs: &Observation,

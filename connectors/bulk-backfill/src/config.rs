@@ -165,13 +165,7 @@ impl Config {
     }
     /// Topic of the typed event of `resource_type` (`None`: the type has no typed event).
     pub fn typed_topic(&self, resource_type: &str) -> Option<String> {
-        let spec = athena_contracts::events::fhir_spec(resource_type)?;
-        Some(
-            self.typed_topics
-                .get(resource_type)
-                .cloned()
-                .unwrap_or_else(|| spec.default_topic.to_string()),
-        )
+        athena_contracts::mapping::typed_topic(&self.typed_topics, resource_type)
     }
     /// The exported resource types with a typed event (all of them when `types` is empty, the
     /// server's default set).
@@ -220,9 +214,7 @@ impl Validate for Config {
                 format!("`{t}` is not a FHIR resource type"),
             ));
         }
-        if let Some((t, _)) = self.typed_topics.iter().find(|(t, topic)| {
-            athena_contracts::events::fhir_spec(t).is_none() || topic.trim().is_empty()
-        }) {
+        if let Some(t) = athena_contracts::mapping::invalid_typed_topic(&self.typed_topics) {
             return Err(CoreError::config(
                 format!("backfill.typed_topics.{t}"),
                 format!(

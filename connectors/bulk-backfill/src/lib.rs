@@ -49,7 +49,7 @@ use std::collections::HashMap;
 use athena_contracts::envelope::event_headers;
 use athena_contracts::events::fhir::{FhirEvent, FhirMapError};
 use athena_contracts::events::{FhirEventVisitor, fhir_visit};
-use athena_contracts::mapping::{self, Observation};
+use athena_contracts::mapping::{self, Observation, TypedEventError};
 use athena_contracts::{FhirResourceChanged, PatientChanged, SourceKind};
 use chrono::{DateTime, Utc};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
@@ -242,13 +242,18 @@ impl Sink {
     fn encode_fhir_line(&self, r: &Value) -> Result<Line, Error> {
         let ty = r.get("resourceType").and_then(Value::as_str).unwrap_or("");
         if let Some((topic, schema_id)) = self.typed.get(ty) {
-            let v = EncodeTyped {
-                sink: self,
-                r,
-                topic,
-                schema_id: *schema_id,
+            return match mapping::encode_typed_fhir(&self.practice, r, &self.obs, *schema_id)
+                .expect("typed types come from the FHIR table")
+            {
+                Ok(e) => Ok(Line::Event(Out {
+                    topic: topic.clone(),
+                    key: e.key,
+                    value: e.value,
+                    headers: e.headers,
+                })),
+                Err(TypedEventError::Map(e)) => Ok(Line::Unmappable(e)),
+                Err(TypedEventError::Encode(e)) => Err(e.into()),
             };
-            return fhir_visit(ty, v).expect("typed types come from the FHIR table");
         }
         Ok(self.encode_fhir(r)?.map_or(Line::NoId, Line::Event))
     }
@@ -305,35 +310,6 @@ impl Sink {
         let n = try_join_all(futures).await?.len() as u64;
         batch.clear();
         Ok(n)
-    }
-}
-
-/// Maps and encodes one resource as its typed event `T`.
-struct EncodeTyped<'a> {
-    sink: &'a Sink,
-    r: &'a Value,
-    topic: &'a str,
-    schema_id: u32,
-}
-
-impl FhirEventVisitor for EncodeTyped<'_> {
-    type Output = Result<Line, Error>;
-    fn visit<T: FhirEvent>(self) -> Self::Output {
-        let s = self.sink;
-        let ev = match mapping::typed_from_fhir::<T>(&s.practice, self.r, &s.obs) {
-            Ok(ev) => ev,
-            Err(e) => return Ok(Line::Unmappable(e)),
-        };
-        Ok(Line::Event(Out {
-            topic: self.topic.to_string(),
-            key: ev.key(),
-            value: Encoder::<T>::with_id(self.schema_id)?.encode(&ev)?,
-            headers: event_headers(
-                ev.envelope(),
-                T::SCHEMA_NAME,
-                &format!("athena://{}/fhir/{}", s.practice, T::RESOURCE_TYPE),
-            ),
-        }))
     }
 }
 
