@@ -16,11 +16,13 @@
 //!   ([`events::FeedEvent::build`] from an athena record; `patient_from_fhir` and
 //!   `resource_from_fhir` from FHIR), plus the [`events::Rec`] lenient record accessor, the
 //!   per-feed table ([`events::spec`], [`events::visit`]) and [`events::feed_name`].
-//! - [`events::fhir`]: the typed FHIR clinical events' shared part ([`events::fhir::FhirEvent`],
-//!   the typed [`events::fhir::FhirMapError`], the common `Coding`/`Quantity`/`Attachment`
-//!   records and the resource accessor); one file per resource type (`observations`,
-//!   `conditions`, ...) and one line per type in the FHIR table ([`events::fhir_visit`],
-//!   [`events::FHIR_RESOURCE_TYPES`]), mapped by [`mapping::typed_from_fhir`].
+//! - [`events::fhir`]: the typed FHIR clinical events' shared part (the event shape
+//!   [`events::fhir::FhirChanged`], the [`events::fhir::FhirPayload`] and
+//!   [`events::fhir::FhirEvent`] traits, the typed [`events::fhir::FhirMapError`], the common
+//!   `Coding`/`Quantity`/`Attachment` records and the resource accessor); one file per resource
+//!   type (`observations`, `conditions`, ...: payload and mapper) and one line per type in the
+//!   FHIR table ([`events::fhir_visit`], [`events::FHIR_RESOURCE_TYPES`]), mapped by
+//!   [`mapping::typed_from_fhir`] and encoded by [`mapping::encode_typed_fhir`].
 //! - [`mapping`]: what every path shares around the payload: version markers, event ids, the
 //!   envelope, `original`, and the entry points each path calls.
 //! - [`commands`]: [`CommandResult`] (one per command) and [`BookAppointment`]; the other command

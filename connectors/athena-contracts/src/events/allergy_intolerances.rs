@@ -1,10 +1,9 @@
 //! `AllergyIntolerance`: `com.athenaconnect.events.AllergyIntoleranceChanged` (`schemas/events/AllergyIntoleranceChanged.avsc`), allergies and intolerances, read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Coding, Fhir, FhirEvent, FhirMapError};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Coding, Fhir, FhirChanged, FhirMapError, FhirPayload};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.AllergyReaction`: One AllergyIntolerance.reaction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,39 +43,17 @@ pub struct AllergyIntolerance {
 }
 
 /// `com.athenaconnect.events.AllergyIntoleranceChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllergyIntoleranceChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: AllergyIntolerance,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type AllergyIntoleranceChanged = FhirChanged<AllergyIntolerance>;
 
-impl AvroRecord for AllergyIntoleranceChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.AllergyIntoleranceChanged";
-}
-
-impl FhirEvent for AllergyIntoleranceChanged {
+impl FhirPayload for AllergyIntolerance {
     const RESOURCE_TYPE: &'static str = "AllergyIntolerance";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.AllergyIntoleranceChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         let reactions =
             f.r.get("reaction")
                 .and_then(serde_json::Value::as_array)
@@ -115,29 +92,16 @@ impl FhirEvent for AllergyIntoleranceChanged {
             recorded_at: f.time("/recordedDate"),
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(AllergyIntoleranceChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::test_seen as seen;
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     #[test]
     fn allergy_maps_and_bad_ones_fail() {

@@ -1,10 +1,9 @@
 //! `Condition`: `com.athenaconnect.events.ConditionChanged` (`schemas/events/ConditionChanged.avsc`), problem-list items and encounter diagnoses (select by `categories`), SNOMED CT / ICD-10-CM coded, read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Coding, Fhir, FhirEvent, FhirMapError};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Coding, Fhir, FhirChanged, FhirMapError, FhirPayload};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.Condition`: A US Core Condition: a problem-list item or an encounter diagnosis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,39 +27,17 @@ pub struct Condition {
 }
 
 /// `com.athenaconnect.events.ConditionChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConditionChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: Condition,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type ConditionChanged = FhirChanged<Condition>;
 
-impl AvroRecord for ConditionChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.ConditionChanged";
-}
-
-impl FhirEvent for ConditionChanged {
+impl FhirPayload for Condition {
     const RESOURCE_TYPE: &'static str = "Condition";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.ConditionChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         let payload = Condition {
             fhir_id: f.id.to_owned(),
             patient_id: f.patient("/subject", "subject")?,
@@ -79,29 +56,16 @@ impl FhirEvent for ConditionChanged {
             recorded_at: f.time("/recordedDate"),
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(ConditionChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::test_seen as seen;
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     #[test]
     fn problem_and_diagnosis_map_and_bad_ones_fail() {

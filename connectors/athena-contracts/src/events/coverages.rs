@@ -1,10 +1,9 @@
 //! `Coverage`: `com.athenaconnect.events.CoverageChanged` (`schemas/events/CoverageChanged.avsc`), insurance coverage (the proprietary `/insurances` record is not mapped here), read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Coding, Fhir, FhirEvent, FhirMapError};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Coding, Fhir, FhirChanged, FhirMapError, FhirPayload};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.Coverage`: A US Core Coverage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,39 +33,17 @@ pub struct Coverage {
 }
 
 /// `com.athenaconnect.events.CoverageChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CoverageChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: Coverage,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type CoverageChanged = FhirChanged<Coverage>;
 
-impl AvroRecord for CoverageChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.CoverageChanged";
-}
-
-impl FhirEvent for CoverageChanged {
+impl FhirPayload for Coverage {
     const RESOURCE_TYPE: &'static str = "Coverage";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.CoverageChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         // Coverage.class: the group and plan, told apart by class.type's code.
         let class = |kind: &str| {
             f.r.get("class")
@@ -118,29 +95,16 @@ impl FhirEvent for CoverageChanged {
             order: f.int("/order"),
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(CoverageChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::{FhirEvent, test_seen as seen};
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     #[test]
     fn coverage_maps_and_bad_ones_fail() {

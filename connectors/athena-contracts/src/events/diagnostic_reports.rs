@@ -1,10 +1,9 @@
 //! `DiagnosticReport`: `com.athenaconnect.events.DiagnosticReportChanged` (`schemas/events/DiagnosticReportChanged.avsc`), lab and imaging reports and report-style notes, read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Attachment, Coding, Fhir, FhirEvent, FhirMapError, INLINE_ATTACHMENT_MAX_BYTES};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Attachment, Coding, Fhir, FhirChanged, FhirMapError, FhirPayload, INLINE_ATTACHMENT_MAX_BYTES};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.DiagnosticReport`: A US Core DiagnosticReport (lab or note).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,39 +34,17 @@ pub struct DiagnosticReport {
 }
 
 /// `com.athenaconnect.events.DiagnosticReportChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiagnosticReportChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: DiagnosticReport,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type DiagnosticReportChanged = FhirChanged<DiagnosticReport>;
 
-impl AvroRecord for DiagnosticReportChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.DiagnosticReportChanged";
-}
-
-impl FhirEvent for DiagnosticReportChanged {
+impl FhirPayload for DiagnosticReport {
     const RESOURCE_TYPE: &'static str = "DiagnosticReport";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.DiagnosticReportChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         let presented_form = (0..f
             .r
             .get("presentedForm")
@@ -96,29 +73,16 @@ impl FhirEvent for DiagnosticReportChanged {
             presented_form,
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(DiagnosticReportChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::test_seen as seen;
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     #[test]
     fn us_core_lab_report_maps_and_bad_ones_fail() {

@@ -1,10 +1,9 @@
 //! `DocumentReference`: `com.athenaconnect.events.DocumentReferenceChanged` (`schemas/events/DocumentReferenceChanged.avsc`), clinical notes and documents as metadata plus attachment references (content fetched on demand; inline data only within [`INLINE_ATTACHMENT_MAX_BYTES`], default never), read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Attachment, Coding, Fhir, FhirEvent, FhirMapError, INLINE_ATTACHMENT_MAX_BYTES};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Attachment, Coding, Fhir, FhirChanged, FhirMapError, FhirPayload, INLINE_ATTACHMENT_MAX_BYTES};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.DocumentReference`: A US Core DocumentReference: metadata plus attachment references.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,39 +29,17 @@ pub struct DocumentReference {
 }
 
 /// `com.athenaconnect.events.DocumentReferenceChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DocumentReferenceChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: DocumentReference,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type DocumentReferenceChanged = FhirChanged<DocumentReference>;
 
-impl AvroRecord for DocumentReferenceChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.DocumentReferenceChanged";
-}
-
-impl FhirEvent for DocumentReferenceChanged {
+impl FhirPayload for DocumentReference {
     const RESOURCE_TYPE: &'static str = "DocumentReference";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.DocumentReferenceChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         let n =
             f.r.get("content")
                 .and_then(serde_json::Value::as_array)
@@ -92,29 +69,16 @@ impl FhirEvent for DocumentReferenceChanged {
             attachments,
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(DocumentReferenceChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::test_seen as seen;
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     #[test]
     fn clinical_note_maps_as_a_reference_and_bad_ones_fail() {

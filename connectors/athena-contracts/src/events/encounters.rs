@@ -1,10 +1,9 @@
 //! `Encounter`: `com.athenaconnect.events.EncounterChanged` (`schemas/events/EncounterChanged.avsc`), visits, read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Coding, Fhir, FhirEvent, FhirMapError};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Coding, Fhir, FhirChanged, FhirMapError, FhirPayload};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.Encounter`: A US Core Encounter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,39 +35,17 @@ pub struct Encounter {
 }
 
 /// `com.athenaconnect.events.EncounterChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EncounterChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: Encounter,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type EncounterChanged = FhirChanged<Encounter>;
 
-impl AvroRecord for EncounterChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.EncounterChanged";
-}
-
-impl FhirEvent for EncounterChanged {
+impl FhirPayload for Encounter {
     const RESOURCE_TYPE: &'static str = "Encounter";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.EncounterChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         let class = f
             .codings("/class")
             .into_iter()
@@ -99,29 +76,16 @@ impl FhirEvent for EncounterChanged {
             appointment_ids: f.references("/appointment", ""),
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(EncounterChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::test_seen as seen;
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     #[test]
     fn encounter_maps_and_bad_ones_fail() {

@@ -1,4 +1,6 @@
-//! What the typed FHIR clinical events share: the [`FhirEvent`] trait, the typed
+//! What the typed FHIR clinical events share: the one event shape [`FhirChanged`] (envelope,
+//! typed payload, `original`), the [`FhirPayload`] trait each resource type's file implements
+//! (its fields and its mapper, nothing else), the [`FhirEvent`] trait connectors use, the typed
 //! [`FhirMapError`], the shared Avro records ([`Coding`], [`Quantity`], [`Attachment`] in
 //! `schemas/common/`), and the [`Fhir`] accessor every mapper reads its resource through.
 //!
@@ -23,6 +25,80 @@ use crate::{EventEnvelope, TimestampMillis};
 /// only the reference (url, content type, size, hash). 0: never inline, the default, so note
 /// and report content is fetched on demand and never flows through Kafka.
 pub const INLINE_ATTACHMENT_MAX_BYTES: u64 = 0;
+
+/// The typed fields of one FHIR R4 (US Core) resource type and their mapping: what a resource
+/// type's file provides.
+pub trait FhirPayload:
+    Serialize
+    + serde::de::DeserializeOwned
+    + Clone
+    + PartialEq
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The FHIR resource type it maps, e.g. `Observation`.
+    const RESOURCE_TYPE: &'static str;
+    /// Full name of the event schema, e.g. `com.athenaconnect.events.ObservationChanged`.
+    const EVENT_SCHEMA: &'static str;
+    /// athena patient id of the resource's subject.
+    fn patient_id(&self) -> &str;
+    /// The payload of resource `f` (id and type already checked).
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError>;
+}
+
+/// A typed FHIR event (`com.athenaconnect.events.{Type}Changed`): every typed FHIR event has
+/// this shape, so each resource type's file holds only its payload and mapper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirChanged<P> {
+    /// Event metadata.
+    pub envelope: EventEnvelope,
+    /// Typed US Core fields.
+    pub payload: P,
+    /// The FHIR resource as JSON text, unless PHI minimisation is on.
+    pub original: Option<String>,
+}
+
+impl<P: FhirPayload> AvroRecord for FhirChanged<P> {
+    const SCHEMA_NAME: &'static str = P::EVENT_SCHEMA;
+}
+
+impl<P: FhirPayload> FhirEvent for FhirChanged<P> {
+    const RESOURCE_TYPE: &'static str = P::RESOURCE_TYPE;
+    fn build(
+        envelope: EventEnvelope,
+        f: &Fhir<'_>,
+        original: Option<String>,
+    ) -> Result<Self, FhirMapError> {
+        Ok(FhirChanged {
+            envelope,
+            payload: P::map(f)?,
+            original,
+        })
+    }
+    fn envelope(&self) -> &EventEnvelope {
+        &self.envelope
+    }
+    fn envelope_mut(&mut self) -> &mut EventEnvelope {
+        &mut self.envelope
+    }
+    fn patient_id(&self) -> &str {
+        self.payload.patient_id()
+    }
+}
+
+/// The bulk-export observation the mapper unit tests use.
+#[cfg(test)]
+pub(crate) fn test_seen(include_original: bool) -> crate::mapping::Observation {
+    crate::mapping::Observation {
+        source: crate::SourceKind::BulkExport,
+        event_name: None,
+        snapshot: true,
+        include_original,
+    }
+}
 
 /// A typed event mapped from one FHIR R4 (US Core) resource type.
 pub trait FhirEvent: AvroRecord + Clone + PartialEq + std::fmt::Debug {

@@ -1,10 +1,9 @@
 //! `Immunization`: `com.athenaconnect.events.ImmunizationChanged` (`schemas/events/ImmunizationChanged.avsc`), CVX-coded vaccinations, read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Coding, Fhir, FhirEvent, FhirMapError, Quantity};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Coding, Fhir, FhirChanged, FhirMapError, FhirPayload, Quantity};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.Immunization`: A US Core Immunization.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,39 +33,17 @@ pub struct Immunization {
 }
 
 /// `com.athenaconnect.events.ImmunizationChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImmunizationChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: Immunization,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type ImmunizationChanged = FhirChanged<Immunization>;
 
-impl AvroRecord for ImmunizationChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.ImmunizationChanged";
-}
-
-impl FhirEvent for ImmunizationChanged {
+impl FhirPayload for Immunization {
     const RESOURCE_TYPE: &'static str = "Immunization";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.ImmunizationChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         let occurrence_at = f.time("/occurrenceDateTime");
         let occurrence_text = f.str("/occurrenceString");
         if occurrence_at.is_none() && occurrence_text.is_none() {
@@ -89,29 +66,16 @@ impl FhirEvent for ImmunizationChanged {
             performer_ids: f.references("/performer", "/actor"),
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(ImmunizationChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::test_seen as seen;
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     #[test]
     fn cvx_immunization_maps_and_bad_ones_fail() {

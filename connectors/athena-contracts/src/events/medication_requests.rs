@@ -1,10 +1,9 @@
 //! `MedicationRequest`: `com.athenaconnect.events.MedicationRequestChanged` (`schemas/events/MedicationRequestChanged.avsc`), RxNorm-coded prescriptions and medication-list entries, read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Coding, Fhir, FhirEvent, FhirMapError, Quantity};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Coding, Fhir, FhirChanged, FhirMapError, FhirPayload, Quantity};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.MedicationRequest`: A US Core MedicationRequest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,39 +31,17 @@ pub struct MedicationRequest {
 }
 
 /// `com.athenaconnect.events.MedicationRequestChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MedicationRequestChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: MedicationRequest,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type MedicationRequestChanged = FhirChanged<MedicationRequest>;
 
-impl AvroRecord for MedicationRequestChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.MedicationRequestChanged";
-}
-
-impl FhirEvent for MedicationRequestChanged {
+impl FhirPayload for MedicationRequest {
     const RESOURCE_TYPE: &'static str = "MedicationRequest";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.MedicationRequestChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         let medication_codes = f.codings("/medicationCodeableConcept");
         let medication_id = f.reference("/medicationReference");
         if medication_codes.is_empty() && medication_id.is_none() {
@@ -88,29 +65,16 @@ impl FhirEvent for MedicationRequestChanged {
             refills: f.int("/dispenseRequest/numberOfRepeatsAllowed"),
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(MedicationRequestChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::test_seen as seen;
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     #[test]
     fn rxnorm_request_maps_and_bad_ones_fail() {

@@ -4,8 +4,9 @@
 //! line there.
 //!
 //! Typed FHIR clinical events (Observation, Condition, ...) follow the same rule with their own
-//! table, [`fhir_table!`]'s invocation below: one file (mirror and [`fhir::FhirEvent`] mapper,
-//! sharing [`fhir`]'s accessor and error) plus one line `module => EventType;` there, which also
+//! table, the `fhir_table!` invocation below: one file (the payload mirror and its
+//! [`fhir::FhirPayload`] mapper; the event is `FhirChanged<Payload>`, sharing [`fhir`]'s accessor
+//! and error) plus one line `module => EventType;` there, which also
 //! declares the module, lists the resource type in [`FHIR_RESOURCE_TYPES`] and routes it in
 //! [`fhir_visit`] (so bulk backfill and the tests pick it up without further edits).
 //!

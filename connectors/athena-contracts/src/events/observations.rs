@@ -1,10 +1,9 @@
 //! `Observation`: `com.athenaconnect.events.ObservationChanged` (`schemas/events/ObservationChanged.avsc`), vital signs and laboratory results (select by `categories`), read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Coding, Fhir, FhirEvent, FhirMapError, Quantity};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Coding, Fhir, FhirChanged, FhirMapError, FhirPayload, Quantity};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.ObservationComponent`: One component of a panel observation (e.g. systolic and diastolic of a blood pressure).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,39 +51,17 @@ pub struct Observation {
 }
 
 /// `com.athenaconnect.events.ObservationChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObservationChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: Observation,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type ObservationChanged = FhirChanged<Observation>;
 
-impl AvroRecord for ObservationChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.ObservationChanged";
-}
-
-impl FhirEvent for ObservationChanged {
+impl FhirPayload for Observation {
     const RESOURCE_TYPE: &'static str = "Observation";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.ObservationChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         let components =
             f.r.get("component")
                 .and_then(serde_json::Value::as_array)
@@ -126,29 +103,16 @@ impl FhirEvent for ObservationChanged {
             performer_ids: f.references("/performer", ""),
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(ObservationChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::{FhirEvent, test_seen as seen};
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     fn vital(id: &str, loinc: &str, value: f64, unit: &str) -> serde_json::Value {
         json!({"resourceType": "Observation", "id": id,

@@ -1,10 +1,9 @@
 //! `ServiceRequest`: `com.athenaconnect.events.ServiceRequestChanged` (`schemas/events/ServiceRequestChanged.avsc`), orders and referrals (select by `categories`), read by id or patient-scoped search after a signal, or from a bulk export; one mapper for every path.
 
-use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
-use super::fhir::{Coding, Fhir, FhirEvent, FhirMapError};
-use crate::{EventEnvelope, TimestampMillis};
+use super::fhir::{Coding, Fhir, FhirChanged, FhirMapError, FhirPayload};
+use crate::TimestampMillis;
 
 /// `com.athenaconnect.events.ServiceRequest`: A US Core ServiceRequest: an order or a referral.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,39 +32,17 @@ pub struct ServiceRequest {
 }
 
 /// `com.athenaconnect.events.ServiceRequestChanged`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceRequestChanged {
-    /// Event metadata.
-    pub envelope: EventEnvelope,
-    /// Typed US Core fields.
-    pub payload: ServiceRequest,
-    /// The FHIR resource as JSON text, unless PHI minimisation is on.
-    pub original: Option<String>,
-}
+pub type ServiceRequestChanged = FhirChanged<ServiceRequest>;
 
-impl AvroRecord for ServiceRequestChanged {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.events.ServiceRequestChanged";
-}
-
-impl FhirEvent for ServiceRequestChanged {
+impl FhirPayload for ServiceRequest {
     const RESOURCE_TYPE: &'static str = "ServiceRequest";
+    const EVENT_SCHEMA: &'static str = "com.athenaconnect.events.ServiceRequestChanged";
 
-    fn envelope(&self) -> &EventEnvelope {
-        &self.envelope
-    }
-    fn envelope_mut(&mut self) -> &mut EventEnvelope {
-        &mut self.envelope
-    }
     fn patient_id(&self) -> &str {
-        &self.payload.patient_id
+        &self.patient_id
     }
 
-    fn build(
-        envelope: EventEnvelope,
-        f: &Fhir<'_>,
-        original: Option<String>,
-    ) -> Result<Self, FhirMapError> {
+    fn map(f: &Fhir<'_>) -> Result<Self, FhirMapError> {
         let payload = ServiceRequest {
             fhir_id: f.id.to_owned(),
             patient_id: f.patient("/subject", "subject")?,
@@ -85,29 +62,16 @@ impl FhirEvent for ServiceRequestChanged {
             reason_codes: f.codings_all("/reasonCode"),
             last_updated: f.time("/meta/lastUpdated"),
         };
-        Ok(ServiceRequestChanged {
-            envelope,
-            payload,
-            original,
-        })
+        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SourceKind;
-    use crate::mapping::{Observation as Seen, typed_from_fhir};
+    use crate::events::fhir::test_seen as seen;
+    use crate::mapping::typed_from_fhir;
     use serde_json::json;
-
-    fn seen(include_original: bool) -> Seen {
-        Seen {
-            source: SourceKind::BulkExport,
-            event_name: None,
-            snapshot: true,
-            include_original,
-        }
-    }
 
     #[test]
     fn referral_maps_and_bad_ones_fail() {
