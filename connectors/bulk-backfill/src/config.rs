@@ -295,7 +295,11 @@ mod tests {
         );
         assert_eq!(c.typed_topic("Patient"), None);
         assert!(c.typed_types().is_empty(), "types = [Patient]");
-        assert_eq!(Config::new(1).typed_types().len(), 10, "the default set");
+        assert_eq!(
+            Config::new(1).typed_types(),
+            athena_contracts::events::FHIR_RESOURCE_TYPES,
+            "the default set"
+        );
         let mut t = c.clone();
         t.typed_topics
             .insert("Condition".into(), "x.conditions".into());
