@@ -808,3 +808,69 @@ async fn write_workflow_checkin_claim_payment_document_insurance() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn patient_scoped_fhir_search_follows_next_links_and_windows() {
+    let (sim, client, _practice) = start(SimConfig::default()).await;
+    let patient = 60_178u64;
+    let want = |ty: &str| {
+        sim.state
+            .with_practice(PRACTICE, |p| {
+                athena_sim::api::fhir::resources(p, ty, Some(patient)).len()
+            })
+            .unwrap()
+    };
+    let n = want("Observation");
+    assert!(n >= 2, "the simulator seeds several observations: {n}");
+    let all = client
+        .fhir_search_patient(
+            PracticeId(PRACTICE),
+            "Observation",
+            &patient.to_string(),
+            None,
+            1,
+        )
+        .await
+        .expect("paged search");
+    assert_eq!(all.len(), n, "one resource per page, every page followed");
+    let ids: std::collections::BTreeSet<&str> =
+        all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), n, "no resource twice");
+    assert_eq!(
+        sim.state.request_count("GET", "/fhir/r4/Observation"),
+        n as u64,
+        "one request per page"
+    );
+    // A window after the seed holds only what changed since.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let since = Utc::now();
+    let mut changed = all[0].clone();
+    changed["status"] = serde_json::json!("amended");
+    sim.state.put_clinical(PRACTICE, changed.clone()).unwrap();
+    let window = client
+        .fhir_search_patient(
+            PracticeId(PRACTICE),
+            "Observation",
+            &patient.to_string(),
+            Some(since),
+            20,
+        )
+        .await
+        .expect("window search");
+    assert_eq!(window.len(), 1);
+    assert_eq!(window[0]["id"], changed["id"]);
+    assert_eq!(window[0]["status"], "amended");
+    // Another patient's resources never leak into the search.
+    let other = client
+        .fhir_search_patient(PracticeId(PRACTICE), "Condition", "60179", None, 50)
+        .await
+        .unwrap();
+    assert!(!other.is_empty());
+    assert!(other.iter().all(|r| {
+        r["subject"]["reference"]
+            .as_str()
+            .unwrap()
+            .ends_with(".E-60179")
+    }));
+    sim.shutdown().await;
+}

@@ -63,7 +63,8 @@ fn restart_of(config: &RootConfig, i: &Instance<'_>) -> Result<RestartConfig, Co
 enum Typed {
     ChangedData(changed_data_source::Config),
     WriteBack(write_back_sink::Config),
-    FhirPush(fhir_push::Config),
+    // Boxed: the push config is by far the largest (clippy::large_enum_variant).
+    FhirPush(Box<fhir_push::Config>),
 }
 
 impl Typed {
@@ -84,7 +85,7 @@ impl Typed {
             Kind::FhirPush => {
                 let c: fhir_push::Config = typed(&k, &table)?;
                 c.validate().map_err(|e| prefixed(i, e))?;
-                Ok(Typed::FhirPush(c))
+                Ok(Typed::FhirPush(Box::new(c)))
             }
         }
     }
@@ -186,6 +187,7 @@ fn build_one(
             (f, offsets)
         }
         Typed::FhirPush(c) => {
+            let c = *c;
             // The receiver answers only once a notification is on Kafka; the position that
             // matters is the inflation stage's consumer group on the notifications topic.
             let offsets = OffsetsLocation::ConsumerGroup {

@@ -16,13 +16,22 @@
 //!   ([`events::FeedEvent::build`] from an athena record; `patient_from_fhir` and
 //!   `resource_from_fhir` from FHIR), plus the [`events::Rec`] lenient record accessor, the
 //!   per-feed table ([`events::spec`], [`events::visit`]) and [`events::feed_name`].
+//! - [`events::fhir`]: the typed FHIR clinical events' shared part (the event shape
+//!   [`events::fhir::FhirChanged`], the [`events::fhir::FhirPayload`] and
+//!   [`events::fhir::FhirEvent`] traits, the typed [`events::fhir::FhirMapError`], the common
+//!   `Coding`/`Quantity`/`Attachment` records and the resource accessor); one file per resource
+//!   type (`observations`, `conditions`, ...: payload and mapper) and one line per type in the
+//!   FHIR table ([`events::fhir_visit`], [`events::FHIR_RESOURCE_TYPES`]), mapped by
+//!   [`mapping::typed_from_fhir`] and encoded by [`mapping::encode_typed_fhir`].
 //! - [`mapping`]: what every path shares around the payload: version markers, event ids, the
 //!   envelope, `original`, and the entry points each path calls.
 //! - [`commands`]: [`CommandResult`] (one per command) and [`BookAppointment`]; the other command
 //!   payloads live with their handlers in the write-back sink.
 //!
 //! Field mapping sits in each entity's file rather than in a `mapping/` tree so that a new
-//! event type is one file (mirror and mapping together) plus one line in the feed table; the
+//! event type is one file (mirror and mapping together) plus one line in the feed table (or,
+//! for a typed FHIR event, one line `module => EventType;` in the FHIR table, which also
+//! declares the module; the schema and its example live in `schemas/`); the
 //! envelope and id derivation are in one place ([`mapping`]) because they must not differ
 //! between entities or paths.
 //!

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use connector_core::ids::{Version, event_id};
 use serde_json::Value;
 
+use crate::events::fhir::{Fhir, FhirEvent, FhirMapError};
 use crate::events::{FeedEvent, Rec};
 use crate::time::parse_athena_time;
 use crate::{AppointmentChanged, EventEnvelope, PatientChanged, SourceKind, TimestampMillis};
@@ -225,6 +226,140 @@ pub fn appointment_from_athena(
     obs: &Observation,
 ) -> Option<AppointmentChanged> {
     from_athena(practice, raw, obs)
+}
+
+/// The typed event `T` of a FHIR resource (the one mapper every path calls for that type): the
+/// envelope and id exactly as [`resource_from_fhir`] derives them (`entity_type` the lower-case
+/// resource type, `entity_id` the FHIR id, version [`fhir_version`]), so the same resource version
+/// gives the same event id on every path; `original` behind the same PHI-minimisation switch.
+/// A resource of another type, without an id, or missing a field US Core requires is a typed
+/// [`FhirMapError`] (permanent), never a panic.
+pub fn typed_from_fhir<T: FhirEvent>(
+    practice: &str,
+    r: &Value,
+    obs: &Observation,
+) -> Result<T, FhirMapError> {
+    let found = r
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .ok_or(FhirMapError::NotAResource)?;
+    if found != T::RESOURCE_TYPE {
+        return Err(FhirMapError::WrongType {
+            expected: T::RESOURCE_TYPE,
+            found: found.to_owned(),
+        });
+    }
+    let id = r
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(FhirMapError::Missing {
+            resource_type: T::RESOURCE_TYPE,
+            id: String::new(),
+            field: "id",
+        })?;
+    let (version, at) = fhir_version(r);
+    let entity_type = T::RESOURCE_TYPE.to_ascii_lowercase();
+    let envelope = fhir_envelope(obs, practice, &entity_type, id, &version, at);
+    let f = Fhir {
+        r,
+        resource_type: T::RESOURCE_TYPE,
+        id,
+    };
+    T::build(envelope, &f, obs.include_original.then(|| r.to_string()))
+}
+
+/// One typed FHIR event, encoded and ready to produce.
+#[derive(Debug)]
+pub struct EncodedFhirEvent {
+    /// Kafka key `{practice}/{patient}` ([`FhirEvent::key`]).
+    pub key: String,
+    /// Confluent-framed Avro value.
+    pub value: Vec<u8>,
+    /// The event headers ([`crate::envelope::event_headers`]).
+    pub headers: rdkafka::message::OwnedHeaders,
+    /// The event id.
+    pub event_id: String,
+}
+
+/// Why a resource did not become an encoded typed event.
+#[derive(Debug, thiserror::Error)]
+pub enum TypedEventError {
+    /// The resource does not map (permanent: dead-letter or skip it).
+    #[error(transparent)]
+    Map(#[from] FhirMapError),
+    /// Encoding failed (a schema mismatch; see [`connector_core::CoreError::class`]).
+    #[error(transparent)]
+    Encode(#[from] connector_core::CoreError),
+}
+
+/// The typed event of FHIR resource `r` through [`typed_from_fhir`], encoded with the schema id
+/// the caller registered for its topic: the one step every path (push inflation, backfill,
+/// enrichment) takes, so one resource version gives byte-identical payloads (bar the path's
+/// envelope fields). `None` when `r`'s type has no typed event (use [`resource_from_fhir`]).
+pub fn encode_typed_fhir(
+    practice: &str,
+    r: &Value,
+    obs: &Observation,
+    schema_id: u32,
+) -> Option<Result<EncodedFhirEvent, TypedEventError>> {
+    struct Encode<'a> {
+        practice: &'a str,
+        r: &'a Value,
+        obs: &'a Observation,
+        schema_id: u32,
+    }
+    impl crate::events::FhirEventVisitor for Encode<'_> {
+        type Output = Result<EncodedFhirEvent, TypedEventError>;
+        fn visit<T: FhirEvent>(self) -> Self::Output {
+            let ev = typed_from_fhir::<T>(self.practice, self.r, self.obs)?;
+            let value = connector_core::avro::Encoder::<T>::with_id(self.schema_id)?.encode(&ev)?;
+            Ok(EncodedFhirEvent {
+                key: ev.key(),
+                value,
+                headers: crate::envelope::event_headers(
+                    ev.envelope(),
+                    T::SCHEMA_NAME,
+                    &format!("athena://{}/fhir/{}", self.practice, T::RESOURCE_TYPE),
+                ),
+                event_id: ev.envelope().event_id.clone(),
+            })
+        }
+    }
+    let ty = r.get("resourceType").and_then(Value::as_str)?;
+    crate::events::fhir_visit(
+        ty,
+        Encode {
+            practice,
+            r,
+            obs,
+            schema_id,
+        },
+    )
+}
+
+/// The topic of the typed event of `resource_type`: `overrides[resource_type]`, else its
+/// schema's default topic; `None` when the type has no typed event.
+pub fn typed_topic(
+    overrides: &std::collections::BTreeMap<String, String>,
+    resource_type: &str,
+) -> Option<String> {
+    let spec = crate::events::fhir_spec(resource_type)?;
+    Some(
+        overrides
+            .get(resource_type)
+            .cloned()
+            .unwrap_or_else(|| spec.default_topic.to_string()),
+    )
+}
+
+/// The first key of a `typed_topics` config map that is not a typed resource type or names an
+/// empty topic (for the config error), if any.
+pub fn invalid_typed_topic(overrides: &std::collections::BTreeMap<String, String>) -> Option<&str> {
+    overrides
+        .iter()
+        .find(|(t, topic)| crate::events::fhir_spec(t).is_none() || topic.trim().is_empty())
+        .map(|(t, _)| t.as_str())
 }
 
 /// The envelope of a FHIR resource's event (FHIR version marker, no department).

@@ -7,11 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
+use athena_contracts::events::fhir::FhirEvent;
 use athena_contracts::events::{
-    allergies, ccm_enrollment_status, charge_codes, claims, family_history, imaging_results,
-    lab_results, medications, or_cases, orders, patient_cases, prescriptions, problems,
-    provider_numbers, providers, referring_provider_numbers, referring_providers, stays,
-    surgery_cases, vaccines, visits,
+    FHIR_RESOURCE_TYPES, FhirEventVisitor, allergies, ccm_enrollment_status, charge_codes, claims,
+    family_history, imaging_results, lab_results, medications, or_cases, orders, patient_cases,
+    prescriptions, problems, provider_numbers, providers, referring_provider_numbers,
+    referring_providers, stays, surgery_cases, vaccines, visits,
 };
 use athena_contracts::{
     AppointmentChanged, BookAppointment, CommandResult, FhirResourceChanged, PatientChanged,
@@ -66,7 +67,26 @@ fn round_trip<T: AvroRecord + PartialEq + Debug>(
     Ok(())
 }
 
+/// The round trip of a typed FHIR event, keyed by its schema's short name.
+struct FhirRow;
+impl FhirEventVisitor for FhirRow {
+    type Output = (&'static str, RoundTrip);
+    fn visit<T: FhirEvent>(self) -> Self::Output {
+        let short = T::SCHEMA_NAME.rsplit('.').next().unwrap();
+        (short, round_trip::<T> as RoundTrip)
+    }
+}
+
 fn table() -> BTreeMap<&'static str, RoundTrip> {
+    let mut t = feed_and_command_table();
+    for rt in FHIR_RESOURCE_TYPES {
+        let (name, f) = athena_contracts::events::fhir_visit(rt, FhirRow).unwrap();
+        assert!(t.insert(name, f).is_none(), "{name} twice");
+    }
+    t
+}
+
+fn feed_and_command_table() -> BTreeMap<&'static str, RoundTrip> {
     BTreeMap::from([
         ("PatientChanged", round_trip::<PatientChanged> as RoundTrip),
         ("AppointmentChanged", round_trip::<AppointmentChanged>),

@@ -8,6 +8,8 @@
 //! - [`state`]: `SimState`, the shared state and the test-facing methods (faults, tokens,
 //!   counters, ledger, seeding helpers).
 //! - [`model`]: the plain data model (practices, patients, appointments, claims, …).
+//! - [`clinical`]: US Core clinical FHIR resources (vitals, labs, notes, immunizations, …)
+//!   seeded per patient and linked to an Encounter.
 //! - [`feeds`]: Changed Data Subscriptions — feed table, delayed subscriptions, change rows.
 //! - [`guard`]: the gateway — bearer check, QPS bucket, daily quota, practice id, request ids.
 //! - [`faults`]: scripted `FaultRule`s (status, latency, dropped connection, …).
@@ -19,6 +21,7 @@
 //! - [`util`]: the `Params` extractor, athena-style errors, date formats.
 
 pub mod api;
+pub mod clinical;
 pub mod config;
 pub mod faults;
 pub mod feeds;

@@ -399,6 +399,8 @@ pub struct IdGen {
     pub insurance: u64,
     /// Next chart item id.
     pub chart: u64,
+    /// Next clinical FHIR resource number (`crate::clinical`).
+    pub clinical: u64,
 }
 
 impl Default for IdGen {
@@ -412,6 +414,7 @@ impl Default for IdGen {
             document: 9_001,
             insurance: 801,
             chart: 3_001,
+            clinical: 7_000_001,
         }
     }
 }
@@ -445,6 +448,8 @@ pub struct Practice {
     pub insurances: BTreeMap<u64, Insurance>,
     /// Chart items in order.
     pub chart: Vec<ChartItem>,
+    /// Clinical FHIR resources by logical id (`crate::clinical`).
+    pub clinical: BTreeMap<String, crate::clinical::ClinicalResource>,
     /// Changed-data feeds by path.
     pub feeds: BTreeMap<&'static str, FeedState>,
     /// Id counters.
@@ -481,6 +486,7 @@ impl Practice {
             documents: BTreeMap::new(),
             insurances: BTreeMap::new(),
             chart: Vec::new(),
+            clinical: BTreeMap::new(),
             feeds: FEEDS
                 .iter()
                 .map(|f| (f.path, FeedState::default()))
@@ -532,7 +538,8 @@ impl Practice {
                 email: Some(format!("patient{i}@example.invalid")),
                 ..Default::default()
             };
-            p.insert_patient(patient_fields(&np), now);
+            let patient = p.insert_patient(patient_fields(&np), now);
+            p.seed_clinical(patient, now);
         }
         let tomorrow = today_eastern() + ChronoDuration::days(1);
         let provs: Vec<(String, String)> = p

@@ -247,6 +247,16 @@ impl SimState {
             .unwrap_or(0)
     }
 
+    /// Inserts or replaces a clinical FHIR resource (a test helper beyond the contract; see
+    /// [`crate::clinical`]): `meta.lastUpdated` becomes now. Returns its id, or `None` for a
+    /// resource without an id or a patient subject of that practice.
+    pub fn put_clinical(&self, practice: u64, resource: serde_json::Value) -> Option<String> {
+        let mut w = self.inner.world.lock();
+        w.practices
+            .get_mut(&practice)?
+            .put_clinical(resource, Utc::now())
+    }
+
     /// Read access to one practice (a test helper beyond the contract).
     pub fn with_practice<T>(&self, practice: u64, f: impl FnOnce(&Practice) -> T) -> Option<T> {
         self.inner.world.lock().practices.get(&practice).map(f)

@@ -135,3 +135,115 @@ async fn bulk_export_end_to_end_with_split_files() {
     assert_eq!(h.get(&status_url).await.status(), 404);
     h.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn clinical_searches_page_window_and_read_by_id() {
+    let h = Harness::start(SimConfig::default()).await;
+    let base = &h.sim.base_url;
+    let practice = format!("ah-practice=Organization/a-1.Practice-{PID}");
+    let patient = 60_178u64;
+    for ty in athena_sim::clinical::CLINICAL_TYPES {
+        let want = h
+            .sim
+            .state
+            .with_practice(PID, |p| {
+                athena_sim::api::fhir::resources(p, ty, Some(patient)).len()
+            })
+            .unwrap();
+        assert!(want >= 1, "{ty} seeded for the patient");
+        // Page through with _count=1: every resource once, then no next link.
+        let mut url =
+            format!("{base}/fhir/r4/{ty}?patient=a-{PID}.E-{patient}&{practice}&_count=1");
+        let mut seen = Vec::new();
+        for _ in 0..=want {
+            let r = h.get(&url).await;
+            assert_eq!(r.status(), 200, "{ty}");
+            let b: Value = r.json().await.unwrap();
+            assert_eq!(b["type"], "searchset");
+            assert_eq!(b["total"], want, "{ty}");
+            for e in b["entry"].as_array().unwrap() {
+                let res = &e["resource"];
+                assert_eq!(res["resourceType"], *ty);
+                let subject = ["subject", "patient", "beneficiary"]
+                    .iter()
+                    .find_map(|k| res[k]["reference"].as_str())
+                    .unwrap();
+                assert_eq!(subject, format!("Patient/a-{PID}.E-{patient}"));
+                seen.push(res["id"].as_str().unwrap().to_string());
+            }
+            let next = b["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["relation"] == "next")
+                .map(|l| l["url"].as_str().unwrap().to_string());
+            match next {
+                Some(n) => url = n,
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), want, "{ty}: {seen:?}");
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), want, "{ty}: no resource twice");
+        // Read by id.
+        let r = h.get(&format!("{base}/fhir/r4/{ty}/{}", seen[0])).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["id"], seen[0].as_str());
+        let r = h
+            .get(&format!("{base}/fhir/r4/{ty}/a-{PID}.nothing-1"))
+            .await;
+        assert_eq!(r.status(), 404);
+    }
+    // _lastUpdated windows: nothing after now, everything up to now.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let q = |bound: &str| {
+        format!(
+            "{base}/fhir/r4/Observation?patient=a-{PID}.E-{patient}&{practice}&_lastUpdated={bound}{later}"
+        )
+    };
+    let ge: Value = h.get(&q("ge")).await.json().await.unwrap();
+    assert_eq!(ge["total"], 0);
+    let lt: Value = h.get(&q("lt")).await.json().await.unwrap();
+    assert!(lt["total"].as_u64().unwrap() >= 1);
+    assert_eq!(h.get(&q("xx")).await.status(), 400, "bad prefix");
+    let bad = h
+        .get(&format!(
+            "{base}/fhir/r4/Observation?patient=a-{PID}.E-{patient}&{practice}&_count=x"
+        ))
+        .await;
+    assert_eq!(bad.status(), 400);
+    // Category filter (vitals vs labs).
+    let vitals: Value = h
+        .get(&format!(
+            "{base}/fhir/r4/Observation?patient=a-{PID}.E-{patient}&{practice}&category=vital-signs"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let labs: Value = h
+        .get(&format!(
+            "{base}/fhir/r4/Observation?patient=a-{PID}.E-{patient}&{practice}&category=laboratory"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let all: Value = h
+        .get(&format!(
+            "{base}/fhir/r4/Observation?patient=a-{PID}.E-{patient}&{practice}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(vitals["total"].as_u64().unwrap() >= 1 && labs["total"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        vitals["total"].as_u64().unwrap() + labs["total"].as_u64().unwrap(),
+        all["total"].as_u64().unwrap()
+    );
+    h.sim.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! `[backfill]`: one practice's FHIR Bulk `$export` backfill. Field docs are the user docs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use athena_contracts::{FhirResourceChanged, PatientChanged};
@@ -68,8 +69,14 @@ pub struct Config {
     /// Create the missing event topics at start with this many partitions (0 = do not create).
     #[serde(default = "default_topic_partitions")]
     pub topic_partitions: i32,
-    /// Topic for every other resource type (`FhirResourceChanged`).
+    /// Topic for resource types without a typed event (`FhirResourceChanged`).
     pub fhir_resources_topic: Option<String>,
+    /// Topic per resource type with a typed event (Observation, Condition, Encounter, ... as
+    /// listed by `athena_contracts::events::FHIR_RESOURCE_TYPES`), e.g.
+    /// `typed_topics = { Observation = "athena.observations.v1" }`; a type not listed goes to
+    /// its schema's default topic.
+    #[serde(default)]
+    pub typed_topics: BTreeMap<String, String>,
     /// Keep the original resource JSON in events (`false` = PHI minimisation).
     #[serde(default = "yes")]
     pub include_original: bool,
@@ -142,6 +149,7 @@ impl Config {
             patients_topic: None,
             topic_partitions: default_topic_partitions(),
             fhir_resources_topic: None,
+            typed_topics: BTreeMap::new(),
             include_original: true,
             patient_source: PatientSource::Athena,
             patient_lookup_concurrency: default_patient_lookup_concurrency(),
@@ -161,6 +169,19 @@ impl Config {
         self.fhir_resources_topic
             .clone()
             .unwrap_or_else(default_topic::<FhirResourceChanged>)
+    }
+    /// Topic of the typed event of `resource_type` (`None`: the type has no typed event).
+    pub fn typed_topic(&self, resource_type: &str) -> Option<String> {
+        athena_contracts::mapping::typed_topic(&self.typed_topics, resource_type)
+    }
+    /// The exported resource types with a typed event (all of them when `types` is empty, the
+    /// server's default set).
+    pub fn typed_types(&self) -> Vec<&'static str> {
+        athena_contracts::events::FHIR_RESOURCE_TYPES
+            .iter()
+            .copied()
+            .filter(|t| self.types.is_empty() || self.types.iter().any(|x| x == t))
+            .collect()
     }
 }
 
@@ -204,6 +225,15 @@ impl Validate for Config {
             return Err(CoreError::config(
                 "backfill.types",
                 format!("`{t}` is not a FHIR resource type"),
+            ));
+        }
+        if let Some(t) = athena_contracts::mapping::invalid_typed_topic(&self.typed_topics) {
+            return Err(CoreError::config(
+                format!("backfill.typed_topics.{t}"),
+                format!(
+                    "must be a non-empty topic of one of {}",
+                    athena_contracts::events::FHIR_RESOURCE_TYPES.join(", ")
+                ),
             ));
         }
         if self.checkpoint_topic.trim().is_empty() {
@@ -270,6 +300,30 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("backfill.types")
+        );
+        // Typed topics: the schema default unless overridden; unknown types name the key.
+        assert_eq!(
+            c.typed_topic("Observation").as_deref(),
+            Some("athena.observations.v1")
+        );
+        assert_eq!(c.typed_topic("Patient"), None);
+        assert!(c.typed_types().is_empty(), "types = [Patient]");
+        assert_eq!(
+            Config::new(1).typed_types(),
+            athena_contracts::events::FHIR_RESOURCE_TYPES,
+            "the default set"
+        );
+        let mut t = c.clone();
+        t.typed_topics
+            .insert("Condition".into(), "x.conditions".into());
+        assert_eq!(t.typed_topic("Condition").as_deref(), Some("x.conditions"));
+        t.validate().unwrap();
+        t.typed_topics.insert("Patient".into(), "x.p".into());
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("backfill.typed_topics.Patient")
         );
         assert_eq!(c.patient_source, PatientSource::Athena);
         assert_eq!(c.patient_lookup_concurrency, 8);

@@ -25,6 +25,14 @@
 //! NDJSON line order and "lines acknowledged" keeps meaning a prefix of the file. A patient gone
 //! since the export (404) falls back to the FHIR mapping and is counted in
 //! [`Summary::patients_fallback`].
+//!
+//! # Typed clinical events
+//! Every exported type with a typed event (Observation, Condition, Encounter, ... as listed by
+//! `athena_contracts::events::FHIR_RESOURCE_TYPES`) is mapped by the same mapper push inflation
+//! and enrichment use ([`mapping::typed_from_fhir`]) to its own topic ([`Config::typed_topic`]),
+//! keyed `practice/patient`; the rest stays `FhirResourceChanged`. A resource the typed mapper
+//! rejects (a field US Core requires is missing) is skipped, counted in [`Summary::skipped`] and
+//! logged by resource type, line and field, never content.
 
 pub mod config;
 pub mod progress;
@@ -34,8 +42,12 @@ use std::time::Duration;
 
 use athena_client::api::bulk::{ExportJob, ExportPolling, ExportRequest, ManifestFile};
 use athena_client::{AthenaClient, PracticeClient, PracticeId};
+use std::collections::HashMap;
+
 use athena_contracts::envelope::event_headers;
-use athena_contracts::mapping::{self, Observation};
+use athena_contracts::events::fhir::{FhirEvent, FhirMapError};
+use athena_contracts::events::{FhirEventVisitor, fhir_visit};
+use athena_contracts::mapping::{self, Observation, TypedEventError};
 use athena_contracts::{FhirResourceChanged, PatientChanged, SourceKind};
 use chrono::{DateTime, Utc};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
@@ -47,6 +59,7 @@ use connector_core::retry::Backoff;
 use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -147,6 +160,8 @@ enum Line {
     },
     /// A resource without a usable id.
     NoId,
+    /// A resource its typed mapper rejects.
+    Unmappable(FhirMapError),
     /// A line that is not JSON.
     NotJson,
     /// The download broke before this line.
@@ -166,6 +181,8 @@ struct Sink {
     practice: String,
     patients: (String, Encoder<PatientChanged>),
     resources: (String, Encoder<FhirResourceChanged>),
+    /// Topic and registered schema id of each exported type with a typed event.
+    typed: HashMap<&'static str, (String, u32)>,
     obs: Observation,
     /// `Some` with `patient_source = "athena"`: where patients are re-read.
     patient_reader: Option<PracticeClient>,
@@ -177,7 +194,7 @@ impl Sink {
     async fn line(&self, r: &Value) -> Result<Line, Error> {
         let is_patient = r.get("resourceType").and_then(Value::as_str) == Some("Patient");
         let Some(reader) = self.patient_reader.as_ref().filter(|_| is_patient) else {
-            return Ok(self.encode_fhir(r)?.map_or(Line::NoId, Line::Event));
+            return self.encode_fhir_line(r);
         };
         let Some(id) = r
             .get("id")
@@ -221,6 +238,27 @@ impl Sink {
                 &format!("athena://{}/patients", self.practice),
             ),
         }))
+    }
+
+    /// The line of a FHIR resource as exported: its typed event when its type has one,
+    /// otherwise [`Sink::encode_fhir`].
+    fn encode_fhir_line(&self, r: &Value) -> Result<Line, Error> {
+        let ty = r.get("resourceType").and_then(Value::as_str).unwrap_or("");
+        if let Some((topic, schema_id)) = self.typed.get(ty) {
+            return match mapping::encode_typed_fhir(&self.practice, r, &self.obs, *schema_id)
+                .expect("typed types come from the FHIR table")
+            {
+                Ok(e) => Ok(Line::Event(Out {
+                    topic: topic.clone(),
+                    key: e.key,
+                    value: e.value,
+                    headers: e.headers,
+                })),
+                Err(TypedEventError::Map(e)) => Ok(Line::Unmappable(e)),
+                Err(TypedEventError::Encode(e)) => Err(e.into()),
+            };
+        }
+        Ok(self.encode_fhir(r)?.map_or(Line::NoId, Line::Event))
     }
 
     /// The event of a FHIR resource as exported (FHIR version marker).
@@ -276,6 +314,19 @@ impl Sink {
     }
 }
 
+/// Resolves (registering when configured to) the schema id of a typed event on its topic.
+struct ResolveTyped<'a> {
+    codec: &'a AvroCodec,
+    topic: String,
+}
+
+impl<'a> FhirEventVisitor for ResolveTyped<'a> {
+    type Output = BoxFuture<'a, Result<u32, CoreError>>;
+    fn visit<T: FhirEvent>(self) -> Self::Output {
+        Box::pin(async move { Ok(self.codec.encoder::<T>(&self.topic).await?.schema_id()) })
+    }
+}
+
 struct Checkpoint {
     store: KafkaCheckpointStore,
     key: String,
@@ -310,8 +361,15 @@ pub async fn run_backfill(
     config.validate()?;
     if config.topic_partitions > 0 {
         let admin = env.kafka.build_admin()?;
-        let topics = [config.patients_topic(), config.fhir_resources_topic()]
-            .map(|t| TopicSpec::new(t, config.topic_partitions));
+        // The patient and untyped topics, and every typed clinical event's topic.
+        let typed = athena_contracts::events::FHIR_RESOURCE_TYPES
+            .iter()
+            .filter_map(|ty| config.typed_topic(ty));
+        let topics: Vec<TopicSpec> = [config.patients_topic(), config.fhir_resources_topic()]
+            .into_iter()
+            .chain(typed)
+            .map(|t| TopicSpec::new(t, config.topic_partitions))
+            .collect();
         ensure_topics(&admin, env.kafka.replication_factor, &topics).await?;
     }
     let producer = env.kafka.build_producer()?;
@@ -330,7 +388,22 @@ pub async fn run_backfill(
     let codec = AvroCodec::new(env.registry.clone())?;
     let (pt, rt) = (config.patients_topic(), config.fhir_resources_topic());
     let practice = PracticeId(config.practice_id);
+    let mut typed = HashMap::new();
+    for ty in config.typed_types() {
+        let topic = config
+            .typed_topic(ty)
+            .expect("typed types have a typed topic");
+        let resolve = ResolveTyped {
+            codec: &codec,
+            topic: topic.clone(),
+        };
+        let id = fhir_visit(ty, resolve)
+            .expect("typed types come from the FHIR table")
+            .await?;
+        typed.insert(ty, (topic, id));
+    }
     let sink = Sink {
+        typed,
         patients: (pt.clone(), codec.encoder(&pt).await?),
         resources: (rt.clone(), codec.encoder(&rt).await?),
         producer,
@@ -513,6 +586,10 @@ pub async fn run_backfill(
                         summary.patients_fallback += 1;
                         tracing::warn!(patient_id = %patient_id, line, "Exported patient is gone from athena (404); its snapshot is mapped from the FHIR resource.");
                         batch.push(out);
+                    }
+                    Line::Unmappable(e) => {
+                        summary.skipped += 1;
+                        tracing::warn!(resource_type = %file.resource_type, line, error = %e, "Skipped an export record its typed mapper rejects.");
                     }
                     Line::NoId => {
                         summary.skipped += 1;

@@ -1,6 +1,10 @@
 //! The backfill on the real broker and registry against the simulator's `$export`:
-//! - N generated resources give N snapshot events (patients as `PatientChanged`, the rest as
-//!   `FhirResourceChanged`), and the manifest's `transactionTime` becomes the next `_since`;
+//! - N generated resources give N snapshot events (patients as `PatientChanged`, encounters as
+//!   their typed `EncounterChanged`), and the manifest's `transactionTime` becomes the next
+//!   `_since`;
+//! - typed clinical types arrive as their typed events, equal to the shared mapper's output for
+//!   the resource the simulator holds, keyed by patient; a resource the mapper rejects is skipped
+//!   and counted;
 //! - a run stopped mid-file resumes inside that file (in-process, deterministic);
 //! - a patient read that fails for good stops the run with every line before it durable, and the
 //!   rerun resumes at that line;
@@ -15,6 +19,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::events::encounters::EncounterChanged;
+use athena_contracts::events::fhir::FhirEvent;
+use athena_contracts::events::observations::ObservationChanged;
+use athena_contracts::mapping::{Observation, typed_from_fhir};
 use athena_contracts::{FhirResourceChanged, PatientChanged, SourceKind};
 use athena_sim::{Fault, FaultRule, RunningSim};
 use bulk_backfill::config::ProgressMode;
@@ -40,21 +48,20 @@ fn config(poll_ms: u64) -> Config {
     c.checkpoint_topic = unique("backfill.state");
     c.patients_topic = Some(unique("patients"));
     c.fhir_resources_topic = Some(unique("fhir"));
+    c.typed_topics
+        .insert("Encounter".into(), unique("encounters"));
     c.checkpoint_every = 5;
     c.progress = ProgressMode::Log;
     c.log_interval = Duration::from_millis(200);
     c
 }
 
-/// Expected resources: every patient, and an Encounter per checked-in appointment (none here).
+/// Expected resources: every patient, and every Encounter the simulator serves (one per
+/// checked-in appointment, none here, plus the seeded visits).
 fn expected(sim: &RunningSim) -> usize {
     sim.state
         .with_practice(PRACTICE, |p| {
-            p.patients.len()
-                + p.appointments
-                    .values()
-                    .filter(|a| matches!(a.status.as_str(), "2" | "3" | "4"))
-                    .count()
+            p.patients.len() + athena_sim::api::fhir::resources(p, "Encounter", None).len()
         })
         .unwrap()
 }
@@ -83,6 +90,14 @@ async fn events(stack: &Stack, env: &RunEnv, cfg: &Config) -> BTreeMap<String, u
             assert!(ev.envelope.snapshot);
             *ids.entry(ev.envelope.event_id).or_insert(0) += 1;
         }
+    }
+    let et = cfg.typed_topic("Encounter").unwrap();
+    let ne = high_watermark(env, &et) as usize;
+    for m in stack.consume(&et, ne, Duration::from_secs(60)).await {
+        let ev: EncounterChanged = codec.decode(m.payload().unwrap()).await.unwrap();
+        assert!(ev.envelope.snapshot);
+        assert_eq!(m.key(), Some(ev.key().as_bytes()));
+        *ids.entry(ev.envelope.event_id).or_insert(0) += 1;
     }
     ids
 }
@@ -290,6 +305,7 @@ poll_max_interval = "2s"
 checkpoint_topic = "{cp}"
 patients_topic = "{pt}"
 fhir_resources_topic = "{rt}"
+typed_topics = {{ Encounter = "{et}" }}
 checkpoint_every = 5
 progress = "log"
 log_interval = "500ms"
@@ -300,6 +316,7 @@ log_interval = "500ms"
         cp = cfg.checkpoint_topic,
         pt = cfg.patients_topic(),
         rt = cfg.fhir_resources_topic(),
+        et = cfg.typed_topic("Encounter").unwrap(),
     )
     .unwrap();
     let path = file.path().to_str().unwrap().to_string();
@@ -336,7 +353,8 @@ log_interval = "500ms"
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let before = high_watermark(&env, &cfg.patients_topic())
-        + high_watermark(&env, &cfg.fhir_resources_topic());
+        + high_watermark(&env, &cfg.fhir_resources_topic())
+        + high_watermark(&env, &cfg.typed_topic("Encounter").unwrap());
     assert!(
         (before as usize) < n,
         "the first run did not finish: {before} of {n}"
@@ -355,5 +373,91 @@ log_interval = "500ms"
         total - n
     );
     drop(file);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn typed_clinical_types_arrive_as_typed_events_from_the_shared_mapper() {
+    let stack = Stack::get().await;
+    let sim = sim_with_patients(0).await;
+    // One Observation the typed mapper must reject (no status): skipped and counted, not fatal.
+    let patient = sim
+        .state
+        .with_practice(PRACTICE, |p| *p.patients.keys().next().unwrap())
+        .unwrap();
+    sim.state
+        .put_clinical(
+            PRACTICE,
+            serde_json::json!({"resourceType": "Observation", "id": format!("a-{PRACTICE}.vitals-bad-1"),
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                "subject": {"reference": format!("Patient/a-{PRACTICE}.E-{patient}")}}),
+        )
+        .unwrap();
+    let client = athena(&sim);
+    let env = env(&stack);
+    let mut cfg = config(100);
+    cfg.types = vec!["Observation".into()];
+    cfg.include_original = false;
+    cfg.typed_topics = [("Observation".to_string(), unique("observations"))].into();
+    let topic = cfg.typed_topic("Observation").unwrap();
+    create_topics(&stack, &cfg).await;
+    let held: Vec<serde_json::Value> = sim
+        .state
+        .with_practice(PRACTICE, |p| {
+            athena_sim::api::fhir::resources(p, "Observation", None)
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect()
+        })
+        .unwrap();
+    let obs = Observation {
+        source: SourceKind::BulkExport,
+        event_name: None,
+        snapshot: true,
+        include_original: false,
+    };
+    let mut want: BTreeMap<String, ObservationChanged> = BTreeMap::new();
+    for r in &held {
+        if let Ok(ev) = typed_from_fhir::<ObservationChanged>(&PRACTICE.to_string(), r, &obs) {
+            want.insert(ev.envelope.event_id.clone(), ev);
+        }
+    }
+    assert_eq!(
+        want.len() + 1,
+        held.len(),
+        "exactly the bad one does not map"
+    );
+    let (control, _h) = connector_core::runtime::task("default", "bulk-backfill");
+    let s = run_backfill("default", &cfg, &env, &client, control)
+        .await
+        .unwrap();
+    assert_eq!(s.events as usize, want.len());
+    assert_eq!(s.skipped, 1, "the unmappable resource");
+    let codec = AvroCodec::new(env.registry.clone()).unwrap();
+    let got = stack
+        .consume(&topic, want.len(), Duration::from_secs(60))
+        .await;
+    assert_eq!(got.len(), want.len());
+    for m in got {
+        let mut ev: ObservationChanged = codec.decode(m.payload().unwrap()).await.unwrap();
+        assert_eq!(
+            m.key(),
+            Some(format!("{PRACTICE}/{}", ev.payload.patient_id).as_bytes())
+        );
+        let w = want
+            .get(&ev.envelope.event_id)
+            .unwrap_or_else(|| panic!("unexpected event {}", ev.envelope.event_id));
+        // Same id and payload as the shared mapper gives the simulator's resource; only the
+        // observation time belongs to the path.
+        ev.envelope.observed_at = w.envelope.observed_at;
+        assert_eq!(&ev, w);
+        assert!(ev.envelope.snapshot && ev.original.is_none());
+        assert!(!ev.payload.codes.is_empty());
+    }
+    assert_eq!(
+        high_watermark(&env, &cfg.fhir_resources_topic()),
+        0,
+        "no untyped events"
+    );
     sim.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! `[sources.fhir_push.<name>]`: one push connector (receiver + inflation + subscription
 //! management) for one practice. Field docs are the user docs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use athena_contracts::{AppointmentChanged, FhirResourceChanged, PatientChanged};
@@ -108,8 +109,14 @@ pub struct Config {
     pub patients_topic: Option<String>,
     /// Topic for `AppointmentChanged` events.
     pub appointments_topic: Option<String>,
-    /// Topic for `FhirResourceChanged` events (encounters and other FHIR-only resources).
+    /// Topic for `FhirResourceChanged` events (FHIR resources without a typed event).
     pub fhir_resources_topic: Option<String>,
+    /// Topic per resource type with a typed event (Observation, Condition, Encounter, ... as
+    /// listed by `athena_contracts::events::FHIR_RESOURCE_TYPES`), e.g.
+    /// `typed_topics = { Encounter = "athena.encounters.v1" }`; a type not listed goes to its
+    /// schema's default topic.
+    #[serde(default)]
+    pub typed_topics: BTreeMap<String, String>,
     /// Consumer group of the inflation stage (default `athena-connect.fhir-push.<name>`).
     pub group_id: Option<String>,
     /// Silence longer than this raises the gap signal and triggers a catch-up read.
@@ -229,6 +236,7 @@ impl Config {
             patients_topic: None,
             appointments_topic: None,
             fhir_resources_topic: None,
+            typed_topics: BTreeMap::new(),
             group_id: None,
             heartbeat_period: default_heartbeat(),
             catch_up: true,
@@ -258,6 +266,10 @@ impl Config {
             .clone()
             .unwrap_or_else(default_topic::<FhirResourceChanged>)
     }
+    /// Topic of the typed event of `resource_type` (`None`: the type has no typed event).
+    pub fn typed_topic(&self, resource_type: &str) -> Option<String> {
+        athena_contracts::mapping::typed_topic(&self.typed_topics, resource_type)
+    }
     /// The inflation consumer group for connector `name`.
     pub fn group_id(&self, name: &str) -> String {
         self.group_id
@@ -284,6 +296,15 @@ impl Validate for Config {
         const P: &str = "sources.fhir_push.<name>";
         let key = |k: &str| format!("{P}.{k}");
         self.secret.validate_shared(&key("secret"))?;
+        if let Some(t) = athena_contracts::mapping::invalid_typed_topic(&self.typed_topics) {
+            return Err(CoreError::config(
+                key(&format!("typed_topics.{t}")),
+                format!(
+                    "must be a non-empty topic of one of {}",
+                    athena_contracts::events::FHIR_RESOURCE_TYPES.join(", ")
+                ),
+            ));
+        }
         self.http.validate(&key("http"))?;
         if self.max_event_age < Duration::from_secs(3600) {
             return Err(CoreError::config(

@@ -11,6 +11,9 @@ pub enum Error {
     /// A notification's focus cannot be mapped to a readable resource.
     #[error("unsupported notification focus: {0}")]
     UnsupportedFocus(String),
+    /// A FHIR resource its typed mapper rejects (a field US Core requires is missing).
+    #[error("unmappable resource: {0}")]
+    Unmappable(#[from] athena_contracts::events::fhir::FhirMapError),
     /// An athena call failed.
     #[error("athena: {0}")]
     Athena(#[from] athena_client::Error),
@@ -27,6 +30,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::BadNotification(_) | Error::UnsupportedFocus(_) => ErrorClass::Permanent,
+            Error::Unmappable(e) => e.class(),
             Error::Athena(e) => match e.class() {
                 athena_client::ErrorClass::Retriable => ErrorClass::Retriable,
                 athena_client::ErrorClass::RateLimited { retry_after } => {
@@ -51,6 +55,7 @@ impl Error {
         let name = match self {
             Error::BadNotification(_) => "fhir_push::BadNotification",
             Error::UnsupportedFocus(_) => "fhir_push::UnsupportedFocus",
+            Error::Unmappable(_) => "fhir_push::Unmappable",
             Error::Athena(e) => e.name(),
             Error::Core(e) => return Reason::from_core(e, stage),
             Error::Io(_) => "fhir_push::Io",

@@ -4,7 +4,16 @@
 //!
 //! - Patients and appointments are read through the proprietary API, as the changed-data source
 //!   reads them, and become `PatientChanged` / `AppointmentChanged` with the same deterministic
-//!   event ids; other FHIR resources (encounters, ...) become `FhirResourceChanged`.
+//!   event ids. A FHIR focus whose type has a typed clinical event (Observation, Condition,
+//!   MedicationRequest, Immunization, Encounter, ... `athena_contracts::events::FHIR_RESOURCE_TYPES`)
+//!   is read by id (`GET /fhir/r4/{type}/{id}`, the reference's "fetch with" for
+//!   ClinicalEncounterDiagnosis, PatientProblem, HistoricalMedication, Prescription,
+//!   HistoricalVaccine, Encounter) and mapped by the shared mapper
+//!   ([`mapping::encode_typed_fhir`], the backfill's too) to its typed topic, keyed
+//!   `practice/patient`; a resource that mapper rejects is dead-lettered like an unreadable
+//!   focus. Other FHIR resources become `FhirResourceChanged`. Topics whose focus is only an
+//!   athena identifier of a document (lab results, orders, imaging results, patient cases,
+//!   claims) are not inflated yet.
 //! - Deduplication: `notificationEvent.id` (or the IG's subscription + event number) is
 //!   remembered for the last `dedup_capacity` events of this process; a repeat is dropped. After
 //!   a restart the ids are forgotten, but re-inflating a notification gives the same event id as
@@ -20,13 +29,15 @@
 //!   (`VALUE_CONVERTER`). Neither stops the connector, and a failed dead-letter write is
 //!   retried like an outage.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use athena_client::{AthenaClient, PracticeId};
 use athena_contracts::envelope::event_headers;
-use athena_contracts::mapping::{self, Observation};
+use athena_contracts::events::FhirEventVisitor;
+use athena_contracts::events::fhir::FhirEvent;
+use athena_contracts::mapping::{self, Observation, TypedEventError};
 use athena_contracts::{AppointmentChanged, FhirResourceChanged, PatientChanged, SourceKind};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::dlq::{DeadLetterQueue, Stage};
@@ -114,6 +125,19 @@ struct Out {
     headers: OwnedHeaders,
 }
 
+/// Resolves (registering when configured to) the schema id of a typed event on its topic.
+struct ResolveTyped<'a> {
+    codec: &'a AvroCodec,
+    topic: String,
+}
+
+impl<'a> FhirEventVisitor for ResolveTyped<'a> {
+    type Output = futures::future::BoxFuture<'a, Result<u32, CoreError>>;
+    fn visit<T: FhirEvent>(self) -> Self::Output {
+        Box::pin(async move { Ok(self.codec.encoder::<T>(&self.topic).await?.schema_id()) })
+    }
+}
+
 /// The inflation stage of one push connector.
 pub struct Inflater {
     connector: String,
@@ -124,6 +148,8 @@ pub struct Inflater {
     patients: (String, Encoder<PatientChanged>),
     appointments: (String, Encoder<AppointmentChanged>),
     resources: (String, Encoder<FhirResourceChanged>),
+    /// Topic and registered schema id of each typed FHIR event.
+    typed: HashMap<&'static str, (String, u32)>,
     include_original: bool,
     dedup: Dedup,
     dlq: DeadLetterQueue,
@@ -153,7 +179,22 @@ impl Inflater {
             config.appointments_topic(),
             config.fhir_resources_topic(),
         );
+        let mut typed = HashMap::new();
+        for ty in athena_contracts::events::FHIR_RESOURCE_TYPES {
+            let topic = config
+                .typed_topic(ty)
+                .expect("a typed type has a typed topic");
+            let resolve = ResolveTyped {
+                codec,
+                topic: topic.clone(),
+            };
+            let id = athena_contracts::events::fhir_visit(ty, resolve)
+                .expect("from the FHIR table")
+                .await?;
+            typed.insert(*ty, (topic, id));
+        }
         Ok(Inflater {
+            typed,
             connector: name.to_string(),
             adapter,
             athena,
@@ -247,6 +288,22 @@ impl Inflater {
             _ => {
                 let target = by_fhir.expect("matched above");
                 let r = self.athena.fhir_read(&target).await?;
+                let ty = r.get("resourceType").and_then(serde_json::Value::as_str);
+                if let Some((topic, schema_id)) = ty.and_then(|t| self.typed.get(t)) {
+                    let e = match mapping::encode_typed_fhir(&pid, &r, &obs, *schema_id)
+                        .expect("typed types come from the FHIR table")
+                    {
+                        Ok(e) => e,
+                        Err(TypedEventError::Map(e)) => return Err(e.into()),
+                        Err(TypedEventError::Encode(e)) => return Err(e.into()),
+                    };
+                    return Ok(Some(Out {
+                        topic: topic.clone(),
+                        key: e.key,
+                        value: e.value,
+                        headers: e.headers,
+                    }));
+                }
                 let Some(ev) = mapping::resource_from_fhir(&pid, &r, &obs) else {
                     return Ok(None);
                 };

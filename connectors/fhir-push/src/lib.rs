@@ -96,6 +96,12 @@ pub fn topic_specs(config: &Config) -> Vec<TopicSpec> {
         ] {
             specs.push(TopicSpec::new(t, config.topic_partitions));
         }
+        // Every typed clinical event's topic.
+        for ty in athena_contracts::events::FHIR_RESOURCE_TYPES {
+            if let Some(t) = config.typed_topic(ty) {
+                specs.push(TopicSpec::new(&t, config.topic_partitions));
+            }
+        }
     }
     specs
 }

@@ -17,11 +17,14 @@ use athena_sim::{NewPatient, RunningSim, SimConfig};
 use connector_core::http_server::HttpServerConfig;
 use connector_core::runtime::{RunEnv, TaskHandle, TaskState};
 use fhir_push::signature::sign;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{PRACTICE, SECRET, athena, free_port, high_watermark, stop, wait_listening};
+use common::{
+    PRACTICE, SECRET, athena, event_bundle, free_port, header, high_watermark, post, stop,
+    wait_listening,
+};
 
 /// The shared config without subscription management or catch-up (the tests post directly).
 fn config(stack: &Stack, port: u16) -> (fhir_push::Config, RunEnv) {
@@ -63,36 +66,6 @@ async fn start(cfg: &fhir_push::Config, env: &RunEnv, sim: &RunningSim, port: u1
     };
     wait_listening(port).await;
     (handle, task)
-}
-
-fn event_bundle(event_id: &str, focus: serde_json::Value) -> String {
-    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
-        "resourceType": "SubscriptionStatus", "type": "event-notification",
-        "subscription": {"reference": "Subscription/s1"},
-        "topic": "https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/Encounter.check-in",
-        "notificationEvent": [{"id": event_id, "eventNumber": "1",
-            "timestamp": chrono::Utc::now().to_rfc3339(),
-            "focus": focus}]}}]})
-    .to_string()
-}
-
-async fn post(http: &reqwest::Client, port: u16, body: &str) -> u16 {
-    http.post(format!("http://127.0.0.1:{port}/notifications"))
-        .header("X-Hub-Signature", sign(SECRET.as_bytes(), body.as_bytes()))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("receiver answers")
-        .status()
-        .as_u16()
-}
-
-fn header<'a>(m: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'a str> {
-    m.headers()?
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 #[tokio::test]

@@ -4,6 +4,9 @@
 //!   id's `a-{pid}.` prefix).
 //! * `GET /fhir/r4/{type}?ah-practice=Organization/a-1.Practice-{pid}&...` — [`AthenaClient::fhir_search`],
 //!   following `Bundle.link[next]` with [`AthenaClient::fhir_search_all`].
+//! * `GET /fhir/r4/{type}?patient=a-{pid}.E-{id}&_lastUpdated=ge…&_count=N` —
+//!   [`AthenaClient::fhir_search_patient`], the patient-scoped window search that change signals
+//!   drive, following `next` links up to [`PATIENT_SEARCH_MAX_PAGES`].
 //!
 //! All are reads and safe to retry. athena's FHIR cannot list "what changed" practice-wide; drive reads from
 //! the changed feeds or events.
@@ -14,6 +17,10 @@ use crate::client::{AthenaClient, PracticeId};
 use crate::error::Error;
 use crate::model::FhirRef;
 use crate::transport::Call;
+
+/// The most pages [`AthenaClient::fhir_search_patient`] follows; a search with more pages is an
+/// error rather than a silent truncation (one patient's window of one type is normally one page).
+pub const PATIENT_SEARCH_MAX_PAGES: usize = 50;
 
 /// `application/fhir+json`.
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -209,6 +216,43 @@ impl AthenaClient {
             pages.push(self.bundle(&call).await?);
         }
         Ok(pages)
+    }
+
+    /// `GET /fhir/r4/{type}?ah-practice=…&patient=a-{pid}.E-{patient_id}[&_lastUpdated=ge{since}]&_count={count}`
+    /// — every resource of one type for one patient (changed since `since`, when given),
+    /// following `next` links (same host only) for at most [`PATIENT_SEARCH_MAX_PAGES`] pages;
+    /// more is [`Error::Internal`] instead of a silently partial answer. `since` is sent in whole
+    /// seconds, rounded down, so the window never misses a change. Safe to retry.
+    pub async fn fhir_search_patient(
+        &self,
+        practice: PracticeId,
+        resource_type: &str,
+        patient_id: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        count: u32,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let patient = ids::patient(practice, patient_id);
+        let since =
+            since.map(|t| format!("ge{}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        let count = count.max(1).to_string();
+        let mut params: Vec<(&str, &str)> = vec![("patient", &patient), ("_count", &count)];
+        if let Some(s) = &since {
+            params.push(("_lastUpdated", s));
+        }
+        let pages = self
+            .fhir_search_all(practice, resource_type, &params, PATIENT_SEARCH_MAX_PAGES)
+            .await?;
+        if pages.len() >= PATIENT_SEARCH_MAX_PAGES
+            && pages.last().and_then(Bundle::next_link).is_some()
+        {
+            return Err(Error::Internal(format!(
+                "FHIR {resource_type} search of one patient has more than {PATIENT_SEARCH_MAX_PAGES} pages"
+            )));
+        }
+        Ok(pages
+            .iter()
+            .flat_map(|b| b.resources().into_iter().cloned())
+            .collect())
     }
 
     async fn bundle(&self, call: &Call) -> Result<Bundle, Error> {

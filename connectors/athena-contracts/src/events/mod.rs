@@ -3,6 +3,13 @@
 //! changed-data feed, its event type and default topic; a new event type is one file plus one
 //! line there.
 //!
+//! Typed FHIR clinical events (Observation, Condition, ...) follow the same rule with their own
+//! table, the `fhir_table!` invocation below: one file (the payload mirror and its
+//! [`fhir::FhirPayload`] mapper; the event is `FhirChanged<Payload>`, sharing [`fhir`]'s accessor
+//! and error) plus one line `module => EventType;` there, which also
+//! declares the module, lists the resource type in [`FHIR_RESOURCE_TYPES`] and routes it in
+//! [`fhir_visit`] (so bulk backfill and the tests pick it up without further edits).
+//!
 //! athena's changed-data items are whole-record snapshots (the entity's normal GET shape) with
 //! no event name, so every event is "the state of entity X after a change"; push inflation and
 //! the backfill read the same shape by id. [`FeedEvent::build`] maps the fields the reference
@@ -24,6 +31,7 @@ pub mod ccm_enrollment_status;
 pub mod charge_codes;
 pub mod claims;
 pub mod family_history;
+pub mod fhir;
 pub mod fhir_resources;
 pub mod imaging_results;
 pub mod lab_results;
@@ -114,6 +122,63 @@ macro_rules! feed_table {
     };
 }
 
+/// Something done with a typed FHIR event type, chosen at run time by [`fhir_visit`].
+pub trait FhirEventVisitor {
+    /// What the visit returns.
+    type Output;
+    /// Called with the resource type's event type.
+    fn visit<T: fhir::FhirEvent>(self) -> Self::Output;
+}
+
+/// Static facts about a typed FHIR event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FhirSpec {
+    /// FHIR resource type, e.g. `Observation`.
+    pub resource_type: &'static str,
+    /// Full name of the event schema.
+    pub schema_name: &'static str,
+    /// Default topic (the schema's `athena.default.topic`).
+    pub default_topic: &'static str,
+}
+
+/// The spec of the typed event of `resource_type`, if it has one.
+pub fn fhir_spec(resource_type: &str) -> Option<FhirSpec> {
+    struct Spec;
+    impl FhirEventVisitor for Spec {
+        type Output = FhirSpec;
+        fn visit<T: fhir::FhirEvent>(self) -> FhirSpec {
+            FhirSpec {
+                resource_type: T::RESOURCE_TYPE,
+                schema_name: T::SCHEMA_NAME,
+                default_topic: T::bundled()
+                    .default_topic
+                    .as_deref()
+                    .expect("a typed FHIR event schema names its default topic"),
+            }
+        }
+    }
+    fhir_visit(resource_type, Spec)
+}
+
+macro_rules! fhir_table {
+    ($($module:ident => $ty:ident;)*) => {
+        $(pub mod $module;)*
+
+        /// FHIR resource types that map to a typed event, in table order.
+        pub const FHIR_RESOURCE_TYPES: &[&str] =
+            &[$(<$module::$ty as fhir::FhirEvent>::RESOURCE_TYPE,)*];
+
+        /// Runs `v` with the typed event of `resource_type`; `None` for a type without one
+        /// (those stay `FhirResourceChanged`).
+        pub fn fhir_visit<V: FhirEventVisitor>(resource_type: &str, v: V) -> Option<V::Output> {
+            $(if resource_type == <$module::$ty as fhir::FhirEvent>::RESOURCE_TYPE {
+                return Some(v.visit::<$module::$ty>());
+            })*
+            None
+        }
+    };
+}
+
 /// Lenient, read-only access to one athena record.
 #[derive(Debug, Clone, Copy)]
 pub struct Rec<'a>(pub &'a Value);
@@ -197,6 +262,19 @@ feed_table! {
     SurgeryCases => surgery_cases::SurgeryCaseChanged, "athena.surgerycases.v1";
 }
 
+fhir_table! {
+    observations => ObservationChanged;
+    diagnostic_reports => DiagnosticReportChanged;
+    document_references => DocumentReferenceChanged;
+    immunizations => ImmunizationChanged;
+    conditions => ConditionChanged;
+    medication_requests => MedicationRequestChanged;
+    allergy_intolerances => AllergyIntoleranceChanged;
+    coverages => CoverageChanged;
+    encounters => EncounterChanged;
+    service_requests => ServiceRequestChanged;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +335,24 @@ mod tests {
                 "{f:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_typed_fhir_event_has_a_spec_and_topic() {
+        let mut unique = FHIR_RESOURCE_TYPES.to_vec();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), FHIR_RESOURCE_TYPES.len(), "one line per type");
+        for rt in FHIR_RESOURCE_TYPES {
+            let spec = fhir_spec(rt).unwrap();
+            assert_eq!(spec.resource_type, *rt);
+            assert!(spec.default_topic.starts_with("athena."), "{rt}");
+        }
+        assert_eq!(fhir_spec("Patient"), None, "patients keep PatientChanged");
+        assert_eq!(
+            fhir_spec("Observation").map(|s| s.schema_name),
+            Some("com.athenaconnect.events.ObservationChanged")
+        );
     }
 
     #[test]

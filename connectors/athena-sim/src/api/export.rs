@@ -16,7 +16,19 @@ use crate::state::SimState;
 use crate::util::Params;
 
 /// Types the simulator exports.
-pub const EXPORT_TYPES: &[&str] = &["Patient", "Encounter", "Condition", "AllergyIntolerance"];
+pub const EXPORT_TYPES: &[&str] = &[
+    "Patient",
+    "Encounter",
+    "Condition",
+    "AllergyIntolerance",
+    "Observation",
+    "DiagnosticReport",
+    "DocumentReference",
+    "Immunization",
+    "MedicationRequest",
+    "Coverage",
+    "ServiceRequest",
+];
 
 /// One export job.
 #[derive(Debug, Clone)]

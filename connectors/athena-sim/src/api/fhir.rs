@@ -1,5 +1,7 @@
-//! FHIR R4 reads (§6): Patient read and search (with the `ah-practice` rule), and
-//! Encounter / Condition / AllergyIntolerance searches by patient. Minimal hand-written shapes.
+//! FHIR R4 reads (§6): Patient read and search (with the `ah-practice` rule), and the
+//! patient-scoped searches (`patient`, `_lastUpdated`, `_count`, `cursor`, `next` links) and reads
+//! by id of Encounter, Condition, AllergyIntolerance and the clinical types of
+//! [`crate::clinical`]. Minimal hand-written shapes.
 
 use std::collections::BTreeMap;
 
@@ -53,7 +55,8 @@ fn practice_param(params: &Params) -> Option<u64> {
     id.strip_prefix("a-1.Practice-")?.parse().ok()
 }
 
-fn practice_ext(pid: u64) -> Value {
+/// The `ah-practice` extension of a resource of practice `pid`.
+pub(crate) fn practice_ext(pid: u64) -> Value {
     json!([{"url": AH_PRACTICE, "valueReference": {"reference": format!("Organization/a-1.Practice-{pid}")}}])
 }
 
@@ -177,7 +180,38 @@ pub fn resources(
             .collect(),
         _ => Vec::new(),
     }
+    .into_iter()
+    .chain(
+        p.clinical
+            .values()
+            .filter(|c| c.resource_type() == ty && want(c.patient_id))
+            .map(|c| (c.modified, c.json.clone())),
+    )
+    .collect()
 }
+
+/// One `_lastUpdated` bound (`ge`, `gt`, `le`, `lt`, `eq` or no prefix = `eq`).
+fn last_updated_ok(bound: &str, t: chrono::DateTime<chrono::Utc>) -> Option<bool> {
+    let (op, v) = match bound.get(..2) {
+        Some(op @ ("ge" | "gt" | "le" | "lt" | "eq")) => (op, &bound[2..]),
+        _ => ("eq", bound),
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(v)
+        .ok()?
+        .with_timezone(&chrono::Utc);
+    Some(match op {
+        "ge" => t >= at,
+        "gt" => t > at,
+        "le" => t <= at,
+        "lt" => t < at,
+        _ => t == at,
+    })
+}
+
+/// Default and largest `_count` of a patient-scoped search.
+// Guess: the reference observed a default of ~20; the cap of 100 is ours.
+const DEFAULT_COUNT: usize = 20;
+const MAX_COUNT: usize = 100;
 
 fn bundle(base: &str, items: Vec<Value>) -> Value {
     let entry: Vec<Value> = items
@@ -334,43 +368,145 @@ async fn by_patient(
             "The search could not be completed: one of the required parameter combinations [[patient],[_id]] was not provided.",
         );
     };
+    let bounds = params.list("_lastUpdated");
+    let now = chrono::Utc::now();
+    if bounds.iter().any(|b| last_updated_ok(b, now).is_none()) {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "_lastUpdated must be a FHIR instant with an optional ge/gt/le/lt/eq prefix.",
+        );
+    }
+    let count = params
+        .get("_count")
+        .map_or(Ok(DEFAULT_COUNT), str::parse::<usize>);
+    let offset = params.get("cursor").map_or(Ok(0), str::parse::<usize>);
+    let (count, offset) = match (count, offset) {
+        (Ok(c), Ok(o)) => (c.clamp(1, MAX_COUNT), o),
+        _ => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "_count and cursor must be non-negative numbers.",
+            );
+        }
+    };
+    let categories = params.list("category");
+    let base = base_url(&headers);
     if ppid != pid {
-        return fhir(StatusCode::OK, bundle(&base_url(&headers), Vec::new()));
+        return fhir(StatusCode::OK, bundle(&base, Vec::new()));
     }
-    match s.with_practice(pid, |p| {
-        resources(p, ty, Some(pat))
+    let found = s.with_practice(pid, |p| {
+        let mut items: Vec<(chrono::DateTime<chrono::Utc>, Value)> = resources(p, ty, Some(pat))
             .into_iter()
-            .map(|(_, v)| v)
-            .collect::<Vec<_>>()
-    }) {
-        Some(items) => fhir(StatusCode::OK, bundle(&base_url(&headers), items)),
-        None => outcome(StatusCode::NOT_FOUND, "not-found", "Unknown practice."),
+            .filter(|(t, _)| bounds.iter().all(|b| last_updated_ok(b, *t) == Some(true)))
+            .filter(|(_, v)| categories.is_empty() || has_category(v, &categories))
+            .collect();
+        // Oldest change first, then id: pages are stable while nothing changes.
+        items.sort_by(|a, b| (a.0, a.1["id"].as_str()).cmp(&(b.0, b.1["id"].as_str())));
+        items
+    });
+    let Some(items) = found else {
+        return outcome(StatusCode::NOT_FOUND, "not-found", "Unknown practice.");
+    };
+    let total = items.len();
+    let page: Vec<Value> = items
+        .into_iter()
+        .skip(offset)
+        .take(count)
+        .map(|(_, v)| v)
+        .collect();
+    let mut b = bundle(&base, page);
+    b["total"] = json!(total);
+    let link = |cursor: Option<usize>| {
+        let mut q: Vec<(&str, String)> = params
+            .pairs()
+            .iter()
+            .filter(|(k, _)| k != "cursor" && k != "_count")
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        q.push(("_count", count.to_string()));
+        if let Some(c) = cursor {
+            q.push(("cursor", c.to_string()));
+        }
+        let qs = serde_urlencoded::to_string(&q).unwrap_or_default();
+        format!("{base}/fhir/r4/{ty}?{qs}")
+    };
+    let mut links = vec![json!({"relation": "self", "url": link(Some(offset).filter(|o| *o > 0))})];
+    // Guess: athena's cursor is opaque; ours is the offset into the sorted result.
+    if offset + count < total {
+        links.push(json!({"relation": "next", "url": link(Some(offset + count))}));
+    }
+    b["link"] = json!(links);
+    fhir(StatusCode::OK, b)
+}
+
+/// Whether any `category` coding code (or a plain `code[]` category) is in `wanted`.
+fn has_category(v: &Value, wanted: &[String]) -> bool {
+    v["category"].as_array().is_some_and(|cs| {
+        cs.iter().any(|c| {
+            c.as_str().is_some_and(|s| wanted.iter().any(|w| w == s))
+                || c["coding"].as_array().is_some_and(|cd| {
+                    cd.iter().any(|x| {
+                        x["code"]
+                            .as_str()
+                            .is_some_and(|s| wanted.iter().any(|w| w == s))
+                    })
+                })
+        })
+    })
+}
+
+/// `GET /fhir/r4/{type}/{id}` of a patient-scoped type: routed by the id's `a-{pid}.` prefix.
+pub async fn read_resource(s: SimState, ty: &'static str, id: String) -> Response {
+    let pid = id
+        .strip_prefix("a-")
+        .and_then(|r| r.split_once('.'))
+        .and_then(|(p, _)| p.parse::<u64>().ok());
+    let found = pid
+        .and_then(|pid| {
+            s.with_practice(pid, |p| {
+                resources(p, ty, None)
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .find(|v| v["id"].as_str() == Some(id.as_str()))
+            })
+        })
+        .flatten();
+    match found {
+        Some(v) => fhir(StatusCode::OK, v),
+        None => outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            &format!("Resource {ty}/{id} is not known."),
+        ),
     }
 }
 
-/// `GET /fhir/r4/Encounter?patient=…&ah-practice=…`.
-pub async fn search_encounter(
-    State(s): State<SimState>,
-    headers: axum::http::HeaderMap,
-    params: Params,
-) -> Response {
-    by_patient(s, headers, params, "Encounter").await
-}
-
-/// `GET /fhir/r4/Condition?patient=…&ah-practice=…`.
-pub async fn search_condition(
-    State(s): State<SimState>,
-    headers: axum::http::HeaderMap,
-    params: Params,
-) -> Response {
-    by_patient(s, headers, params, "Condition").await
-}
-
-/// `GET /fhir/r4/AllergyIntolerance?patient=…&ah-practice=…`.
-pub async fn search_allergy(
-    State(s): State<SimState>,
-    headers: axum::http::HeaderMap,
-    params: Params,
-) -> Response {
-    by_patient(s, headers, params, "AllergyIntolerance").await
+/// The patient-scoped search and the read by id of every clinical type (`GET /fhir/r4/{type}`,
+/// `GET /fhir/r4/{type}/{id}`), for the guarded router.
+pub fn routes(mut r: axum::Router<SimState>) -> axum::Router<SimState> {
+    use axum::extract::Path;
+    use axum::routing::get;
+    for ty in crate::clinical::CLINICAL_TYPES {
+        let ty: &'static str = ty;
+        r = r
+            .route(
+                &format!("/fhir/r4/{ty}"),
+                get(
+                    move |State(s): State<SimState>,
+                          headers: axum::http::HeaderMap,
+                          params: Params| {
+                        by_patient(s, headers, params, ty)
+                    },
+                ),
+            )
+            .route(
+                &format!("/fhir/r4/{ty}/{{id}}"),
+                get(move |State(s): State<SimState>, Path(id): Path<String>| {
+                    read_resource(s, ty, id)
+                }),
+            );
+    }
+    r
 }

@@ -173,9 +173,6 @@ pub fn build_router(state: SimState) -> Router {
         .route(&format!("{v1}/claims/{{claimid}}"), get(claims::get_one))
         .route("/fhir/r4/Patient", get(fhir::search_patient))
         .route("/fhir/r4/Patient/{id}", get(fhir::read_patient))
-        .route("/fhir/r4/Encounter", get(fhir::search_encounter))
-        .route("/fhir/r4/Condition", get(fhir::search_condition))
-        .route("/fhir/r4/AllergyIntolerance", get(fhir::search_allergy))
         .route(
             "/fhir/r4/Subscription",
             post(subscriptions::create).get(subscriptions::list),
@@ -185,16 +182,12 @@ pub fn build_router(state: SimState) -> Router {
             axum::routing::delete(subscriptions::delete),
         )
         .route("/fhir/r4/SubscriptionTopic", get(subscriptions::topics))
-        .route(
-            "/fhir/r4/Encounter/{id}",
-            get(subscriptions::read_encounter),
-        )
         .route("/fhir/r4/Group/{groupid}/$export", get(export::kickoff))
         .route(
             "/fhir/r4/bulkstatus/{jobid}",
             get(export::status).delete(export::delete),
         );
-    let guarded = feed_routes(guarded)
+    let guarded = fhir::routes(feed_routes(guarded))
         .route_layer(from_fn_with_state(state.clone(), crate::guard::api_guard));
     let public = Router::new()
         .route("/oauth2/v1/token", post(oauth::token))

@@ -10,7 +10,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::api::fhir::{encounter_resource, fhir, outcome};
+use crate::api::fhir::{fhir, outcome};
 use crate::push::{SIM_TOPICS, SimSubscription};
 use crate::state::SimState;
 
@@ -136,25 +136,4 @@ pub async fn topics() -> Response {
         StatusCode::OK,
         json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries}),
     )
-}
-
-/// `GET /fhir/r4/Encounter/{id}` (id `a-{pid}.encounter-{appointmentid}` of a checked-in appointment).
-pub async fn read_encounter(State(s): State<SimState>, Path(id): Path<String>) -> Response {
-    let parsed = id.strip_prefix("a-").and_then(|r| {
-        let (p, a) = r.split_once(".encounter-")?;
-        Some((p.parse::<u64>().ok()?, a.parse::<u64>().ok()?))
-    });
-    let found = parsed.and_then(|(pid, appt)| {
-        s.with_practice(pid, |p| {
-            p.appointments
-                .get(&appt)
-                .filter(|a| matches!(a.status.as_str(), "2" | "3" | "4"))
-                .map(|a| encounter_resource(pid, a))
-        })
-        .flatten()
-    });
-    match found {
-        Some(v) => fhir(StatusCode::OK, v),
-        None => outcome(StatusCode::NOT_FOUND, "not-found", "Unknown Encounter."),
-    }
 }

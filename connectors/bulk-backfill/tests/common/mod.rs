@@ -98,10 +98,15 @@ pub fn high_watermark(env: &RunEnv, topic: &str) -> i64 {
         .sum()
 }
 
-/// Creates the two snapshot topics of `cfg`.
+/// Creates the snapshot topics of `cfg` (patients, untyped resources, each typed type's).
 pub async fn create_topics(stack: &Stack, cfg: &Config) {
     stack.create_topic(&cfg.patients_topic(), 2).await;
     stack.create_topic(&cfg.fhir_resources_topic(), 2).await;
+    for ty in cfg.typed_types() {
+        stack
+            .create_topic(&cfg.typed_topic(ty).expect("typed"), 2)
+            .await;
+    }
 }
 
 /// Every `PatientChanged` on the patients topic of `cfg`.

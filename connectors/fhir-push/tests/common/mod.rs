@@ -142,3 +142,45 @@ pub async fn stop(handle: TaskHandle, task: tokio::task::JoinHandle<Result<(), f
         .unwrap()
         .unwrap();
 }
+
+/// A signed-ready notification bundle of topic `Encounter.check-in` with one event.
+pub fn event_bundle(event_id: &str, focus: serde_json::Value) -> String {
+    event_bundle_on("Encounter.check-in", event_id, focus)
+}
+
+/// A notification bundle of `topic_code` (e.g. `PatientProblem.update`) with one event.
+pub fn event_bundle_on(topic_code: &str, event_id: &str, focus: serde_json::Value) -> String {
+    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
+        "resourceType": "SubscriptionStatus", "type": "event-notification",
+        "subscription": {"reference": "Subscription/s1"},
+        "topic": format!("https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/{topic_code}"),
+        "notificationEvent": [{"id": event_id, "eventNumber": "1",
+            "timestamp": chrono::Utc::now().to_rfc3339(),
+            "focus": focus}]}}]})
+    .to_string()
+}
+
+/// Posts `body` signed with [`SECRET`] to the receiver on `port`; the status code.
+pub async fn post(http: &reqwest::Client, port: u16, body: &str) -> u16 {
+    http.post(format!("http://127.0.0.1:{port}/notifications"))
+        .header(
+            "X-Hub-Signature",
+            fhir_push::signature::sign(SECRET.as_bytes(), body.as_bytes()),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("receiver answers")
+        .status()
+        .as_u16()
+}
+
+/// The text value of header `key` of `m`.
+pub fn header<'a>(m: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'a str> {
+    use rdkafka::message::{Headers, Message};
+    m.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
