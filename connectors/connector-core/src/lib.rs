@@ -28,6 +28,8 @@
 //! - [`headers`]: W3C trace context and CloudEvents attributes in Kafka headers.
 //! - [`ids`]: deterministic event ids shared by every source path (the Rust mirrors of the
 //!   contracts and the mapping to events are in the `athena-contracts` crate).
+//! - [`emit`]: telemetry as events: the [`emit::InternalEvent`] trait whose `emit()` logs and
+//!   counts one happening in one place.
 //! - [`metrics`]: every Prometheus metric name and label set, in one place.
 //! - [`runtime`]: the task lifecycle contract (shutdown, pause/resume, status) between the
 //!   runner and each connector.
@@ -37,6 +39,7 @@ pub mod avro;
 pub mod checkpoint;
 pub mod config;
 pub mod dlq;
+pub mod emit;
 pub mod error;
 pub mod headers;
 pub mod http_server;
