@@ -8,9 +8,14 @@
 //!   the rust-rdkafka at-least-once pattern): an offset is stored only after the message was
 //!   fully handled, and they read only committed transactional data.
 //!
+//! - every client's memory is capped ([`PRODUCER_CAPS`], [`CONSUMER_CAPS`]): librdkafka's own
+//!   defaults let one producer queue 1 GiB and one consumer prefetch 64 MiB plus a 50 MiB fetch,
+//!   which no pod limit survives once a backlog arrives. The defaults here fit the memory budget
+//!   in `docs/operations.md` ("Memory").
+//!
 //! Any librdkafka property can be passed through (`properties` for every client, `producer` /
 //! `consumer` for one kind), except that the settings above cannot be weakened: validation
-//! rejects them with the dotted key named.
+//! rejects them with the dotted key named, and a memory cap above its bound.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -121,6 +126,79 @@ const PINNED_CONSUMER: &[(&str, &str)] = &[
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
 ];
+
+/// A librdkafka setting that bounds a client's memory: the default the builders set when the
+/// config does not, and the range pass-through may set it to.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryCap {
+    /// The librdkafka property.
+    pub key: &'static str,
+    /// Another name of the same property (librdkafka alias), never set by the builders.
+    pub alias: Option<&'static str>,
+    /// Set by the builders unless `properties` or the client's own section sets it.
+    pub default: u64,
+    /// The smallest value accepted.
+    pub min: u64,
+    /// The largest value accepted: above it one client alone would take a large share of the
+    /// documented pod limit.
+    pub max: u64,
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+/// Producer queue caps. The queue holds every message not yet acknowledged; a full queue makes
+/// sends wait (`produce` loops) or answer 503 (push receiver), never fail for good. 16 MiB is
+/// many times the largest batch a connector hands over at once at athena's request rates.
+pub const PRODUCER_CAPS: &[MemoryCap] = &[
+    MemoryCap {
+        key: "queue.buffering.max.kbytes",
+        alias: None,
+        default: 16 * KIB,
+        min: 1,
+        max: 64 * KIB,
+    },
+    MemoryCap {
+        key: "queue.buffering.max.messages",
+        alias: None,
+        default: 10_000,
+        // 0 would mean "no limit".
+        min: 1,
+        max: 100_000,
+    },
+];
+
+/// Consumer prefetch caps. The high-level consumer keeps one prefetch queue
+/// (`queued.max.messages.kbytes`, possibly overshot by one fetch) and receives fetch responses of
+/// up to `fetch.max.bytes`; a message larger than `max.partition.fetch.bytes` is still fetched
+/// (librdkafka grows the request), so these bound memory without refusing large messages.
+pub const CONSUMER_CAPS: &[MemoryCap] = &[
+    MemoryCap {
+        key: "queued.max.messages.kbytes",
+        alias: None,
+        default: 16 * KIB,
+        min: 1,
+        max: 64 * KIB,
+    },
+    MemoryCap {
+        key: "fetch.max.bytes",
+        alias: None,
+        default: 16 * MIB,
+        min: 1,
+        max: 64 * MIB,
+    },
+    MemoryCap {
+        key: "max.partition.fetch.bytes",
+        alias: Some("fetch.message.max.bytes"),
+        default: MIB,
+        min: 1,
+        max: 16 * MIB,
+    },
+];
+
+/// librdkafka's default `message.max.bytes`: the largest message a client sends or expects.
+const DEFAULT_MESSAGE_MAX_BYTES: u64 = 1_000_000;
+
 const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 impl Validate for KafkaConfig {
@@ -154,6 +232,7 @@ impl Validate for KafkaConfig {
                 }
             }
         }
+        self.validate_memory_caps()?;
         let sec = &self.security;
         if sec.protocol.uses_sasl() {
             match sec.sasl_mechanism.as_deref() {
@@ -179,6 +258,95 @@ impl Validate for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The caps of [`PRODUCER_CAPS`] / [`CONSUMER_CAPS`], wherever pass-through sets them, and
+    /// the relations librdkafka needs: the producer queue and a consumer's fetch must each hold
+    /// one message of `message.max.bytes` (else that message could never be queued or fetched).
+    fn validate_memory_caps(&self) -> Result<(), CoreError> {
+        for (kind, section, caps) in [
+            ("producer", &self.producer, PRODUCER_CAPS),
+            ("consumer", &self.consumer, CONSUMER_CAPS),
+        ] {
+            for (name, map) in [("properties", &self.properties), (kind, section)] {
+                for cap in caps {
+                    for key in std::iter::once(cap.key).chain(cap.alias) {
+                        if let Some(v) = map.get(key) {
+                            let ok = v
+                                .trim()
+                                .parse::<u64>()
+                                .ok()
+                                .filter(|n| (cap.min..=cap.max).contains(n));
+                            if ok.is_none() {
+                                return Err(CoreError::config(
+                                    format!("kafka.{name}.{key}"),
+                                    format!(
+                                        "must be a whole number from {} to {} (default {}): it bounds this client's memory, see docs/operations.md (Memory)",
+                                        cap.min, cap.max, cap.default
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            let message_max = self
+                .effective(kind, section, "message.max.bytes")
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
+            let (key, unit) = match kind {
+                "producer" => ("queue.buffering.max.kbytes", KIB),
+                _ => ("fetch.max.bytes", 1),
+            };
+            let (name, value) = match self.effective(kind, section, key) {
+                Some((name, v)) => (name, v.trim().parse::<u64>().unwrap_or(0) * unit),
+                None => (
+                    kind,
+                    caps.iter().find(|c| c.key == key).map_or(0, |c| c.default) * unit,
+                ),
+            };
+            if value < message_max {
+                return Err(CoreError::config(
+                    format!("kafka.{name}.{key}"),
+                    format!(
+                        "must hold one message of message.max.bytes ({message_max} bytes): raise it or lower message.max.bytes"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `key` is set for a client of kind `kind` (its `section` wins over `properties`,
+    /// as in the builders) and its value.
+    fn effective<'a>(
+        &'a self,
+        kind: &'static str,
+        section: &'a BTreeMap<String, String>,
+        key: &str,
+    ) -> Option<(&'static str, &'a String)> {
+        section
+            .get(key)
+            .map(|v| (kind, v))
+            .or_else(|| self.properties.get(key).map(|v| ("properties", v)))
+    }
+
+    /// Sets every cap of `caps` that neither `properties` nor `section` sets (by any of its
+    /// names: setting both names would leave librdkafka's choice to map order).
+    fn set_cap_defaults(
+        &self,
+        c: &mut ClientConfig,
+        section: &BTreeMap<String, String>,
+        caps: &[MemoryCap],
+    ) {
+        for cap in caps {
+            let set = std::iter::once(cap.key)
+                .chain(cap.alias)
+                .any(|k| self.properties.contains_key(k) || section.contains_key(k));
+            if !set {
+                c.set(cap.key, cap.default.to_string());
+            }
+        }
+    }
+
     /// A plaintext config for `bootstrap_servers` (tests, local development).
     pub fn plaintext(bootstrap_servers: impl Into<String>) -> Self {
         KafkaConfig {
@@ -231,6 +399,7 @@ impl KafkaConfig {
         c.set("linger.ms", "5");
         c.set("compression.type", "lz4");
         c.set("message.timeout.ms", "120000");
+        self.set_cap_defaults(&mut c, &self.producer, PRODUCER_CAPS);
         for (k, v) in &self.producer {
             c.set(k, v);
         }
@@ -248,6 +417,7 @@ impl KafkaConfig {
         c.set("auto.offset.reset", "earliest");
         c.set("isolation.level", "read_committed");
         c.set("partition.assignment.strategy", "cooperative-sticky");
+        self.set_cap_defaults(&mut c, &self.consumer, CONSUMER_CAPS);
         for (k, v) in &self.consumer {
             c.set(k, v);
         }
@@ -448,6 +618,83 @@ mod tests {
         let c = k.consumer_config("g");
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("group.id"), Some("g"));
+    }
+
+    #[test]
+    fn memory_caps_have_defaults_and_bounds() {
+        let k = KafkaConfig::plaintext("127.0.0.1:9092");
+        k.validate().unwrap();
+        let p = k.producer_config();
+        assert_eq!(p.get("queue.buffering.max.kbytes"), Some("16384"));
+        assert_eq!(p.get("queue.buffering.max.messages"), Some("10000"));
+        let c = k.consumer_config("g");
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
+        assert_eq!(c.get("fetch.max.bytes"), Some("16777216"));
+        assert_eq!(c.get("max.partition.fetch.bytes"), Some("1048576"));
+        // Every default lies within its own bounds.
+        for cap in PRODUCER_CAPS.iter().chain(CONSUMER_CAPS) {
+            assert!((cap.min..=cap.max).contains(&cap.default), "{cap:?}");
+        }
+
+        // Overridable within the bounds, from the client's section or `properties`.
+        let mut k = KafkaConfig::plaintext("b:9092");
+        k.producer
+            .insert("queue.buffering.max.kbytes".into(), "32768".into());
+        k.properties
+            .insert("queued.max.messages.kbytes".into(), "4096".into());
+        k.consumer
+            .insert("fetch.message.max.bytes".into(), "2097152".into());
+        k.validate().unwrap();
+        assert_eq!(
+            k.producer_config().get("queue.buffering.max.kbytes"),
+            Some("32768")
+        );
+        let c = k.consumer_config("g");
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("4096"));
+        assert_eq!(c.get("fetch.message.max.bytes"), Some("2097152"));
+        assert_eq!(
+            c.get("max.partition.fetch.bytes"),
+            None,
+            "the alias is set: the builder sets no second name"
+        );
+
+        // Above the bound, zero or not a number: refused, naming the key.
+        for (section, key, value) in [
+            ("producer", "queue.buffering.max.kbytes", "1048576"),
+            ("producer", "queue.buffering.max.messages", "0"),
+            ("properties", "queue.buffering.max.messages", "1000000"),
+            ("consumer", "queued.max.messages.kbytes", "65537"),
+            ("consumer", "fetch.max.bytes", "100000000"),
+            ("consumer", "max.partition.fetch.bytes", "lots"),
+            ("consumer", "fetch.message.max.bytes", "104857600"),
+        ] {
+            let mut k = KafkaConfig::plaintext("b:9092");
+            match section {
+                "producer" => &mut k.producer,
+                "consumer" => &mut k.consumer,
+                _ => &mut k.properties,
+            }
+            .insert(key.into(), value.into());
+            let e = k.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("kafka.{section}.{key}")), "{e}");
+        }
+
+        // The producer queue and a fetch must each hold one message of message.max.bytes.
+        let mut k = KafkaConfig::plaintext("b:9092");
+        k.properties
+            .insert("message.max.bytes".into(), "20000000".into());
+        let e = k.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("kafka.producer.queue.buffering.max.kbytes"),
+            "{e}"
+        );
+        k.producer
+            .insert("queue.buffering.max.kbytes".into(), "20000".into());
+        let e = k.validate().unwrap_err().to_string();
+        assert!(e.contains("kafka.consumer.fetch.max.bytes"), "{e}");
+        k.consumer
+            .insert("fetch.max.bytes".into(), "20000000".into());
+        k.validate().unwrap();
     }
 
     #[test]
