@@ -1,9 +1,9 @@
 //! Producing a batch of records and awaiting every acknowledgement, plainly or in one Kafka
 //! transaction: the only produce loops of the connectors.
 //!
-//! - [`produce_each`] hands every record to the producer at once (in order: per-key order holds
-//!   because the futures are polled in order on their first poll), then awaits every delivery
-//!   and returns each record's outcome.
+//! - [`produce_each`] hands the records to the producer strictly in order (a record waits for
+//!   room in the bounded local queue before the next is handed over, so per-key order holds),
+//!   then awaits every delivery and returns each record's outcome.
 //! - [`produce_all`] is the same with the first failure and its index: a source may move its
 //!   cursor past records `0..index` only (everything before the failed record is acknowledged;
 //!   records after it may be too, but a cursor covers a prefix).
@@ -27,7 +27,6 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::ToBytes;
 use rdkafka::producer::future_producer::{Delivery, DeliveryFuture};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
 
 use crate::error::ErrorClass;
 use crate::kafka_errors::{classify, requires_abort};
@@ -69,14 +68,23 @@ where
     K: ToBytes + ?Sized + 'a,
     V: ToBytes + ?Sized + 'a,
 {
-    let sends = records
-        .into_iter()
-        .map(|r| producer.send(r, Timeout::After(QUEUE_TIMEOUT)));
-    join_all(sends)
-        .await
-        .into_iter()
-        .map(|r| r.map_err(|(e, _)| e))
-        .collect()
+    // Enqueued strictly one after another: with a bounded local queue a record may have to
+    // wait for room, and no later record may overtake it (per-key order).
+    let mut pending = Vec::new();
+    for record in records {
+        pending.push(enqueue_one(producer, record).await);
+    }
+    join_all(pending.into_iter().map(|p| async move {
+        match p {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(d)) => Ok(d),
+                Ok(Err((e, _))) => Err(e),
+                Err(_) => Err(KafkaError::Canceled),
+            },
+            Err(e) => Err(e),
+        }
+    }))
+    .await
 }
 
 /// Sends every record and awaits every delivery; `Ok(n)` when all `n` were acknowledged, else
@@ -254,25 +262,38 @@ where
     V: ToBytes + ?Sized + 'a,
 {
     let mut out = Vec::new();
-    for (i, mut record) in records.into_iter().enumerate() {
-        let deadline = tokio::time::Instant::now() + QUEUE_TIMEOUT;
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    out.push(delivery);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => return (out, Some((i, e))),
-            }
+    for (i, record) in records.into_iter().enumerate() {
+        match enqueue_one(producer, record).await {
+            Ok(delivery) => out.push(delivery),
+            Err(e) => return (out, Some((i, e))),
         }
     }
     (out, None)
+}
+
+/// Hands one record to librdkafka, waiting while the local queue is full (up to
+/// [`QUEUE_TIMEOUT`]); the caller enqueues the next record only after this one is queued.
+async fn enqueue_one<'a, K, V>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, K, V>,
+) -> Result<DeliveryFuture, KafkaError>
+where
+    K: ToBytes + ?Sized + 'a,
+    V: ToBytes + ?Sized + 'a,
+{
+    let deadline = tokio::time::Instant::now() + QUEUE_TIMEOUT;
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }
 
 /// Aborts the current transaction after `cause`, unless `cause` leaves nothing to abort with
