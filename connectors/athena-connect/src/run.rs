@@ -303,7 +303,9 @@ impl Summary {
                     *s.commands_by_outcome.entry(label("outcome")).or_default() += v
                 }
                 "athena_connect_dlq_produce_requests_total" => s.dlq += v,
-                "athena_connect_push_notifications_total" => s.push_accepted += v,
+                "athena_connect_push_notifications_total" if label("result") == "accepted" => {
+                    s.push_accepted += v
+                }
                 _ => {}
             }
         }

@@ -42,6 +42,15 @@ pub struct ConnectorLabels {
     pub connector: String,
 }
 
+/// Labels of push notifications by result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushResultLabels {
+    /// Connector name.
+    pub connector: String,
+    /// `accepted`, `heartbeat`, `replayed`, `stale`, `unauthorized` or `unavailable`.
+    pub result: String,
+}
+
 /// Labels of an HTTP listener (`admin` or a connector name).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServerLabels {
@@ -113,9 +122,9 @@ pub struct Metrics {
     pub athena_throttled: Counter,
     /// Remaining daily athena quota as last reported in `X-RateLimit-Remaining`.
     pub athena_quota_remaining: Gauge,
-    /// Push notifications received, by result (`accepted`, `duplicate`, `rejected_signature`,
-    /// `kafka_unavailable`).
-    pub push_notifications: Family<ConnectorLabels, Counter>,
+    /// Push notifications received, by result (`accepted`, `heartbeat`, `replayed`, `stale`,
+    /// `unauthorized`, `unavailable`).
+    pub push_notifications: Family<PushResultLabels, Counter>,
     /// Push silences longer than the heartbeat period (each triggers a catch-up).
     pub push_gaps: Family<ConnectorLabels, Counter>,
     /// Events a push catch-up read produced from the changed-data feeds (`replayed = true`).
