@@ -48,9 +48,7 @@ impl InternalEvent for ConnectorRestarted<'_> {
     fn emit(self) {
         global()
             .connector_restarts
-            .get_or_create(&ConnectorLabels {
-                connector: self.connector.to_string(),
-            })
+            .get_or_create(&ConnectorLabels::of(self.connector))
             .inc();
         tracing::info!(
             connector = self.connector,
@@ -65,11 +63,7 @@ mod tests {
     use super::*;
 
     fn sample(series: &str) -> f64 {
-        global()
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        global().sample(series)
     }
 
     #[test]
@@ -98,14 +92,7 @@ mod tests {
 
     #[test]
     fn restart_is_counted() {
-        let series = "athena_connect_connector_restarts_total{connector=\"tel-restart\"} ";
-        let value = || {
-            global()
-                .render()
-                .lines()
-                .find_map(|l| l.strip_prefix(series)?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
+        let value = || sample("athena_connect_connector_restarts_total{connector=\"tel-restart\"}");
         let before = value();
         ConnectorRestarted {
             connector: "tel-restart",

@@ -7,13 +7,6 @@ use std::time::Duration;
 use connector_core::emit::InternalEvent;
 use connector_core::metrics::{FeedLabels, global};
 
-fn labels(connector: &str, feed: &str) -> FeedLabels {
-    FeedLabels {
-        connector: connector.to_string(),
-        feed: feed.to_string(),
-    }
-}
-
 /// A poll of the changed-data feed was issued (`source_polls_total`), destructive or replay.
 #[derive(Debug, Clone, Copy)]
 pub struct FeedPolled<'a> {
@@ -35,7 +28,7 @@ impl InternalEvent for FeedPolled<'_> {
         );
         global()
             .source_polls
-            .get_or_create(&labels(self.connector, self.feed))
+            .get_or_create(&FeedLabels::of(self.connector, self.feed))
             .inc();
     }
 }
@@ -58,7 +51,7 @@ impl InternalEvent for CursorCommitted<'_> {
         );
         global()
             .source_offset_commits
-            .get_or_create(&labels(self.connector, self.feed))
+            .get_or_create(&FeedLabels::of(self.connector, self.feed))
             .inc();
     }
 }
@@ -78,7 +71,7 @@ impl InternalEvent for FeedLagObserved<'_> {
     fn emit(self) {
         global()
             .source_feed_lag_seconds
-            .get_or_create(&labels(self.connector, self.feed))
+            .get_or_create(&FeedLabels::of(self.connector, self.feed))
             .set(self.lag_seconds.max(0.0));
     }
 }
@@ -99,7 +92,7 @@ impl InternalEvent for BudgetIntervalChanged<'_> {
     fn emit(self) {
         global()
             .source_budget_poll_interval_seconds
-            .get_or_create(&labels(self.connector, self.feed))
+            .get_or_create(&FeedLabels::of(self.connector, self.feed))
             .set(self.interval.map_or(0.0, |b| b.as_secs_f64()));
     }
 }
@@ -109,11 +102,7 @@ mod tests {
     use super::*;
 
     fn sample(series: &str) -> f64 {
-        global()
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        global().sample(series)
     }
 
     const L: &str = "{connector=\"tel-cds\",feed=\"patients\"}";

@@ -26,6 +26,16 @@ pub struct FeedLabels {
     pub feed: String,
 }
 
+impl FeedLabels {
+    /// The labels of `feed` of `connector`.
+    pub fn of(connector: &str, feed: &str) -> Self {
+        FeedLabels {
+            connector: connector.to_string(),
+            feed: feed.to_string(),
+        }
+    }
+}
+
 /// Labels for errors by class.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -49,6 +59,15 @@ pub struct PushResultLabels {
     pub connector: String,
     /// `accepted`, `heartbeat`, `replayed`, `stale`, `unauthorized` or `unavailable`.
     pub result: String,
+}
+
+impl ConnectorLabels {
+    /// The labels of `connector`.
+    pub fn of(connector: &str) -> Self {
+        ConnectorLabels {
+            connector: connector.to_string(),
+        }
+    }
 }
 
 /// Labels of an HTTP listener (`admin` or a connector name).
@@ -297,6 +316,15 @@ impl Metrics {
             m.connector_restarts.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// The value of one series as rendered (`name{labels}` exactly as in [`Metrics::render`]),
+    /// 0 when it does not exist yet (tests and the live summary read metrics this way).
+    pub fn sample(&self, series: &str) -> f64 {
+        self.render()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// The Prometheus text exposition of every metric.

@@ -9,12 +9,6 @@ use connector_core::metrics::{ConnectorLabels, FeedLabels, PushResultLabels, glo
 
 use crate::notification::NotificationKind;
 
-fn connector_labels(connector: &str) -> ConnectorLabels {
-    ConnectorLabels {
-        connector: connector.to_string(),
-    }
-}
-
 /// Why an authentic notification was answered 503 (athena retries it).
 #[derive(Debug, Clone, Copy)]
 pub enum Unavailable<'a> {
@@ -94,7 +88,7 @@ impl InternalEvent for NotificationReceived<'_> {
             }
             NotificationResult::Replayed => {
                 m.push_replays
-                    .get_or_create(&connector_labels(connector))
+                    .get_or_create(&ConnectorLabels::of(connector))
                     .inc();
                 tracing::debug!(
                     connector,
@@ -103,7 +97,7 @@ impl InternalEvent for NotificationReceived<'_> {
             }
             NotificationResult::Stale { max_event_age } => {
                 m.push_stale_refused
-                    .get_or_create(&connector_labels(connector))
+                    .get_or_create(&ConnectorLabels::of(connector))
                     .inc();
                 tracing::warn!(
                     connector,
@@ -172,7 +166,7 @@ impl InternalEvent for PushGap<'_> {
         );
         global()
             .push_gaps
-            .get_or_create(&connector_labels(self.connector))
+            .get_or_create(&ConnectorLabels::of(self.connector))
             .inc();
     }
 }
@@ -190,10 +184,7 @@ impl InternalEvent for PushSilenceObserved<'_> {
     fn emit(self) {
         global()
             .source_feed_lag_seconds
-            .get_or_create(&FeedLabels {
-                connector: self.connector.to_string(),
-                feed: crate::gap::PUSH_FEED.to_string(),
-            })
+            .get_or_create(&FeedLabels::of(self.connector, crate::gap::PUSH_FEED))
             .set(self.silence.as_secs_f64());
     }
 }
@@ -232,22 +223,19 @@ impl InternalEvent for CatchUpRead<'_> {
             CatchUpRead::Uncovered { connector, topics } => {
                 if topics > 0 {
                     m.push_catch_up_uncovered
-                        .get_or_create(&connector_labels(connector))
+                        .get_or_create(&ConnectorLabels::of(connector))
                         .inc_by(topics as u64);
                 }
             }
             CatchUpRead::Produced { connector, events } => {
                 tracing::debug!(connector, events, "Push catch-up events produced.");
                 m.push_catch_up_events
-                    .get_or_create(&connector_labels(connector))
+                    .get_or_create(&ConnectorLabels::of(connector))
                     .inc_by(events as u64);
             }
             CatchUpRead::Failed { connector, feed } => {
                 m.push_catch_up_failures
-                    .get_or_create(&FeedLabels {
-                        connector: connector.to_string(),
-                        feed: feed.to_string(),
-                    })
+                    .get_or_create(&FeedLabels::of(connector, feed))
                     .inc();
             }
         }
@@ -259,11 +247,7 @@ mod tests {
     use super::*;
 
     fn sample(series: &str) -> f64 {
-        global()
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        global().sample(series)
     }
 
     #[test]

@@ -32,10 +32,7 @@ impl InternalEvent for EventsProduced<'_> {
         );
         global()
             .source_records_produced
-            .get_or_create(&FeedLabels {
-                connector: self.connector.to_string(),
-                feed: self.feed.to_string(),
-            })
+            .get_or_create(&FeedLabels::of(self.connector, self.feed))
             .inc_by(self.count);
     }
 }
@@ -59,9 +56,7 @@ impl InternalEvent for DeadLettered<'_> {
         );
         global()
             .dlq_produce_requests
-            .get_or_create(&ConnectorLabels {
-                connector: self.connector.to_string(),
-            })
+            .get_or_create(&ConnectorLabels::of(self.connector))
             .inc();
     }
 }
@@ -115,9 +110,7 @@ impl InternalEvent for OffsetCommitted<'_> {
         );
         global()
             .sink_offset_commits
-            .get_or_create(&ConnectorLabels {
-                connector: self.connector.to_string(),
-            })
+            .get_or_create(&ConnectorLabels::of(self.connector))
             .inc();
     }
 }
@@ -245,12 +238,8 @@ impl InternalEvent for AthenaQuotaReported {
 mod tests {
     use super::*;
 
-    /// The value of the sample `series` (name and labels exactly as rendered), 0 when absent.
     fn sample(series: &str) -> f64 {
-        let text = global().render();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        global().sample(series)
     }
 
     #[test]
