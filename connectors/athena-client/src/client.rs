@@ -113,6 +113,12 @@ impl AthenaClient {
         self.inner.transport.stats()
     }
 
+    /// Installs the observer of every request, throttle and quota header of this client and
+    /// all its clones (metrics export); false when one is installed already (the first stays).
+    pub fn set_observer(&self, observer: std::sync::Arc<dyn crate::RequestObserver>) -> bool {
+        self.inner.transport.set_observer(observer)
+    }
+
     /// The latest `X-RateLimit-*` quota headers seen by the shared limiter.
     pub fn quota(&self) -> QuotaSnapshot {
         self.inner.transport.limiter.quota()

@@ -35,4 +35,4 @@ pub use client::{AthenaClient, PracticeClient, PracticeId};
 pub use config::{ClientConfig, Environment, RateLimitConfig, RetryConfig};
 pub use error::{Error, ErrorClass, classify};
 pub use transport::rate_limit::QuotaSnapshot;
-pub use transport::{ClientStats, RequestKey};
+pub use transport::{ClientEvent, ClientStats, RequestKey, RequestObserver};

@@ -121,6 +121,57 @@ async fn throttling_403_is_rate_limited_then_success() {
     sim.shutdown().await;
 }
 
+/// What a [`athena_client::RequestObserver`] was told, in order.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl athena_client::RequestObserver for Recorder {
+    fn observe(&self, event: athena_client::ClientEvent<'_>) {
+        let line = match event {
+            athena_client::ClientEvent::Request {
+                method,
+                route,
+                status_class,
+                ..
+            } => format!("{method} {route} {status_class}"),
+            athena_client::ClientEvent::Throttled => "throttled".to_string(),
+            athena_client::ClientEvent::QuotaRemaining(_) => "quota".to_string(),
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+#[tokio::test]
+async fn the_observer_sees_every_attempt_throttle_and_quota_header() {
+    let (sim, client, practice) = start(SimConfig::default()).await;
+    let recorder = std::sync::Arc::new(Recorder::default());
+    assert!(client.set_observer(recorder.clone()));
+    assert!(
+        !client.set_observer(std::sync::Arc::new(Recorder::default())),
+        "the first observer stays"
+    );
+    sim.state.inject(
+        status_fault(429, Some(1), None, 1)
+            .method("GET")
+            .path("/ping"),
+    );
+    practice.ping().await.expect("succeeds after the throttle");
+    let seen = recorder.0.lock().unwrap().clone();
+    let requests: Vec<_> = seen.iter().filter(|l| l.starts_with("GET")).collect();
+    assert_eq!(
+        requests,
+        [&format!("GET {PING} 4xx"), &format!("GET {PING} 2xx")],
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|l| *l == "throttled").count(),
+        client.stats().throttled as usize,
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l == "quota"), "{seen:?}");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn simulator_qps_throttle_is_absorbed() {
     // The simulator allows 5 req/s and answers 403 Mashery-style beyond; the client is set too fast on

@@ -32,3 +32,4 @@ pub mod schemas;
 pub mod sim;
 pub mod subscriptions;
 pub mod supervisor;
+pub mod telemetry;

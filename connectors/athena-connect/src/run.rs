@@ -179,7 +179,9 @@ pub async fn run_until(
         });
     }
 
-    tokio::spawn(bridge_athena_metrics(athena.clone(), background.clone()));
+    // The one path of athena request metrics: the client tells this observer every attempt,
+    // throttle and quota header (it knows no Prometheus); see docs/architecture.md, Telemetry.
+    athena.set_observer(Arc::new(crate::telemetry::MetricsObserver));
     if let Some(every) = summary {
         tokio::spawn(print_summary(every, supervisor.clone(), background.clone()));
     }
@@ -221,43 +223,6 @@ pub async fn run_until(
             config.shutdown_timeout
         );
         exit::FAILURE
-    }
-}
-
-/// Copies the athena client's counters (kept inside athena-client, which knows no Prometheus)
-/// into the process metrics every 2 s: requests by route template, throttled responses, quota.
-async fn bridge_athena_metrics(athena: AthenaClient, stop: CancellationToken) {
-    use connector_core::metrics::{RouteLabels, global};
-    let m = global();
-    let mut seen: BTreeMap<athena_client::RequestKey, u64> = BTreeMap::new();
-    let mut throttled = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let stats = athena.stats();
-        for (k, v) in &stats.requests {
-            let before = seen.insert(k.clone(), *v).unwrap_or(0);
-            if *v > before {
-                m.athena_requests
-                    .get_or_create(&RouteLabels {
-                        method: k.method.clone(),
-                        route: k.route.clone(),
-                        status_class: k.status_class.to_string(),
-                    })
-                    .inc_by(v - before);
-            }
-        }
-        if stats.throttled > throttled {
-            m.athena_throttled.inc_by(stats.throttled - throttled);
-            throttled = stats.throttled;
-        }
-        if let Some(r) = athena.quota().remaining {
-            m.athena_quota_remaining
-                .set(i64::try_from(r).unwrap_or(i64::MAX));
-        }
     }
 }
 
@@ -303,7 +268,9 @@ impl Summary {
                     *s.commands_by_outcome.entry(label("outcome")).or_default() += v
                 }
                 "athena_connect_dlq_produce_requests_total" => s.dlq += v,
-                "athena_connect_push_notifications_total" => s.push_accepted += v,
+                "athena_connect_push_notifications_total" if label("result") == "accepted" => {
+                    s.push_accepted += v
+                }
                 _ => {}
             }
         }

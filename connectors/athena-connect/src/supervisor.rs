@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use connector_core::ErrorClass;
-use connector_core::metrics::{ConnectorLabels, ConnectorStateLabels};
+use connector_core::emit::{ConnectorStateChanged, InternalEvent};
 use connector_core::runtime::{self, TaskControl, TaskHandle, TaskState, TaskStatus};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Kind, RestartConfig};
 use crate::offsets::OffsetsLocation;
+use crate::telemetry::ConnectorRestarted;
 
 /// Why one run of a connector ended: a PHI-free message for the status API and the class of the
 /// error, which decides whether a restart can heal it.
@@ -163,9 +164,6 @@ impl std::fmt::Debug for Supervisor {
 async fn supervise(slot: Arc<Slot>, stop: CancellationToken, closing: Arc<AtomicBool>) {
     let def = &slot.def;
     let name = def.name.clone();
-    let labels = ConnectorLabels {
-        connector: name.clone(),
-    };
     // Failures in a row, and when the series began (for `restart.timeout`).
     let mut attempt = 0u32;
     let mut series_start: Option<Instant> = None;
@@ -268,11 +266,11 @@ async fn supervise(slot: Arc<Slot>, stop: CancellationToken, closing: Arc<Atomic
             return;
         }
         slot.life.lock().restarts += 1;
-        connector_core::metrics::global()
-            .connector_restarts
-            .get_or_create(&labels)
-            .inc();
-        tracing::info!(connector = %name, attempt, "Restarting connector.");
+        ConnectorRestarted {
+            connector: &name,
+            attempt,
+        }
+        .emit();
     }
 }
 
@@ -389,17 +387,12 @@ impl Supervisor {
     /// Sets `athena_connect_connector_state` to the current state of every connector (called
     /// at every scrape of `/metrics`, so the gauge is never stale).
     pub fn refresh_metrics(&self) {
-        let m = connector_core::metrics::global();
         for (name, slot) in &self.slots {
-            let now = slot.status().task.state;
-            for st in TaskState::ALL {
-                m.connector_state
-                    .get_or_create(&ConnectorStateLabels {
-                        connector: name.clone(),
-                        state: st.name().to_string(),
-                    })
-                    .set(i64::from(st == now));
+            ConnectorStateChanged {
+                connector: name,
+                state: slot.status().task.state,
             }
+            .emit();
         }
     }
 

@@ -22,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod subscriptions;
 pub mod task;
+pub mod telemetry;
 pub mod writer;
 
 use std::collections::{HashMap, HashSet};

@@ -17,7 +17,7 @@ pub use athena_contracts::events::feed_name;
 use chrono::Utc;
 use connector_core::ErrorClass;
 use connector_core::dlq::DeadLetterQueue;
-use connector_core::metrics::{ErrorLabels, FeedLabels, global};
+use connector_core::emit::{ErrorRecorded, EventsProduced, InternalEvent};
 use connector_core::retry::{Backoff, retry};
 use connector_core::runtime::TaskControl;
 use serde_json::Value;
@@ -27,6 +27,7 @@ use crate::config::{Config, DeliveryMode};
 use crate::cursor::{Cursor, short_id};
 use crate::error::Error;
 use crate::events::{FeedCodec, MapContext, Mapped};
+use crate::telemetry::{BudgetIntervalChanged, CursorCommitted, FeedLagObserved, FeedPolled};
 use crate::writer::{HeaderInfo, Page, WRITE_BACKOFF, Writer};
 
 /// The next wait after a successful drain: back to the base interval when rows came, doubled
@@ -128,11 +129,30 @@ impl FeedTask {
         format!("{}/{}", self.practice, feed_name(self.feed))
     }
 
-    fn labels(&self) -> FeedLabels {
-        FeedLabels {
-            connector: self.connector.clone(),
-            feed: feed_name(self.feed).to_string(),
+    fn polled(&self, replay: bool) {
+        FeedPolled {
+            connector: &self.connector,
+            feed: feed_name(self.feed),
+            replay,
         }
+        .emit();
+    }
+
+    fn produced(&self, count: usize) {
+        EventsProduced {
+            connector: &self.connector,
+            feed: feed_name(self.feed),
+            count: count as u64,
+        }
+        .emit();
+    }
+
+    fn cursor_committed(&self) {
+        CursorCommitted {
+            connector: &self.connector,
+            feed: feed_name(self.feed),
+        }
+        .emit();
     }
 
     fn header_info(&self) -> HeaderInfo {
@@ -157,13 +177,11 @@ impl FeedTask {
     }
 
     fn count_error(&self, e: &Error) {
-        global()
-            .errors
-            .get_or_create(&ErrorLabels {
-                connector: self.connector.clone(),
-                class: e.class_label().to_string(),
-            })
-            .inc();
+        ErrorRecorded {
+            connector: &self.connector,
+            class: e.class_label(),
+        }
+        .emit();
     }
 
     /// Runs until shutdown; returns `Err` only for an error that stops this feed.
@@ -256,16 +274,17 @@ impl FeedTask {
     fn budgeted(&self, wait: Duration) -> Duration {
         let mut wait = wait;
         let budget = self.config.budget_interval();
-        global()
-            .source_budget_poll_interval_seconds
-            .get_or_create(&self.labels())
-            .set(budget.map_or(0.0, |b| b.as_secs_f64()));
+        BudgetIntervalChanged {
+            connector: &self.connector,
+            feed: feed_name(self.feed),
+            interval: budget,
+        }
+        .emit();
         if let Some(b) = budget {
             wait = wait.max(b);
         }
         let q = self.client.client().quota();
         if let Some(rem) = q.remaining {
-            global().athena_quota_remaining.set(rem as i64);
             // Below 5 % of the daily quota: poll no more often than the longest interval, leaving
             // the rest for writes and other connectors on the same key.
             if q.limit.is_some_and(|l| rem.saturating_mul(20) < l) {
@@ -281,20 +300,19 @@ impl FeedTask {
             .committed_at
             .map(|t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0)
             .unwrap_or(0.0);
-        global()
-            .source_feed_lag_seconds
-            .get_or_create(&self.labels())
-            .set(lag.max(0.0));
+        FeedLagObserved {
+            connector: &self.connector,
+            feed: feed_name(self.feed),
+            lag_seconds: lag,
+        }
+        .emit();
     }
 
     async fn persist_cursor(&self) -> Result<(), Error> {
         self.writer
             .save_cursor(&self.key(), &self.cursor.to_bytes())
             .await?;
-        global()
-            .source_offset_commits
-            .get_or_create(&self.labels())
-            .inc();
+        self.cursor_committed();
         Ok(())
     }
 
@@ -390,15 +408,9 @@ impl FeedTask {
         )
         .await?;
         if with_cursor {
-            global()
-                .source_offset_commits
-                .get_or_create(&self.labels())
-                .inc();
+            self.cursor_committed();
         }
-        global()
-            .source_records_produced
-            .get_or_create(&self.labels())
-            .inc_by(events.len() as u64);
+        self.produced(events.len());
         Ok(())
     }
 
@@ -522,7 +534,7 @@ impl FeedTask {
         &self,
         params: &PollParams,
     ) -> Result<athena_client::api::changed::ChangedPage, athena_client::Error> {
-        global().source_polls.get_or_create(&self.labels()).inc();
+        self.polled(false);
         self.client.poll_changed(self.feed, params).await
     }
 
@@ -533,10 +545,7 @@ impl FeedTask {
     ) -> Result<(), Error> {
         h.await
             .map_err(|e| connector_core::CoreError::task("delivery", &e))??;
-        global()
-            .source_records_produced
-            .get_or_create(&self.labels())
-            .inc_by(count as u64);
+        self.produced(count);
         Ok(())
     }
 
@@ -564,7 +573,7 @@ impl FeedTask {
                 extra: extra.clone(),
                 ..Default::default()
             };
-            global().source_polls.get_or_create(&self.labels()).inc();
+            self.polled(false);
             let page = match self.client.poll_changed(self.feed, &params).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -649,7 +658,7 @@ impl FeedTask {
                 extra,
                 ..Default::default()
             };
-            global().source_polls.get_or_create(&self.labels()).inc();
+            self.polled(true);
             let page = self.client.poll_changed(self.feed, &params).await?;
             let n = page.items.len();
             let skip = match self.config.mode {

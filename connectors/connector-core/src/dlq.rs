@@ -17,9 +17,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use std::borrow::Cow;
 
+use crate::emit::{DeadLettered, InternalEvent};
 use crate::error::{CoreError, ErrorClass};
 use crate::kafka::TopicSpec;
-use crate::metrics::{ConnectorLabels, global};
 
 /// Where and how dead letters are written (Kafka Connect's `errors.deadletterqueue.*`).
 #[derive(Debug, Clone, Deserialize)]
@@ -198,7 +198,7 @@ impl DeadLetterQueue {
     /// offset), and counts it in `dlq_produce_requests`.
     pub async fn send_reason(&self, msg: &OwnedMessage, reason: &Reason) -> Result<(), CoreError> {
         self.write_message(msg, reason).await?;
-        self.count();
+        self.count(msg.topic());
         Ok(())
     }
 
@@ -222,7 +222,7 @@ impl DeadLetterQueue {
         };
         self.write(&self.topic_for(topic), key, value, &origin, reason)
             .await?;
-        self.count();
+        self.count(topic);
         Ok(())
     }
 
@@ -268,13 +268,12 @@ impl DeadLetterQueue {
             })
     }
 
-    fn count(&self) {
-        global()
-            .dlq_produce_requests
-            .get_or_create(&ConnectorLabels {
-                connector: self.connector.clone(),
-            })
-            .inc();
+    fn count(&self, topic: &str) {
+        DeadLettered {
+            connector: &self.connector,
+            dlq_topic: &self.topic_for(topic),
+        }
+        .emit();
     }
 
     /// The original headers of `msg` followed by the `__connect.errors.*` context of `reason`.

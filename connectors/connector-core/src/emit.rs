@@ -19,3 +19,11 @@ pub trait InternalEvent: Sized {
 pub fn emit(event: impl InternalEvent) {
     event.emit();
 }
+
+mod events;
+
+pub use events::{
+    AthenaQuotaReported, AthenaRequestCompleted, AthenaThrottled, ConnectionShed,
+    ConnectorStateChanged, DeadLettered, ErrorRecorded, EventsProduced, OffsetCommitted,
+    ShedReason,
+};

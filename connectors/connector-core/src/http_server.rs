@@ -45,8 +45,8 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::emit::{ConnectionShed, InternalEvent, ShedReason};
 use crate::error::CoreError;
-use crate::metrics::{ServerLabels, global};
 
 /// Limits of one HTTP listener (`[....http]` in the config). Every field has a documented
 /// default; [`HttpServerConfig::validate`] names the failing key.
@@ -167,9 +167,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let server: String = server.into();
-    let labels = ServerLabels {
-        server: server.clone(),
-    };
     let config = Arc::new(config);
     let conns = Arc::new(Semaphore::new(config.max_connections));
     let handshakes = Arc::new(Semaphore::new(config.max_tls_handshakes));
@@ -193,8 +190,11 @@ pub async fn serve(
             },
         };
         let Ok(permit) = conns.clone().try_acquire_owned() else {
-            global().http_connections_shed.get_or_create(&labels).inc();
-            tracing::debug!(server = %server, "Connection cap reached; shedding a connection.");
+            ConnectionShed {
+                server: &server,
+                reason: ShedReason::ConnectionCap,
+            }
+            .emit();
             if acceptor.is_none() {
                 // Non-blocking: a fresh socket's send buffer takes it, or the client gets a
                 // plain close. Never awaits, so shedding cannot itself be held up.
@@ -218,11 +218,11 @@ pub async fn serve(
                 None => serve_connection(tcp, app, &config, stop).await,
                 Some(acceptor) => {
                     let Ok(hs) = handshakes.try_acquire_owned() else {
-                        tracing::debug!(server, "TLS handshake cap reached; closing a connection.");
-                        global()
-                            .http_connections_shed
-                            .get_or_create(&ServerLabels { server })
-                            .inc();
+                        ConnectionShed {
+                            server: &server,
+                            reason: ShedReason::HandshakeCap,
+                        }
+                        .emit();
                         return;
                     };
                     let tls = tokio::select! {

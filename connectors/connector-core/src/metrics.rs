@@ -26,6 +26,16 @@ pub struct FeedLabels {
     pub feed: String,
 }
 
+impl FeedLabels {
+    /// The labels of `feed` of `connector`.
+    pub fn of(connector: &str, feed: &str) -> Self {
+        FeedLabels {
+            connector: connector.to_string(),
+            feed: feed.to_string(),
+        }
+    }
+}
+
 /// Labels for errors by class.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -40,6 +50,24 @@ pub struct ErrorLabels {
 pub struct ConnectorLabels {
     /// Connector name.
     pub connector: String,
+}
+
+/// Labels of push notifications by result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushResultLabels {
+    /// Connector name.
+    pub connector: String,
+    /// `accepted`, `heartbeat`, `replayed`, `stale`, `unauthorized` or `unavailable`.
+    pub result: String,
+}
+
+impl ConnectorLabels {
+    /// The labels of `connector`.
+    pub fn of(connector: &str) -> Self {
+        ConnectorLabels {
+            connector: connector.to_string(),
+        }
+    }
 }
 
 /// Labels of an HTTP listener (`admin` or a connector name).
@@ -113,9 +141,9 @@ pub struct Metrics {
     pub athena_throttled: Counter,
     /// Remaining daily athena quota as last reported in `X-RateLimit-Remaining`.
     pub athena_quota_remaining: Gauge,
-    /// Push notifications received, by result (`accepted`, `duplicate`, `rejected_signature`,
-    /// `kafka_unavailable`).
-    pub push_notifications: Family<ConnectorLabels, Counter>,
+    /// Push notifications received, by result (`accepted`, `heartbeat`, `replayed`, `stale`,
+    /// `unauthorized`, `unavailable`).
+    pub push_notifications: Family<PushResultLabels, Counter>,
     /// Push silences longer than the heartbeat period (each triggers a catch-up).
     pub push_gaps: Family<ConnectorLabels, Counter>,
     /// Events a push catch-up read produced from the changed-data feeds (`replayed = true`).
@@ -288,6 +316,15 @@ impl Metrics {
             m.connector_restarts.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// The value of one series as rendered (`name{labels}` exactly as in [`Metrics::render`]),
+    /// 0 when it does not exist yet (tests and the live summary read metrics this way).
+    pub fn sample(&self, series: &str) -> f64 {
+        self.render()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// The Prometheus text exposition of every metric.

@@ -144,10 +144,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, CoreError> {
     } else {
         FmtSpan::NONE
     };
-    let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(otel_layer)
-        .with(AthenaLatencyLayer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     // Logs go to stderr so stdout stays free for command output (check, offsets, summary).
     let result = match config.log_format {
         LogFormat::Pretty => registry
@@ -178,102 +175,6 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, CoreError> {
 /// `http.route`, `http.status_code`).
 pub const ATHENA_REQUEST_SPAN: &str = "athena_request";
 
-/// Records the duration of every `athena_request` span into
-/// [`crate::metrics::Metrics::athena_request_seconds`], labelled with the route *template* and
-/// status class the span carries (athena-client knows no Prometheus; the span is the contract).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AthenaLatencyLayer;
-
-#[derive(Debug, Default)]
-struct AthenaCall {
-    method: String,
-    route: String,
-    status: Option<u64>,
-    started: Option<std::time::Instant>,
-}
-
-impl tracing::field::Visit for AthenaCall {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "http.method" => self.method = format!("{value:?}"),
-            "http.route" => self.route = format!("{value:?}"),
-            "http.status_code" => self.status = format!("{value:?}").parse().ok(),
-            _ => {}
-        }
-    }
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.record_debug(field, &format_args!("{value}"))
-    }
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        if field.name() == "http.status_code" {
-            self.status = Some(value);
-        }
-    }
-    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        if field.name() == "http.status_code" {
-            self.status = u64::try_from(value).ok();
-        }
-    }
-}
-
-impl<S> tracing_subscriber::Layer<S> for AthenaLatencyLayer
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if attrs.metadata().name() != ATHENA_REQUEST_SPAN {
-            return;
-        }
-        let mut call = AthenaCall {
-            started: Some(std::time::Instant::now()),
-            ..AthenaCall::default()
-        };
-        attrs.record(&mut call);
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(call);
-        }
-    }
-
-    fn on_record(
-        &self,
-        id: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if let Some(span) = ctx.span(id)
-            && let Some(call) = span.extensions_mut().get_mut::<AthenaCall>()
-        {
-            values.record(call);
-        }
-    }
-
-    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
-        let ext = span.extensions();
-        let Some(call) = ext.get::<AthenaCall>() else {
-            return;
-        };
-        let Some(started) = call.started else { return };
-        let status_class = match call.status {
-            Some(s @ 100..=599) => format!("{}xx", s / 100),
-            _ => "error".to_string(),
-        };
-        crate::metrics::global()
-            .athena_request_seconds
-            .get_or_create(&crate::metrics::RouteLabels {
-                method: call.method.clone(),
-                route: call.route.clone(),
-                status_class,
-            })
-            .observe(started.elapsed().as_secs_f64());
-    }
-}
-
 trait EndpointExt: Sized {
     fn with_endpoint_str(self, endpoint: &str) -> Self;
 }
@@ -281,32 +182,5 @@ trait EndpointExt: Sized {
 impl<B: opentelemetry_otlp::WithExportConfig> EndpointExt for B {
     fn with_endpoint_str(self, endpoint: &str) -> Self {
         self.with_endpoint(endpoint)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn athena_spans_become_latency_by_route_template() {
-        let subscriber = tracing_subscriber::registry().with(AthenaLatencyLayer);
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!(
-                "athena_request",
-                http.method = "GET",
-                http.route = "/v1/{practiceid}/latency-test/{id}",
-                http.status_code = tracing::field::Empty,
-            );
-            span.record("http.status_code", 200u64);
-            drop(span);
-        });
-        let text = crate::metrics::global().render();
-        assert!(
-            text.contains(
-                "athena_connect_athena_request_seconds_count{method=\"GET\",route=\"/v1/{practiceid}/latency-test/{id}\",status_class=\"2xx\"} 1"
-            ),
-            "{text}"
-        );
     }
 }

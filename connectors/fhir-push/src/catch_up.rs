@@ -35,8 +35,8 @@ use athena_contracts::parse_athena_time;
 use athena_contracts::{AppointmentChanged, PatientChanged, SourceKind};
 use chrono::{DateTime, Utc};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
+use connector_core::emit::InternalEvent;
 use connector_core::kafka::KafkaConfig;
-use connector_core::metrics::{ConnectorLabels, FeedLabels, global};
 use connector_core::produce::produce_all;
 use connector_core::{CoreError, ErrorClass};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -48,6 +48,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::error::Error;
 use crate::inflate::Dedup;
+use crate::telemetry::CatchUpRead;
 
 /// Rows asked for per poll (athena allows up to 5000).
 pub const PAGE_SIZE: u32 = 1000;
@@ -354,12 +355,6 @@ impl CatchUp {
         &self.coverage
     }
 
-    fn labels(&self) -> ConnectorLabels {
-        ConnectorLabels {
-            connector: self.connector.clone(),
-        }
-    }
-
     /// Starts a catch-up if none is in progress, then advances every unfinished feed by up to
     /// `catch_up_max_rows` rows. Returns Err never: failures are in the report (and counted and
     /// logged here), so the caller only decides when to call again.
@@ -370,12 +365,11 @@ impl CatchUp {
             if capped {
                 tracing::warn!(connector = %self.connector, max_window_secs = self.max_window.as_secs(), "Push catch-up window capped at catch_up_max_window; older changes are not read.");
             }
-            if !self.coverage.uncovered.is_empty() {
-                global()
-                    .push_catch_up_uncovered
-                    .get_or_create(&self.labels())
-                    .inc_by(self.coverage.uncovered.len() as u64);
+            CatchUpRead::Uncovered {
+                connector: &self.connector,
+                topics: self.coverage.uncovered.len(),
             }
+            .emit();
             tracing::info!(connector = %self.connector, window_start = %start.to_rfc3339(), "Push catch-up: reading the changed-data feeds non-destructively.");
             self.run = Some(Run {
                 window_start: start,
@@ -415,13 +409,11 @@ impl CatchUp {
                 }
                 Err(e) => {
                     let not_subscribed = is_not_subscribed(&e);
-                    global()
-                        .push_catch_up_failures
-                        .get_or_create(&FeedLabels {
-                            connector: self.connector.clone(),
-                            feed: feed_name(feed).to_string(),
-                        })
-                        .inc();
+                    CatchUpRead::Failed {
+                        connector: &self.connector,
+                        feed: feed_name(feed),
+                    }
+                    .emit();
                     let message = if not_subscribed {
                         // Retrying cannot help, and subscribing for the user would start a
                         // feed nobody drains; rows of the window never existed on it anyway.
@@ -576,10 +568,11 @@ impl CatchUp {
         for (_, _, _, id, _) in outs {
             self.emitted.insert(id);
         }
-        global()
-            .push_catch_up_events
-            .get_or_create(&self.labels())
-            .inc_by(acked as u64);
+        CatchUpRead::Produced {
+            connector: &self.connector,
+            events: acked,
+        }
+        .emit();
         Ok(acked)
     }
 }

@@ -15,7 +15,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use connector_core::metrics::{FeedLabels, global};
+use connector_core::emit::InternalEvent;
+
+use crate::telemetry::{PushGap, PushSilenceObserved};
+
+/// The `feed` label of the push connector's lag gauge (`source_feed_lag_seconds`).
+pub const PUSH_FEED: &str = "push";
 use parking_lot::Mutex;
 
 /// Tracks when the last authentic notification arrived.
@@ -25,7 +30,7 @@ pub struct GapMonitor {
     last_wall: Mutex<Option<DateTime<Utc>>>,
     period: Duration,
     gaps: AtomicU64,
-    labels: FeedLabels,
+    connector: String,
     /// Last event counter seen per subscription (few subscriptions; capped anyway).
     counters: Mutex<HashMap<String, u64>>,
 }
@@ -42,10 +47,7 @@ impl GapMonitor {
             last_wall: Mutex::new(None),
             period,
             gaps: AtomicU64::new(0),
-            labels: FeedLabels {
-                connector: connector.to_string(),
-                feed: "push".into(),
-            },
+            connector: connector.to_string(),
             counters: Mutex::new(HashMap::new()),
         }
     }
@@ -81,10 +83,11 @@ impl GapMonitor {
     pub fn seen(&self) {
         *self.last.lock() = Instant::now();
         *self.last_wall.lock() = Some(Utc::now());
-        global()
-            .source_feed_lag_seconds
-            .get_or_create(&self.labels)
-            .set(0.0);
+        PushSilenceObserved {
+            connector: &self.connector,
+            silence: Duration::ZERO,
+        }
+        .emit();
     }
 
     /// Wall-clock time of the last authentic notification of this process (`None` before the
@@ -107,18 +110,18 @@ impl GapMonitor {
     /// gap, restarts the silence clock (one gap per silent period) and returns true.
     pub fn check(&self) -> bool {
         let silence = self.silence();
-        global()
-            .source_feed_lag_seconds
-            .get_or_create(&self.labels)
-            .set(silence.as_secs_f64());
+        PushSilenceObserved {
+            connector: &self.connector,
+            silence,
+        }
+        .emit();
         if silence > self.period {
-            self.gaps.fetch_add(1, Ordering::Relaxed);
-            global()
-                .push_gaps
-                .get_or_create(&connector_core::metrics::ConnectorLabels {
-                    connector: self.labels.connector.clone(),
-                })
-                .inc();
+            let gaps = self.gaps.fetch_add(1, Ordering::Relaxed) + 1;
+            PushGap {
+                connector: &self.connector,
+                gaps,
+            }
+            .emit();
             *self.last.lock() = Instant::now();
             true
         } else {
@@ -167,7 +170,7 @@ mod tests {
         assert!(!m.check(), "the clock restarts after a gap");
         assert_eq!(m.gaps(), 1);
         assert!(
-            global()
+            connector_core::metrics::global()
                 .render()
                 .contains("athena_connect_push_gaps_total{connector=\"t\"} 1"),
             "the gap is counted in the exported metrics"

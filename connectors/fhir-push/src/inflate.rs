@@ -41,7 +41,7 @@ use athena_contracts::mapping::{self, Observation, TypedEventError};
 use athena_contracts::{AppointmentChanged, FhirResourceChanged, PatientChanged, SourceKind};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::dlq::{DeadLetterQueue, Stage};
-use connector_core::metrics::{FeedLabels, global};
+use connector_core::emit::{ErrorRecorded, EventsProduced, InternalEvent};
 use connector_core::produce::produce_all;
 use connector_core::retry::Backoff;
 use connector_core::runtime::{TaskControl, TaskState};
@@ -384,14 +384,12 @@ impl Inflater {
         for k in keys {
             self.dedup.insert(k);
         }
-        let labels = FeedLabels {
-            connector: self.connector.clone(),
-            feed: "push".into(),
-        };
-        global()
-            .source_records_produced
-            .get_or_create(&labels)
-            .inc_by(acked as u64);
+        EventsProduced {
+            connector: &self.connector,
+            feed: crate::gap::PUSH_FEED,
+            count: acked as u64,
+        }
+        .emit();
         Ok(Handled {
             produced: acked,
             unreadable,
@@ -399,13 +397,11 @@ impl Inflater {
     }
 
     fn count_permanent(&self) {
-        global()
-            .errors
-            .get_or_create(&connector_core::metrics::ErrorLabels {
-                connector: self.connector.clone(),
-                class: "permanent".into(),
-            })
-            .inc();
+        ErrorRecorded {
+            connector: &self.connector,
+            class: "permanent",
+        }
+        .emit();
     }
 
     /// Consumes the notifications topic until shutdown. Returns Err only for fatal errors.

@@ -34,6 +34,7 @@ pub mod r4_backport;
 pub mod receiver;
 pub mod replay;
 pub mod signature;
+pub mod telemetry;
 pub mod tls;
 
 use std::sync::Arc;
@@ -285,7 +286,6 @@ pub async fn run(
                 }
                 tokio::time::sleep(gap.tick()).await;
                 if gap.check() {
-                    tracing::warn!(connector = %name, gaps = gap.gaps(), "No push notification within the heartbeat period; running a catch-up check.");
                     control.report_error("push silent beyond heartbeat_period (possible gap)");
                     due = true;
                     if manage_subs

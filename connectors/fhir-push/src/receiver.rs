@@ -26,8 +26,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use connector_core::emit::InternalEvent;
 use connector_core::http_server::{self, HttpServerConfig};
-use connector_core::metrics::{ConnectorLabels, global};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -35,6 +35,7 @@ use crate::adapter::PushAdapter;
 use crate::gap::GapMonitor;
 use crate::notification::{Notification, NotificationKind};
 use crate::replay::{Admit, ReplayGuard};
+use crate::telemetry::{NotificationReceived, NotificationResult, Unavailable};
 
 /// Header naming the adapter that received a notification.
 pub const ADAPTER_HEADER: &str = "athena.push.adapter";
@@ -56,7 +57,7 @@ struct Inner {
     producer: FutureProducer,
     topic: String,
     budget: Duration,
-    labels: ConnectorLabels,
+    connector: String,
     gap: Arc<GapMonitor>,
     after_durable: Option<AfterDurable>,
     replay: Option<Arc<ReplayGuard>>,
@@ -79,9 +80,7 @@ impl ReceiverState {
                 producer,
                 topic: topic.into(),
                 budget,
-                labels: ConnectorLabels {
-                    connector: connector.to_string(),
-                },
+                connector: connector.to_string(),
                 gap,
                 after_durable: None,
                 replay: None,
@@ -128,15 +127,8 @@ pub fn router(state: ReceiverState, body_limit: usize) -> Router {
 
 async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
     let s = &s.inner;
-    let m = global();
     if let Err(why) = s.adapter.verify(&headers, &body) {
-        m.errors
-            .get_or_create(&connector_core::metrics::ErrorLabels {
-                connector: s.labels.connector.clone(),
-                class: "permanent".into(),
-            })
-            .inc();
-        tracing::warn!(connector = %s.labels.connector, reason = ?why, "Rejected an unauthenticated notification.");
+        s.answered(NotificationResult::Unauthorized { reason: &why });
         return (StatusCode::UNAUTHORIZED, "signature required").into_response();
     }
     let parsed = s.adapter.parse(&body);
@@ -154,20 +146,18 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
             let live = s
                 .gap
                 .heartbeat(n.subscription.as_deref(), n.events_since_start);
-            tracing::debug!(connector = %s.labels.connector, kind = ?n.kind, live, "Notification without events acknowledged.");
+            s.answered(NotificationResult::Heartbeat { kind: n.kind, live });
             return StatusCode::OK.into_response();
         }
         Ok(n) => {
             if let Some(guard) = &s.replay {
                 match guard.admit(&replay_keys(n), now) {
                     Admit::Replay => {
-                        m.push_replays.get_or_create(&s.labels).inc();
-                        tracing::debug!(connector = %s.labels.connector, "Replayed notification acknowledged without a new record.");
+                        s.answered(NotificationResult::Replayed);
                         return StatusCode::OK.into_response();
                     }
                     Admit::InFlight => {
-                        tracing::debug!(connector = %s.labels.connector, "A copy of this notification is in flight; answering 503.");
-                        return unavailable(s);
+                        return unavailable(s, Unavailable::InFlight);
                     }
                     Admit::New(r) => reservation = Some(r),
                 }
@@ -175,8 +165,7 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
             if let Some(age) = s.max_event_age
                 && is_stale(n, now, age)
             {
-                m.push_stale_refused.get_or_create(&s.labels).inc();
-                tracing::warn!(connector = %s.labels.connector, max_event_age_secs = age.as_secs(), "Refused an authentic notification whose events are all older than max_event_age.");
+                s.answered(NotificationResult::Stale { max_event_age: age });
                 return (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "events older than max_event_age",
@@ -192,7 +181,7 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
             })
         }
         Err(e) => {
-            tracing::warn!(connector = %s.labels.connector, error = %e, "Authentic notification did not parse; keeping it for the dead-letter queue.");
+            tracing::warn!(connector = %s.connector, error = %e, "Authentic notification did not parse; keeping it for the dead-letter queue.");
             None
         }
     };
@@ -216,8 +205,7 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
     let delivery = match s.producer.send_result(record) {
         Ok(d) => d,
         Err((e, _)) => {
-            tracing::warn!(connector = %s.labels.connector, error = %e, "Could not queue a notification for Kafka; answering 503.");
-            return unavailable(s);
+            return unavailable(s, Unavailable::NotQueued(&e));
         }
     };
     match tokio::time::timeout(s.budget, delivery).await {
@@ -231,31 +219,29 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
             {
                 s.gap.note_counter(n.subscription.as_deref(), c);
             }
-            m.push_notifications.get_or_create(&s.labels).inc();
+            s.answered(NotificationResult::Accepted);
             if let Some(hook) = &s.after_durable {
                 hook();
             }
             StatusCode::OK.into_response()
         }
-        Ok(Ok(Err((e, _)))) => {
-            tracing::warn!(connector = %s.labels.connector, error = %e, "Kafka refused a notification; answering 503.");
-            unavailable(s)
-        }
-        Ok(Err(_)) | Err(_) => {
-            tracing::warn!(connector = %s.labels.connector, budget_ms = s.budget.as_millis() as u64, "Kafka did not acknowledge a notification in time; answering 503.");
-            unavailable(s)
-        }
+        Ok(Ok(Err((e, _)))) => unavailable(s, Unavailable::Refused(&e)),
+        Ok(Err(_)) | Err(_) => unavailable(s, Unavailable::Timeout(s.budget)),
     }
 }
 
-fn unavailable(s: &Inner) -> Response {
-    global()
-        .errors
-        .get_or_create(&connector_core::metrics::ErrorLabels {
-            connector: s.labels.connector.clone(),
-            class: "retriable".into(),
-        })
-        .inc();
+impl Inner {
+    fn answered(&self, result: NotificationResult<'_>) {
+        NotificationReceived {
+            connector: &self.connector,
+            result,
+        }
+        .emit();
+    }
+}
+
+fn unavailable(s: &Inner, why: Unavailable<'_>) -> Response {
+    s.answered(NotificationResult::Unavailable(why));
     (StatusCode::SERVICE_UNAVAILABLE, "not durable yet, retry").into_response()
 }
 

@@ -12,14 +12,19 @@
 //!
 //! Each call runs in a `tracing` span `athena_request` with `http.method`, `http.route` (the route template,
 //! never the concrete URL), `http.status_code`, `attempt` and athena's `X-Request-Id`.
+//!
+//! Metrics: the client knows no Prometheus (and no Kafka). A process that exports metrics installs one
+//! [`RequestObserver`] ([`crate::AthenaClient::set_observer`]); the transport tells it every attempt (route
+//! template, status class, time to the response headers), every throttle and every quota header, as they
+//! happen and whatever the log level.
 
 pub mod rate_limit;
 pub mod retry;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -133,6 +138,34 @@ pub struct RequestKey {
     pub status_class: &'static str,
 }
 
+/// What the transport tells an installed [`RequestObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent<'a> {
+    /// One HTTP attempt got its response headers, or failed without any.
+    Request {
+        /// HTTP method.
+        method: &'a str,
+        /// Route template (bounded label set), never the concrete URL.
+        route: &'a str,
+        /// `2xx`, `3xx`, `4xx`, `5xx` or `error` (no HTTP answer).
+        status_class: &'static str,
+        /// From sending to the response headers (or the failure).
+        elapsed: Duration,
+    },
+    /// A response judged to be throttling (429, throttling 403), or a request refused locally
+    /// because the daily quota is exhausted.
+    Throttled,
+    /// `X-RateLimit-Remaining` of an API (not token) response.
+    QuotaRemaining(u64),
+}
+
+/// Receives the client's [`ClientEvent`]s (metrics export). Called on the request path: keep it
+/// cheap and non-blocking.
+pub trait RequestObserver: Send + Sync {
+    /// One event.
+    fn observe(&self, event: ClientEvent<'_>);
+}
+
 /// A snapshot of the client's counters, for export to Prometheus by the connector crates.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClientStats {
@@ -169,6 +202,7 @@ pub(crate) struct Transport {
     pub(crate) retry: RetryConfig,
     pub(crate) request_timeout: Duration,
     stats: Mutex<ClientStats>,
+    observer: OnceLock<Arc<dyn RequestObserver>>,
 }
 
 fn status_class(s: StatusCode) -> &'static str {
@@ -196,7 +230,24 @@ impl Transport {
             retry,
             request_timeout,
             stats: Mutex::new(ClientStats::default()),
+            observer: OnceLock::new(),
         }
+    }
+
+    /// Installs `observer`; false when one is installed already (the first one stays).
+    pub(crate) fn set_observer(&self, observer: Arc<dyn RequestObserver>) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    fn notify(&self, event: ClientEvent<'_>) {
+        if let Some(o) = self.observer.get() {
+            o.observe(event);
+        }
+    }
+
+    fn throttled(&self) {
+        self.stats.lock().throttled += 1;
+        self.notify(ClientEvent::Throttled);
     }
 
     pub(crate) fn stats(&self) -> ClientStats {
@@ -247,7 +298,7 @@ impl Transport {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
             if let Err(retry_after) = self.limiter.acquire(&call.lane).await {
-                self.stats.lock().throttled += 1;
+                self.throttled();
                 return Err(Error::QuotaExhausted { retry_after });
             }
 
@@ -323,7 +374,7 @@ impl Transport {
         };
         let class = e.class();
         if let ErrorClass::RateLimited { .. } = class {
-            self.stats.lock().throttled += 1;
+            self.throttled();
         }
         if attempt >= max {
             return Some(e);
@@ -380,10 +431,11 @@ impl Transport {
         if let Some(t) = token {
             rb = rb.bearer_auth(t.secret.expose_secret());
         }
+        let started = Instant::now();
         let resp = match rb.send().await {
             Ok(r) => r,
             Err(e) => {
-                self.count(call, "error");
+                self.count(call, "error", started.elapsed());
                 return Err(Error::from_reqwest(&e));
             }
         };
@@ -394,9 +446,11 @@ impl Transport {
         if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
             span.record("athena.request_id", id);
         }
-        self.count(call, status_class(status));
-        if call.bearer {
-            self.limiter.observe(&headers);
+        self.count(call, status_class(status), started.elapsed());
+        if call.bearer
+            && let Some(remaining) = self.limiter.observe(&headers)
+        {
+            self.notify(ClientEvent::QuotaRemaining(remaining));
         }
         if stream && status.is_success() {
             return Ok(Outcome::Streaming(resp));
@@ -410,12 +464,18 @@ impl Transport {
         }))
     }
 
-    fn count(&self, call: &Call, class: &'static str) {
+    fn count(&self, call: &Call, class: &'static str, elapsed: Duration) {
         let key = RequestKey {
             method: call.method.to_string(),
             route: call.route.to_string(),
             status_class: class,
         };
         *self.stats.lock().requests.entry(key).or_default() += 1;
+        self.notify(ClientEvent::Request {
+            method: call.method.as_str(),
+            route: &call.route,
+            status_class: class,
+            elapsed,
+        });
     }
 }

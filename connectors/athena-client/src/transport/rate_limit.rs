@@ -282,7 +282,8 @@ impl RateLimiter {
     }
 
     /// Record the quota headers of an API (not token) response. Pauses everyone when the daily quota is out.
-    pub fn observe(&self, headers: &HeaderMap) {
+    /// Returns the `X-RateLimit-Remaining` the response reported, if any.
+    pub fn observe(&self, headers: &HeaderMap) -> Option<u64> {
         let num = |name: &str| {
             headers
                 .get(name)
@@ -291,7 +292,7 @@ impl RateLimiter {
         };
         let (limit, remaining) = (num("x-ratelimit-limit"), num("x-ratelimit-remaining"));
         if limit.is_none() && remaining.is_none() {
-            return;
+            return None;
         }
         let now = Utc::now();
         let mut q = self.quota.lock();
@@ -316,6 +317,7 @@ impl RateLimiter {
             drop(q);
             self.state.lock().quota_until = None;
         }
+        remaining
     }
 
     /// The latest quota headers and pause state.
