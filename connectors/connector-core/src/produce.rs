@@ -70,7 +70,10 @@ where
 {
     // Enqueued strictly one after another: with a bounded local queue a record may have to
     // wait for room, and no later record may overtake it (per-key order).
-    let mut pending = Vec::new();
+    // Collected first: the caller's iterator (often a closure over borrowed events) is not held
+    // across an await, which would make the future's `Send` depend on that closure.
+    let records: Vec<FutureRecord<'a, K, V>> = records.into_iter().collect();
+    let mut pending = Vec::with_capacity(records.len());
     for record in records {
         pending.push(enqueue_one(producer, record).await);
     }
