@@ -14,6 +14,7 @@
 //!   hand-over), `partitions` (contiguous commit, read-ahead bound in messages and bytes),
 //!   `worker` (one command, one dead letter), `commit` (the result transaction) and `run`.
 //! - [`error`]: the crate's error enum and its class.
+//! - [`telemetry`]: the sink's events (log line and metrics of each, in one place).
 //!
 //! Guarantees and failure modes: `docs/connectors/write-back-sink.md`.
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod ledger;
 mod sink;
+pub mod telemetry;
 
 pub use config::{CardPaymentsConfig, Config};
 pub use error::Error;
