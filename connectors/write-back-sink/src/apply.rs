@@ -488,8 +488,9 @@ mod tests {
     use athena_client::{ClientConfig, Environment};
     use parking_lot::Mutex;
 
-    use crate::commands::{Envelope, Performed, Reading, RecordPayment, WriteBack, ids};
+    use crate::commands::{Envelope, Performed, Reading, WriteBack, ids};
     use crate::ledger::MemoryLedgerStore;
+    use athena_contracts::commands::RecordPayment;
 
     #[test]
     fn error_codes_are_stable() {
