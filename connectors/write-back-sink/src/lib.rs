@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //! - [`config`]: the `[sinks.write_back.<name>]` section.
-//! - [`commands`]: one file per command (Avro mirror, precheck, athena write, read-back,
-//!   idempotency class: the [`commands::WriteBack`] trait), the one registry table and the
-//!   decoder that dispatches on the writer schema's record name.
+//! - [`commands`]: one file per command (precheck, athena write, read-back, idempotency class:
+//!   the [`commands::WriteBack`] trait, implemented for the command's Avro mirror in
+//!   `athena_contracts::commands`), the one `commands!` table and the decoder that dispatches on
+//!   the writer schema's record name.
 //! - [`ledger`]: intents and outcomes keyed by `command_id`, over a [`ledger::LedgerStore`]
 //!   (the compacted Kafka topic, or memory in tests).
 //! - [`apply`]: the executor: precheck, intent, perform, retry by error class, reconciliation
