@@ -67,13 +67,7 @@ pub struct AthenaCallFailed<'a> {
 
 impl InternalEvent for AthenaCallFailed<'_> {
     fn emit(self) {
-        global()
-            .errors
-            .get_or_create(&ErrorLabels {
-                connector: self.connector.to_string(),
-                class: self.class.to_string(),
-            })
-            .inc();
+        count_error(self.connector, self.class);
     }
 }
 
@@ -89,14 +83,7 @@ pub struct CommitFailed<'a> {
 
 impl InternalEvent for CommitFailed<'_> {
     fn emit(self) {
-        let class = self.error.class();
-        global()
-            .errors
-            .get_or_create(&ErrorLabels {
-                connector: self.connector.to_string(),
-                class: class.label().to_string(),
-            })
-            .inc();
+        count_error(self.connector, self.error.class().label());
         if matches!(self.error, Error::TransactionAborted(_)) {
             // Aborted; the same (recomputed) batch is tried again at the next tick.
             tracing::warn!(connector = self.connector, error = %self.error, "Result transaction aborted; retrying.");
@@ -191,4 +178,15 @@ impl InternalEvent for ReadAheadResumed {
             "Resuming partitions."
         );
     }
+}
+
+/// `errors_total{connector, class}`.
+fn count_error(connector: &str, class: &str) {
+    global()
+        .errors
+        .get_or_create(&ErrorLabels {
+            connector: connector.to_string(),
+            class: class.to_string(),
+        })
+        .inc();
 }
