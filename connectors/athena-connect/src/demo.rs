@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use athena_contracts::Date;
+use athena_contracts::commands::CreatePatient;
 use connector_core::avro::{AvroCodec, SubjectStrategy};
 use rdkafka::producer::FutureRecord;
-use write_back_sink::commands::CreatePatient;
 
 use crate::{exit, run};
 

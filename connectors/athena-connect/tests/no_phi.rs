@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use athena_connect_tests::{Stack, unique};
 use athena_contracts::BookAppointment;
+use athena_contracts::commands::UploadClinicalDocument;
 use athena_sim::{NewPatient, RunningSim, SimConfig};
 use chrono::NaiveDate;
 use common::*;
 use connector_core::avro::{AvroCodec, AvroRecord, SubjectStrategy};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use write_back_sink::commands::UploadClinicalDocument;
 
 const FIRST: &str = "Zorbleqfirst";
 const LAST: &str = "Quillonlast";

@@ -25,8 +25,8 @@
 //!   [`mapping::typed_from_fhir`] and encoded by [`mapping::encode_typed_fhir`].
 //! - [`mapping`]: what every path shares around the payload: version markers, event ids, the
 //!   envelope, `original`, and the entry points each path calls.
-//! - [`commands`]: [`CommandResult`] (one per command) and [`BookAppointment`]; the other command
-//!   payloads live with their handlers in the write-back sink.
+//! - [`commands`]: every command payload's mirror (one file per command, data only; the
+//!   write-back sink holds what each does) and [`CommandResult`] (one per command).
 //!
 //! Field mapping sits in each entity's file rather than in a `mapping/` tree so that a new
 //! event type is one file (mirror and mapping together) plus one line in the feed table (or,

@@ -27,14 +27,21 @@ use std::time::{Duration, Instant};
 use athena_client::api::payments::CardPayments;
 use athena_client::{AthenaClient, ErrorClass, PracticeClient};
 use athena_contracts::{CommandError, CommandStatus};
-use rand::Rng;
+use connector_core::retry::{Backoff, retry};
 
 use crate::commands::{AthenaCtx, Command, Idempotency, ReadBack};
 use crate::config::Config;
 use crate::error::Error;
 use crate::ledger::{Ledger, LedgerEntry, Position};
+use crate::telemetry::AthenaCallFailed;
+use connector_core::emit::InternalEvent;
 
 pub use crate::commands::Ids;
+
+/// The shortest wait of a throttled retry.
+const MIN_WAIT: Duration = connector_core::retry::MIN_DELAY;
+/// The shortest ceiling of a pause between two attempts at writing an intent.
+const INTENT_MIN_WAIT: Duration = Duration::from_millis(200);
 
 /// A decided outcome (the sink adds ids, times and the command's own fields).
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +86,8 @@ pub struct Executor {
     ledger: Arc<Ledger>,
     config: Arc<Config>,
     card: Option<CardPayments>,
+    /// The retry policy (`backoff_base`, `backoff_cap`).
+    backoff: Backoff,
 }
 
 impl std::fmt::Debug for Executor {
@@ -110,6 +119,7 @@ impl Executor {
             connector: String::new(),
             athena,
             ledger,
+            backoff: Backoff::new(config.backoff_base, config.backoff_cap),
             config,
             card,
         }
@@ -124,23 +134,17 @@ impl Executor {
     /// Counts one athena error in `errors_total{connector, class}` (retries included: the
     /// counter measures how often athena failed us, not how many commands failed).
     fn count_error(&self, e: &athena_client::Error) {
-        connector_core::metrics::global()
-            .errors
-            .get_or_create(&connector_core::metrics::ErrorLabels {
-                connector: self.connector.clone(),
-                class: e.class().label().to_string(),
-            })
-            .inc();
+        AthenaCallFailed {
+            connector: &self.connector,
+            class: e.class().label(),
+        }
+        .emit();
     }
 
+    /// The wait after the `n`-th failure (full jitter, doubling from `backoff_base` up to
+    /// `backoff_cap`).
     fn backoff(&self, n: u32) -> Duration {
-        let exp = self
-            .config
-            .backoff_base
-            .saturating_mul(1u32 << n.min(16))
-            .min(self.config.backoff_cap);
-        let ms = rand::rng().random_range(0..=exp.as_millis().max(1) as u64);
-        Duration::from_millis(ms)
+        self.backoff.delay(n)
     }
 
     /// Performs `command` (read from `position`) and decides its outcome. `Err` only for fatal
@@ -272,9 +276,9 @@ impl Executor {
                         )));
                     }
                     throttled += 1;
-                    let wait = retry_after
-                        .unwrap_or_else(|| self.backoff(throttled))
-                        .min(self.config.backoff_cap);
+                    // `Retry-After` honoured up to `backoff_cap`; without one, the backoff.
+                    let class = connector_core::ErrorClass::RateLimited { retry_after };
+                    let wait = self.backoff.wait_for(class, throttled).unwrap_or(MIN_WAIT);
                     tokio::time::sleep(wait).await;
                 }
                 ErrorClass::Retriable => {
@@ -334,18 +338,28 @@ impl Executor {
 
     /// Writes an intent, riding out a short Kafka outage; no athena call happens without it.
     async fn write_intent(&self, command_id: &str, entry: LedgerEntry) -> Result<(), Error> {
-        let mut n = 0u32;
-        loop {
-            match self.ledger.write_intent(command_id, entry.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.class() != connector_core::ErrorClass::Fatal && n < 10 => {
-                    n += 1;
-                    tracing::warn!(error = %e, attempt = n, "Could not write the ledger intent; retrying.");
-                    tokio::time::sleep(self.backoff(n).max(Duration::from_millis(200))).await;
-                }
-                Err(e) => return Err(Error::Core(e)),
-            }
-        }
+        // Eleven attempts, pauses from 200 ms: a broker election or a coordinator move heals
+        // within them. Every non-fatal ledger error is worth another attempt here (the intent
+        // is tiny; a "permanent" refusal of it is a transient broker state).
+        let policy = Backoff::new(
+            self.backoff.base.max(INTENT_MIN_WAIT),
+            self.backoff.cap.max(INTENT_MIN_WAIT),
+        )
+        .with_max_attempts(11);
+        retry(
+            &policy,
+            &tokio_util::sync::CancellationToken::new(),
+            |e: &connector_core::CoreError| match e.class() {
+                connector_core::ErrorClass::Fatal => connector_core::ErrorClass::Fatal,
+                _ => connector_core::ErrorClass::Retriable,
+            },
+            |e, attempt| {
+                tracing::warn!(error = %e, attempt = attempt.number, "Could not write the ledger intent; retrying.");
+            },
+            || self.ledger.write_intent(command_id, entry.clone()),
+        )
+        .await
+        .map_err(Error::Core)
     }
 
     /// Checks that need no athena call; `Some` is the final outcome.
@@ -474,8 +488,9 @@ mod tests {
     use athena_client::{ClientConfig, Environment};
     use parking_lot::Mutex;
 
-    use crate::commands::{Envelope, Performed, Reading, RecordPayment, WriteBack, ids};
+    use crate::commands::{Envelope, Performed, Reading, WriteBack, ids};
     use crate::ledger::MemoryLedgerStore;
+    use athena_contracts::commands::RecordPayment;
 
     #[test]
     fn error_codes_are_stable() {

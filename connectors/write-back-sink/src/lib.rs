@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //! - [`config`]: the `[sinks.write_back.<name>]` section.
-//! - [`commands`]: one file per command (Avro mirror, precheck, athena write, read-back,
-//!   idempotency class: the [`commands::WriteBack`] trait), the one registry table and the
-//!   decoder that dispatches on the writer schema's record name.
+//! - [`commands`]: one file per command (precheck, athena write, read-back, idempotency class:
+//!   the [`commands::WriteBack`] trait, implemented for the command's Avro mirror in
+//!   `athena_contracts::commands`), the one `commands!` table and the decoder that dispatches on
+//!   the writer schema's record name.
 //! - [`ledger`]: intents and outcomes keyed by `command_id`, over a [`ledger::LedgerStore`]
 //!   (the compacted Kafka topic, or memory in tests).
 //! - [`apply`]: the executor: precheck, intent, perform, retry by error class, reconciliation
@@ -14,6 +15,7 @@
 //!   hand-over), `partitions` (contiguous commit, read-ahead bound in messages and bytes),
 //!   `worker` (one command, one dead letter), `commit` (the result transaction) and `run`.
 //! - [`error`]: the crate's error enum and its class.
+//! - [`telemetry`]: the sink's events (log line and metrics of each, in one place).
 //!
 //! Guarantees and failure modes: `docs/connectors/write-back-sink.md`.
 
@@ -23,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod ledger;
 mod sink;
+pub mod telemetry;
 
 pub use config::{CardPaymentsConfig, Config};
 pub use error::Error;

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use athena_connect_tests::Stack;
+use athena_contracts::commands::*;
 use athena_contracts::{CommandResult, CommandStatus, Date, TimestampMillis};
 use athena_sim::{NewPatient, SimConfig};
 use chrono::NaiveDate;
@@ -14,7 +15,6 @@ use connector_core::avro::frame;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use write_back_sink::Config;
-use write_back_sink::commands::*;
 
 fn pid() -> String {
     PRACTICE.to_string()

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use athena_connect_tests::Stack;
+use athena_contracts::commands::*;
 use athena_contracts::{CommandResult, CommandStatus};
 use athena_sim::{Fault, FaultRule, NewPatient, SimConfig};
 use chrono::NaiveDate;
 use common::*;
 use write_back_sink::Config;
-use write_back_sink::commands::*;
 
 fn status(code: u16) -> Fault {
     Fault::Status {

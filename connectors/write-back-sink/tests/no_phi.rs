@@ -11,13 +11,13 @@ mod common;
 use std::time::Duration;
 
 use athena_connect_tests::{LogCapture, Stack};
+use athena_contracts::commands::*;
 use athena_contracts::{CommandResult, Date};
 use athena_sim::SimConfig;
 use chrono::NaiveDate;
 use common::*;
 use rdkafka::message::{Headers, Message};
 use tracing_subscriber::fmt::format::FmtSpan;
-use write_back_sink::commands::*;
 
 const FIRST: &str = "Zyxwfirst";
 const LAST: &str = "Qwvlast";

@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use athena_connect_tests::{LogCapture, Stack};
+use athena_contracts::commands::UploadClinicalDocument;
 use athena_contracts::{CommandResult, CommandStatus};
 use athena_sim::{Fault, FaultRule, NewPatient, SimConfig};
 use chrono::NaiveDate;
 use common::*;
 use write_back_sink::Config;
-use write_back_sink::commands::UploadClinicalDocument;
 
 const PARTITIONS: i32 = 6;
 const PATIENTS: usize = 6;

@@ -1,56 +1,14 @@
-//! Rust mirror of `schemas/commands/AddInsurance.avsc` (the schema is the contract; field docs there).
+//! `AddInsurance`: what the sink does with it (its envelope and its [`WriteBack`] behaviour). Its Avro
+//! mirror is `athena_contracts::commands::AddInsurance` (data only).
 
 use athena_client::PracticeClient;
 use athena_client::api::insurances::InsuranceFields;
-use athena_contracts::{Date, TimestampMillis};
-use connector_core::avro::AvroRecord;
-use serde::{Deserialize, Serialize};
+use athena_contracts::commands::AddInsurance;
 
 use super::{
     AthenaCtx, Idempotency, Matching, Performed, Reading, WriteBack, date, envelope, ids, json_str,
     max_id, reconcile_by_count,
 };
-
-/// `com.athenaconnect.commands.AddInsurance`: Add an insurance package to a patient (POST /v1/{practiceid}/patients/{patientid}/insurances).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddInsurance {
-    /// Idempotency key chosen by the producer (e.g. a UUID). A command id already applied is answered DUPLICATE without calling athena.
-    pub command_id: String,
-    /// athenaOne practice id.
-    pub practice_id: String,
-    /// Opaque id of the producer's choosing, copied to the result.
-    pub correlation_id: Option<String>,
-    /// When the producer issued the command, UTC.
-    pub issued_at: Option<TimestampMillis>,
-    /// athena patientid.
-    pub patient_id: String,
-    /// athena insurancepackageid (0 = self-pay).
-    pub insurance_package_id: String,
-    /// 1 primary, 2 secondary.
-    #[serde(default = "default_sequence_number")]
-    pub sequence_number: i32,
-    /// Member id. PHI; never logged.
-    pub insurance_id_number: Option<String>,
-    /// Policy holder first name. PHI; never logged.
-    pub policyholder_first_name: Option<String>,
-    /// Policy holder last name. PHI; never logged.
-    pub policyholder_last_name: Option<String>,
-    /// Policy holder date of birth. PHI; never logged.
-    pub policyholder_dob: Option<Date>,
-    /// Policy holder sex, M or F.
-    pub policyholder_sex: Option<String>,
-    /// athena relationshiptoinsuredid (1 = self).
-    pub relationship_to_insured_id: Option<String>,
-}
-
-fn default_sequence_number() -> i32 {
-    1
-}
-
-impl AvroRecord for AddInsurance {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.commands.AddInsurance";
-}
 
 envelope!(AddInsurance);
 
@@ -65,7 +23,7 @@ impl WriteBack for AddInsurance {
         Box::pin(async move {
             let v = cx
                 .practice
-                .create_insurance(&self.patient_id, &self.fields())
+                .create_insurance(&self.patient_id, &fields(self))
                 .await?;
             let first = match &v {
                 serde_json::Value::Array(a) => a.first().cloned().unwrap_or_default(),
@@ -100,18 +58,16 @@ impl WriteBack for AddInsurance {
     }
 }
 
-impl AddInsurance {
-    fn fields(&self) -> InsuranceFields {
-        InsuranceFields {
-            insurance_package_id: Some(self.insurance_package_id.clone()),
-            sequence_number: u8::try_from(self.sequence_number).ok(),
-            insurance_id_number: self.insurance_id_number.clone(),
-            policyholder_firstname: self.policyholder_first_name.clone(),
-            policyholder_lastname: self.policyholder_last_name.clone(),
-            policyholder_dob: date(self.policyholder_dob),
-            policyholder_sex: self.policyholder_sex.clone(),
-            relationship_to_insured_id: self.relationship_to_insured_id.clone(),
-            extra: Vec::new(),
-        }
+fn fields(c: &AddInsurance) -> InsuranceFields {
+    InsuranceFields {
+        insurance_package_id: Some(c.insurance_package_id.clone()),
+        sequence_number: u8::try_from(c.sequence_number).ok(),
+        insurance_id_number: c.insurance_id_number.clone(),
+        policyholder_firstname: c.policyholder_first_name.clone(),
+        policyholder_lastname: c.policyholder_last_name.clone(),
+        policyholder_dob: date(c.policyholder_dob),
+        policyholder_sex: c.policyholder_sex.clone(),
+        relationship_to_insured_id: c.relationship_to_insured_id.clone(),
+        extra: Vec::new(),
     }
 }

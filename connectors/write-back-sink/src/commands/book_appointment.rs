@@ -1,9 +1,9 @@
-//! `BookAppointment`: its mirror struct is `athena_contracts::BookAppointment` (the
-//! simulator and the demo produce it too); this file holds its [`WriteBack`] behaviour.
+//! `BookAppointment`: what the sink does with it (its envelope and its [`WriteBack`] behaviour).
+//! Its Avro mirror is `athena_contracts::commands::BookAppointment` (data only).
 
 use athena_client::PracticeClient;
 use athena_client::api::appointments as appt;
-use athena_contracts::BookAppointment;
+use athena_contracts::commands::BookAppointment;
 
 use super::{
     AthenaCtx, Idempotency, Performed, ReadBack, Reading, WriteBack, envelope, ids, is_booked,

@@ -1,27 +1,16 @@
-//! The commands the sink understands. Each command is one file here holding its Rust mirror of
-//! the Avro schema under `schemas/commands/` (`BookAppointment` and `CommandResult` mirror
-//! structs live in `athena_contracts`) and its [`WriteBack`] implementation: the
-//! checks that need no athena call, the athena write, the read-back that tells whether an
-//! ambiguous write was applied, and its [`Idempotency`] class.
+//! The commands the sink understands. Each command is one file here holding its [`WriteBack`]
+//! implementation for its Avro mirror in `athena_contracts::commands` (the data, one file per
+//! command there): the checks that need no athena call, the athena write, the read-back that
+//! tells whether an ambiguous write was applied, and its [`Idempotency`] class.
 //!
 //! [`REGISTRY`] is the one table of commands: writer-schema record name → decoder → trait
 //! object. [`CommandDecoder`] dispatches on the *writer* schema's record name, so one topic can
 //! carry several command types (TopicRecordNameStrategy, decision record
 //! `docs/decisions/0007-write-back-topics-and-subjects.md`).
 //!
-//! Adding a command: one new file with the struct, `impl AvroRecord`, `envelope!(Type)` and
-//! `impl WriteBack`, one `mod` + `pub use` line below and one [`REGISTRY`] line.
-
-mod add_insurance;
-mod book_appointment;
-mod cancel_appointment;
-mod check_in_appointment;
-mod create_claim;
-mod create_patient;
-mod record_payment;
-mod reschedule_appointment;
-mod update_patient;
-mod upload_clinical_document;
+//! Adding a command: its mirror file in `athena-contracts/src/commands/` (data only), one file
+//! here with `envelope!(Type)` and `impl WriteBack for Type`, and one line in the `commands!`
+//! table below (it declares the file's module and adds the [`REGISTRY`] entry).
 
 use std::collections::BTreeMap;
 
@@ -32,30 +21,32 @@ use connector_core::CoreError;
 use connector_core::avro::{AvroCodec, AvroRecord, Decoded, RegistryConfig};
 use futures::future::BoxFuture;
 
-pub use add_insurance::AddInsurance;
-pub use athena_contracts::BookAppointment;
-pub use cancel_appointment::CancelAppointment;
-pub use check_in_appointment::CheckInAppointment;
-pub use create_claim::{ClaimCharge, CreateClaim};
-pub use create_patient::CreatePatient;
-pub use record_payment::{CardDetails, RecordPayment};
-pub use reschedule_appointment::RescheduleAppointment;
-pub use update_patient::UpdatePatient;
-pub use upload_clinical_document::UploadClinicalDocument;
+/// Declares each command's file and builds [`REGISTRY`] from one table (see [`commands!`]'s
+/// invocation below).
+macro_rules! commands {
+    ($($module:ident => $t:ident,)*) => {
+        $(mod $module;)*
 
-/// The one table of commands, one line each: record name and decoder (see [`entry`]).
-pub static REGISTRY: &[Entry] = &[
-    entry::<CreatePatient>(),
-    entry::<UpdatePatient>(),
-    entry::<BookAppointment>(),
-    entry::<CancelAppointment>(),
-    entry::<RescheduleAppointment>(),
-    entry::<CheckInAppointment>(),
-    entry::<CreateClaim>(),
-    entry::<RecordPayment>(),
-    entry::<UploadClinicalDocument>(),
-    entry::<AddInsurance>(),
-];
+        /// The one table of commands, one line each: record name and decoder (see [`entry`]).
+        pub static REGISTRY: &[Entry] = &[$(entry::<athena_contracts::commands::$t>(),)*];
+    };
+}
+
+// The one table of commands: `module => Type,` declares `commands/<module>.rs` (the command's
+// `impl WriteBack` for its mirror `athena_contracts::commands::<Type>`) and registers its
+// decoder in `REGISTRY`.
+commands! {
+    create_patient => CreatePatient,
+    update_patient => UpdatePatient,
+    book_appointment => BookAppointment,
+    cancel_appointment => CancelAppointment,
+    reschedule_appointment => RescheduleAppointment,
+    check_in_appointment => CheckInAppointment,
+    create_claim => CreateClaim,
+    record_payment => RecordPayment,
+    upload_clinical_document => UploadClinicalDocument,
+    add_insurance => AddInsurance,
+}
 
 /// Ids athena created or touched, by name (`patient_id`, `appointment_id`, ...).
 pub type Ids = BTreeMap<String, String>;
@@ -313,6 +304,7 @@ pub(crate) async fn reconcile_by_count<T: WriteBack + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use athena_contracts::commands::UploadClinicalDocument;
     use connector_core::avro::{Encoder, decode_body};
 
     #[test]

@@ -1,20 +1,23 @@
 //! The result transaction: every finished command's records (its ledger `done` record and its
-//! `CommandResult`) and the consumer offsets after them, in one Kafka transaction.
-//!
-//! This is the seam for connector-core's transactional commit helper: [`commit_batch`] (one
-//! transaction, abort on any failure) and [`classify`] (fatal vs. aborted-and-retriable) are the
-//! only two things the loop uses; switching to the shared helper replaces their bodies.
+//! `CommandResult`) and the consumer offsets after them, in one Kafka transaction, run by
+//! connector-core's [`commit_transaction`] (abort on any failure that allows it) and classified
+//! by [`connector_core::kafka_errors::classify`].
 
 use std::time::Duration;
 
+use connector_core::ErrorClass;
+use connector_core::produce::{TxnFailure, TxnOffsets, commit_transaction};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::Error;
+
+/// How long one step of the result transaction (offsets, commit, abort) may block.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A record to produce inside the next transaction.
 #[derive(Debug, Clone)]
@@ -32,81 +35,74 @@ impl OutRecord {
     }
 }
 
-/// One transaction: every record, then the offsets, then commit; abort on any failure.
-pub(super) fn commit_batch<C: ConsumerContext + 'static>(
+/// One transaction: every record, then the offsets, then commit; aborted on any failure that
+/// allows it. The number of records committed.
+pub(super) async fn commit_batch<C: ConsumerContext + 'static>(
     txp: &FutureProducer,
     consumer: &StreamConsumer<C>,
     records: &[OutRecord],
-    offsets: &TopicPartitionList,
-) -> Result<(), KafkaError> {
-    let timeout = Duration::from_secs(30);
-    txp.begin_transaction()?;
-    let r = (|| {
-        for r in records {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic)
-                .key(&r.key[..])
-                .payload(&r.payload[..]);
-            if let Some(h) = &r.headers {
-                rec = rec.headers(h.clone());
-            }
-            loop {
-                match txp.send_result(rec) {
-                    Ok(_delivery) => break, // commit_transaction flushes and fails on any error
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        rec = back;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err((e, _)) => return Err(e),
-                }
-            }
+    offsets: TopicPartitionList,
+) -> Result<usize, TxnFailure> {
+    // Without group metadata (no generation yet) the offsets cannot be fenced: nothing is
+    // started, and the batch is tried again at the next tick.
+    let Some(group) = consumer.group_metadata() else {
+        let source = KafkaError::MessageProduction(RDKafkaErrorCode::State);
+        return Err(TxnFailure {
+            operation: "group_metadata",
+            class: connector_core::kafka_errors::classify(&source),
+            source,
+            aborted: false,
+            record: None,
+        });
+    };
+    let out = records.iter().map(|r| {
+        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic)
+            .key(&r.key[..])
+            .payload(&r.payload[..]);
+        match &r.headers {
+            Some(h) => rec.headers(h.clone()),
+            None => rec,
         }
-        let gm = consumer
-            .group_metadata()
-            .ok_or(KafkaError::MessageProduction(RDKafkaErrorCode::State))?;
-        txp.send_offsets_to_transaction(offsets, &gm, timeout)?;
-        txp.commit_transaction(timeout)
-    })();
-    if r.is_err() {
-        let _ = txp.abort_transaction(timeout);
-    }
-    r
+    });
+    commit_transaction(txp, out, Some(TxnOffsets { offsets, group }), TXN_TIMEOUT).await
 }
 
 /// What a failed result transaction means for the sink: `Error::Transaction` (fatal: fenced by
 /// a newer instance, or a fatal producer error) or `Error::TransactionAborted` (the batch is
 /// recomputed and tried again at the next tick). Not fatal by default: a rebalance makes the
 /// broker refuse the offsets of a stale group generation (the zombie fencing replicas rely
-/// on), which must not stop the sink.
-pub(super) fn classify(e: &KafkaError) -> Error {
-    let fatal = match e {
-        KafkaError::Transaction(t) => {
-            t.is_fatal()
-                || matches!(
-                    t.code(),
-                    RDKafkaErrorCode::ProducerFenced
-                        | RDKafkaErrorCode::InvalidProducerEpoch
-                        | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-                )
-        }
-        _ => false,
-    };
-    if fatal {
-        Error::Transaction(e.to_string())
+/// on), which must not stop the sink; nor is a record Kafka refuses (its transaction was
+/// aborted; the sink has no place to route a result aside, so it retries and says why).
+pub(super) fn classify(f: &TxnFailure) -> Error {
+    to_error(f.class, f.to_string())
+}
+
+fn to_error(class: ErrorClass, message: String) -> Error {
+    if class == ErrorClass::Fatal {
+        Error::Transaction(message)
     } else {
-        Error::TransactionAborted(e.to_string())
+        Error::TransactionAborted(message)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use connector_core::ErrorClass;
+
+    /// The sink's reading of a bare Kafka error, as [`classify`] reads a failed commit.
+    fn classify(e: &KafkaError) -> Error {
+        to_error(connector_core::kafka_errors::classify(e), e.to_string())
+    }
 
     #[test]
     fn only_fencing_and_fatal_producer_errors_stop_the_sink() {
         let aborted = classify(&KafkaError::MessageProduction(RDKafkaErrorCode::State));
         assert!(matches!(aborted, Error::TransactionAborted(_)));
         assert_eq!(aborted.class(), ErrorClass::Retriable);
+        let fenced = classify(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::ProducerFenced,
+        ));
+        assert!(matches!(fenced, Error::Transaction(_)));
         let record = OutRecord {
             topic: "t".into(),
             key: b"k".to_vec(),

@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 
 use athena_contracts::{CommandResult, TimestampMillis};
 use connector_core::avro::AvroCodec;
-use connector_core::dlq::DeadLetterQueue;
+use connector_core::dlq::{DeadLetterQueue, Reason, Stage};
 use connector_core::kafka::{TopicSpec, ensure_topics};
-use connector_core::metrics::ConnectorLabels;
+use connector_core::produce::TxnFailure;
 use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass, headers};
 use parking_lot::Mutex;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -31,6 +30,10 @@ use crate::commands::CommandDecoder;
 use crate::config::Config;
 use crate::error::Error;
 use crate::ledger::{KafkaLedgerStore, Ledger};
+use crate::telemetry::{
+    CommitFailed, DeadLettered, OffsetsCommitted, ReadAheadPaused, ReadAheadResumed,
+};
+use connector_core::emit::InternalEvent;
 
 /// Runs the sink until shutdown; see the module docs.
 pub async fn run(
@@ -191,12 +194,12 @@ pub async fn run(
         let release = read_ahead.drained(&st.parts) && !control.is_paused();
         if want_pause && (!st.paused || st.newly_assigned) {
             if !st.paused {
-                tracing::info!(
-                    connector = name,
-                    buffered = st.parts.buffered(),
-                    buffered_bytes = st.parts.buffered_bytes(),
-                    "Pausing partitions."
-                );
+                ReadAheadPaused {
+                    connector: name,
+                    buffered: st.parts.buffered(),
+                    buffered_bytes: st.parts.buffered_bytes(),
+                }
+                .emit();
             }
             st.set_paused(&consumer, true);
         } else if st.paused && release {
@@ -228,13 +231,7 @@ pub async fn run(
             r = async { (&mut flushing.as_mut().expect("guarded").task).await }, if flushing.is_some() => {
                 let f = flushing.take().expect("guarded");
                 if let Err(e) = st.finish_flush(&f.taken, f.records, r, name) {
-                    connector_core::metrics::global()
-                        .errors
-                        .get_or_create(&connector_core::metrics::ErrorLabels {
-                            connector: name.to_string(),
-                            class: e.class().label().to_string(),
-                        })
-                        .inc();
+                    CommitFailed { connector: name, error: &e }.emit();
                     control.report_error(e.to_string());
                     if e.class() == ErrorClass::Fatal {
                         break Err(e);
@@ -340,11 +337,11 @@ impl LoopState {
             tracing::warn!(error = %e, "Could not pause/resume partitions.");
         } else {
             if self.paused && !pause {
-                tracing::info!(
-                    buffered = self.parts.buffered(),
-                    buffered_bytes = self.parts.buffered_bytes(),
-                    "Resuming partitions."
-                );
+                ReadAheadResumed {
+                    buffered: self.parts.buffered(),
+                    buffered_bytes: self.parts.buffered_bytes(),
+                }
+                .emit();
             }
             self.paused = pause;
         }
@@ -438,9 +435,16 @@ impl LoopState {
         };
         match decoded {
             Err(e) => {
-                tracing::warn!(connector = %shared.name, topic = %tp.0, partition = tp.1, offset,
-                    error = %connector_core::dlq::redact(&e.to_string()), "Undecodable command; sending it to the dead-letter queue.");
-                dead_letter(shared, dlq, msg, e, epoch);
+                DeadLettered {
+                    connector: &shared.name,
+                    topic: &tp.0,
+                    partition: tp.1,
+                    offset,
+                    error: &e.to_string(),
+                }
+                .emit();
+                let reason = Reason::from_core(&e, Stage::ValueConverter);
+                dead_letter(shared, dlq, msg, reason, epoch);
             }
             Ok(command) => {
                 let key_bytes = msg
@@ -515,7 +519,7 @@ impl LoopState {
     }
 
     /// Starts committing the finished contiguous prefix of every partition in one transaction,
-    /// on a blocking thread, so the loop keeps consuming meanwhile. One at a time: the slots of
+    /// on its own task, so the loop keeps consuming meanwhile. One at a time: the slots of
     /// a running commit stay in place (finished) until [`LoopState::finish_flush`].
     fn start_flush(
         &mut self,
@@ -545,8 +549,8 @@ impl LoopState {
         let ownership = self.ownership.clone();
         let records = batch.records;
         let records_n = records.len();
-        let task = tokio::task::spawn_blocking(move || {
-            let r = commit_batch(&txp, &consumer, &records, &offsets);
+        let task = tokio::spawn(async move {
+            let r = commit_batch(&txp, &consumer, &records, offsets).await;
             ownership.end_commit();
             r
         });
@@ -562,30 +566,22 @@ impl LoopState {
         &mut self,
         taken: &[(Tp, u64, i64)],
         records: usize,
-        result: Result<Result<(), KafkaError>, tokio::task::JoinError>,
+        result: Result<Result<usize, TxnFailure>, tokio::task::JoinError>,
         name: &str,
     ) -> Result<(), Error> {
         let r = result.map_err(|e| Error::Transaction(format!("commit task: {e}")))?;
         match r {
-            Ok(()) => {
+            Ok(_) => {
                 self.parts.committed(taken);
-                connector_core::metrics::global()
-                    .sink_offset_commits
-                    .get_or_create(&ConnectorLabels {
-                        connector: name.to_string(),
-                    })
-                    .inc();
-                tracing::debug!(records, "Committed results and offsets.");
+                OffsetsCommitted {
+                    connector: name,
+                    records,
+                }
+                .emit();
                 Ok(())
             }
-            Err(e) => {
-                let err = classify(&e);
-                if matches!(err, Error::TransactionAborted(_)) {
-                    // Aborted; the same (recomputed) batch is tried again at the next tick.
-                    tracing::warn!(error = %e, "Result transaction aborted; retrying.");
-                }
-                Err(err)
-            }
+            // Logged and counted by the caller (`CommitFailed`).
+            Err(e) => Err(classify(&e)),
         }
     }
 
@@ -606,9 +602,9 @@ impl LoopState {
     }
 }
 
-/// A commit running on a blocking thread.
+/// A commit running on its own task.
 struct Flush {
-    task: tokio::task::JoinHandle<Result<(), KafkaError>>,
+    task: tokio::task::JoinHandle<Result<usize, TxnFailure>>,
     /// (partition, epoch, last offset) committed by it.
     taken: Vec<(Tp, u64, i64)>,
     records: usize,

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use athena_contracts::{CommandResult, CommandStatus, TimestampMillis};
+use connector_core::ErrorClass;
 use connector_core::avro::Encoder;
-use connector_core::dlq::{DeadLetterQueue, Stage};
-use connector_core::metrics::{CommandLabels, ConnectorLabels};
-use connector_core::{CoreError, headers};
+use connector_core::dlq::{DeadLetterQueue, Reason};
+use connector_core::emit::InternalEvent;
+use connector_core::headers;
+use connector_core::retry::{Backoff, retry};
 use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::commit::OutRecord;
 use super::ownership::Ownership;
@@ -19,11 +22,13 @@ use crate::apply::{Executor, Outcome};
 use crate::commands::Command;
 use crate::error::Error;
 use crate::ledger::{Ledger, LedgerEntry, Position};
+use crate::telemetry::CommandFinished;
 
 /// Attempts at writing one dead letter before the sink stops (its offset uncommitted); the
 /// configured `dlq_retry_timeout` bounds them in time as well.
 pub(super) const DLQ_ATTEMPTS: u32 = 8;
-/// First pause between dead-letter attempts; doubled each time up to [`DLQ_BACKOFF_CAP`].
+/// Ceiling of the first pause between dead-letter attempts; doubled each time up to
+/// [`DLQ_BACKOFF_CAP`].
 const DLQ_BACKOFF: Duration = Duration::from_millis(500);
 const DLQ_BACKOFF_CAP: Duration = Duration::from_secs(8);
 
@@ -183,31 +188,22 @@ pub(super) async fn work(shared: &Shared, job: &Job) -> Result<Option<Vec<OutRec
 }
 
 fn count_finished(connector: &str, cmd: &Command, result: &CommandResult) {
-    let m = connector_core::metrics::global();
-    let outcome_label = match result.status {
-        CommandStatus::Applied => "applied",
-        CommandStatus::Duplicate => "duplicate",
-        CommandStatus::Rejected => "rejected",
-        CommandStatus::Failed => "failed",
-    };
-    m.sink_commands
-        .get_or_create(&CommandLabels {
-            connector: connector.to_string(),
-            command: cmd.type_name().to_string(),
-            outcome: outcome_label.to_string(),
-        })
-        .inc();
-    m.sink_command_latency_seconds
-        .get_or_create(&ConnectorLabels {
-            connector: connector.to_string(),
-        })
-        .observe((result.completed_at.0 - result.received_at.0).max(0) as f64 / 1000.0);
-    tracing::info!(
-        status = outcome_label,
-        attempts = result.attempts,
-        error_code = result.error.as_ref().map(|e| e.code.as_str()).unwrap_or(""),
-        "Command finished."
-    );
+    CommandFinished {
+        connector,
+        command: cmd.type_name(),
+        outcome: match result.status {
+            CommandStatus::Applied => "applied",
+            CommandStatus::Duplicate => "duplicate",
+            CommandStatus::Rejected => "rejected",
+            CommandStatus::Failed => "failed",
+        },
+        attempts: result.attempts,
+        error_code: result.error.as_ref().map(|e| e.code.as_str()),
+        duration: Duration::from_millis(
+            (result.completed_at.0 - result.received_at.0).max(0) as u64
+        ),
+    }
+    .emit();
 }
 
 /// Sends an undecodable message to the dead-letter queue (byte for byte, with the error
@@ -218,7 +214,7 @@ pub(super) fn dead_letter(
     shared: &Arc<Shared>,
     dlq: &DeadLetterQueue,
     msg: OwnedMessage,
-    error: CoreError,
+    reason: Reason,
     epoch: u64,
 ) {
     let dlq = dlq.clone();
@@ -232,23 +228,16 @@ pub(super) fn dead_letter(
             cap: DLQ_BACKOFF_CAP,
             total: shared.dlq_retry_timeout,
         };
-        let sent = send_bounded(limits, || dlq.send(&msg, &error, Stage::ValueConverter)).await;
+        // `send_reason` counts the dead letter in `dlq_produce_requests`.
+        let sent = send_bounded(limits, || dlq.send_reason(&msg, &reason)).await;
         let done = match sent {
-            Ok(()) => {
-                connector_core::metrics::global()
-                    .dlq_produce_requests
-                    .get_or_create(&ConnectorLabels {
-                        connector: shared.name.clone(),
-                    })
-                    .inc();
-                Done::Finished {
-                    tp,
-                    epoch,
-                    offset,
-                    key: None,
-                    records: Vec::new(),
-                }
-            }
+            Ok(()) => Done::Finished {
+                tp,
+                epoch,
+                offset,
+                key: None,
+                records: Vec::new(),
+            },
             Err((attempts, message)) => Done::Fatal(Error::DeadLetter {
                 topic: tp.0.to_string(),
                 partition: tp.1,
@@ -266,7 +255,8 @@ pub(super) fn dead_letter(
 struct Bounds {
     /// Attempts at most.
     attempts: u32,
-    /// First pause between attempts, doubled each time up to `cap`.
+    /// Ceiling of the first pause between attempts, doubled each time up to `cap` (full
+    /// jitter, [`Backoff`]).
     first: Duration,
     cap: Duration,
     /// Time for all attempts together, pauses included: a produce the client keeps retrying
@@ -274,31 +264,55 @@ struct Bounds {
     total: Duration,
 }
 
-/// Tries `send` within `b`; on failure the attempts made and the last error. (The seam for
-/// connector-core's shared retry helper.)
+/// Tries `send` within `b` (connector-core's [`retry`] with a [`Backoff`] of `b.attempts`
+/// attempts, each cut off at the overall deadline); on failure the attempts made and the last
+/// error.
 async fn send_bounded<F, Fut, E>(b: Bounds, mut send: F) -> Result<(), (u32, String)>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let deadline = tokio::time::Instant::now() + b.total;
-    let mut pause = b.first;
-    let mut n = 0;
-    loop {
-        n += 1;
-        let error = match tokio::time::timeout_at(deadline, send()).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no acknowledgement within {:?}", b.total),
-        };
-        if n >= b.attempts || tokio::time::Instant::now() + pause >= deadline {
-            return Err((n, error));
-        }
-        tracing::warn!(error = %error, attempt = n, "Dead-letter produce failed; retrying.");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(b.cap);
+    /// Why an attempt failed: the send's own error (retried), or the deadline (final).
+    enum Failed {
+        Send(String),
+        Deadline(String),
     }
+    let deadline = tokio::time::Instant::now() + b.total;
+    let policy = Backoff::new(b.first, b.cap).with_max_attempts(b.attempts);
+    let mut n = 0u32;
+    let r = retry(
+        &policy,
+        &CancellationToken::new(),
+        |f: &Failed| match f {
+            Failed::Send(_) => ErrorClass::Retriable,
+            Failed::Deadline(_) => ErrorClass::Permanent,
+        },
+        |f, attempt| {
+            if let Failed::Send(error) = f {
+                tracing::warn!(error = %error, attempt = attempt.number, "Dead-letter produce failed; retrying.");
+            }
+        },
+        || {
+            n += 1;
+            let sent = tokio::time::timeout_at(deadline, send());
+            async move {
+                match sent.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) if tokio::time::Instant::now() < deadline => {
+                        Err(Failed::Send(e.to_string()))
+                    }
+                    Ok(Err(e)) => Err(Failed::Deadline(e.to_string())),
+                    Err(_) => Err(Failed::Deadline(format!(
+                        "no acknowledgement within {:?}",
+                        b.total
+                    ))),
+                }
+            }
+        },
+    )
+    .await;
+    r.map_err(|(Failed::Send(e) | Failed::Deadline(e))| (n, e))
 }
 
 #[cfg(test)]

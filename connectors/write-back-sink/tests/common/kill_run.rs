@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use athena_connect_tests::{Stack, athena_connect_bin, unique};
+use athena_contracts::commands::CancelAppointment;
 use athena_contracts::{CommandResult, CommandStatus};
 use athena_sim::{NewPatient, RunningSim};
 use chrono::NaiveDate;
 use futures::future::join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureRecord;
-use write_back_sink::commands::CancelAppointment;
 
 use super::{Names, PRACTICE, Producer, book, open_slots, standalone_claim};
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use athena_client::{AthenaClient, ClientConfig, Environment};
 use athena_connect_tests::{Stack, unique};
+use athena_contracts::commands::{ClaimCharge, CreateClaim};
 use athena_contracts::{BookAppointment, CommandResult};
 use athena_sim::{RunningSim, SimConfig};
 use connector_core::avro::{AvroCodec, AvroRecord, RegistryConfig, SubjectStrategy};
@@ -20,7 +21,6 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use secrecy::SecretString;
 use write_back_sink::Config;
-use write_back_sink::commands::{ClaimCharge, CreateClaim};
 
 /// The simulated practice.
 pub const PRACTICE: u64 = 195_900;

@@ -1,6 +1,32 @@
-//! Command-side contracts that are not one command's payload: the result every command gets,
-//! and `BookAppointment`, which the sink's bench and the end-to-end tests build directly. The
-//! other command payloads live beside their handlers in `write-back-sink/src/commands/`.
+//! The command-side contracts: every command payload's Avro mirror, one file per command (data
+//! only: what a command does lives in `write-back-sink/src/commands/`, one file per command
+//! too), and here the result every command gets.
+//!
+//! A new command's mirror is one file here plus its `mod`/`pub use` line below; its schema is
+//! `schemas/commands/<Name>.avsc` and its example `schemas/examples/<Name>.json`, which
+//! `tests/examples.rs` round-trips through the mirror (one line in its table).
+
+mod add_insurance;
+mod book_appointment;
+mod cancel_appointment;
+mod check_in_appointment;
+mod create_claim;
+mod create_patient;
+mod record_payment;
+mod reschedule_appointment;
+mod update_patient;
+mod upload_clinical_document;
+
+pub use add_insurance::AddInsurance;
+pub use book_appointment::BookAppointment;
+pub use cancel_appointment::CancelAppointment;
+pub use check_in_appointment::CheckInAppointment;
+pub use create_claim::{ClaimCharge, CreateClaim};
+pub use create_patient::CreatePatient;
+pub use record_payment::{CardDetails, RecordPayment};
+pub use reschedule_appointment::RescheduleAppointment;
+pub use update_patient::UpdatePatient;
+pub use upload_clinical_document::UploadClinicalDocument;
 
 use std::collections::BTreeMap;
 
@@ -8,27 +34,6 @@ use connector_core::avro::AvroRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::TimestampMillis;
-
-/// `com.athenaconnect.commands.BookAppointment`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // Field docs live in schemas/commands/BookAppointment.avsc, the contract.
-pub struct BookAppointment {
-    pub command_id: String,
-    pub practice_id: String,
-    pub correlation_id: Option<String>,
-    pub issued_at: Option<TimestampMillis>,
-    pub appointment_id: String,
-    pub patient_id: String,
-    pub department_id: Option<String>,
-    pub appointment_type_id: Option<String>,
-    pub reason_id: Option<String>,
-    pub booking_note: Option<String>,
-    #[serde(default)]
-    pub ignore_schedulable_permission: bool,
-    #[serde(default)]
-    pub no_patient_case: bool,
-}
 
 /// `com.athenaconnect.commands.CommandStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,9 +87,6 @@ pub struct CommandResult {
     pub completed_at: TimestampMillis,
 }
 
-impl AvroRecord for BookAppointment {
-    const SCHEMA_NAME: &'static str = "com.athenaconnect.commands.BookAppointment";
-}
 impl AvroRecord for CommandResult {
     const SCHEMA_NAME: &'static str = "com.athenaconnect.commands.CommandResult";
 }
