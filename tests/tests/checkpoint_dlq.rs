@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use athena_connect_tests::{Stack, unique};
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore, checkpoint_record};
-use connector_core::dlq::{DeadLetterQueue, DlqConfig, Stage};
+use connector_core::dlq::{DeadLetterQueue, DlqConfig, Reason, Stage};
 use connector_core::error::CoreError;
 use connector_core::headers::get_str;
 use rdkafka::Message;
@@ -100,7 +100,7 @@ async fn dead_letters_keep_the_original_bytes_and_add_context() {
 
     let dlq = DeadLetterQueue::new(producer, DlqConfig::default(), "athena-sink", "0");
     let err = CoreError::Decode("field first_name: String(\"Synthia\") unexpected".into());
-    dlq.send(&original, &err, Stage::ValueConverter)
+    dlq.send_reason(&original, &Reason::from_core(&err, Stage::ValueConverter))
         .await
         .unwrap();
 

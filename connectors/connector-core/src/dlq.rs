@@ -179,20 +179,6 @@ impl DeadLetterQueue {
         self.config.topic_for(source_topic)
     }
 
-    /// Copies `msg` to the DLQ with the context headers of a core `error` and waits until Kafka
-    /// acknowledged it. Kept for callers that have only a [`CoreError`]; prefer
-    /// [`DeadLetterQueue::send_reason`], which names the real failure. Does not count the
-    /// dead-letter metric (its callers do).
-    pub async fn send(
-        &self,
-        msg: &OwnedMessage,
-        error: &CoreError,
-        stage: Stage,
-    ) -> Result<(), CoreError> {
-        self.write_message(msg, &Reason::from_core(error, stage))
-            .await
-    }
-
     /// Copies the consumed message `msg` to the DLQ with the `__connect.errors.*` context of
     /// `reason`, waits until Kafka acknowledged it (only then may the caller store the message's
     /// offset), and counts it in `dlq_produce_requests`.

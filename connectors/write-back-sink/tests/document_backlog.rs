@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use athena_connect_tests::Stack;
 use athena_contracts::CommandStatus;
+use athena_contracts::commands::UploadClinicalDocument;
 use athena_sim::{NewPatient, SimConfig};
 use chrono::NaiveDate;
 use common::kill_run::{Sink, count_results, spawn_sink, stop_gracefully};
@@ -38,7 +39,6 @@ use connector_core::kafka::{CONSUMER_CAPS, MemoryCap, PRODUCER_CAPS};
 use futures::StreamExt;
 use rdkafka::admin::AdminOptions;
 use rdkafka::producer::FutureRecord;
-use write_back_sink::commands::UploadClinicalDocument;
 
 /// Documents queued (~1 GB on the topic: the disk of a developer machine takes it).
 const DOCUMENTS: usize = 2_000;
