@@ -32,15 +32,30 @@ impl OutRecord {
     }
 }
 
+/// A result transaction that did not commit.
+#[derive(Debug)]
+pub(super) struct CommitFailure {
+    /// Why it failed.
+    pub(super) error: KafkaError,
+    /// Whether the producer can begin another transaction. Not when the abort failed too: a
+    /// commit that timed out while Kafka was unreachable stays "in progress" inside librdkafka,
+    /// and every later begin or abort answers "Conflicting commit_transaction API call is
+    /// already in progress", for ever. Only a new producer heals that.
+    pub(super) producer_usable: bool,
+}
+
 /// One transaction: every record, then the offsets, then commit; abort on any failure.
 pub(super) fn commit_batch<C: ConsumerContext + 'static>(
     txp: &FutureProducer,
     consumer: &StreamConsumer<C>,
     records: &[OutRecord],
     offsets: &TopicPartitionList,
-) -> Result<(), KafkaError> {
+) -> Result<(), CommitFailure> {
     let timeout = Duration::from_secs(30);
-    txp.begin_transaction()?;
+    txp.begin_transaction().map_err(|error| CommitFailure {
+        error,
+        producer_usable: false,
+    })?;
     let r = (|| {
         for r in records {
             let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic)
@@ -66,18 +81,26 @@ pub(super) fn commit_batch<C: ConsumerContext + 'static>(
         txp.send_offsets_to_transaction(offsets, &gm, timeout)?;
         txp.commit_transaction(timeout)
     })();
-    if r.is_err() {
-        let _ = txp.abort_transaction(timeout);
-    }
-    r
+    r.map_err(|error| {
+        let abort = txp.abort_transaction(timeout);
+        if let Err(e) = &abort {
+            tracing::warn!(error = %e, "Could not abort the failed result transaction.");
+        }
+        CommitFailure {
+            error,
+            producer_usable: abort.is_ok(),
+        }
+    })
 }
 
 /// What a failed result transaction means for the sink: `Error::Transaction` (fatal: fenced by
-/// a newer instance, or a fatal producer error) or `Error::TransactionAborted` (the batch is
-/// recomputed and tried again at the next tick). Not fatal by default: a rebalance makes the
-/// broker refuse the offsets of a stale group generation (the zombie fencing replicas rely
-/// on), which must not stop the sink.
-pub(super) fn classify(e: &KafkaError) -> Error {
+/// a newer instance, or a fatal producer error), `Error::TransactionStuck` (not aborted: the
+/// sink stops and the supervisor restarts it with a new producer) or
+/// `Error::TransactionAborted` (the batch is recomputed and tried again at the next tick). Not
+/// fatal by default: a rebalance makes the broker refuse the offsets of a stale group
+/// generation (the zombie fencing replicas rely on), which must not stop the sink.
+pub(super) fn classify(f: &CommitFailure) -> Error {
+    let e = &f.error;
     let fatal = match e {
         KafkaError::Transaction(t) => {
             t.is_fatal()
@@ -92,6 +115,8 @@ pub(super) fn classify(e: &KafkaError) -> Error {
     };
     if fatal {
         Error::Transaction(e.to_string())
+    } else if !f.producer_usable {
+        Error::TransactionStuck(e.to_string())
     } else {
         Error::TransactionAborted(e.to_string())
     }
@@ -104,9 +129,18 @@ mod tests {
 
     #[test]
     fn only_fencing_and_fatal_producer_errors_stop_the_sink() {
-        let aborted = classify(&KafkaError::MessageProduction(RDKafkaErrorCode::State));
+        let aborted = classify(&CommitFailure {
+            error: KafkaError::MessageProduction(RDKafkaErrorCode::State),
+            producer_usable: true,
+        });
         assert!(matches!(aborted, Error::TransactionAborted(_)));
         assert_eq!(aborted.class(), ErrorClass::Retriable);
+        let stuck = classify(&CommitFailure {
+            error: KafkaError::MessageProduction(RDKafkaErrorCode::State),
+            producer_usable: false,
+        });
+        assert!(matches!(stuck, Error::TransactionStuck(_)), "{stuck:?}");
+        assert_eq!(stuck.class(), ErrorClass::Retriable);
         let record = OutRecord {
             topic: "t".into(),
             key: b"k".to_vec(),

@@ -14,14 +14,13 @@ use connector_core::runtime::{RunEnv, TaskControl, TaskState};
 use connector_core::{CoreError, ErrorClass, headers};
 use parking_lot::Mutex;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
 
-use super::commit::{classify, commit_batch};
+use super::commit::{CommitFailure, classify, commit_batch};
 use super::ownership::{Ctx, Handover, Ownership};
 use super::partitions::{Partitions, ReadAhead, tp_of};
 use super::worker::{Done, Job, Shared, dead_letter, work};
@@ -236,7 +235,7 @@ pub async fn run(
                         })
                         .inc();
                     control.report_error(e.to_string());
-                    if e.class() == ErrorClass::Fatal {
+                    if e.class() == ErrorClass::Fatal || matches!(e, Error::TransactionStuck(_)) {
                         break Err(e);
                     }
                 }
@@ -562,7 +561,7 @@ impl LoopState {
         &mut self,
         taken: &[(Tp, u64, i64)],
         records: usize,
-        result: Result<Result<(), KafkaError>, tokio::task::JoinError>,
+        result: Result<Result<(), CommitFailure>, tokio::task::JoinError>,
         name: &str,
     ) -> Result<(), Error> {
         let r = result.map_err(|e| Error::Transaction(format!("commit task: {e}")))?;
@@ -582,7 +581,7 @@ impl LoopState {
                 let err = classify(&e);
                 if matches!(err, Error::TransactionAborted(_)) {
                     // Aborted; the same (recomputed) batch is tried again at the next tick.
-                    tracing::warn!(error = %e, "Result transaction aborted; retrying.");
+                    tracing::warn!(error = %e.error, "Result transaction aborted; retrying.");
                 }
                 Err(err)
             }
@@ -608,7 +607,7 @@ impl LoopState {
 
 /// A commit running on a blocking thread.
 struct Flush {
-    task: tokio::task::JoinHandle<Result<(), KafkaError>>,
+    task: tokio::task::JoinHandle<Result<(), CommitFailure>>,
     /// (partition, epoch, last offset) committed by it.
     taken: Vec<(Tp, u64, i64)>,
     records: usize,
