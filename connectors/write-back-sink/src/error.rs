@@ -31,6 +31,12 @@ pub enum Error {
     /// recomputed and committed again. Class: Retriable.
     #[error("transaction aborted: {0}")]
     TransactionAborted(String),
+    /// A result transaction failed and could not be aborted either (its commit timed out
+    /// while Kafka was unreachable, say): the producer cannot begin another transaction, so the
+    /// sink stops and the supervisor restarts it with a new one (uncommitted commands are read
+    /// again and reconciled through the ledger). Class: Retriable.
+    #[error("transaction stuck (the producer is restarted): {0}")]
+    TransactionStuck(String),
     /// An undecodable message could not be written to the dead-letter topic within the bounded
     /// retries. Its offset is not committed (nothing is lost: a restart reads it again), and the
     /// sink stops instead of retrying forever. Class: Retriable (a restart may heal it).
@@ -57,7 +63,9 @@ impl Error {
         match self {
             Error::Config { .. } | Error::Transaction(_) | Error::Athena(_) => ErrorClass::Fatal,
             Error::Core(e) => e.class(),
-            Error::TransactionAborted(_) | Error::DeadLetter { .. } => ErrorClass::Retriable,
+            Error::TransactionAborted(_)
+            | Error::TransactionStuck(_)
+            | Error::DeadLetter { .. } => ErrorClass::Retriable,
         }
     }
 }

@@ -68,18 +68,26 @@ pub(super) async fn commit_batch<C: ConsumerContext + 'static>(
 }
 
 /// What a failed result transaction means for the sink: `Error::Transaction` (fatal: fenced by
-/// a newer instance, or a fatal producer error) or `Error::TransactionAborted` (the batch is
+/// a newer instance, or a fatal producer error), `Error::TransactionStuck` (the transaction
+/// could not be aborted, so the producer cannot begin another: a commit that timed out while
+/// Kafka was unreachable stays "in progress" inside librdkafka, and every later begin or abort
+/// answers "Conflicting commit_transaction API call is already in progress"; the sink stops and
+/// the supervisor restarts it with a new producer) or `Error::TransactionAborted` (the batch is
 /// recomputed and tried again at the next tick). Not fatal by default: a rebalance makes the
 /// broker refuse the offsets of a stale group generation (the zombie fencing replicas rely
 /// on), which must not stop the sink; nor is a record Kafka refuses (its transaction was
 /// aborted; the sink has no place to route a result aside, so it retries and says why).
 pub(super) fn classify(f: &TxnFailure) -> Error {
-    to_error(f.class, f.to_string())
+    // Nothing was begun when the group metadata was missing: the producer is fine.
+    let begun = f.operation != "group_metadata";
+    to_error(f.class, begun && !f.aborted, f.to_string())
 }
 
-fn to_error(class: ErrorClass, message: String) -> Error {
+fn to_error(class: ErrorClass, stuck: bool, message: String) -> Error {
     if class == ErrorClass::Fatal {
         Error::Transaction(message)
+    } else if stuck {
+        Error::TransactionStuck(message)
     } else {
         Error::TransactionAborted(message)
     }
@@ -89,19 +97,33 @@ fn to_error(class: ErrorClass, message: String) -> Error {
 mod tests {
     use super::*;
 
-    /// The sink's reading of a bare Kafka error, as [`classify`] reads a failed commit.
-    fn classify(e: &KafkaError) -> Error {
-        to_error(connector_core::kafka_errors::classify(e), e.to_string())
+    /// The sink's reading of a failed transaction with a bare Kafka error.
+    fn failed(e: KafkaError, aborted: bool) -> Error {
+        classify(&TxnFailure {
+            operation: "commit_transaction",
+            class: connector_core::kafka_errors::classify(&e),
+            source: e,
+            aborted,
+            record: None,
+        })
     }
 
     #[test]
     fn only_fencing_and_fatal_producer_errors_stop_the_sink() {
-        let aborted = classify(&KafkaError::MessageProduction(RDKafkaErrorCode::State));
+        let aborted = failed(KafkaError::MessageProduction(RDKafkaErrorCode::State), true);
         assert!(matches!(aborted, Error::TransactionAborted(_)));
         assert_eq!(aborted.class(), ErrorClass::Retriable);
-        let fenced = classify(&KafkaError::MessageProduction(
-            RDKafkaErrorCode::ProducerFenced,
-        ));
+        // Not aborted (the commit timed out while Kafka was down): a new producer is needed.
+        let stuck = failed(
+            KafkaError::MessageProduction(RDKafkaErrorCode::State),
+            false,
+        );
+        assert!(matches!(stuck, Error::TransactionStuck(_)), "{stuck:?}");
+        assert_eq!(stuck.class(), ErrorClass::Retriable);
+        let fenced = failed(
+            KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced),
+            false,
+        );
         assert!(matches!(fenced, Error::Transaction(_)));
         let record = OutRecord {
             topic: "t".into(),

@@ -233,7 +233,7 @@ pub async fn run(
                 if let Err(e) = st.finish_flush(&f.taken, f.records, r, name) {
                     CommitFailed { connector: name, error: &e }.emit();
                     control.report_error(e.to_string());
-                    if e.class() == ErrorClass::Fatal {
+                    if e.class() == ErrorClass::Fatal || matches!(e, Error::TransactionStuck(_)) {
                         break Err(e);
                     }
                 }
