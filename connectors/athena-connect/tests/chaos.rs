@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use athena_client::api::changed::Feed;
 use athena_connect_tests::{Stack, TcpProxy, unique};
+use athena_contracts::commands::*;
 use athena_contracts::{CommandResult, CommandStatus};
 use athena_sim::{Fault, FaultRule, NewPatient, RunningSim, SimConfig};
 use changed_data_source::events;
@@ -40,7 +41,6 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::Value;
-use athena_contracts::commands::*;
 
 /// The feeds the changed-data source reads (the generator writes to all of them).
 const FEEDS: &[Feed] = &[
