@@ -654,10 +654,19 @@ pub async fn alter(
                             .map_err(kafka_err("commit offsets"))?;
                     }
                 }
-                consumer
-                    .commit(&commit, rdkafka::consumer::CommitMode::Sync)
-                    .map_err(kafka_err("commit offsets"))?;
-                Ok(commit.count())
+                // Right after a stop the group may still be settling (the last member's leave,
+                // a coordinator move): such a commit is refused for a moment. Retry, bounded.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    match consumer.commit(&commit, rdkafka::consumer::CommitMode::Sync) {
+                        Ok(()) => return Ok(commit.count()),
+                        Err(e) if std::time::Instant::now() < deadline => {
+                            tracing::info!(error = %e, "Offsets commit refused; retrying.");
+                            std::thread::sleep(Duration::from_millis(250));
+                        }
+                        Err(e) => return Err(kafka_err("commit offsets")(e)),
+                    }
+                }
             })
             .await
             .map_err(|e| CoreError::task("offsets", &e))?
