@@ -968,11 +968,16 @@ mod tests {
         assert!(body.contains("unavailable"), "{body}");
     }
 
-    #[tokio::test]
-    async fn readyz_is_503_while_a_connector_is_failed_and_status_shows_restarts() {
-        use crate::supervisor::{ConnectorDef, TaskError};
+    /// A changed-data connector `src` whose runs fail with `class` while the returned switch is
+    /// on, then run until stopped.
+    fn switchable(
+        class: connector_core::ErrorClass,
+        message: &str,
+    ) -> (ConnectorDef, Arc<std::sync::atomic::AtomicBool>) {
+        use crate::supervisor::TaskError;
         let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let f = fail.clone();
+        let message = message.to_string();
         let def = ConnectorDef {
             name: "src".into(),
             kind: crate::config::Kind::ChangedData,
@@ -981,12 +986,10 @@ mod tests {
             restart: crate::supervisor::tests::fast_restart(),
             factory: Arc::new(move |ctl: connector_core::runtime::TaskControl| {
                 let fail = f.load(std::sync::atomic::Ordering::SeqCst);
+                let message = message.clone();
                 Box::pin(async move {
                     if fail {
-                        return Err(TaskError {
-                            message: "schema registry unavailable".into(),
-                            class: connector_core::ErrorClass::Retriable,
-                        });
+                        return Err(TaskError { message, class });
                     }
                     ctl.set_state(TaskState::Running);
                     ctl.shutdown_requested().await;
@@ -994,6 +997,15 @@ mod tests {
                 })
             }),
         };
+        (def, fail)
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_while_a_connector_is_failed_and_status_shows_restarts() {
+        let (def, fail) = switchable(
+            connector_core::ErrorClass::Retriable,
+            "schema registry unavailable",
+        );
         let mut st = state();
         st.supervisor = Supervisor::start(vec![def], Duration::from_secs(5));
         let app = router(st);
@@ -1219,6 +1231,48 @@ mod tests {
         }
         let (code, _) = call_body(&app, "PATCH", "/connectors/nope/offsets", &bearer, body).await;
         assert_eq!(code, 404);
+    }
+
+    /// `onlyFailed=true` restarts a FAILED connector (202, RESTARTING) and a fatal failure,
+    /// never restarted by the supervisor, runs again.
+    #[tokio::test]
+    async fn only_failed_restarts_a_failed_connector() {
+        let (def, fail) = switchable(connector_core::ErrorClass::Fatal, "credentials refused");
+        let mut st = state();
+        st.supervisor = Supervisor::start(vec![def], Duration::from_secs(5));
+        let sup = st.supervisor.clone();
+        let app = router(st);
+        for _ in 0..1000 {
+            if !sup.full_status("src").unwrap().auto_restart {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(sup.status("src").unwrap().state, TaskState::Failed);
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let bearer = format!("Bearer {TOKEN}");
+        let (code, v) = call_body(
+            &app,
+            "POST",
+            "/connectors/src/restart?onlyFailed=true",
+            &bearer,
+            "",
+        )
+        .await;
+        assert_eq!(code, 202, "{v}");
+        assert_eq!(v["connector"]["state"], "RESTARTING", "{v}");
+        // Without includeTasks Connect's body leaves the task's state as it was.
+        assert_eq!(v["tasks"][0]["state"], "FAILED", "{v}");
+        for _ in 0..1000 {
+            if sup.status("src").unwrap().state == TaskState::Running {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "not running after the restart: {:?}",
+            sup.full_status("src")
+        );
     }
 
     #[tokio::test]

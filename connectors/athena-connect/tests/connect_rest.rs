@@ -86,19 +86,9 @@ async fn a_connect_user_s_calls() {
     sim.state.generate(5);
     let prefix = format!("{}.", unique("rest"));
     let extra = format!(
-        r#"{}
-[sources.changed_data.src]
-practices = ["{PRACTICE}"]
-topic_prefix = "{prefix}"
-state_topic = "{prefix}state"
-topic_partitions = 1
-poll_interval = "200ms"
-max_poll_interval = "1s"
-
-[sources.changed_data.src.feeds]
-patients = {{}}
-"#,
-        names.section("wb")
+        "{}{}",
+        names.section("wb"),
+        source_section("src", &prefix, &["patients"])
     );
     let config = base_config(&stack, &sim.base_url, "json", &extra);
     let mut proc = Proc::start(&config, &[]);
