@@ -702,6 +702,23 @@ fn stopped_def(st: &AdminState, name: &str) -> Result<ConnectorDef, Early> {
     Ok(def)
 }
 
+/// The answer to an offsets reset or alteration its check refused: 409 for the ledger-retention
+/// guard (ours; `force=true` accepts), 400 for a request that does not fit the connector, 500
+/// when Kafka could not be asked.
+fn refused(name: &str, e: offsets::ResetRefused) -> Response {
+    match e {
+        offsets::ResetRefused::Retention(m) => error(StatusCode::CONFLICT, m),
+        offsets::ResetRefused::BadRequest(m) => error(StatusCode::BAD_REQUEST, m),
+        e @ offsets::ResetRefused::Kafka(_) => {
+            tracing::warn!(connector = %name, error = %e, "Offsets check failed.");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot check the offsets against Kafka; see the logs",
+            )
+        }
+    }
+}
+
 /// Query of `PATCH /connectors/{name}/offsets`.
 #[derive(Debug, Deserialize)]
 struct AlterQuery {
@@ -754,17 +771,8 @@ async fn patch_offsets(
     let Ok(_guard) = st.offsets_lock.try_lock() else {
         return error(StatusCode::CONFLICT, "another offsets operation is running");
     };
-    match offsets::check_alter(&st.kafka, &def.offsets, &alts, q.force).await {
-        Ok(()) => {}
-        Err(offsets::ResetRefused::Retention(m)) => return error(StatusCode::CONFLICT, m),
-        Err(offsets::ResetRefused::BadRequest(m)) => return error(StatusCode::BAD_REQUEST, m),
-        Err(e @ offsets::ResetRefused::Kafka(_)) => {
-            tracing::warn!(connector = %name, error = %e, "Offsets alteration check failed.");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot check the offsets against Kafka; see the logs",
-            );
-        }
+    if let Err(e) = offsets::check_alter(&st.kafka, &def.offsets, &alts, q.force).await {
+        return refused(&name, e);
     }
     match offsets::alter(&st.kafka, &def.offsets, alts).await {
         Ok(n) => {
@@ -831,17 +839,8 @@ async fn delete_offsets(
     let Ok(_guard) = st.offsets_lock.try_lock() else {
         return error(StatusCode::CONFLICT, "another offsets operation is running");
     };
-    match offsets::check_reset(&st.kafka, &def.offsets, &req).await {
-        Ok(()) => {}
-        Err(offsets::ResetRefused::Retention(m)) => return error(StatusCode::CONFLICT, m),
-        Err(offsets::ResetRefused::BadRequest(m)) => return error(StatusCode::BAD_REQUEST, m),
-        Err(e @ offsets::ResetRefused::Kafka(_)) => {
-            tracing::warn!(connector = %name, error = %e, "Offsets reset check failed.");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot check the reset against Kafka; see the logs",
-            );
-        }
+    if let Err(e) = offsets::check_reset(&st.kafka, &def.offsets, &req).await {
+        return refused(&name, e);
     }
     match offsets::reset(&st.kafka, &def.offsets, &req).await {
         Ok(n) => {
