@@ -393,6 +393,18 @@ async fn a_connect_user_s_calls() {
         405,
     );
     assert_error(
+        "reconfigure a connector",
+        &call(
+            &base,
+            "PUT",
+            "/connectors/wb/config",
+            auth,
+            Some(json!({"tasks.max": "2"})),
+        )
+        .await,
+        405,
+    );
+    assert_error(
         "create a connector",
         &call(
             &base,
