@@ -5,7 +5,8 @@
 //! 1. `KAFKA_BOOTSTRAP_SERVERS` and `SCHEMA_REGISTRY_URL` (set by `./dev test`, or by
 //!    `export $(./dev env)` after `./dev up`).
 //! 2. Otherwise, when a Docker engine answers, testcontainers starts Kafka and Apicurio Registry
-//!    with the versions in `deploy/local/versions.env`, once per test binary.
+//!    with the images and versions in `deploy/local/versions.env`, once per test binary, and
+//!    removes them when that test binary exits (see [`containers`]).
 //! 3. Otherwise the test **fails** with a message naming `./dev up`. It never skips.
 //!
 //! Either way the servers are probed before a test uses them, with a bounded timeout, so a
@@ -179,10 +180,19 @@ pub fn versions() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Docker fallback: Kafka and Apicurio in containers, started once per test binary and kept
-/// for its lifetime.
-mod containers {
+/// Docker fallback: Kafka and Apicurio in containers, started once per test binary and
+/// removed when it exits.
+///
+/// A `static` is never dropped, so the containers' own `Drop` (which removes them) would never
+/// run and every test binary would leave a Kafka and a registry JVM behind. Each container
+/// therefore gets a reaper at once: a `sh` that waits for end-of-file on a pipe only this
+/// process holds, then runs `docker rm -f`. The pipe closes when the process ends however it
+/// ends (normal exit, panic, abort, SIGKILL), the pattern of testcontainers-java's Ryuk. The
+/// reaper ignores SIGINT/SIGHUP/SIGTERM, so Ctrl-C on `cargo test` still cleans up.
+pub mod containers {
     use super::*;
+    use std::process::{ChildStdin, Command, Stdio};
+    use std::sync::Mutex;
     use testcontainers::core::{IntoContainerPort, WaitFor};
     use testcontainers::runners::SyncRunner;
     use testcontainers::{Container, GenericImage, ImageExt};
@@ -195,6 +205,8 @@ mod containers {
     }
 
     static RUNNING: OnceLock<Result<Running, String>> = OnceLock::new();
+    /// The write ends of the reapers' pipes: held, never written, closed by the OS at exit.
+    static REAPERS: Mutex<Vec<ChildStdin>> = Mutex::new(Vec::new());
 
     pub(super) fn start() -> Result<Stack, String> {
         RUNNING
@@ -209,30 +221,64 @@ mod containers {
             .map_err(|e| format!("testcontainers could not start the stack: {e}. {HOW_TO_START}"))
     }
 
+    /// `(image, tag)` of Kafka and of the registry, from `deploy/local/versions.env` (the
+    /// versions `./dev up` and docker-compose.yml run), never a module's default.
+    pub fn images(v: &BTreeMap<String, String>) -> Result<[(String, String); 2], String> {
+        let get = |k: &str| {
+            v.get(k)
+                .cloned()
+                .ok_or_else(|| format!("deploy/local/versions.env has no {k}"))
+        };
+        Ok([
+            (get("KAFKA_IMAGE")?, get("KAFKA_VERSION")?),
+            (get("APICURIO_IMAGE")?, get("APICURIO_VERSION")?),
+        ])
+    }
+
+    /// The shell script of a reaper: ignore the stop signals, wait for EOF, remove `$1`.
+    pub const REAPER_SCRIPT: &str =
+        "trap '' INT HUP TERM; cat >/dev/null; docker rm -f -v \"$1\" >/dev/null 2>&1";
+
+    /// Starts a reaper that removes container `id` once this process has exited.
+    fn reap_at_exit(id: &str) -> Result<(), String> {
+        let mut child = Command::new("sh")
+            .args(["-c", REAPER_SCRIPT, "athena-connect-test-reaper", id])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the container reaper: {e}"))?;
+        let stdin = child.stdin.take().ok_or("reaper has no stdin")?;
+        REAPERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(stdin);
+        // Not waited for: it outlives this process by design.
+        drop(child);
+        Ok(())
+    }
+
     fn start_inner() -> Result<Running, String> {
-        let v = versions();
+        let [(kafka_image, kafka_tag), (registry_image, registry_tag)] = images(&versions())?;
         let kafka = Kafka::default()
             .with_jvm_image()
+            .with_name(kafka_image)
+            .with_tag(kafka_tag)
             .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
             .with_env_var("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
             .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
             .start()
             .map_err(|e| e.to_string())?;
+        reap_at_exit(kafka.id())?;
         let kport = kafka
             .get_host_port_ipv4(KAFKA_PORT)
             .map_err(|e| e.to_string())?;
-        let registry = GenericImage::new(
-            v.get("APICURIO_IMAGE")
-                .cloned()
-                .unwrap_or_else(|| "apicurio/apicurio-registry".into()),
-            v.get("APICURIO_VERSION")
-                .cloned()
-                .unwrap_or_else(|| "latest".into()),
-        )
-        .with_exposed_port(8080.tcp())
-        .with_wait_for(WaitFor::message_on_stdout("started in"))
-        .start()
-        .map_err(|e| e.to_string())?;
+        let registry = GenericImage::new(registry_image, registry_tag)
+            .with_exposed_port(8080.tcp())
+            .with_wait_for(WaitFor::message_on_stdout("started in"))
+            .start()
+            .map_err(|e| e.to_string())?;
+        reap_at_exit(registry.id())?;
         let rport = registry
             .get_host_port_ipv4(8080.tcp())
             .map_err(|e| e.to_string())?;
@@ -385,4 +431,68 @@ fn build_athena_connect() -> Result<std::path::PathBuf, String> {
         .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "athena-connect")
         .find_map(|v| v["executable"].as_str().map(std::path::PathBuf::from))
         .ok_or_else(|| "cargo build -p athena-connect reported no athena-connect executable".into())
+}
+
+#[cfg(test)]
+mod container_tests {
+    use super::containers::{REAPER_SCRIPT, images};
+    use super::versions;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn images_come_from_the_versions_file() {
+        let v = versions();
+        let [kafka, registry] = images(&v).unwrap();
+        assert_eq!(
+            kafka,
+            (v["KAFKA_IMAGE"].clone(), v["KAFKA_VERSION"].clone())
+        );
+        assert_eq!(
+            registry,
+            (v["APICURIO_IMAGE"].clone(), v["APICURIO_VERSION"].clone())
+        );
+        let mut missing = v.clone();
+        missing.remove("KAFKA_VERSION");
+        assert!(images(&missing).unwrap_err().contains("KAFKA_VERSION"));
+    }
+
+    /// The reaper removes its container only once the pipe closes (this process exited), with
+    /// a `docker` on PATH that records its arguments instead of talking to Docker.
+    #[test]
+    fn the_reaper_removes_the_container_when_the_pipe_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls");
+        let docker = dir.path().join("docker");
+        std::fs::write(
+            &docker,
+            format!("#!/bin/sh\necho \"$@\" >> '{}'\n", log.display()),
+        )
+        .unwrap();
+        Command::new("chmod")
+            .arg("+x")
+            .arg(&docker)
+            .status()
+            .unwrap();
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", REAPER_SCRIPT, "reaper", "c0ffee"])
+            .env("PATH", path)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // While the pipe is open the reaper waits: nothing written yet.
+        stdin.write_all(b"").unwrap();
+        assert!(child.try_wait().unwrap().is_none(), "reaper ended early");
+        assert!(!log.exists(), "removed while the process still runs");
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(calls.trim(), "rm -f -v c0ffee");
+    }
 }

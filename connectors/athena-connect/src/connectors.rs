@@ -148,8 +148,9 @@ fn build_one(
     env: &RunEnv,
     athena: &AthenaClient,
 ) -> Result<ConnectorDef, CoreError> {
-    let (factory, offsets) = match Typed::parse(i)? {
+    let (factory, offsets, mut topics) = match Typed::parse(i)? {
         Typed::ChangedData(c) => {
+            let topics = c.feeds.keys().map(|f| c.topic(*f)).collect();
             // Cursors live under `<connector>/<practice>/<feed>` in the state topic.
             let offsets = OffsetsLocation::Checkpoints {
                 topic: c.state_topic.clone(),
@@ -165,9 +166,11 @@ fn build_one(
                     changed_data_source::run(&name, &c, &env, &athena, ctl).await
                 },
             );
-            (f, offsets)
+            (f, offsets, topics)
         }
         Typed::WriteBack(c) => {
+            let mut topics = c.topics.clone();
+            topics.push(c.results_topic.clone());
             let offsets = OffsetsLocation::ConsumerGroup {
                 group_id: c.group_id(i.name),
                 topics: c.topics.clone(),
@@ -184,10 +187,21 @@ fn build_one(
                     write_back_sink::run(&name, &c, &env, &athena, ctl).await
                 },
             );
-            (f, offsets)
+            (f, offsets, topics)
         }
         Typed::FhirPush(c) => {
             let c = *c;
+            let mut topics = vec![
+                c.notifications_topic.clone(),
+                c.patients_topic(),
+                c.appointments_topic(),
+                c.fhir_resources_topic(),
+            ];
+            topics.extend(
+                athena_contracts::events::FHIR_RESOURCE_TYPES
+                    .iter()
+                    .filter_map(|t| c.typed_topic(t)),
+            );
             // The receiver answers only once a notification is on Kafka; the position that
             // matters is the inflation stage's consumer group on the notifications topic.
             let offsets = OffsetsLocation::ConsumerGroup {
@@ -205,14 +219,17 @@ fn build_one(
                     fhir_push::run(&name, &c, &env, &athena, ctl).await
                 },
             );
-            (f, offsets)
+            (f, offsets, topics)
         }
     };
+    topics.sort();
+    topics.dedup();
     Ok(ConnectorDef {
         name: i.name.to_string(),
         kind: i.kind,
         factory,
         offsets,
+        topics,
         restart: restart_of(root, i)?,
     })
 }

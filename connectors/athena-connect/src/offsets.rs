@@ -10,6 +10,11 @@
 //! A write-back sink remembers what it executed for `ledger_retention` only. A reset that would
 //! make it read commands older than that again is refused ([`check_reset`]) unless the caller
 //! names a time within the retention or passes `force`: those commands would be executed again.
+//!
+//! Altering (KIP-875's `PATCH /connectors/{name}/offsets`) takes the same shape as `show`
+//! prints: [`parse_alter`] reads it, [`check_alter`] applies the same retention guard to a
+//! rewind, [`alter`] writes cursors (or deletes them, for a `null` offset) or commits the
+//! group's offsets.
 
 use std::time::Duration;
 
@@ -383,6 +388,292 @@ fn reset_to_time(
     Ok(commit.count())
 }
 
+/// One position of a `PATCH /connectors/{name}/offsets` body, checked against the connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alteration {
+    /// A source cursor: the JSON to store under `key`, or `None` to delete it.
+    Checkpoint {
+        /// Full checkpoint key (starts with the connector's prefix).
+        key: String,
+        /// Serialised cursor, or `None` for Connect's `"offset": null`.
+        value: Option<Vec<u8>>,
+    },
+    /// The next offset the sink's consumer group reads on one partition.
+    Kafka {
+        /// Topic (one the connector consumes).
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset to commit.
+        offset: i64,
+    },
+}
+
+/// Reads a Connect-shaped alter body, `{"offsets": [{"partition": {...}, "offset": {...}}]}`,
+/// for `loc`: sources name `{"key"}` (and optionally `{"checkpoint_topic"}`) with an object
+/// offset or `null`; sinks name `{"kafka_topic", "kafka_partition"}` with `{"kafka_offset"}`.
+/// `check_value` validates a cursor before it is stored (a cursor the connector cannot read
+/// would fail its next start). Every refusal is a [`ResetRefused::BadRequest`].
+pub fn parse_alter(
+    loc: &OffsetsLocation,
+    body: &Value,
+    check_value: impl Fn(&str, &Value) -> Result<(), String>,
+) -> Result<Vec<Alteration>, ResetRefused> {
+    let bad = |m: String| ResetRefused::BadRequest(m);
+    let entries = body
+        .get("offsets")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            bad("Partitions / offsets need to be provided for an alter offsets request".into())
+        })?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let partition = e
+            .get("partition")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad(format!("offsets[{i}].partition must be an object")))?;
+        let offset = e
+            .get("offset")
+            .ok_or_else(|| bad(format!("offsets[{i}].offset is missing (null deletes it)")))?;
+        match loc {
+            OffsetsLocation::None => {
+                return Err(bad(
+                    "this connector keeps no offsets of its own; nothing to alter".into(),
+                ));
+            }
+            OffsetsLocation::Checkpoints { topic, key_prefix } => {
+                if let Some(t) = partition.get("checkpoint_topic")
+                    && t.as_str() != Some(topic.as_str())
+                {
+                    return Err(bad(format!(
+                        "offsets[{i}].partition.checkpoint_topic must be {topic}"
+                    )));
+                }
+                let key = partition
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .filter(|k| k.starts_with(key_prefix.as_str()) && k.len() > key_prefix.len())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "offsets[{i}].partition.key must be a checkpoint key of this \
+                             connector (starting with {key_prefix})"
+                        ))
+                    })?;
+                let value = match offset {
+                    Value::Null => None,
+                    Value::Object(_) => {
+                        check_value(key, offset)
+                            .map_err(|m| bad(format!("offsets[{i}].offset: {m}")))?;
+                        Some(serde_json::to_vec(offset).unwrap_or_default())
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "offsets[{i}].offset must be an object (a cursor) or null"
+                        )));
+                    }
+                };
+                out.push(Alteration::Checkpoint {
+                    key: key.to_string(),
+                    value,
+                });
+            }
+            OffsetsLocation::ConsumerGroup { topics, .. } => {
+                let topic = partition
+                    .get("kafka_topic")
+                    .and_then(Value::as_str)
+                    .filter(|t| topics.iter().any(|c| c == t))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "offsets[{i}].partition.kafka_topic must be one of the topics the \
+                             connector consumes: {}",
+                            topics.join(", ")
+                        ))
+                    })?;
+                let partition = partition
+                    .get("kafka_partition")
+                    .and_then(Value::as_i64)
+                    .and_then(|p| i32::try_from(p).ok())
+                    .filter(|p| *p >= 0)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "offsets[{i}].partition.kafka_partition must be a partition number"
+                        ))
+                    })?;
+                let offset = match offset {
+                    Value::Null => {
+                        return Err(bad(format!(
+                            "offsets[{i}].offset: removing one partition's committed offset is \
+                             not supported; DELETE /connectors/{{name}}/offsets resets the group"
+                        )));
+                    }
+                    o => o
+                        .get("kafka_offset")
+                        .and_then(Value::as_i64)
+                        .filter(|o| *o >= 0)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "offsets[{i}].offset must be {{\"kafka_offset\": <offset >= 0>}}"
+                            ))
+                        })?,
+                };
+                out.push(Alteration::Kafka {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The guard of [`check_reset`] for an alteration: on a sink with a ledger retention, moving a
+/// partition to an offset before its first record inside the retention would execute commands
+/// the ledger has forgotten again; refused unless `force`. Also refuses partitions that do
+/// not exist.
+pub async fn check_alter(
+    kafka: &KafkaConfig,
+    loc: &OffsetsLocation,
+    alts: &[Alteration],
+    force: bool,
+) -> Result<(), ResetRefused> {
+    let OffsetsLocation::ConsumerGroup {
+        topics,
+        ledger_retention,
+        ..
+    } = loc
+    else {
+        return Ok(());
+    };
+    let wanted: Vec<(String, i32, i64)> = alts
+        .iter()
+        .filter_map(|a| match a {
+            Alteration::Kafka {
+                topic,
+                partition,
+                offset,
+            } => Some((topic.clone(), *partition, *offset)),
+            Alteration::Checkpoint { .. } => None,
+        })
+        .collect();
+    let horizon = ledger_retention.filter(|_| !force).map(|r| {
+        chrono::Duration::from_std(r)
+            .ok()
+            .and_then(|r| Utc::now().checked_sub_signed(r))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    });
+    let (kafka, topics) = (kafka.clone(), topics.clone());
+    let older = tokio::task::spawn_blocking(move || -> Result<Result<i64, String>, CoreError> {
+        let consumer: BaseConsumer = kafka
+            .consumer_config("athena-connect-offsets-check")
+            .create()
+            .map_err(kafka_err("create offsets reader"))?;
+        let known = partitions(&consumer, &topics)?;
+        for (t, p, _) in &wanted {
+            if !known.iter().any(|(kt, kp)| kt == t && kp == p) {
+                return Ok(Err(format!("{t} has no partition {p}")));
+            }
+        }
+        let Some(horizon) = horizon else {
+            return Ok(Ok(0));
+        };
+        let at = offsets_at(&consumer, &topics, horizon)?;
+        let mut older = 0;
+        for (t, p, o) in &wanted {
+            let (low, high) = consumer
+                .fetch_watermarks(t, *p, TIMEOUT)
+                .map_err(kafka_err("fetch watermarks"))?;
+            let first_new = at
+                .find_partition(t, *p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(high);
+            older += (first_new - (*o).max(low)).max(0);
+        }
+        Ok(Ok(older))
+    })
+    .await
+    .map_err(|e| ResetRefused::Kafka(e.to_string()))?
+    .map_err(|e| ResetRefused::Kafka(e.to_string()))?
+    .map_err(ResetRefused::BadRequest)?;
+    if older > 0 {
+        let human = ledger_retention
+            .map(|r| humantime_serde::re::humantime::format_duration(r).to_string())
+            .unwrap_or_default();
+        return Err(ResetRefused::Retention(format!(
+            "these offsets would read {older} command(s) older than the sink's ledger_retention \
+             ({human}) again, and the ledger no longer remembers whether they were executed; \
+             choose later offsets or pass force=true to accept executing them again"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `alts` (checked by [`parse_alter`] and [`check_alter`]; the connector is stopped).
+/// Returns how many positions were written.
+pub async fn alter(
+    kafka: &KafkaConfig,
+    loc: &OffsetsLocation,
+    alts: Vec<Alteration>,
+) -> Result<usize, CoreError> {
+    match loc {
+        OffsetsLocation::None => Ok(0),
+        OffsetsLocation::Checkpoints { topic, .. } => {
+            let store = open_store(kafka, topic).await?;
+            let n = alts.len();
+            for a in alts {
+                if let Alteration::Checkpoint { key, value } = a {
+                    match value {
+                        Some(v) => store.save(&key, &v).await?,
+                        None => store.delete(&key).await?,
+                    }
+                }
+            }
+            Ok(n)
+        }
+        OffsetsLocation::ConsumerGroup { group_id, .. } => {
+            let (kafka, group) = (kafka.clone(), group_id.clone());
+            tokio::task::spawn_blocking(move || {
+                let consumer: BaseConsumer = kafka
+                    .consumer_config(&group)
+                    .create()
+                    .map_err(kafka_err("create offsets writer"))?;
+                let mut commit = TopicPartitionList::new();
+                for a in &alts {
+                    if let Alteration::Kafka {
+                        topic,
+                        partition,
+                        offset,
+                    } = a
+                    {
+                        commit
+                            .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                            .map_err(kafka_err("commit offsets"))?;
+                    }
+                }
+                // Right after a stop the group may still be settling (the last member's leave,
+                // a coordinator move): such a commit is refused for a moment. Retry, bounded.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    match consumer.commit(&commit, rdkafka::consumer::CommitMode::Sync) {
+                        Ok(()) => return Ok(commit.count()),
+                        Err(e) if std::time::Instant::now() < deadline => {
+                            tracing::info!(error = %e, "Offsets commit refused; retrying.");
+                            std::thread::sleep(Duration::from_millis(250));
+                        }
+                        Err(e) => return Err(kafka_err("commit offsets")(e)),
+                    }
+                }
+            })
+            .await
+            .map_err(|e| CoreError::task("offsets", &e))?
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,5 +723,84 @@ mod tests {
             check_reset(&kafka, &cursors, &ResetRequest::default()).await,
             Ok(())
         );
+    }
+
+    #[test]
+    fn alter_bodies_are_checked_against_the_connector() {
+        let ok = |_: &str, _: &Value| Ok(());
+        let cursors = OffsetsLocation::Checkpoints {
+            topic: "state".into(),
+            key_prefix: "src/".into(),
+        };
+        let body = json!({"offsets": [
+            {"partition": {"checkpoint_topic": "state", "key": "src/1/patients"}, "offset": {"v": 1}},
+            {"partition": {"key": "src/1/appointments"}, "offset": null},
+        ]});
+        assert_eq!(
+            parse_alter(&cursors, &body, ok).unwrap(),
+            vec![
+                Alteration::Checkpoint {
+                    key: "src/1/patients".into(),
+                    value: Some(b"{\"v\":1}".to_vec())
+                },
+                Alteration::Checkpoint {
+                    key: "src/1/appointments".into(),
+                    value: None
+                },
+            ]
+        );
+        for bad in [
+            json!({}),
+            json!({"offsets": []}),
+            json!({"offsets": [{"partition": {"key": "other/1/patients"}, "offset": {}}]}),
+            json!({"offsets": [{"partition": {"key": "src/1/p", "checkpoint_topic": "x"}, "offset": {}}]}),
+            json!({"offsets": [{"partition": {"key": "src/1/patients"}, "offset": 5}]}),
+            json!({"offsets": [{"partition": {"key": "src/1/patients"}}]}),
+        ] {
+            assert!(
+                matches!(
+                    parse_alter(&cursors, &bad, ok),
+                    Err(ResetRefused::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+        let refuse = |_: &str, _: &Value| Err("not a cursor".to_string());
+        let r = parse_alter(&cursors, &body, refuse);
+        assert!(
+            matches!(&r, Err(ResetRefused::BadRequest(m)) if m.contains("not a cursor")),
+            "{r:?}"
+        );
+
+        let group = sink(None);
+        let body = json!({"offsets": [
+            {"partition": {"kafka_topic": "t", "kafka_partition": 2}, "offset": {"kafka_offset": 7}},
+        ]});
+        assert_eq!(
+            parse_alter(&group, &body, ok).unwrap(),
+            vec![Alteration::Kafka {
+                topic: "t".into(),
+                partition: 2,
+                offset: 7
+            }]
+        );
+        for bad in [
+            json!({"offsets": [{"partition": {"kafka_topic": "other", "kafka_partition": 0}, "offset": {"kafka_offset": 1}}]}),
+            json!({"offsets": [{"partition": {"kafka_topic": "t", "kafka_partition": -1}, "offset": {"kafka_offset": 1}}]}),
+            json!({"offsets": [{"partition": {"kafka_topic": "t", "kafka_partition": 0}, "offset": {"kafka_offset": -1}}]}),
+            json!({"offsets": [{"partition": {"kafka_topic": "t", "kafka_partition": 0}, "offset": null}]}),
+        ] {
+            assert!(
+                matches!(
+                    parse_alter(&group, &bad, ok),
+                    Err(ResetRefused::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_alter(&OffsetsLocation::None, &body, ok),
+            Err(ResetRefused::BadRequest(_))
+        ));
     }
 }

@@ -65,6 +65,8 @@ pub struct ConnectorDef {
     pub factory: Factory,
     /// Where its offsets live, for the offsets endpoints and `offsets show|reset`.
     pub offsets: OffsetsLocation,
+    /// The Kafka topics it reads or writes, as configured (`GET /connectors/{name}/topics`).
+    pub topics: Vec<String>,
     /// How it is restarted after a failure.
     pub restart: RestartConfig,
 }
@@ -75,6 +77,7 @@ impl std::fmt::Debug for ConnectorDef {
             .field("name", &self.name)
             .field("kind", &self.kind)
             .field("offsets", &self.offsets)
+            .field("topics", &self.topics)
             .field("restart", &self.restart)
             .finish()
     }
@@ -97,6 +100,8 @@ struct Life {
     restart_at: Option<Instant>,
     /// Why there is no automatic restart (fatal error, `restart.timeout` elapsed).
     gave_up: Option<String>,
+    /// An operator restart was accepted and has not started the new run yet (RESTARTING).
+    restarting: bool,
 }
 
 struct Slot {
@@ -292,6 +297,11 @@ impl Slot {
         if life.stopped {
             task.state = TaskState::Stopped;
         }
+        // Set before the old run is stopped: while the restart stops it, it is RESTARTING
+        // (Kafka Connect's KIP-745 state), not STOPPED.
+        if life.restarting {
+            task.state = TaskState::Restarting;
+        }
         if task.last_error.is_none() {
             task.last_error = life.last_error.clone();
         }
@@ -344,7 +354,11 @@ impl Supervisor {
             return;
         }
         let token = CancellationToken::new();
-        slot.life.lock().stopped = false;
+        {
+            let mut life = slot.life.lock();
+            life.stopped = false;
+            life.restarting = false;
+        }
         let join = tokio::spawn(supervise(slot.clone(), token.clone(), self.closing.clone()));
         *slot.runner.lock() = Some((token, join));
     }
@@ -479,7 +493,17 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Marks `name` RESTARTING at once, for an asynchronous restart (`POST
+    /// /connectors/{name}/restart?includeTasks=true` answers 202 with that state, then calls
+    /// [`Supervisor::restart`]). A restart that cannot start (shutdown) clears the mark.
+    pub fn mark_restarting(&self, name: &str) -> Result<(), SupervisorError> {
+        let slot = self.slot(name)?;
+        slot.life.lock().restarting = true;
+        Ok(())
+    }
+
     async fn restart_locked(&self, slot: &Arc<Slot>) {
+        slot.life.lock().restarting = true;
         self.stop_locked(slot).await;
         tracing::info!(connector = %slot.def.name, "Restarting connector.");
         {
@@ -488,6 +512,8 @@ impl Supervisor {
             life.handle = None;
         }
         self.spawn(slot);
+        // No new run during shutdown: it is STOPPED, not RESTARTING forever.
+        slot.life.lock().restarting = false;
         self.refresh_metrics();
     }
 
@@ -579,6 +605,7 @@ pub(crate) mod tests {
             name: name.to_string(),
             kind: Kind::WriteBack,
             offsets: OffsetsLocation::None,
+            topics: Vec::new(),
             restart: fast_restart(),
             factory: Arc::new(move |mut ctl: TaskControl| {
                 let ticks = ticks.clone();
@@ -613,6 +640,7 @@ pub(crate) mod tests {
             name: name.to_string(),
             kind: Kind::ChangedData,
             offsets: OffsetsLocation::None,
+            topics: Vec::new(),
             restart: fast_restart(),
             factory: Arc::new(move |ctl: TaskControl| {
                 let n = runs.fetch_add(1, Ordering::SeqCst);
@@ -647,6 +675,7 @@ pub(crate) mod tests {
             name: "stuck".into(),
             kind: Kind::ChangedData,
             offsets: OffsetsLocation::None,
+            topics: Vec::new(),
             restart: fast_restart(),
             factory: Arc::new(|_ctl| Box::pin(futures::future::pending())),
         };
@@ -654,6 +683,7 @@ pub(crate) mod tests {
             name: "failing".into(),
             kind: Kind::ChangedData,
             offsets: OffsetsLocation::None,
+            topics: Vec::new(),
             restart: fast_restart(),
             factory: Arc::new(|_ctl| {
                 Box::pin(async {
@@ -812,6 +842,7 @@ pub(crate) mod tests {
             name: "bug".into(),
             kind: Kind::FhirPush,
             offsets: OffsetsLocation::None,
+            topics: Vec::new(),
             restart: fast_restart(),
             factory: Arc::new(move |ctl: TaskControl| {
                 let n = r.fetch_add(1, Ordering::SeqCst);

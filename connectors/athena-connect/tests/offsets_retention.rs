@@ -2,7 +2,7 @@
 //! forgotten: with a command on its topic older than `ledger_retention`, a reset to the
 //! beginning is refused (admin API 409, CLI exit 4) with a message naming the retention, unless
 //! the caller names a time within the retention (the group is set to that time) or forces it;
-//! a time before the retention is refused too.
+//! a time before the retention is refused too, and so is a `PATCH` of the offsets back to it.
 
 mod common;
 
@@ -83,6 +83,31 @@ async fn reset_past_the_ledger_retention_is_refused_unless_timed_or_forced() {
     assert_eq!(code, 0, "{text}");
     let a = call("DELETE", format!("{base}?force=true")).await;
     assert_eq!(a.status, 200, "{}", a.text);
+
+    // PATCH (KIP-875 alter) is guarded the same way: offset 0 on every partition re-reads the
+    // old command, refused with 409 unless forced.
+    let rewind = serde_json::json!({"offsets": (0..3).map(|p| serde_json::json!({
+        "partition": {"kafka_topic": names.appointments, "kafka_partition": p},
+        "offset": {"kafka_offset": 0},
+    })).collect::<Vec<_>>()});
+    let patch = |query: &'static str| {
+        let (admin, body) = (admin.clone(), rewind.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .patch(format!("{admin}{base}{query}"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .expect("admin API answers");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let (code, text) = patch("").await;
+    assert_eq!(code, 409, "{text}");
+    assert!(text.contains("ledger_retention"), "{text}");
+    let (code, text) = patch("?force=true").await;
+    assert_eq!(code, 200, "{text}");
 
     proc.stop_cleanly().await;
     sim.shutdown().await;

@@ -82,7 +82,7 @@ pub struct ServerLabels {
 pub struct ConnectorStateLabels {
     /// Connector name.
     pub connector: String,
-    /// `UNASSIGNED`, `RUNNING`, `PAUSED`, `FAILED` or `STOPPED` (the status API's names).
+    /// `UNASSIGNED`, `RUNNING`, `PAUSED`, `FAILED`, `STOPPED` or `RESTARTING` (the status API's names).
     pub state: String,
 }
 
@@ -307,7 +307,7 @@ impl Metrics {
         );
         registry.register(
             "connector_state",
-            "1 for the state each connector is in (UNASSIGNED, RUNNING, PAUSED, FAILED, STOPPED), 0 for the others",
+            "1 for the state each connector is in (UNASSIGNED, RUNNING, PAUSED, FAILED, STOPPED, RESTARTING), 0 for the others",
             m.connector_state.clone(),
         );
         registry.register(

@@ -52,16 +52,20 @@ pub enum TaskState {
     Failed,
     /// Stopped on request.
     Stopped,
+    /// Being stopped and started again on an operator's request (Kafka Connect's KIP-745
+    /// state); only the supervisor sets it.
+    Restarting,
 }
 
 impl TaskState {
     /// Every state, in lifecycle order.
-    pub const ALL: [TaskState; 5] = [
+    pub const ALL: [TaskState; 6] = [
         TaskState::Unassigned,
         TaskState::Running,
         TaskState::Paused,
         TaskState::Failed,
         TaskState::Stopped,
+        TaskState::Restarting,
     ];
 
     /// The status API's name (`RUNNING`, ...), also the `state` label of
@@ -73,6 +77,7 @@ impl TaskState {
             TaskState::Paused => "PAUSED",
             TaskState::Failed => "FAILED",
             TaskState::Stopped => "STOPPED",
+            TaskState::Restarting => "RESTARTING",
         }
     }
 }

@@ -2,6 +2,8 @@
 //! OpenTelemetry OTLP trace exporter (off by default).
 //!
 //! Logs are human-readable (`pretty`) or one JSON object per line (`json`) for log shippers.
+//! `pretty` is coloured only when stderr is a terminal and `NO_COLOR` is unset, so a log file
+//! or a pipe gets no ANSI escape codes ([`ansi_colour`]).
 //! The W3C trace-context propagator is installed globally so the Kafka header helpers can carry
 //! a command's trace into the athena call and on into its result.
 //!
@@ -147,14 +149,16 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, CoreError> {
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     // Logs go to stderr so stdout stays free for command output (check, offsets, summary).
     let result = match config.log_format {
-        LogFormat::Pretty => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_target(true)
-                    .with_writer(std::io::stderr)
-                    .with_span_events(span_events),
-            )
-            .try_init(),
+        LogFormat::Pretty => {
+            use std::io::IsTerminal;
+            let ansi = ansi_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            );
+            registry
+                .with(pretty_layer(std::io::stderr, ansi, span_events))
+                .try_init()
+        }
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -171,6 +175,35 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, CoreError> {
     Ok(TelemetryGuard { provider })
 }
 
+/// Whether `pretty` logs are coloured: only on a terminal, and never when `NO_COLOR` is set to
+/// a non-empty value (<https://no-color.org>). A file or pipe (`./dev demo`'s `connect.log`, a
+/// container runtime's log driver) gets plain text.
+pub fn ansi_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// The `pretty` log layer writing to `writer`, coloured when `ansi`.
+fn pretty_layer<S, W>(
+    writer: W,
+    ansi: bool,
+    span_events: FmtSpan,
+) -> tracing_subscriber::fmt::Layer<
+    S,
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    W,
+>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_target(true)
+        .with_ansi(ansi)
+        .with_writer(writer)
+        .with_span_events(span_events)
+}
+
 /// Name of the span athena-client opens around each API call (fields `http.method`,
 /// `http.route`, `http.status_code`).
 pub const ATHENA_REQUEST_SPAN: &str = "athena_request";
@@ -182,5 +215,56 @@ trait EndpointExt: Sized {
 impl<B: opentelemetry_otlp::WithExportConfig> EndpointExt for B {
     fn with_endpoint_str(self, endpoint: &str) -> Self {
         self.with_endpoint(endpoint)
+    }
+}
+
+#[cfg(test)]
+mod colour_tests {
+    use super::*;
+    use std::ffi::OsStr;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(ansi_colour(true, None));
+        assert!(ansi_colour(true, Some(OsStr::new(""))));
+        assert!(!ansi_colour(true, Some(OsStr::new("1"))));
+        assert!(!ansi_colour(false, None));
+        assert!(!ansi_colour(false, Some(OsStr::new("1"))));
+    }
+
+    /// One pretty line through the layer `init` installs, written to a buffer.
+    fn pretty_line(ansi: bool) -> String {
+        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let writer = move || BufWriter(sink.clone());
+        let subscriber =
+            tracing_subscriber::registry().with(pretty_layer(writer, ansi, FmtSpan::NONE));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(connector = "wb", "Connector failed; restarting it.");
+        });
+        String::from_utf8(buf.lock().unwrap().clone()).unwrap()
+    }
+
+    struct BufWriter(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for BufWriter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_file_gets_no_escape_codes() {
+        // What `init` chooses when stderr is not a terminal (a file or a pipe).
+        let plain = pretty_line(ansi_colour(false, None));
+        assert!(plain.contains("Connector failed"), "{plain}");
+        assert!(!plain.contains('\x1b'), "escape codes in a file: {plain:?}");
+        // The same layer on a terminal colours (so the check above can fail).
+        let coloured = pretty_line(ansi_colour(true, None));
+        assert!(coloured.contains('\x1b'), "{coloured:?}");
     }
 }

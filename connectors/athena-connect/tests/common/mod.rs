@@ -115,6 +115,25 @@ topic_partitions = 3
     }
 }
 
+/// A `[sources.changed_data.<name>]` table over topics prefixed `prefix`, polling fast, with
+/// `feeds` (e.g. `["patients"]`).
+pub fn source_section(name: &str, prefix: &str, feeds: &[&str]) -> String {
+    let feeds: String = feeds.iter().map(|f| format!("{f} = {{}}\n")).collect();
+    format!(
+        r#"
+[sources.changed_data.{name}]
+practices = ["{PRACTICE}"]
+topic_prefix = "{prefix}"
+state_topic = "{prefix}state"
+topic_partitions = 1
+poll_interval = "200ms"
+max_poll_interval = "1s"
+
+[sources.changed_data.{name}.feeds]
+{feeds}"#
+    )
+}
+
 /// The real stack, a simulator and the three command topics (3 partitions) of a new sink.
 pub async fn sink_setup() -> (Stack, athena_sim::RunningSim, SinkNames) {
     let stack = Stack::get().await;
