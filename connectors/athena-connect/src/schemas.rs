@@ -11,6 +11,7 @@ use connector_core::avro::{
     COMPATIBILITY_LEVELS, Catalog, RegistryClient, RegistryConfig, SubjectStrategy,
     default_bindings, incompatible_bindings, register_bindings,
 };
+use connector_core::secret::Secret;
 
 use crate::exit;
 
@@ -19,6 +20,9 @@ use crate::exit;
 pub struct SchemaOptions {
     /// Registry base URL (Confluent-compatible API).
     pub registry_url: String,
+    /// How to authenticate to the registry and verify it (the `[schema_registry]` keys of the
+    /// same names; `url` is `registry_url`).
+    pub auth: RegistryAuth,
     /// Prepended to every default topic name.
     pub topic_prefix: String,
     /// Subject naming strategy.
@@ -27,7 +31,38 @@ pub struct SchemaOptions {
     pub compatibility: String,
 }
 
+/// Registry credentials and TLS files of the `schemas` subcommands.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryAuth {
+    /// Basic-auth user.
+    pub username: Option<String>,
+    /// Basic-auth password.
+    pub password: Option<Secret>,
+    /// Bearer token.
+    pub token: Option<Secret>,
+    /// PEM CA bundle for an `https://` registry.
+    pub ca_file: Option<String>,
+    /// PEM client certificate (mutual TLS).
+    pub client_cert_file: Option<String>,
+    /// PEM client key (mutual TLS).
+    pub client_key_file: Option<String>,
+}
+
 impl SchemaOptions {
+    /// The registry settings these options describe.
+    pub fn registry(&self) -> RegistryConfig {
+        let a = self.auth.clone();
+        RegistryConfig {
+            username: a.username,
+            password: a.password,
+            token: a.token,
+            ca_file: a.ca_file,
+            client_cert_file: a.client_cert_file,
+            client_key_file: a.client_key_file,
+            ..RegistryConfig::new(&self.registry_url)
+        }
+    }
+
     fn validate(&self) -> Result<(), CoreError> {
         if !COMPATIBILITY_LEVELS.contains(&self.compatibility.as_str()) {
             return Err(CoreError::config(
@@ -35,7 +70,7 @@ impl SchemaOptions {
                 format!("must be one of {}", COMPATIBILITY_LEVELS.join(", ")),
             ));
         }
-        connector_core::config::Validate::validate(&RegistryConfig::new(&self.registry_url))
+        connector_core::config::Validate::validate(&self.registry())
     }
 }
 
@@ -56,11 +91,15 @@ async fn run(opts: &SchemaOptions, out: &mut impl Write, register: bool) -> i32 
         let _ = writeln!(out, "error: {e}");
         return exit::USAGE;
     }
-    let client = match RegistryClient::new(RegistryConfig::new(&opts.registry_url)) {
+    let client = match RegistryClient::new(opts.registry()) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(out, "error: {e}");
-            return exit::FAILURE;
+            // An unreadable CA or key file is a usage error like any other bad option.
+            return match e {
+                CoreError::Config { .. } => exit::USAGE,
+                _ => exit::FAILURE,
+            };
         }
     };
     let bindings = default_bindings(opts.strategy, &opts.topic_prefix);
