@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use athena_connect::{backfill, demo, exit, offsets, run, schemas, sim, subscriptions};
 use clap::{Parser, Subcommand, ValueEnum};
-use connector_core::avro::SubjectStrategy;
+use connector_core::avro::{RegistryConfig, SubjectStrategy};
 use connector_core::secret::Secret;
 
 #[derive(Debug, Parser)]
@@ -201,14 +201,14 @@ impl From<SchemaArgs> for schemas::SchemaOptions {
         // An empty variable (a Kubernetes Secret key left blank) means "not set".
         let set = |v: Option<String>| v.filter(|s| !s.is_empty());
         schemas::SchemaOptions {
-            registry_url: a.registry_url,
-            auth: schemas::RegistryAuth {
+            registry: RegistryConfig {
                 username: set(a.registry_username),
                 password: a.registry_password.filter(|s| !s.expose().is_empty()),
                 token: a.registry_token.filter(|s| !s.expose().is_empty()),
                 ca_file: set(a.registry_ca_file),
                 client_cert_file: set(a.registry_client_cert_file),
                 client_key_file: set(a.registry_client_key_file),
+                ..RegistryConfig::new(a.registry_url)
             },
             topic_prefix: a.topic_prefix,
             strategy: a.subject_strategy.into(),

@@ -11,18 +11,15 @@ use connector_core::avro::{
     COMPATIBILITY_LEVELS, Catalog, RegistryClient, RegistryConfig, SubjectStrategy,
     default_bindings, incompatible_bindings, register_bindings,
 };
-use connector_core::secret::Secret;
 
 use crate::exit;
 
 /// Options shared by the `schemas` subcommands.
 #[derive(Debug, Clone)]
 pub struct SchemaOptions {
-    /// Registry base URL (Confluent-compatible API).
-    pub registry_url: String,
-    /// How to authenticate to the registry and verify it (the `[schema_registry]` keys of the
-    /// same names; `url` is `registry_url`).
-    pub auth: RegistryAuth,
+    /// The registry and how to authenticate to it and verify it (the `[schema_registry]`
+    /// settings; its subject strategy and `auto_register` are not used here).
+    pub registry: RegistryConfig,
     /// Prepended to every default topic name.
     pub topic_prefix: String,
     /// Subject naming strategy.
@@ -31,38 +28,7 @@ pub struct SchemaOptions {
     pub compatibility: String,
 }
 
-/// Registry credentials and TLS files of the `schemas` subcommands.
-#[derive(Debug, Clone, Default)]
-pub struct RegistryAuth {
-    /// Basic-auth user.
-    pub username: Option<String>,
-    /// Basic-auth password.
-    pub password: Option<Secret>,
-    /// Bearer token.
-    pub token: Option<Secret>,
-    /// PEM CA bundle for an `https://` registry.
-    pub ca_file: Option<String>,
-    /// PEM client certificate (mutual TLS).
-    pub client_cert_file: Option<String>,
-    /// PEM client key (mutual TLS).
-    pub client_key_file: Option<String>,
-}
-
 impl SchemaOptions {
-    /// The registry settings these options describe.
-    pub fn registry(&self) -> RegistryConfig {
-        let a = self.auth.clone();
-        RegistryConfig {
-            username: a.username,
-            password: a.password,
-            token: a.token,
-            ca_file: a.ca_file,
-            client_cert_file: a.client_cert_file,
-            client_key_file: a.client_key_file,
-            ..RegistryConfig::new(&self.registry_url)
-        }
-    }
-
     fn validate(&self) -> Result<(), CoreError> {
         if !COMPATIBILITY_LEVELS.contains(&self.compatibility.as_str()) {
             return Err(CoreError::config(
@@ -70,7 +36,7 @@ impl SchemaOptions {
                 format!("must be one of {}", COMPATIBILITY_LEVELS.join(", ")),
             ));
         }
-        connector_core::config::Validate::validate(&self.registry())
+        connector_core::config::Validate::validate(&self.registry)
     }
 }
 
@@ -91,7 +57,7 @@ async fn run(opts: &SchemaOptions, out: &mut impl Write, register: bool) -> i32 
         let _ = writeln!(out, "error: {e}");
         return exit::USAGE;
     }
-    let client = match RegistryClient::new(opts.registry()) {
+    let client = match RegistryClient::new(opts.registry.clone()) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(out, "error: {e}");
