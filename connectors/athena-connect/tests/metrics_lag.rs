@@ -1,6 +1,7 @@
 //! `/metrics` of the real binary with a write-back sink on the real broker: the consumer lag
 //! per partition rises while the sink is paused (admin API) and falls back to zero after
-//! resume; `build_info` and the process metrics are there.
+//! resume; the sink consumer's librdkafka statistics, `build_info` and the process metrics are
+//! there.
 
 mod common;
 
@@ -45,7 +46,12 @@ async fn wait_lag(admin: &str, topic: &str, what: &str, ok: impl Fn(i64) -> bool
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_lag_rises_while_paused_and_falls_after_resume() {
     let (stack, sim, names) = sink_setup().await;
-    let config = base_config(&stack, &sim.base_url, "json", &names.section("wb"));
+    // librdkafka statistics every second instead of every 15 s, so they show within the test.
+    let extra = format!(
+        "{}\n[kafka.consumer]\n\"statistics.interval.ms\" = \"1000\"\n",
+        names.section("wb")
+    );
+    let config = base_config(&stack, &sim.base_url, "json", &extra);
     let proc = Proc::start(&config, &[]);
     let admin = proc.admin.clone();
     wait_state(&admin, "wb", "RUNNING", Duration::from_secs(60)).await;
@@ -106,6 +112,49 @@ async fn sink_lag_rises_while_paused_and_falls_after_resume() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
     assert!(!text.contains(ATHENA_SECRET) && !text.contains(ADMIN_TOKEN));
+
+    // The sink consumer's librdkafka statistics: it received the records, it knows a broker's
+    // round-trip time, and librdkafka's own lag of the partitions is back to zero.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = admin_call(
+            &admin,
+            "GET",
+            "/metrics",
+            Some(ADMIN_TOKEN),
+            &mut Vec::new(),
+        )
+        .await;
+        let value = |prefix: &str| -> Vec<f64> {
+            a.text
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+                .collect()
+        };
+        let rx = value(
+            "athena_connect_kafka_client_rx_messages_total{connector=\"wb\",client=\"consumer\"}",
+        );
+        let rtt =
+            value("athena_connect_kafka_broker_rtt_seconds{connector=\"wb\",client=\"consumer\",");
+        let own_lag = value(&format!(
+            "athena_connect_kafka_consumer_lag_records{{connector=\"wb\",topic=\"{}\",",
+            names.patients
+        ));
+        if rx.iter().sum::<f64>() >= SENT as f64
+            && !rtt.is_empty()
+            && !own_lag.is_empty()
+            && own_lag.iter().all(|l| *l == 0.0)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no librdkafka statistics of the sink (rx {rx:?}, rtt {rtt:?}, lag {own_lag:?}):\n{}",
+            a.text
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     drop(proc);
     drop(sim);
 }

@@ -221,9 +221,9 @@ pub struct Metrics {
     pub kafka_client_queue_messages: Family<ClientLabels, Gauge>,
     /// Operations waiting for the application to poll (librdkafka `replyq`).
     pub kafka_client_reply_queue: Family<ClientLabels, Gauge>,
-    /// librdkafka's own view of a consumer's lag per partition (committed offset to the last
-    /// stable offset); it stops updating while the partition is paused, which
-    /// `consumer_lag_records` does not.
+    /// The running consumer's lag per partition from librdkafka statistics (last stable offset
+    /// minus its position, the Java client's `records-lag`); it stops updating while the
+    /// partition is paused, which `consumer_lag_records` does not.
     pub kafka_consumer_lag_records: Family<PartitionLabels, Gauge>,
     /// 1, labelled with the version, git commit and rustc of the binary.
     pub build_info: Family<BuildInfoLabels, Gauge>,
@@ -427,7 +427,7 @@ impl Metrics {
         );
         registry.register(
             "kafka_consumer_lag_records",
-            "librdkafka's consumer lag per partition (stops updating while paused)",
+            "Last stable offset minus the running consumer's position, from librdkafka statistics (stops updating while paused)",
             m.kafka_consumer_lag_records.clone(),
         );
         registry.register(
@@ -503,8 +503,17 @@ impl Metrics {
         if client == "consumer" {
             for t in stats.topics.values() {
                 for p in t.partitions.values() {
-                    // -1 is librdkafka's internal UA partition; a negative lag is unknown.
-                    if p.partition < 0 || p.consumer_lag < 0 {
+                    // The Java client's records-lag: the end a read_committed consumer can
+                    // reach (last stable offset) minus its position. librdkafka's own
+                    // `consumer_lag` counts from the offset this client committed, which it
+                    // does not know when offsets are committed through a transaction (the
+                    // sink). -1 is the internal UA partition; negative offsets are unknown.
+                    let end = if p.ls_offset >= 0 {
+                        p.ls_offset
+                    } else {
+                        p.hi_offset
+                    };
+                    if p.partition < 0 || end < 0 || p.app_offset < 0 {
                         continue;
                     }
                     self.kafka_consumer_lag_records
@@ -513,7 +522,7 @@ impl Metrics {
                             topic: t.topic.clone(),
                             partition: p.partition.to_string(),
                         })
-                        .set(p.consumer_lag);
+                        .set((end - p.app_offset).max(0));
                 }
             }
         }
