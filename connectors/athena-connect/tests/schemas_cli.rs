@@ -188,7 +188,7 @@ async fn auth_proxy(upstream: &str, authorization: String) -> (String, Arc<Atomi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn register_behind_basic_auth() {
+async fn register_behind_basic_auth_and_check_with_a_token() {
     let stack = Stack::get().await;
     const USER: &str = "svc-schemas";
     const PASSWORD: &str = "registry-pw-7c1e55aa90";
@@ -249,6 +249,17 @@ async fn register_behind_basic_auth() {
         subjects.iter().any(|s| s.starts_with(&prefix)),
         "nothing registered under {prefix}: {subjects:?}"
     );
+
+    // A bearer token instead: `schemas check` through a proxy that wants exactly that token.
+    const TOKEN: &str = "registry-token-3b9d0c6e21";
+    let (token_url, forwarded) = auth_proxy(&stack.registry_url, format!("Bearer {TOKEN}")).await;
+    let check = ["schemas", "check", "--topic-prefix", &prefix];
+    let (code, out) = cli_env(&check, &token_url, &[]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = cli_env(&check, &token_url, &[("SCHEMA_REGISTRY_TOKEN", TOKEN)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("compatible") && !out.contains(TOKEN), "{out}");
+    assert!(forwarded.load(Ordering::SeqCst) > 0);
 
     // The runtime's codec authenticates the same way ([schema_registry] username/password).
     let mut registry = connector_core::avro::RegistryConfig::new(url.clone());
