@@ -1,5 +1,5 @@
 //! `athena-connect schemas` as a user runs it: the real binary against the real registry, also
-//! behind an authenticating proxy (a secured registry).
+//! behind an authenticating proxy and behind HTTPS with a private CA (a secured registry).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -18,6 +18,9 @@ fn cli_env(args: &[&str], registry: &str, env: &[(&str, &str)]) -> (i32, String)
         "SCHEMA_REGISTRY_USERNAME",
         "SCHEMA_REGISTRY_PASSWORD",
         "SCHEMA_REGISTRY_TOKEN",
+        "SCHEMA_REGISTRY_CA_FILE",
+        "SCHEMA_REGISTRY_CLIENT_CERT_FILE",
+        "SCHEMA_REGISTRY_CLIENT_KEY_FILE",
     ] {
         cmd.env_remove(v);
     }
@@ -130,9 +133,8 @@ fn list_names_every_schema() {
 }
 
 /// A reverse proxy in front of the shared registry that answers 401 unless the request carries
-/// `authorization` exactly; returns the registry URL through it and the count of requests it
-/// forwarded.
-async fn auth_proxy(upstream: &str, authorization: String) -> (String, Arc<AtomicUsize>) {
+/// `authorization` exactly (when given); the app and the count of requests it forwarded.
+fn proxy_app(upstream: &str, authorization: Option<String>) -> (axum::Router, Arc<AtomicUsize>) {
     let up = url::Url::parse(upstream).expect("registry URL");
     let origin = up.origin().ascii_serialization();
     let forwarded = Arc::new(AtomicUsize::new(0));
@@ -152,7 +154,7 @@ async fn auth_proxy(upstream: &str, authorization: String) -> (String, Arc<Atomi
                 .headers
                 .get("authorization")
                 .and_then(|v| v.to_str().ok());
-            if given != Some(authorization.as_str()) {
+            if authorization.is_some() && given != authorization.as_deref() {
                 return (
                     http::StatusCode::UNAUTHORIZED,
                     "{\"error_code\":401,\"message\":\"Unauthorized\"}",
@@ -181,10 +183,86 @@ async fn auth_proxy(upstream: &str, authorization: String) -> (String, Arc<Atomi
             out
         }
     });
+    (app, forwarded)
+}
+
+/// [`proxy_app`] on plain HTTP; the registry URL through it and the forwarded count.
+async fn auth_proxy(upstream: &str, authorization: String) -> (String, Arc<AtomicUsize>) {
+    let (app, forwarded) = proxy_app(upstream, Some(authorization));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}{}", up.path()), forwarded)
+    let path = url::Url::parse(upstream).unwrap().path().to_string();
+    (format!("http://{addr}{path}"), forwarded)
+}
+
+/// The throwaway test CA and its `localhost` leaf certificate of the push receiver's TLS test.
+fn tls_fixture(name: &str) -> String {
+    format!(
+        "{}/../fhir-push/tests/fixtures/tls/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_an_https_registry_signed_by_a_private_ca() {
+    let stack = Stack::get().await;
+    let (app, forwarded) = proxy_app(&stack.registry_url, None);
+    let tls = fhir_push::tls::server_config(
+        std::path::Path::new(&tls_fixture("cert.pem")),
+        std::path::Path::new(&tls_fixture("key.pem")),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let listener = fhir_push::tls::TlsListener::new(tcp, tls).unwrap();
+    tokio::spawn(fhir_push::receiver::serve_tls(
+        listener,
+        app,
+        std::future::pending(),
+    ));
+    let path = url::Url::parse(&stack.registry_url)
+        .unwrap()
+        .path()
+        .to_string();
+    let url = format!("https://localhost:{port}{path}");
+    let prefix = format!("{}.", unique("tls"));
+    let check = ["schemas", "check", "--topic-prefix", &prefix];
+
+    // The private CA is not among the system's roots: the handshake fails.
+    let (code, out) = cli_env(&check, &url, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(forwarded.load(Ordering::SeqCst), 0);
+    // With ca_file it verifies and answers.
+    let ca = tls_fixture("ca.pem");
+    let (code, out) = cli_env(&check, &url, &[("SCHEMA_REGISTRY_CA_FILE", &ca)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("compatible"), "{out}");
+    assert!(forwarded.load(Ordering::SeqCst) > 0);
+    // A client certificate and key load and are offered (this server does not ask for one, so
+    // this shows the files are accepted, not that a server verified them).
+    let (code, out) = cli_env(
+        &check,
+        &url,
+        &[
+            ("SCHEMA_REGISTRY_CA_FILE", &ca),
+            ("SCHEMA_REGISTRY_CLIENT_CERT_FILE", &tls_fixture("cert.pem")),
+            ("SCHEMA_REGISTRY_CLIENT_KEY_FILE", &tls_fixture("key.pem")),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    // A key that does not belong to a PEM pair is a usage error naming the key.
+    let (code, out) = cli_env(
+        &check,
+        &url,
+        &[
+            ("SCHEMA_REGISTRY_CA_FILE", &ca),
+            ("SCHEMA_REGISTRY_CLIENT_CERT_FILE", &tls_fixture("cert.pem")),
+            ("SCHEMA_REGISTRY_CLIENT_KEY_FILE", &ca),
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("schema_registry.client_key_file"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
