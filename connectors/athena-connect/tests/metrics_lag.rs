@@ -10,10 +10,15 @@ use std::time::Duration;
 use common::*;
 use rdkafka::producer::FutureRecord;
 
+/// An authenticated admin API call.
+async fn call(admin: &str, method: &str, path: &str) -> Answer {
+    admin_call(admin, method, path, Some(ADMIN_TOKEN), &mut Vec::new()).await
+}
+
 /// The sink's summed `consumer_lag_records` over `topic`'s partitions, as `/metrics` shows it
 /// (None while no partition of it was measured yet).
 async fn lag(admin: &str, topic: &str) -> (Option<i64>, String) {
-    let a = admin_call(admin, "GET", "/metrics", Some(ADMIN_TOKEN), &mut Vec::new()).await;
+    let a = call(admin, "GET", "/metrics").await;
     assert_eq!(a.status, 200, "{}", a.text);
     let prefix = "athena_connect_consumer_lag_records{connector=\"wb\",";
     let topic_label = format!("topic=\"{topic}\"");
@@ -58,14 +63,7 @@ async fn sink_lag_rises_while_paused_and_falls_after_resume() {
     // Nothing on the topic yet: measured, and zero.
     wait_lag(&admin, &names.patients, "0", |l| l == 0).await;
 
-    let a = admin_call(
-        &admin,
-        "PUT",
-        "/connectors/wb/pause",
-        Some(ADMIN_TOKEN),
-        &mut Vec::new(),
-    )
-    .await;
+    let a = call(&admin, "PUT", "/connectors/wb/pause").await;
     assert_eq!(a.status, 202);
     wait_state(&admin, "wb", "PAUSED", Duration::from_secs(10)).await;
     // Pause is asynchronous: let the sink's loop pause its partitions first.
@@ -89,14 +87,7 @@ async fn sink_lag_rises_while_paused_and_falls_after_resume() {
     let paused_lag = wait_lag(&admin, &names.patients, "the records sent", |l| l == SENT).await;
     assert_eq!(paused_lag, SENT);
 
-    let a = admin_call(
-        &admin,
-        "PUT",
-        "/connectors/wb/resume",
-        Some(ADMIN_TOKEN),
-        &mut Vec::new(),
-    )
-    .await;
+    let a = call(&admin, "PUT", "/connectors/wb/resume").await;
     assert_eq!(a.status, 202);
     wait_lag(&admin, &names.patients, "0 after resume", |l| l == 0).await;
 
@@ -117,14 +108,7 @@ async fn sink_lag_rises_while_paused_and_falls_after_resume() {
     // round-trip time, and librdkafka's own lag of the partitions is back to zero.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let a = admin_call(
-            &admin,
-            "GET",
-            "/metrics",
-            Some(ADMIN_TOKEN),
-            &mut Vec::new(),
-        )
-        .await;
+        let a = call(&admin, "GET", "/metrics").await;
         let value = |prefix: &str| -> Vec<f64> {
             a.text
                 .lines()
