@@ -8,6 +8,7 @@
 //! - [`supervisor`]: runs the connectors as tasks, restarts a failed one after a back-off
 //!   (unless its error cannot heal); pause, resume, stop, restart, bounded shutdown.
 //! - [`admin`]: the admin HTTP API (health, readiness, metrics, Connect-like control, offsets).
+//! - [`lag`]: consumer lag per partition of the connectors that consume Kafka (metrics).
 //! - [`offsets`]: where each connector's position lives; show and reset (only while stopped).
 //! - [`run`]: `athena-connect run [--only NAME,...]` (signals, admin API, live summary), `check`, `offsets`.
 //! - [`subscriptions`]: `athena-connect subscriptions status|ensure|delete`, the push
@@ -26,6 +27,7 @@ pub mod config;
 pub mod connectors;
 pub mod demo;
 pub mod exit;
+pub mod lag;
 pub mod offsets;
 pub mod run;
 pub mod schemas;

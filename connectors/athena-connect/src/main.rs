@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use athena_connect::{backfill, demo, exit, offsets, run, schemas, sim, subscriptions};
 use clap::{Parser, Subcommand, ValueEnum};
-use connector_core::avro::SubjectStrategy;
+use connector_core::avro::{RegistryConfig, SubjectStrategy};
+use connector_core::secret::Secret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -139,6 +140,24 @@ struct SchemaArgs {
     /// Base URL of the Confluent-compatible registry API.
     #[arg(long, env = "SCHEMA_REGISTRY_URL")]
     registry_url: String,
+    /// Basic-auth user of the registry (Confluent Cloud: the API key).
+    #[arg(long, env = "SCHEMA_REGISTRY_USERNAME")]
+    registry_username: Option<String>,
+    /// Basic-auth password. Prefer the environment variable: arguments show in `ps`.
+    #[arg(long, env = "SCHEMA_REGISTRY_PASSWORD", hide_env_values = true, value_parser = secret)]
+    registry_password: Option<Secret>,
+    /// Bearer token (instead of basic auth). Prefer the environment variable.
+    #[arg(long, env = "SCHEMA_REGISTRY_TOKEN", hide_env_values = true, value_parser = secret)]
+    registry_token: Option<Secret>,
+    /// PEM CA bundle that verifies an https:// registry.
+    #[arg(long, env = "SCHEMA_REGISTRY_CA_FILE")]
+    registry_ca_file: Option<String>,
+    /// PEM client certificate for mutual TLS.
+    #[arg(long, env = "SCHEMA_REGISTRY_CLIENT_CERT_FILE")]
+    registry_client_cert_file: Option<String>,
+    /// PEM private key of the client certificate.
+    #[arg(long, env = "SCHEMA_REGISTRY_CLIENT_KEY_FILE")]
+    registry_client_key_file: Option<String>,
     /// Prepended to every default topic name (e.g. `staging.`).
     #[arg(long, default_value = "")]
     topic_prefix: String,
@@ -172,10 +191,25 @@ impl From<Strategy> for SubjectStrategy {
     }
 }
 
+/// Reads a secret option straight into the redacting type, so no `Debug` can print it.
+fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(s))
+}
+
 impl From<SchemaArgs> for schemas::SchemaOptions {
     fn from(a: SchemaArgs) -> Self {
+        // An empty variable (a Kubernetes Secret key left blank) means "not set".
+        let set = |v: Option<String>| v.filter(|s| !s.is_empty());
         schemas::SchemaOptions {
-            registry_url: a.registry_url,
+            registry: RegistryConfig {
+                username: set(a.registry_username),
+                password: a.registry_password.filter(|s| !s.expose().is_empty()),
+                token: a.registry_token.filter(|s| !s.expose().is_empty()),
+                ca_file: set(a.registry_ca_file),
+                client_cert_file: set(a.registry_client_cert_file),
+                client_key_file: set(a.registry_client_key_file),
+                ..RegistryConfig::new(a.registry_url)
+            },
             topic_prefix: a.topic_prefix,
             strategy: a.subject_strategy.into(),
             compatibility: a.compatibility,

@@ -182,7 +182,11 @@ fn offsets_at(
         .map_err(kafka_err("offsets for times"))
 }
 
-fn partitions(consumer: &BaseConsumer, topics: &[String]) -> Result<Vec<(String, i32)>, CoreError> {
+/// Every partition of `topics`, from the cluster's metadata.
+pub(crate) fn partitions(
+    consumer: &BaseConsumer,
+    topics: &[String],
+) -> Result<Vec<(String, i32)>, CoreError> {
     let mut out = Vec::new();
     for t in topics {
         let md = consumer
@@ -197,7 +201,9 @@ fn partitions(consumer: &BaseConsumer, topics: &[String]) -> Result<Vec<(String,
     Ok(out)
 }
 
-fn kafka_err(operation: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> CoreError {
+pub(crate) fn kafka_err(
+    operation: &'static str,
+) -> impl FnOnce(rdkafka::error::KafkaError) -> CoreError {
     move |source| CoreError::Kafka { operation, source }
 }
 

@@ -130,6 +130,11 @@ pub async fn run_until(
     };
     let count = defs.len();
     let background = CancellationToken::new();
+    connector_core::metrics::global().set_build_info(
+        env!("CARGO_PKG_VERSION"),
+        env!("ATHENA_CONNECT_GIT_COMMIT"),
+        env!("ATHENA_CONNECT_RUSTC_VERSION"),
+    );
 
     let admin_listener = if config.admin.enabled {
         match admin::bind(config.admin.listen).await {
@@ -146,6 +151,12 @@ pub async fn run_until(
         None
     };
 
+    crate::lag::spawn(
+        config.kafka.clone(),
+        crate::lag::targets(&defs),
+        crate::lag::LAG_INTERVAL,
+        background.clone(),
+    );
     let supervisor = Supervisor::start(defs, config.shutdown_timeout);
     tracing::info!(connectors = count, "athena-connect running.");
 

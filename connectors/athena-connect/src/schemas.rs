@@ -17,8 +17,9 @@ use crate::exit;
 /// Options shared by the `schemas` subcommands.
 #[derive(Debug, Clone)]
 pub struct SchemaOptions {
-    /// Registry base URL (Confluent-compatible API).
-    pub registry_url: String,
+    /// The registry and how to authenticate to it and verify it (the `[schema_registry]`
+    /// settings; its subject strategy and `auto_register` are not used here).
+    pub registry: RegistryConfig,
     /// Prepended to every default topic name.
     pub topic_prefix: String,
     /// Subject naming strategy.
@@ -35,7 +36,7 @@ impl SchemaOptions {
                 format!("must be one of {}", COMPATIBILITY_LEVELS.join(", ")),
             ));
         }
-        connector_core::config::Validate::validate(&RegistryConfig::new(&self.registry_url))
+        connector_core::config::Validate::validate(&self.registry)
     }
 }
 
@@ -56,11 +57,15 @@ async fn run(opts: &SchemaOptions, out: &mut impl Write, register: bool) -> i32 
         let _ = writeln!(out, "error: {e}");
         return exit::USAGE;
     }
-    let client = match RegistryClient::new(RegistryConfig::new(&opts.registry_url)) {
+    let client = match RegistryClient::new(opts.registry.clone()) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(out, "error: {e}");
-            return exit::FAILURE;
+            // An unreadable CA or key file is a usage error like any other bad option.
+            return match e {
+                CoreError::Config { .. } => exit::USAGE,
+                _ => exit::FAILURE,
+            };
         }
     };
     let bindings = default_bindings(opts.strategy, &opts.topic_prefix);

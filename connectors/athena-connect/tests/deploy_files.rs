@@ -1,6 +1,7 @@
 //! The deployment files stay consistent with the binary: the Kubernetes config loads and
-//! validates, every manifest parses, the pod's grace period exceeds `shutdown_timeout`, and the
-//! Grafana dashboard only queries metrics the process actually exports.
+//! validates, every manifest parses, the pod's grace period exceeds `shutdown_timeout`, schema
+//! registration runs as the Deployment's initContainer (no fixed-name Job), and the Grafana
+//! dashboard and the alert rules only query metrics the process actually exports.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -76,21 +77,143 @@ fn kubernetes_manifests_and_config_agree() {
         .collect();
     assert_eq!(args, ["run", "--config", "/etc/athena-connect/config.toml"]);
     assert_eq!(config.admin.listen.port(), 9400);
+
+    // Schemas are registered before the connectors start, by an initContainer of the same image
+    // (ordered, and re-applied with every new image); no Job with a fixed name.
+    let init = &spec["initContainers"][0];
+    assert_eq!(init["image"], container["image"]);
+    assert_eq!(
+        init["args"].as_sequence().unwrap(),
+        &["schemas", "register"].map(serde_yaml::Value::from)
+    );
+    for r in kustomization["resources"].as_sequence().unwrap() {
+        let file = format!("deploy/k8s/{}", r.as_str().unwrap());
+        let doc: serde_yaml::Value = serde_yaml::from_str(&read(&file)).unwrap();
+        assert_ne!(
+            doc["kind"].as_str(),
+            Some("Job"),
+            "{file}: a Job's fixed name cannot be re-applied with a new image"
+        );
+    }
+}
+
+/// Metric names `registry.register("...")` defines in the one file that defines every metric
+/// (families without samples are not rendered, so the process cannot be asked).
+fn exported_metrics() -> Vec<String> {
+    let source = read("connectors/connector-core/src/metrics.rs");
+    let mut exported: Vec<String> = source
+        .split("registry.register(")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').nth(1))
+        .map(|n| format!("athena_connect_{n}"))
+        .collect();
+    // The conventional unprefixed process metrics (ProcessCollector).
+    exported.extend(
+        source
+            .split('"')
+            .filter(|w| w.starts_with("process_") && !w.contains(' '))
+            .map(str::to_string),
+    );
+    exported
+}
+
+/// Every metric `expr` queries, checked against [`exported_metrics`]; returns how many.
+fn check_expr(expr: &str, exported: &[String], what: &str) -> usize {
+    let mut checked = 0;
+    for name in expr
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("athena_connect_") || w.starts_with("process_"))
+    {
+        let base = ["_bucket", "_total", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            exported.iter().any(|e| e == base),
+            "{what} queries {name}, which the process does not export"
+        );
+        checked += 1;
+    }
+    checked
+}
+
+#[test]
+fn alert_rules_and_service_monitor() {
+    let exported = exported_metrics();
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/prometheus/athena-connect-alerts.yml")).unwrap();
+    let mut alerts = Vec::new();
+    for g in rules["groups"].as_sequence().unwrap() {
+        for r in g["rules"].as_sequence().unwrap() {
+            let name = r["alert"]
+                .as_str()
+                .expect("every rule is an alert")
+                .to_string();
+            let expr = r["expr"].as_str().unwrap();
+            assert!(check_expr(expr, &exported, &name) >= 1, "{name}");
+            assert!(
+                ["critical", "warning"].contains(&r["labels"]["severity"].as_str().unwrap_or("")),
+                "{name}: severity"
+            );
+            assert!(
+                r["annotations"]["summary"].as_str().is_some(),
+                "{name}: summary"
+            );
+            alerts.push(name);
+        }
+    }
+    // What operators asked for: a failed connector, growing lag, quota near zero, growing DLQ.
+    for a in [
+        "AthenaConnectConnectorFailed",
+        "AthenaConnectConsumerLagGrowing",
+        "AthenaConnectAthenaQuotaLow",
+        "AthenaConnectDeadLettersGrowing",
+    ] {
+        assert!(alerts.iter().any(|x| x == a), "{a} missing: {alerts:?}");
+    }
+
+    // The Prometheus Operator's copy holds exactly the same groups.
+    let rule: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/k8s/monitoring/prometheusrule.yaml")).unwrap();
+    assert_eq!(rule["kind"].as_str(), Some("PrometheusRule"));
+    assert_eq!(rule["spec"]["groups"], rules["groups"]);
+
+    // The ServiceMonitor scrapes the Service's admin port at /metrics.
+    let sm: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/k8s/monitoring/servicemonitor.yaml")).unwrap();
+    let service: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/k8s/service.yaml")).unwrap();
+    let port = sm["spec"]["endpoints"][0]["port"].as_str().unwrap();
+    assert!(
+        service["spec"]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"].as_str() == Some(port)),
+        "ServiceMonitor port {port} is not a Service port"
+    );
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["path"].as_str(),
+        Some("/metrics")
+    );
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"],
+        service["metadata"]["labels"]
+    );
+    let kustomization: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/k8s/monitoring/kustomization.yaml")).unwrap();
+    for r in kustomization["resources"].as_sequence().unwrap() {
+        let file = format!("deploy/k8s/monitoring/{}", r.as_str().unwrap());
+        let _: serde_yaml::Value = serde_yaml::from_str(&read(&file))
+            .unwrap_or_else(|e| panic!("{file} is not YAML: {e}"));
+    }
 }
 
 #[test]
 fn grafana_dashboard_queries_exported_metrics() {
     let dash: serde_json::Value =
         serde_json::from_str(&read("deploy/grafana/athena-connect.json")).unwrap();
-    // Families without samples are not rendered, so take the registered names from the one file
-    // that defines every metric.
-    let source = read("connectors/connector-core/src/metrics.rs");
-    let exported: Vec<String> = source
-        .split("registry.register(")
-        .skip(1)
-        .filter_map(|rest| rest.split('"').nth(1))
-        .map(|n| format!("athena_connect_{n}"))
-        .collect();
+    let exported = exported_metrics();
     assert!(exported.len() >= 10, "{exported:?}");
     let panels = dash["panels"].as_array().unwrap();
     assert!(panels.len() >= 10);
@@ -98,22 +221,18 @@ fn grafana_dashboard_queries_exported_metrics() {
     for p in panels {
         for t in p["targets"].as_array().unwrap() {
             let expr = t["expr"].as_str().unwrap();
-            for name in expr
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .filter(|w| w.starts_with("athena_connect_"))
-            {
-                let base = ["_bucket", "_total", "_count", "_sum"]
-                    .iter()
-                    .find_map(|s| name.strip_suffix(s))
-                    .unwrap_or(name);
-                assert!(
-                    exported.iter().any(|e| e == base),
-                    "panel {:?} queries {name}, which the process does not export",
-                    p["title"]
-                );
-                checked += 1;
-            }
+            checked += check_expr(expr, &exported, &format!("panel {:?}", p["title"]));
         }
     }
     assert!(checked >= 13);
+    // The lag, librdkafka, process and build panels are there.
+    let all = dash["panels"].to_string();
+    for m in [
+        "athena_connect_consumer_lag_records",
+        "athena_connect_kafka_broker_rtt_seconds",
+        "process_resident_memory_bytes",
+        "athena_connect_build_info",
+    ] {
+        assert!(all.contains(m), "no panel queries {m}");
+    }
 }

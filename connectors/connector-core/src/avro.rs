@@ -361,10 +361,19 @@ impl SubjectStrategy {
 pub struct RegistryConfig {
     /// Base URL of the Confluent-compatible API, e.g. `http://127.0.0.1:8081/apis/ccompat/v7`.
     pub url: String,
-    /// Basic-auth user.
+    /// Basic-auth user (Confluent Cloud: the API key).
     pub username: Option<String>,
-    /// Basic-auth password.
+    /// Basic-auth password (Confluent Cloud: the API secret).
     pub password: Option<Secret>,
+    /// Bearer token sent as `Authorization: Bearer ...` (instead of basic auth).
+    pub token: Option<Secret>,
+    /// PEM file of the CA certificates that verify an `https://` registry, added to the
+    /// system's roots (a private CA).
+    pub ca_file: Option<String>,
+    /// PEM client certificate (chain) for mutual TLS; goes with `client_key_file`.
+    pub client_cert_file: Option<String>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<String>,
     /// Request timeout.
     #[serde(default = "default_registry_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -389,6 +398,10 @@ impl RegistryConfig {
             url: url.into(),
             username: None,
             password: None,
+            token: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             timeout: default_registry_timeout(),
             subject_strategy: SubjectStrategy::TopicName,
             auto_register: false,
@@ -397,6 +410,46 @@ impl RegistryConfig {
 
     fn base(&self) -> String {
         self.url.trim_end_matches('/').to_string()
+    }
+
+    /// An HTTP client builder with the timeout, the custom CA and the client certificate of
+    /// this config (authorization headers are added per request). Reads the PEM files; an
+    /// unreadable or malformed file is a config error naming its key.
+    pub fn http_client_builder(&self) -> Result<reqwest::ClientBuilder, CoreError> {
+        let read = |key: &str, path: &str| {
+            std::fs::read(path).map_err(|e| {
+                CoreError::config(
+                    format!("schema_registry.{key}"),
+                    format!("cannot read {path}: {e}"),
+                )
+            })
+        };
+        let mut b = reqwest::Client::builder().timeout(self.timeout);
+        if let Some(path) = &self.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read("ca_file", path)?)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    CoreError::config(
+                        "schema_registry.ca_file",
+                        format!("{path} holds no PEM certificate"),
+                    )
+                })?;
+            b = b.tls_certs_merge(certs);
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert_file, &self.client_key_file) {
+            let mut pem = read("client_cert_file", cert)?;
+            pem.push(b'\n');
+            pem.extend(read("client_key_file", key)?);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|_| {
+                CoreError::config(
+                    "schema_registry.client_key_file",
+                    format!("{cert} and {key} are not a PEM certificate and its private key"),
+                )
+            })?;
+            b = b.identity(id);
+        }
+        Ok(b)
     }
 }
 
@@ -415,6 +468,31 @@ impl Validate for RegistryConfig {
                 "schema_registry.password",
                 "username and password go together",
             ));
+        }
+        if self.token.is_some() && self.username.is_some() {
+            return Err(CoreError::config(
+                "schema_registry.token",
+                "use either basic auth (username and password) or a bearer token, not both",
+            ));
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err(CoreError::config(
+                "schema_registry.client_key_file",
+                "client_cert_file and client_key_file go together",
+            ));
+        }
+        if parsed.scheme() != "https" {
+            for (key, set) in [
+                ("ca_file", self.ca_file.is_some()),
+                ("client_cert_file", self.client_cert_file.is_some()),
+            ] {
+                if set {
+                    return Err(CoreError::config(
+                        format!("schema_registry.{key}"),
+                        "needs an https:// url",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -443,8 +521,8 @@ const SR_CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 impl RegistryClient {
     /// A client for `config`.
     pub fn new(config: RegistryConfig) -> Result<Self, CoreError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
+        let http = config
+            .http_client_builder()?
             .build()
             .map_err(|e| CoreError::RegistryUnavailable(e.to_string()))?;
         Ok(RegistryClient { config, http })
@@ -463,6 +541,8 @@ impl RegistryClient {
             .header(reqwest::header::ACCEPT, SR_CONTENT_TYPE);
         if let (Some(u), Some(p)) = (&self.config.username, &self.config.password) {
             rb = rb.basic_auth(u, Some(p.expose()));
+        } else if let Some(t) = &self.config.token {
+            rb = rb.bearer_auth(t.expose());
         }
         rb
     }
@@ -478,6 +558,21 @@ impl RegistryClient {
             .await
             .map_err(|e| CoreError::RegistryUnavailable(e.without_url().to_string()))?;
         let json = serde_json::from_str(&body).unwrap_or(Json::String(body));
+        if status == 401 || status == 403 {
+            let sent = if self.config.username.is_some() {
+                "the configured username and password"
+            } else if self.config.token.is_some() {
+                "the configured bearer token"
+            } else {
+                "a request without credentials (set schema_registry.username and password, or \
+                 token; for `athena-connect schemas`, SCHEMA_REGISTRY_USERNAME and \
+                 SCHEMA_REGISTRY_PASSWORD, or SCHEMA_REGISTRY_TOKEN)"
+            };
+            return Err(CoreError::RegistryRejected(format!(
+                "HTTP {status}: the registry refused {sent}: {}",
+                registry_message(&json)
+            )));
+        }
         if status >= 500 {
             return Err(CoreError::RegistryUnavailable(format!(
                 "HTTP {status}: {}",
@@ -721,9 +816,12 @@ impl AvroCodec {
         builder.set_timeout(config.timeout);
         if let (Some(u), Some(p)) = (&config.username, &config.password) {
             builder.set_basic_authorization(u, Some(p.expose()));
+        } else if let Some(t) = &config.token {
+            builder.set_token_authorization(t.expose());
         }
+        // Our own client carries the custom CA and the client certificate.
         let settings = builder
-            .build()
+            .build_with(config.http_client_builder()?)
             .map_err(|e| CoreError::RegistryUnavailable(e.error))?;
         Ok(AvroCodec {
             registry,
@@ -964,6 +1062,51 @@ pub fn without_optional_field(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_auth_and_tls_options_are_validated_and_used() {
+        let ok = |c: &RegistryConfig| c.validate().map_err(|e| e.to_string());
+        let mut c = RegistryConfig::new("https://registry.example.invalid/apis/ccompat/v7");
+        c.token = Some(Secret::new("tok-123"));
+        ok(&c).unwrap();
+        c.username = Some("u".into());
+        c.password = Some(Secret::new("p"));
+        assert!(ok(&c).unwrap_err().contains("schema_registry.token"));
+        c.token = None;
+        c.client_cert_file = Some("/x/cert.pem".into());
+        assert!(
+            ok(&c)
+                .unwrap_err()
+                .contains("schema_registry.client_key_file")
+        );
+        c.client_key_file = Some("/x/key.pem".into());
+        ok(&c).unwrap();
+        let mut plain = c.clone();
+        plain.url = "http://registry.example.invalid".into();
+        assert!(
+            ok(&plain)
+                .unwrap_err()
+                .contains("schema_registry.client_cert_file")
+        );
+        // Files are read when the client is built: a missing one names its key.
+        let e = RegistryClient::new(c.clone()).unwrap_err().to_string();
+        assert!(
+            e.contains("schema_registry.client_cert_file") && e.contains("/x/cert.pem"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("athena-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        c.client_cert_file = None;
+        c.client_key_file = None;
+        c.ca_file = Some(not_pem.display().to_string());
+        let e = RegistryClient::new(c.clone()).unwrap_err().to_string();
+        assert!(e.contains("schema_registry.ca_file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        // Secrets never show in Debug.
+        assert!(!format!("{c:?}").contains("\"p\""));
+    }
 
     #[test]
     fn catalog_builds_and_inlines_envelope_once() {

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
@@ -494,6 +494,70 @@ impl KafkaConfig {
         })
         .await
         .map_err(|e| CoreError::task("metadata", &e))?
+    }
+}
+
+/// How often clients built with [`KafkaConfig::with_statistics`] report librdkafka statistics.
+/// Statistics cost a JSON document per client per interval; 15 s matches a usual scrape.
+pub const STATISTICS_INTERVAL: Duration = Duration::from_secs(15);
+
+/// A client context that records selected librdkafka statistics of `connector`'s client into
+/// the process metrics ([`crate::metrics::Metrics::record_kafka_statistics`]). Without such a
+/// context, librdkafka's default would log every statistics document.
+#[derive(Debug, Clone)]
+pub struct StatsContext {
+    /// Connector name (metric label).
+    pub connector: String,
+    /// `consumer` or `producer` (metric label).
+    pub client: &'static str,
+}
+
+impl StatsContext {
+    /// Records the statistics of a client of kind `client` of `connector`.
+    pub fn new(connector: &str, client: &'static str) -> Self {
+        StatsContext {
+            connector: connector.to_string(),
+            client,
+        }
+    }
+}
+
+impl ClientContext for StatsContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        crate::metrics::global().record_kafka_statistics(&self.connector, self.client, &statistics);
+    }
+}
+
+impl ConsumerContext for StatsContext {}
+
+impl KafkaConfig {
+    /// Turns on librdkafka statistics (every [`STATISTICS_INTERVAL`]) in `c`, unless the config
+    /// sets `statistics.interval.ms` itself. Only for clients whose context records them
+    /// ([`StatsContext`], or a context that calls
+    /// [`crate::metrics::Metrics::record_kafka_statistics`]).
+    pub fn with_statistics(mut c: ClientConfig) -> ClientConfig {
+        if c.get("statistics.interval.ms").is_none() {
+            c.set(
+                "statistics.interval.ms",
+                STATISTICS_INTERVAL.as_millis().to_string(),
+            );
+        }
+        c
+    }
+
+    /// Builds a stream consumer in `group_id` whose librdkafka statistics are recorded as
+    /// `connector`'s consumer.
+    pub fn build_consumer_with_stats(
+        &self,
+        group_id: &str,
+        connector: &str,
+    ) -> Result<StreamConsumer<StatsContext>, CoreError> {
+        Self::with_statistics(self.consumer_config(group_id))
+            .create_with_context(StatsContext::new(connector, "consumer"))
+            .map_err(|source| CoreError::Kafka {
+                operation: "create consumer",
+                source,
+            })
     }
 }
 

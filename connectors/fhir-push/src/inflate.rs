@@ -405,9 +405,9 @@ impl Inflater {
     }
 
     /// Consumes the notifications topic until shutdown. Returns Err only for fatal errors.
-    pub async fn run(
+    pub async fn run<C: rdkafka::consumer::ConsumerContext + 'static>(
         mut self,
-        consumer: StreamConsumer,
+        consumer: StreamConsumer<C>,
         mut control: TaskControl,
     ) -> Result<(), Error> {
         consumer

@@ -317,7 +317,10 @@ pub async fn run(
         )
     })
     .await?;
-    let consumer = env.kafka.build_consumer(&config.group_id(name))?;
+    // Its librdkafka statistics (lag, rtt, queue) become this connector's metrics.
+    let consumer = env
+        .kafka
+        .build_consumer_with_stats(&config.group_id(name), name)?;
     control.set_state(TaskState::Running);
     let result = inflater.run(consumer, control.clone()).await;
     token.cancel();

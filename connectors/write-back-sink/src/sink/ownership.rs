@@ -28,9 +28,15 @@ pub(super) struct Ctx {
     pub(super) ownership: Arc<Ownership>,
     /// How long a revocation waits for the revoked partitions' work to end.
     pub(super) grace: Duration,
+    /// Records this consumer's librdkafka statistics as the connector's.
+    pub(super) stats: connector_core::kafka::StatsContext,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.stats.stats(statistics);
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(

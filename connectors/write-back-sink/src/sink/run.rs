@@ -122,12 +122,12 @@ pub async fn run(
 
     let ownership = Arc::new(Ownership::default());
     let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
-        kafka
-            .consumer_config(&group)
+        connector_core::kafka::KafkaConfig::with_statistics(kafka.consumer_config(&group))
             .create_with_context(Ctx {
                 events: Mutex::default(),
                 ownership: ownership.clone(),
                 grace: config.shutdown_grace,
+                stats: connector_core::kafka::StatsContext::new(name, "consumer"),
             })
             .map_err(|source| CoreError::Kafka {
                 operation: "create consumer",
