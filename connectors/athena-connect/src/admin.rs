@@ -549,7 +549,7 @@ async fn root(State(st): State<AdminState>) -> Response {
     .flatten();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "commit": option_env!("ATHENA_CONNECT_COMMIT").unwrap_or("unknown"),
+        "commit": env!("ATHENA_CONNECT_GIT_COMMIT"),
         "kafka_cluster_id": cluster,
     }))
     .into_response()
