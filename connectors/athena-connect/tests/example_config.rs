@@ -101,6 +101,8 @@ fn load_example(text: &str) -> Result<RootConfig, connector_core::CoreError> {
         ("ATHENA_CONNECT_ADMIN_TOKEN", "example-admin-token-0123"),
         ("ATHENA_CLIENT_ID", "id"),
         ("ATHENA_CLIENT_SECRET", "secret"),
+        // No deploy file ships a push secret any more (issue 17): the runner supplies one.
+        ("FHIR_PUSH_SECRET", "example-push-secret-0123"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -209,6 +209,7 @@ pub fn build_router(state: SimState) -> Router {
         )
         .route("/_sim/ledger", get(admin::ledger))
         .route("/_sim/revoke", post(admin::revoke))
+        .route("/_sim/scopes/withheld", put(admin::put_withheld_scopes))
         .route("/_sim/generate", post(admin::generate))
         .route("/_sim/stats", get(admin::stats))
         .route(

@@ -29,6 +29,16 @@ pub fn athena_at(sim: &RunningSim, qps: f64) -> AthenaClient {
     c.rate_limit.qps = qps;
     c.rate_limit.burst = 50;
     c.rate_limit.token_requests_per_minute = 60;
+    // The simulator enforces scopes per route: `$export` and reads need a FHIR read scope per
+    // type, the patient lookups the proprietary API.
+    c.scopes = std::iter::once(athena_client::scopes::MDP.to_string())
+        .chain(
+            athena_contracts::events::FHIR_RESOURCE_TYPES
+                .iter()
+                .chain(&["Patient"])
+                .map(|t| athena_client::scopes::fhir_read(t)),
+        )
+        .collect();
     AthenaClient::new(c).unwrap()
 }
 

@@ -35,7 +35,27 @@ pub fn athena(sim: &RunningSim) -> AthenaClient {
     c.rate_limit.qps = 200.0;
     c.rate_limit.burst = 50;
     c.rate_limit.token_requests_per_minute = 60;
+    c.scopes = push_scopes();
     AthenaClient::new(c).unwrap()
+}
+
+/// What the push connector needs from athena: the proprietary API (inflation of Patient and
+/// Appointment foci, catch-up feeds), a FHIR read per typed resource type, and the
+/// Subscription scopes (the simulator enforces scopes per route).
+pub fn push_scopes() -> Vec<String> {
+    use athena_client::scopes;
+    let mut s = vec![
+        scopes::MDP.to_string(),
+        scopes::SUBSCRIPTION_READ.to_string(),
+        scopes::SUBSCRIPTION_WRITE.to_string(),
+        scopes::fhir_read("Patient"),
+    ];
+    s.extend(
+        athena_contracts::events::FHIR_RESOURCE_TYPES
+            .iter()
+            .map(|t| scopes::fhir_read(t)),
+    );
+    s
 }
 
 /// A port nothing listens on right now.
