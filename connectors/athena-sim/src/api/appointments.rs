@@ -61,14 +61,6 @@ fn date_range(params: &Params) -> ApiResult<(chrono::NaiveDate, chrono::NaiveDat
     Ok((start, end))
 }
 
-fn paged(key: &str, items: Vec<Value>, params: &Params, default_limit: usize, max: usize) -> Value {
-    let total = items.len();
-    let limit = params.usize("limit").unwrap_or(default_limit).clamp(1, max);
-    let offset = params.usize("offset").unwrap_or(0);
-    let page: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
-    json!({ key: page, "totalcount": total })
-}
-
 /// `GET /v1/{practiceid}/appointments/open` (default window today..+7 days; limit 1000 / 10000).
 pub async fn open(State(s): State<SimState>, Path(pid): Path<u64>, params: Params) -> Response {
     let r = (|| {
@@ -93,7 +85,14 @@ pub async fn open(State(s): State<SimState>, Path(pid): Path<u64>, params: Param
                 .filter(|a| types.is_empty() || types.contains(&a.appointment_type_id))
                 .map(Appointment::to_json)
                 .collect();
-            Ok(paged("appointments", items, &params, 1000, 10_000))
+            Ok(crate::util::paged(
+                "appointments",
+                items,
+                &params,
+                &format!("/v1/{pid}/appointments/open"),
+                1000,
+                10_000,
+            ))
         })
     })();
     r.map(ok).into_response()
@@ -385,7 +384,14 @@ pub async fn booked(State(s): State<SimState>, Path(pid): Path<u64>, params: Par
                 .filter(|a| statuses.is_empty() || statuses.contains(&a.status))
                 .map(Appointment::to_json)
                 .collect();
-            Ok(paged("appointments", items, &params, 1500, 5000))
+            Ok(crate::util::paged(
+                "appointments",
+                items,
+                &params,
+                &format!("/v1/{pid}/appointments/booked"),
+                1500,
+                5000,
+            ))
         })
     })();
     r.map(ok).into_response()

@@ -83,6 +83,14 @@ pub fn build_router(state: SimState) -> Router {
         .route(&format!("{v1}/departments"), get(reference::departments))
         .route(&format!("{v1}/providers"), get(reference::providers))
         .route(
+            &format!("{v1}/appointmenttypes"),
+            get(reference::appointment_types),
+        )
+        .route(
+            &format!("{v1}/patientappointmentreasons"),
+            get(reference::appointment_reasons),
+        )
+        .route(
             &format!("{v1}/providers/{{providerid}}"),
             get(reference::provider),
         )

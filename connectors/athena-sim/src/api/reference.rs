@@ -8,32 +8,119 @@ use serde_json::{Value, json};
 
 use crate::model::ChartKind;
 use crate::state::SimState;
-use crate::util::{ApiError, ok};
+use crate::util::{ApiError, Params, ok, paged};
 
 /// `GET /v1/{practiceid}/ping` → `{"pong":"true"}`.
 pub async fn ping() -> Response {
     ok(json!({"pong": "true"}))
 }
 
-/// `GET /v1/{practiceid}/departments`.
-pub async fn departments(State(s): State<SimState>, Path(pid): Path<u64>) -> Response {
+/// `GET /v1/{practiceid}/departments` (paged: limit 1500 / 5000, `next` links).
+pub async fn departments(
+    State(s): State<SimState>,
+    Path(pid): Path<u64>,
+    params: Params,
+) -> Response {
     s.read(pid, |p| {
         let items: Vec<Value> = p
             .departments
             .iter()
             .map(|d| json!({"departmentid": d.id, "name": d.name, "state": "MA", "timezonename": "America/New_York"}))
             .collect();
-        Ok(json!({"totalcount": items.len(), "departments": items}))
+        Ok(paged("departments", items, &params, &format!("/v1/{pid}/departments"), 1500, 5000))
     })
     .map(ok)
     .into_response()
 }
 
-/// `GET /v1/{practiceid}/providers`.
-pub async fn providers(State(s): State<SimState>, Path(pid): Path<u64>) -> Response {
+/// `GET /v1/{practiceid}/providers` (paged: limit 1500 / 5000, `next` links).
+pub async fn providers(
+    State(s): State<SimState>,
+    Path(pid): Path<u64>,
+    params: Params,
+) -> Response {
     s.read(pid, |p| {
         let items: Vec<Value> = p.providers.values().map(|x| x.to_json()).collect();
-        Ok(json!({"totalcount": items.len(), "providers": items}))
+        Ok(paged(
+            "providers",
+            items,
+            &params,
+            &format!("/v1/{pid}/providers"),
+            1500,
+            5000,
+        ))
+    })
+    .map(ok)
+    .into_response()
+}
+
+/// The appointment types the seeded slots use.
+// Guess: ids 2 "New Patient" and 82 "Office Visit" (the ids the seeded slots carry), both
+// patient-facing; athena's list has many more fields (duration, generic, template types).
+const APPOINTMENT_TYPES: &[(&str, &str, u32)] =
+    &[("2", "New Patient", 30), ("82", "Office Visit", 15)];
+
+/// `GET /v1/{practiceid}/appointmenttypes` (paged: limit 1500 / 5000, `next` links).
+pub async fn appointment_types(
+    State(s): State<SimState>,
+    Path(pid): Path<u64>,
+    params: Params,
+) -> Response {
+    s.read(pid, |_| {
+        let items: Vec<Value> = APPOINTMENT_TYPES
+            .iter()
+            .map(|(id, name, minutes)| {
+                json!({"appointmenttypeid": id, "name": name, "duration": minutes.to_string(),
+                       "patientdisplayname": name, "generic": "false", "patient": "true"})
+            })
+            .collect();
+        Ok(paged(
+            "appointmenttypes",
+            items,
+            &params,
+            &format!("/v1/{pid}/appointmenttypes"),
+            1500,
+            5000,
+        ))
+    })
+    .map(ok)
+    .into_response()
+}
+
+/// `GET /v1/{practiceid}/patientappointmentreasons` (`departmentid` and `providerid` required;
+/// paged). One reason per appointment type.
+// Guess: reason ids are the appointment type ids plus 1000, every reason is valid for every
+// department and provider, and the answer's key is `patientappointmentreasons`.
+pub async fn appointment_reasons(
+    State(s): State<SimState>,
+    Path(pid): Path<u64>,
+    params: Params,
+) -> Response {
+    let missing: Vec<String> = ["departmentid", "providerid"]
+        .iter()
+        .filter(|k| params.get(k).is_none())
+        .map(|k| k.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return ApiError::missing(missing).into_response();
+    }
+    s.read(pid, |_| {
+        let items: Vec<Value> = APPOINTMENT_TYPES
+            .iter()
+            .map(|(id, name, _)| {
+                let rid = 1000 + id.parse::<u32>().unwrap_or(0);
+                json!({"reasonid": rid.to_string(), "reason": name, "description": name,
+                       "reasontype": "all", "schedulingminutes": 0})
+            })
+            .collect();
+        Ok(paged(
+            "patientappointmentreasons",
+            items,
+            &params,
+            &format!("/v1/{pid}/patientappointmentreasons"),
+            1500,
+            5000,
+        ))
     })
     .map(ok)
     .into_response()
