@@ -377,6 +377,30 @@ mod tests {
     }
 
     #[test]
+    fn non_loopback_athena_needs_https_and_a_real_secret() {
+        let custom = |url: &str, secret: &str| {
+            ClientConfig::new(
+                Environment::Custom(url.parse().unwrap()),
+                "id",
+                SecretString::from(secret.to_string()),
+            )
+        };
+        custom("http://127.0.0.1:8089", SIMULATOR_SECRET)
+            .validate()
+            .unwrap();
+        custom("http://localhost:8089", SIMULATOR_SECRET)
+            .validate()
+            .unwrap();
+        let e = custom("http://athena.example.invalid", "real").validate();
+        assert!(e.unwrap_err().to_string().contains("base_url"));
+        let e = custom(PREVIEW_BASE_URL, SIMULATOR_SECRET).validate();
+        assert!(e.unwrap_err().to_string().contains("client_secret"));
+        let mut c = custom("http://athena-sim:8089", SIMULATOR_SECRET);
+        c.allow_insecure = true;
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn validate_names_the_key() {
         let mut c = base();
         c.retry.max_attempts = 0;

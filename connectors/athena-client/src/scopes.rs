@@ -62,6 +62,17 @@ pub fn covers(granted: &[String], needed: &str) -> bool {
     })
 }
 
+/// `fixed` scopes plus `system/{Type}.read` for each of `fhir_types`, sorted, without duplicates.
+pub fn with_fhir_reads(fixed: &[&str], fhir_types: &[&str]) -> Vec<String> {
+    normalize(
+        fixed
+            .iter()
+            .map(|s| s.to_string())
+            .chain(fhir_types.iter().map(|t| fhir_read(t)))
+            .collect(),
+    )
+}
+
 /// The needs in `needed` that `granted` does not cover, in order.
 pub fn missing(needed: &[String], granted: &[String]) -> Vec<String> {
     needed

@@ -35,13 +35,10 @@ fn config(base_url: &str) -> ClientConfig {
     c.rate_limit.token_requests_per_minute = 60;
     // The simulator enforces scopes per route: the proprietary API plus the FHIR types these
     // tests read, search and export.
-    c.scopes = std::iter::once(athena_client::scopes::MDP.to_string())
-        .chain(
-            ["Patient", "Observation", "Condition"]
-                .iter()
-                .map(|t| athena_client::scopes::fhir_read(t)),
-        )
-        .collect();
+    c.scopes = athena_client::scopes::with_fhir_reads(
+        &[athena_client::scopes::MDP],
+        &["Patient", "Observation", "Condition"],
+    );
     c
 }
 

@@ -480,3 +480,45 @@ async fn reference_lists_page_with_next_links() {
     );
     h.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn booking_needs_a_schedulable_type_or_reason() {
+    let h = Harness::start(SimConfig::default()).await;
+    let (patient, _) = book_one(&h).await;
+    let day = (Utc::now() + ChronoDuration::days(4)).date_naive();
+    let slot = h
+        .sim
+        .state
+        .add_open_slots(PID, "1", "71", day, &["15:00"])
+        .remove(0);
+    let url = h.v1(&format!("/appointments/{slot}"));
+    for (form, field) in [
+        (vec![("patientid", patient.as_str())], "missingfields"),
+        (
+            vec![
+                ("patientid", patient.as_str()),
+                ("appointmenttypeid", "999"),
+            ],
+            "invalidfields",
+        ),
+        (
+            vec![("patientid", patient.as_str()), ("reasonid", "5")],
+            "invalidfields",
+        ),
+    ] {
+        let r = h.form(Method::PUT, &url, &form).await;
+        assert_eq!(r.status(), 400, "{form:?}");
+        let v: Value = r.json().await.unwrap();
+        assert!(!v[field].as_array().unwrap().is_empty(), "{form:?}: {v}");
+    }
+    // A reason from the list books (web scheduling).
+    let r = h
+        .form(
+            Method::PUT,
+            &url,
+            &[("patientid", &patient), ("reasonid", "1082")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    h.sim.shutdown().await;
+}

@@ -443,6 +443,15 @@ mod tests {
             "https://h.example.invalid/hook",
         );
         ok.validate().unwrap();
+        // athena delivers to HTTPS only: plain http only on loopback or when allowed.
+        let mut c = ok.clone();
+        c.public_url = "http://push.example.invalid/hook".into();
+        assert!(c.validate().unwrap_err().to_string().contains("public_url"));
+        c.allow_insecure_public_url = true;
+        c.validate().unwrap();
+        c.allow_insecure_public_url = false;
+        c.public_url = "http://127.0.0.1:8088/hook".into();
+        c.validate().unwrap();
         let mut c = ok.clone();
         c.secret = Secret::new("short");
         assert!(

@@ -47,20 +47,15 @@ async fn push_logs_and_dead_letter_headers_carry_no_phi() {
     cc.rate_limit.token_requests_per_minute = 60;
     // The simulator enforces scopes per route: the proprietary API, the Subscription scopes
     // and a FHIR read per typed resource type.
-    cc.scopes = [
-        athena_client::scopes::MDP,
-        athena_client::scopes::SUBSCRIPTION_READ,
-        athena_client::scopes::SUBSCRIPTION_WRITE,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(
-        athena_contracts::events::FHIR_RESOURCE_TYPES
-            .iter()
-            .chain(&["Patient"])
-            .map(|t| athena_client::scopes::fhir_read(t)),
-    )
-    .collect();
+    use athena_client::scopes;
+    cc.scopes = scopes::with_fhir_reads(
+        &[
+            scopes::MDP,
+            scopes::SUBSCRIPTION_READ,
+            scopes::SUBSCRIPTION_WRITE,
+        ],
+        &[athena_contracts::events::FHIR_RESOURCE_TYPES, &["Patient"]].concat(),
+    );
     let client = AthenaClient::new(cc).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -157,6 +157,36 @@ pub fn book(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Value, Str
                    "detailedmessage": "The appointment slot is no longer open."}),
         ));
     }
+    // athena's booking rules: a reason (web scheduling) or an appointment type (staff booking)
+    // is required, and it must be one the practice schedules.
+    // Guess: checked after the slot's availability (a taken slot answers 409 whatever the
+    // form), with the usual missing/invalid-fields 400.
+    use crate::api::reference::{APPOINTMENT_TYPES, reason_of};
+    match (params.get("appointmenttypeid"), params.get("reasonid")) {
+        (None, None) => {
+            return Err(ApiError::missing(vec![
+                "appointmenttypeid".into(),
+                "reasonid".into(),
+            ]));
+        }
+        (Some(t), _) if !APPOINTMENT_TYPES.iter().any(|(id, _, _)| *id == t) => {
+            return Err(ApiError::invalid(
+                "appointmenttypeid",
+                "The appointment type is not schedulable.",
+            ));
+        }
+        (_, Some(r))
+            if !APPOINTMENT_TYPES
+                .iter()
+                .any(|(id, _, _)| reason_of(id) == r) =>
+        {
+            return Err(ApiError::invalid(
+                "reasonid",
+                "The reason is not schedulable.",
+            ));
+        }
+        _ => {}
+    }
     a.status = "f".into();
     a.patient_id = Some(pat);
     a.scheduled = Some(eastern_stamp(now));

@@ -54,10 +54,10 @@ pub async fn providers(
     .into_response()
 }
 
-/// The appointment types the seeded slots use.
+/// The appointment types the seeded slots use: (id, name, minutes).
 // Guess: ids 2 "New Patient" and 82 "Office Visit" (the ids the seeded slots carry), both
 // patient-facing; athena's list has many more fields (duration, generic, template types).
-const APPOINTMENT_TYPES: &[(&str, &str, u32)] =
+pub const APPOINTMENT_TYPES: &[(&str, &str, u32)] =
     &[("2", "New Patient", 30), ("82", "Office Visit", 15)];
 
 /// `GET /v1/{practiceid}/appointmenttypes` (paged: limit 1500 / 5000, `next` links).
@@ -108,7 +108,7 @@ pub async fn appointment_reasons(
         let items: Vec<Value> = APPOINTMENT_TYPES
             .iter()
             .map(|(id, name, _)| {
-                let rid = 1000 + id.parse::<u32>().unwrap_or(0);
+                let rid = reason_of(id);
                 json!({"reasonid": rid.to_string(), "reason": name, "description": name,
                        "reasontype": "all", "schedulingminutes": 0})
             })
@@ -171,4 +171,9 @@ pub async fn medications(
     Path((pid, pat)): Path<(u64, u64)>,
 ) -> Response {
     chart(&s, pid, pat, ChartKind::Medication, "medications")
+}
+
+/// The reason id of an appointment type (guess 21: the type id plus 1000).
+pub fn reason_of(appointment_type_id: &str) -> String {
+    (1000 + appointment_type_id.parse::<u32>().unwrap_or(0)).to_string()
 }

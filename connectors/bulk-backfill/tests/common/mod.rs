@@ -31,14 +31,10 @@ pub fn athena_at(sim: &RunningSim, qps: f64) -> AthenaClient {
     c.rate_limit.token_requests_per_minute = 60;
     // The simulator enforces scopes per route: `$export` and reads need a FHIR read scope per
     // type, the patient lookups the proprietary API.
-    c.scopes = std::iter::once(athena_client::scopes::MDP.to_string())
-        .chain(
-            athena_contracts::events::FHIR_RESOURCE_TYPES
-                .iter()
-                .chain(&["Patient"])
-                .map(|t| athena_client::scopes::fhir_read(t)),
-        )
-        .collect();
+    c.scopes = athena_client::scopes::with_fhir_reads(
+        &[athena_client::scopes::MDP],
+        &[athena_contracts::events::FHIR_RESOURCE_TYPES, &["Patient"]].concat(),
+    );
     AthenaClient::new(c).unwrap()
 }
 

@@ -44,18 +44,14 @@ pub fn athena(sim: &RunningSim) -> AthenaClient {
 /// Subscription scopes (the simulator enforces scopes per route).
 pub fn push_scopes() -> Vec<String> {
     use athena_client::scopes;
-    let mut s = vec![
-        scopes::MDP.to_string(),
-        scopes::SUBSCRIPTION_READ.to_string(),
-        scopes::SUBSCRIPTION_WRITE.to_string(),
-        scopes::fhir_read("Patient"),
-    ];
-    s.extend(
-        athena_contracts::events::FHIR_RESOURCE_TYPES
-            .iter()
-            .map(|t| scopes::fhir_read(t)),
-    );
-    s
+    scopes::with_fhir_reads(
+        &[
+            scopes::MDP,
+            scopes::SUBSCRIPTION_READ,
+            scopes::SUBSCRIPTION_WRITE,
+        ],
+        &[athena_contracts::events::FHIR_RESOURCE_TYPES, &["Patient"]].concat(),
+    )
 }
 
 /// A port nothing listens on right now.
