@@ -466,6 +466,20 @@ async fn reference_lists_page_with_next_links() {
         .await
         .unwrap();
     assert_eq!(v["patientappointmentreasons"].as_array().unwrap().len(), 2);
+    let v: Value = h
+        .get(&h.v1("/insurancepackages?insurancepackagename=synthetic&limit=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["totalcount"], 2, "{v}");
+    assert!(
+        v["next"]
+            .as_str()
+            .unwrap()
+            .contains("insurancepackagename=synthetic"),
+        "{v}"
+    );
     // Open slots page too: the first page of one slot links to the second.
     let v: Value = h
         .get(&h.v1("/appointments/open?departmentid=1&limit=1"))

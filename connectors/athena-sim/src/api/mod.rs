@@ -91,6 +91,10 @@ pub fn build_router(state: SimState) -> Router {
             get(reference::appointment_reasons),
         )
         .route(
+            &format!("{v1}/insurancepackages"),
+            get(reference::insurance_packages),
+        )
+        .route(
             &format!("{v1}/providers/{{providerid}}"),
             get(reference::provider),
         )

@@ -177,3 +177,48 @@ pub async fn medications(
 pub fn reason_of(appointment_type_id: &str) -> String {
     (1000 + appointment_type_id.parse::<u32>().unwrap_or(0)).to_string()
 }
+
+/// Insurance packages the simulator offers: (id, name, plan type).
+// Guess: athena's package list is practice-specific and searched by name; ours is a small fixed
+// synthetic list (any id is still accepted by `POST /patients/{id}/insurances`), filtered by a
+// case-insensitive `insurancepackagename` substring, with the usual paging.
+pub const INSURANCE_PACKAGES: &[(&str, &str, &str)] = &[
+    ("0", "*SELF PAY*", "Self Pay"),
+    ("8001", "Synthetic Health PPO", "PPO"),
+    ("8002", "Synthetic Health HMO", "HMO"),
+    ("8003", "Testcare Medicare", "Medicare"),
+];
+
+/// `GET /v1/{practiceid}/insurancepackages` (paged: limit 1500 / 5000, `next` links).
+pub async fn insurance_packages(
+    State(s): State<SimState>,
+    Path(pid): Path<u64>,
+    params: Params,
+) -> Response {
+    let name = params
+        .get("insurancepackagename")
+        .map(str::to_ascii_lowercase);
+    s.read(pid, |_| {
+        let items: Vec<Value> = INSURANCE_PACKAGES
+            .iter()
+            .filter(|(_, n, _)| {
+                name.as_deref()
+                    .is_none_or(|q| n.to_ascii_lowercase().contains(q))
+            })
+            .map(|(id, n, plan)| {
+                json!({"insurancepackageid": id, "name": n, "insuranceplanname": n,
+                       "insuranceproducttype": plan})
+            })
+            .collect();
+        Ok(paged(
+            "insurancepackages",
+            items,
+            &params,
+            &format!("/v1/{pid}/insurancepackages"),
+            1500,
+            5000,
+        ))
+    })
+    .map(ok)
+    .into_response()
+}
