@@ -236,29 +236,35 @@ async fn feed_checks(athena: &AthenaClient, usage: &AthenaUse, rows: &mut Vec<Ro
     }
 }
 
-/// A patient id to scope FHIR searches with: the first one a non-destructive patients poll
-/// shows, else athena's patient 1 (preview practices have low ids).
+/// athena's documented test patient of the shared preview practice 195900.
+const PREVIEW_TEST_PATIENT: &str = "60178";
+
+/// A patient id to scope FHIR searches with: the first one a non-destructive patients or
+/// appointments poll shows, else athena's documented preview test patient (in 195900) or 1.
 async fn first_patient(athena: &AthenaClient, usage: &AthenaUse) -> Option<String> {
+    use athena_client::api::changed::Feed;
     let pid = *usage.practices.first()?;
     let params = PollParams {
         leave_unprocessed: true,
-        limit: Some(1),
+        limit: Some(5),
         ..PollParams::default()
     };
-    let from_feed = athena
-        .practice(pid)
-        .poll_changed(athena_client::api::changed::Feed::Patients, &params)
-        .await
-        .ok()
-        .and_then(|p| {
-            p.items.first().and_then(|i| {
-                i.get("patientid").map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-            })
-        });
-    Some(from_feed.unwrap_or_else(|| "1".into()))
+    for feed in [Feed::Patients, Feed::Appointments] {
+        let Ok(page) = athena.practice(pid).poll_changed(feed, &params).await else {
+            continue;
+        };
+        if let Some(id) = page.items.iter().find_map(|i| id_of(i, "patientid")) {
+            return Some(id);
+        }
+    }
+    Some(
+        if pid == 195_900 {
+            PREVIEW_TEST_PATIENT
+        } else {
+            "1"
+        }
+        .to_string(),
+    )
 }
 
 async fn fhir_checks(
