@@ -29,6 +29,8 @@ pub(crate) struct Token {
     pub(crate) refresh_at: Instant,
     /// Increments per grant, so a 401 can tell whether the token it used is still the cached one.
     pub(crate) generation: u64,
+    /// The scopes athena granted (its `scope` answer, space-separated), when it sent them.
+    pub(crate) scope: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +39,9 @@ struct TokenResponse {
     /// Observed both as a number and as a string (`"3600"`).
     #[serde(default, deserialize_with = "de::opt_u64_lenient")]
     expires_in: Option<u64>,
+    /// The granted scopes (space-separated); athena may grant fewer than were requested.
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// Fetches and caches access tokens for one client id.
@@ -75,6 +80,11 @@ impl TokenManager {
             generation: AtomicU64::new(0),
             grants: AtomicU64::new(0),
         }
+    }
+
+    /// The scopes this manager requests (space-separated).
+    pub(crate) fn requested_scope(&self) -> &str {
+        &self.scope
     }
 
     /// How many token grants this manager requested (for stats and tests).
@@ -162,6 +172,7 @@ impl TokenManager {
             secret: parsed.access_token,
             refresh_at: started + ttl - margin,
             generation,
+            scope: parsed.scope,
         })
     }
 }

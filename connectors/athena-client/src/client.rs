@@ -129,6 +129,18 @@ impl AthenaClient {
         self.inner.transport.auth.token().await.map(|_| ())
     }
 
+    /// The scopes the current token was granted (athena's `scope` answer of the token grant),
+    /// or the requested ones when athena did not say. Fetches a token if none is cached.
+    pub async fn granted_scopes(&self) -> Result<Vec<String>, Error> {
+        let auth = &self.inner.transport.auth;
+        let token = auth.token().await?;
+        let granted = token
+            .scope
+            .as_deref()
+            .unwrap_or_else(|| auth.requested_scope());
+        Ok(granted.split_whitespace().map(str::to_owned).collect())
+    }
+
     /// `{base}/<segments...>` with each segment encoded.
     pub(crate) fn url(&self, segments: &[&str]) -> Url {
         join(&self.inner.config.base_url, segments)
@@ -231,6 +243,20 @@ impl PracticeClient {
             form,
             idempotent,
         )
+    }
+
+    /// `GET /v1/{practiceid}/departments` — the practice's departments as athena sent them
+    /// (`{"departments":[...]}`; a body without that list is [`Error::Decode`]). Safe to retry.
+    pub async fn departments(&self) -> Result<Vec<serde_json::Value>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Departments {
+            departments: Vec<serde_json::Value>,
+        }
+        let route = "/v1/{practiceid}/departments";
+        let v: serde_json::Value = self.client.json(&self.get(route, &["departments"])).await?;
+        serde_json::from_value::<Departments>(v)
+            .map(|d| d.departments)
+            .map_err(|e| Error::decode(route, &e, false))
     }
 
     /// `GET /v1/{practiceid}/ping` — a cheap health probe.

@@ -70,6 +70,25 @@ pub struct ClientConfig {
     /// Refresh the access token this long before it expires.
     #[serde(default = "default_refresh_margin", with = "humantime_serde")]
     pub token_refresh_margin: Duration,
+    /// Allow a plain-`http` base URL on a host other than loopback, and the simulator's
+    /// well-known credentials there: only for a simulator on a container network (docker
+    /// compose). Never for athena; validation refuses both otherwise.
+    #[serde(default)]
+    pub allow_insecure: bool,
+}
+
+/// The simulator's well-known client secret: refused for any non-loopback athena unless
+/// `allow_insecure` is set, so a missing `ATHENA_CLIENT_SECRET` cannot send it to athena.
+pub const SIMULATOR_SECRET: &str = "sim-secret";
+
+/// Whether `url` points at this machine (127.0.0.0/8, `::1` or `localhost`).
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// Exponential backoff with full jitter: attempt n waits `random(0, min(cap, base * 2^(n-1)))`.
@@ -204,6 +223,7 @@ impl ClientConfig {
             retry: RetryConfig::default(),
             rate_limit: RateLimitConfig::default(),
             token_refresh_margin: default_refresh_margin(),
+            allow_insecure: false,
         }
     }
 
@@ -227,6 +247,22 @@ impl ClientConfig {
         }
         if self.client_secret.expose_secret().is_empty() {
             return Err(Error::config("client_secret", "must not be empty"));
+        }
+        if !self.allow_insecure && !is_loopback(&self.base_url) {
+            if self.base_url.scheme() != "https" {
+                return Err(Error::config(
+                    "base_url",
+                    "must be https for any host but loopback (allow_insecure = true only for a \
+                     simulator on a container network)",
+                ));
+            }
+            if self.client_secret.expose_secret() == SIMULATOR_SECRET {
+                return Err(Error::config(
+                    "client_secret",
+                    "is the simulator's secret but base_url is not the local simulator; set the \
+                     real secret (e.g. ATHENA_CLIENT_SECRET)",
+                ));
+            }
         }
         if self.scopes.is_empty()
             || self
@@ -338,6 +374,30 @@ mod tests {
             serde_json::json!({"client_id":"a","client_secret":"b","nope":1}),
         );
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn non_loopback_athena_needs_https_and_a_real_secret() {
+        let custom = |url: &str, secret: &str| {
+            ClientConfig::new(
+                Environment::Custom(url.parse().unwrap()),
+                "id",
+                SecretString::from(secret.to_string()),
+            )
+        };
+        custom("http://127.0.0.1:8089", SIMULATOR_SECRET)
+            .validate()
+            .unwrap();
+        custom("http://localhost:8089", SIMULATOR_SECRET)
+            .validate()
+            .unwrap();
+        let e = custom("http://athena.example.invalid", "real").validate();
+        assert!(e.unwrap_err().to_string().contains("base_url"));
+        let e = custom(PREVIEW_BASE_URL, SIMULATOR_SECRET).validate();
+        assert!(e.unwrap_err().to_string().contains("client_secret"));
+        let mut c = custom("http://athena-sim:8089", SIMULATOR_SECRET);
+        c.allow_insecure = true;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -64,6 +64,18 @@ pub enum Error {
         /// athena's `error` text, if any.
         message: String,
     },
+    /// The gateway refused the request for lack of permission: a 403 naming a missing scope
+    /// (`WWW-Authenticate: ... insufficient_scope`), a Mashery error code other than the two
+    /// throttling ones (`ERR_403_NOT_AUTHORIZED`, ...), or a non-JSON body saying so. The app or
+    /// token lacks a scope or practice access; nothing was applied. Class: Fatal.
+    #[error("forbidden (HTTP {status}): {reason}")]
+    Forbidden {
+        /// HTTP status (403).
+        status: u16,
+        /// What identified it as a permission refusal (header or body marker, the missing scope
+        /// when athena named it); never a request value.
+        reason: String,
+    },
     /// athena throttled the request (429, Mashery/Apigee throttling 403, or daily quota exhausted).
     /// Class: RateLimited.
     #[error("rate limited (HTTP {status}): {reason}")]
@@ -176,9 +188,10 @@ impl Error {
     /// The one mapping from error to class. See the variant docs and `docs/athena-client.md`.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Config { .. } | Error::Unauthorized { .. } | Error::Internal(_) => {
-                ErrorClass::Fatal
-            }
+            Error::Config { .. }
+            | Error::Unauthorized { .. }
+            | Error::Forbidden { .. }
+            | Error::Internal(_) => ErrorClass::Fatal,
             Error::RateLimited { retry_after, .. } => ErrorClass::RateLimited {
                 retry_after: *retry_after,
             },
@@ -205,6 +218,7 @@ impl Error {
         match self {
             Error::Config { .. } => "athena.Config",
             Error::Unauthorized { .. } => "athena.Unauthorized",
+            Error::Forbidden { .. } => "athena.Forbidden",
             Error::RateLimited { .. } => "athena.RateLimited",
             Error::QuotaExhausted { .. } => "athena.QuotaExhausted",
             Error::Server { .. } => "athena.Server",
@@ -307,7 +321,9 @@ const THROTTLE_MARKERS: &[&str] = &[
 /// | Response | Result |
 /// |---|---|
 /// | 429 | `RateLimited` with `Retry-After` |
-/// | 403 without a JSON object body, or with a throttle marker / `X-Mashery-Error-Code` / `Retry-After` | `RateLimited` |
+/// | 403 with a throttling `X-Mashery-Error-Code` (`*_OVER_QPS`, `*_OVER_RATE`) / `Retry-After` / throttle marker | `RateLimited` |
+/// | 403 with `WWW-Authenticate: ... insufficient_scope`, another Mashery code, or a non-JSON body naming a permission | `Forbidden` |
+/// | other 403 without a JSON object body | `RateLimited` (gateway) |
 /// | 403 with JSON `error` | `Business` |
 /// | 401 | `Unauthorized` (the transport refreshes once before surfacing it) |
 /// | 400 with `missingfields`/`invalidfields` | `Validation` |
@@ -358,7 +374,12 @@ pub fn classify(
             reason: "HTTP 429".into(),
         }),
         403 => {
-            if let Some(reason) = throttle_reason(headers, body, obj.is_some()) {
+            if let Some(reason) = permission_reason(headers, body, obj.is_some()) {
+                Err(Error::Forbidden {
+                    status: code,
+                    reason,
+                })
+            } else if let Some(reason) = throttle_reason(headers, body, obj.is_some()) {
                 Err(Error::RateLimited {
                     status: code,
                     retry_after,
@@ -414,6 +435,54 @@ pub fn classify(
             message: athena_error.unwrap_or_else(|| format!("HTTP {code}")),
         }),
     }
+}
+
+/// Markers of a permission refusal inside a non-JSON 403 body (lower-cased comparison).
+const PERMISSION_MARKERS: &[&str] = &[
+    "insufficient_scope",
+    "insufficient scope",
+    "not authorized",
+    "not authorised",
+    "permission",
+    "access denied",
+];
+
+/// Why a 403 looks like a permission refusal (missing scope, app not authorised) rather than a
+/// throttle or a business answer, if it does. Checked before [`throttle_reason`], whose last
+/// rule (any non-JSON 403 is the gateway throttling) would otherwise swallow it.
+fn permission_reason(headers: &HeaderMap, body: &[u8], json_object: bool) -> Option<String> {
+    if let Some(v) = headers
+        .get(http::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        && v.contains("insufficient_scope")
+    {
+        // The `scope="..."` parameter names what is missing: scope names, never PHI.
+        let scope = v
+            .split("scope=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("?");
+        return Some(format!("insufficient_scope (needs {scope})"));
+    }
+    if let Some(code) = headers
+        .get("x-mashery-error-code")
+        .and_then(|v| v.to_str().ok())
+        && !code.contains("OVER_QPS")
+        && !code.contains("OVER_RATE")
+    {
+        return Some(format!("X-Mashery-Error-Code {code}"));
+    }
+    if json_object {
+        return None;
+    }
+    let lower = String::from_utf8_lossy(body).to_ascii_lowercase();
+    if THROTTLE_MARKERS.iter().any(|m| lower.contains(m)) {
+        return None;
+    }
+    PERMISSION_MARKERS
+        .iter()
+        .find(|m| lower.contains(*m))
+        .map(|m| format!("body marker '{m}'"))
 }
 
 /// Why a 403 looks like a throttle rather than a business refusal, if it does.
@@ -558,6 +627,30 @@ mod tests {
             (429, vec![], "{}", true, rl_none),
             (403, vec![], "<h1>Developer Over Qps</h1>", false, rl_none),
             (403, vec![], "", false, rl_none),
+            (
+                403,
+                vec![(
+                    "www-authenticate",
+                    "Bearer error=\"insufficient_scope\", scope=\"system/Patient.read\"",
+                )],
+                "<h1>Not Authorized</h1>",
+                false,
+                Some(ErrorClass::Fatal),
+            ),
+            (
+                403,
+                vec![("x-mashery-error-code", "ERR_403_NOT_AUTHORIZED")],
+                "<h1>Not Authorized</h1>",
+                false,
+                Some(ErrorClass::Fatal),
+            ),
+            (
+                403,
+                vec![],
+                "<h1>Not Authorized</h1>",
+                true,
+                Some(ErrorClass::Fatal),
+            ),
             (
                 403,
                 vec![("x-mashery-error-code", "ERR_403_DEVELOPER_OVER_RATE")],

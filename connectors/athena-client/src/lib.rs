@@ -8,6 +8,7 @@
 //! * [`transport`] — every call: rate limiter -> token -> `X-Request-Id` -> send -> classify -> retry
 //!   (full-jitter backoff; writes are never retried on ambiguity); [`ClientStats`] counters and tracing spans
 //!   labelled with route templates. [`transport::rate_limit`] is the per-API-key, practice-fair limiter.
+//! * [`scopes`] — scope names and the one "granted covers needed" rule (decision 0022).
 //! * [`model`] — lenient decoders (ids as string or number, `"true"`, one-element arrays, `MM/DD/YYYY`) and
 //!   typed records that keep their raw JSON ([`model::Raw`]).
 //! * [`api`] — endpoints, one file per area: changed feeds, patients, appointments, claims, payments,
@@ -29,6 +30,7 @@ mod client;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod scopes;
 pub mod transport;
 
 pub use client::{AthenaClient, PracticeClient, PracticeId};

@@ -33,6 +33,12 @@ fn config(base_url: &str) -> ClientConfig {
     c.rate_limit.qps = 200.0;
     c.rate_limit.burst = 50;
     c.rate_limit.token_requests_per_minute = 60;
+    // The simulator enforces scopes per route: the proprietary API plus the FHIR types these
+    // tests read, search and export.
+    c.scopes = athena_client::scopes::with_fhir_reads(
+        &[athena_client::scopes::MDP],
+        &["Patient", "Observation", "Condition"],
+    );
     c
 }
 

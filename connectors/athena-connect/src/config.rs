@@ -56,6 +56,11 @@ pub struct RootConfig {
     pub sinks: SinksConfig,
     /// Settings of `athena-connect backfill` (not run by `run`).
     pub backfill: Option<toml::Table>,
+    /// Whether the file set `[athena] scopes` itself. When it did not, `athena.scopes` holds
+    /// the scopes derived from the enabled paths (`connectors::AthenaUse::scopes`); `check`
+    /// reports those missing from the token's grant either way.
+    #[serde(skip)]
+    pub athena_scopes_explicit: bool,
 }
 
 fn default_shutdown_timeout() -> Duration {
@@ -347,12 +352,21 @@ impl RootConfig {
             })?;
             *secret = toml::Value::String(content.trim_end_matches(['\n', '\r']).to_string());
         }
-        typed("", value.as_table().unwrap_or(&toml::Table::new())).map_err(|e| match e {
-            CoreError::Config { key, message } => {
-                CoreError::config(key.trim_start_matches('.').to_string(), message)
-            }
-            other => other,
-        })
+        let explicit = value.get("athena").and_then(|a| a.get("scopes")).is_some();
+        let mut config: RootConfig = typed("", value.as_table().unwrap_or(&toml::Table::new()))
+            .map_err(|e| match e {
+                CoreError::Config { key, message } => {
+                    CoreError::config(key.trim_start_matches('.').to_string(), message)
+                }
+                other => other,
+            })?;
+        config.athena_scopes_explicit = explicit;
+        // Request what the enabled paths need (decision 0022). A bad connector section is
+        // reported by validation, which every command runs next.
+        if !explicit && let Ok(u) = crate::connectors::athena_use(&config) {
+            config.athena.scopes = u.scopes();
+        }
+        Ok(config)
     }
 
     /// Every connector instance, in a stable order (sources, then sinks, by name).

@@ -233,3 +233,99 @@ fn build_one(
         restart: restart_of(root, i)?,
     })
 }
+
+/// What a config does with athena: the practices, feeds, FHIR types, push and backfill settings
+/// and sinks it uses. The scopes the config needs and the `conformance` command's plan both
+/// derive from it (decision 0022).
+#[derive(Debug, Clone, Default)]
+pub struct AthenaUse {
+    /// Every practice id the config names (feeds, push, backfill), sorted.
+    pub practices: Vec<u64>,
+    /// `(connector, practice, feed)` of every changed-data feed.
+    pub feeds: Vec<(String, u64, athena_client::api::changed::Feed)>,
+    /// FHIR resource types read (push inflation of non-proprietary foci, backfill), sorted.
+    pub fhir_types: Vec<String>,
+    /// `(connector, practice, manages subscriptions)` of every push receiver.
+    pub push: Vec<(String, u64, bool)>,
+    /// The backfill's practice and `_type` list (empty = the server's default set).
+    pub backfill: Option<(u64, Vec<String>)>,
+    /// Names of the write-back sinks.
+    pub sinks: Vec<String>,
+}
+
+/// Push topics whose focus is read through the proprietary API, not FHIR.
+const PROPRIETARY_PUSH_TYPES: &[&str] = &["Patient", "Appointment"];
+
+impl AthenaUse {
+    /// The scopes every enabled path needs: the proprietary API for feeds, sinks, push
+    /// inflation and catch-up and the backfill's patient reads; `system/{Type}.read` per FHIR
+    /// type read or exported; the Subscription scopes when push manages its subscriptions.
+    pub fn scopes(&self) -> Vec<String> {
+        use athena_client::scopes;
+        let mut out = Vec::new();
+        if !self.feeds.is_empty()
+            || !self.push.is_empty()
+            || !self.sinks.is_empty()
+            || self.backfill.is_some()
+        {
+            out.push(scopes::MDP.to_string());
+        }
+        out.extend(self.fhir_types.iter().map(|t| scopes::fhir_read(t)));
+        if self.push.iter().any(|(_, _, manage)| *manage) {
+            out.push(scopes::SUBSCRIPTION_READ.to_string());
+            out.push(scopes::SUBSCRIPTION_WRITE.to_string());
+        }
+        if out.is_empty() {
+            out.push(scopes::MDP.to_string());
+        }
+        scopes::normalize(out)
+    }
+}
+
+/// What `config` does with athena (no I/O). Fails like [`validate_all`] on a bad section.
+pub fn athena_use(config: &RootConfig) -> Result<AthenaUse, CoreError> {
+    let mut u = AthenaUse::default();
+    let mut types = Vec::new();
+    for i in config.instances() {
+        match Typed::parse(&i)? {
+            Typed::ChangedData(c) => {
+                for p in &c.practices {
+                    let Ok(pid) = p.trim().parse::<u64>() else {
+                        continue;
+                    };
+                    u.practices.push(pid);
+                    for feed in c.feeds.keys() {
+                        u.feeds.push((i.name.to_string(), pid, *feed));
+                    }
+                }
+            }
+            Typed::WriteBack(_) => u.sinks.push(i.name.to_string()),
+            Typed::FhirPush(c) => {
+                u.practices.push(c.practice_id);
+                u.push
+                    .push((i.name.to_string(), c.practice_id, c.manage_subscriptions));
+                for t in &c.subscription_topics {
+                    let ty = t.split('.').next().unwrap_or(t);
+                    if !ty.is_empty() && !PROPRIETARY_PUSH_TYPES.contains(&ty) {
+                        types.push(ty.to_string());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(table) = &config.backfill {
+        let bf: bulk_backfill::Config = typed("backfill", table)?;
+        u.practices.push(bf.practice_id);
+        let exported = if bf.types.is_empty() {
+            vec!["Patient".to_string()]
+        } else {
+            bf.types.clone()
+        };
+        types.extend(exported);
+        u.backfill = Some((bf.practice_id, bf.types));
+    }
+    u.fhir_types = athena_client::scopes::normalize(types);
+    u.practices.sort_unstable();
+    u.practices.dedup();
+    Ok(u)
+}

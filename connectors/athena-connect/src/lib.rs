@@ -11,6 +11,8 @@
 //! - [`lag`]: consumer lag per partition of the connectors that consume Kafka (metrics).
 //! - [`offsets`]: where each connector's position lives; show and reset (only while stopped).
 //! - [`run`]: `athena-connect run [--only NAME,...]` (signals, admin API, live summary), `check`, `offsets`.
+//! - [`conformance`]: `athena-connect conformance [--writes]`, does athena still answer the
+//!   way this config needs (decision 0022).
 //! - [`subscriptions`]: `athena-connect subscriptions status|ensure|delete`, the push
 //!   connectors' FHIR Subscriptions by hand.
 //! - [`backfill`]: `athena-connect backfill`, the resumable FHIR Bulk `$export` from
@@ -24,6 +26,7 @@
 pub mod admin;
 pub mod backfill;
 pub mod config;
+pub mod conformance;
 pub mod connectors;
 pub mod demo;
 pub mod exit;

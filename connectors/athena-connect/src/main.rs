@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use athena_connect::{backfill, demo, exit, offsets, run, schemas, sim, subscriptions};
+use athena_connect::{
+    backfill, conformance, demo, exit, offsets, run, schemas, sim, subscriptions,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_core::avro::{RegistryConfig, SubjectStrategy};
 use connector_core::secret::Secret;
@@ -44,6 +46,19 @@ enum Command {
         /// The TOML config.
         #[arg(long, short, env = "ATHENA_CONNECT_CONFIG")]
         config: PathBuf,
+    },
+    /// Check that the athena this config points at (simulator, preview, production) answers the
+    /// way the connectors need: token and scopes, feeds (never destructive), FHIR searches,
+    /// `$export`, push subscriptions; `--writes` adds a pass on synthetic data. Prints a table
+    /// (exit 0 all passed, 1 a check failed, 2 invalid config).
+    Conformance {
+        /// The TOML config.
+        #[arg(long, short, env = "ATHENA_CONNECT_CONFIG")]
+        config: PathBuf,
+        /// Also create a synthetic patient and book and cancel an appointment (only with a
+        /// write-back sink configured).
+        #[arg(long)]
+        writes: bool,
     },
     /// Show or reset a connector's offsets (cursor checkpoints or consumer-group offsets).
     /// Reset only while the connector is stopped.
@@ -247,6 +262,9 @@ fn main() {
                 only,
             } => subscriptions::run(&config, &action, &only).await,
             Command::Check { config } => run::check(&config, &mut out).await,
+            Command::Conformance { config, writes } => {
+                conformance::conformance(&config, writes, &mut out).await
+            }
             Command::Offsets { action } => match action {
                 OffsetsAction::Show(a) => {
                     run::offsets(&a.config, &a.connector, None, &mut out).await

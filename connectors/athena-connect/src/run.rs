@@ -391,6 +391,33 @@ pub async fn check(path: &Path, out: &mut impl Write) -> i32 {
         Ok(c) => match c.check_credentials().await {
             Ok(()) => {
                 let _ = writeln!(out, "ok    athena            token granted by {host}");
+                // What the enabled paths need against what athena granted (decision 0022).
+                let needed = connectors::athena_use(&config)
+                    .map(|u| u.scopes())
+                    .unwrap_or_default();
+                match c.granted_scopes().await {
+                    Ok(granted) => {
+                        let missing = athena_client::scopes::missing(&needed, &granted);
+                        if missing.is_empty() {
+                            let _ = writeln!(
+                                out,
+                                "ok    athena scopes     {} needed, all granted",
+                                needed.len()
+                            );
+                        } else {
+                            failed = true;
+                            let _ = writeln!(
+                                out,
+                                "FAIL  athena scopes     missing from the token: {}",
+                                missing.join(" ")
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        let _ = writeln!(out, "FAIL  athena scopes     {e}");
+                    }
+                }
             }
             Err(e) => {
                 failed = true;

@@ -35,6 +35,10 @@ pub struct SimOptions {
     /// Requests per second allowed on API routes (throttles beyond).
     #[arg(long)]
     pub qps: Option<u32>,
+    /// How long a changed-data subscription takes to become active, e.g. `20s` (athena: up to
+    /// 5 minutes in production, 10-15 in preview; default 0, as in tests).
+    #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub subscription_delay: Option<std::time::Duration>,
 }
 
 /// Builds the simulator config from the options.
@@ -71,6 +75,9 @@ pub fn sim_config(o: &SimOptions) -> Result<SimConfig, String> {
     }
     if o.qps.is_some() {
         cfg.qps_limit = o.qps;
+    }
+    if let Some(d) = o.subscription_delay {
+        cfg.subscription_delay = d;
     }
     Ok(cfg)
 }

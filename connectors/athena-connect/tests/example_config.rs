@@ -101,6 +101,8 @@ fn load_example(text: &str) -> Result<RootConfig, connector_core::CoreError> {
         ("ATHENA_CONNECT_ADMIN_TOKEN", "example-admin-token-0123"),
         ("ATHENA_CLIENT_ID", "id"),
         ("ATHENA_CLIENT_SECRET", "secret"),
+        // No deploy file ships a push secret any more (issue 17): the runner supplies one.
+        ("FHIR_PUSH_SECRET", "example-push-secret-0123"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -218,4 +220,63 @@ fn run_only_names_an_unknown_connector_with_exit_2() {
         text.contains("changes, push, commands"),
         "lists the names: {text}"
     );
+}
+
+/// Issue 17: the example falls back to the local simulator only while it points at loopback; a
+/// real athena needs https and its own secret, and the file requests the scopes its paths need.
+#[test]
+fn example_refuses_simulator_defaults_for_a_real_athena_and_derives_scopes() {
+    let (_, text) = example();
+    let with = |extra: &[(&str, &str)]| {
+        let env: BTreeMap<String, String> = [
+            ("ATHENA_CONNECT_ADMIN_TOKEN", "example-admin-token-0123"),
+            ("FHIR_PUSH_SECRET", "example-push-secret-0123"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        RootConfig::load_str(&text, &env).and_then(|c| c.validate().map(|()| c))
+    };
+    let local = with(&[]).expect("the simulator on loopback needs nothing set");
+    assert_eq!(
+        local.athena.scopes,
+        [
+            "athena/service/Athenanet.MDP.*",
+            "system/AllergyIntolerance.read",
+            "system/Condition.read",
+            "system/Encounter.read",
+            "system/Immunization.read",
+            "system/MedicationRequest.read",
+            "system/Observation.read",
+            "system/Patient.read",
+            "system/Subscription.read",
+            "system/Subscription.write",
+        ]
+    );
+    assert!(!local.athena_scopes_explicit);
+    let preview = [("ATHENA_BASE_URL", athena_client::config::PREVIEW_BASE_URL)];
+    let err = with(&preview).unwrap_err().to_string();
+    assert!(err.contains("client_secret"), "{err}");
+    let err = with(&[
+        ("ATHENA_BASE_URL", "http://athena.example.invalid"),
+        ("ATHENA_CLIENT_SECRET", "real-secret"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("base_url") && err.contains("https"), "{err}");
+    with(&[
+        ("ATHENA_BASE_URL", athena_client::config::PREVIEW_BASE_URL),
+        ("ATHENA_CLIENT_SECRET", "real-secret"),
+        (
+            "FHIR_PUSH_PUBLIC_URL",
+            "https://push.example.invalid/notifications",
+        ),
+    ])
+    .expect("a real athena with its own secret");
+    let err = with(&[("FHIR_PUSH_PUBLIC_URL", "http://push.example.invalid/n")])
+        .and_then(|c| connectors::validate_all(&c).map(|()| c))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("public_url"), "{err}");
 }

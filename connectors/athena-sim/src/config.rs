@@ -51,6 +51,9 @@ pub struct SimConfig {
     /// Pause between push delivery attempts.
     #[serde(with = "humantime_serde")]
     pub push_retry_interval: Duration,
+    /// Scopes the token endpoint never grants even when asked (an app that lacks them in the
+    /// Developer Console); requests needing them get the gateway's 403.
+    pub withheld_scopes: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -73,6 +76,7 @@ impl Default for SimConfig {
             export_max_lines: 1000,
             push_retry_for: Duration::from_secs(3600),
             push_retry_interval: Duration::from_secs(1),
+            withheld_scopes: Vec::new(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The API gateway in front of every `/v1` and `/fhir` route, in athena's order: bearer token
-//! (401), per-second QPS bucket and daily quota (Mashery-style 403 or 429), then the practice id
+//! (401), scope (403, [`crate::scopes`]), per-second QPS bucket and daily quota (Mashery-style 403 or 429), then the practice id
 //! (404 `Invalid practice.`). Also the outermost request counter that stamps `X-Request-Id`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,18 +123,29 @@ pub async fn api_guard(State(state): State<SimState>, req: Request, next: Next) 
                 .into_response(),
         );
     };
-    let valid = {
+    let granted = {
         let tokens = state.inner.tokens.lock();
         tokens
             .get(&token)
-            .is_some_and(|t| t.expires > Instant::now())
+            .filter(|t| t.expires > Instant::now())
+            .map(|t| t.scope.clone())
     };
     // Guess: an unknown or expired token reaches athena's OAuth check and gets a JSON 401.
-    if !valid {
+    let Some(granted) = granted else {
         return unauthorized(
             axum::Json(json!({"error": "Unauthorized", "detailedmessage": "The access token is invalid or has expired."}))
                 .into_response(),
         );
+    };
+    // 1b. Scopes, by the default per-route rule (any route, including ones added later).
+    if let Some(needed) = crate::scopes::first_missing(
+        &granted,
+        req.method().as_str(),
+        req.uri().path(),
+        req.uri().query(),
+    ) {
+        tracing::info!(needed, "Refused a request whose token lacks a scope.");
+        return crate::scopes::forbidden(&needed);
     }
     // 2. Per-second limit (token bucket refilled continuously, capacity = one second's worth).
     if let Some(qps) = state.config().qps_limit {

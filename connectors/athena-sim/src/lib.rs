@@ -12,6 +12,7 @@
 //!   seeded per patient and linked to an Encounter.
 //! - [`feeds`]: Changed Data Subscriptions — feed table, delayed subscriptions, change rows.
 //! - [`guard`]: the gateway — bearer check, QPS bucket, daily quota, practice id, request ids.
+//! - [`scopes`]: the per-route scope rule the gateway enforces (decision 0022).
 //! - [`faults`]: scripted `FaultRule`s (status, latency, dropped connection, …).
 //! - [`generator`]: the deterministic change generator.
 //! - [`api`]: one file per API area (oauth, changed, patients, appointments, claims, documents,
@@ -29,6 +30,7 @@ pub mod generator;
 pub mod guard;
 pub mod model;
 pub mod push;
+pub mod scopes;
 pub mod state;
 pub mod util;
 

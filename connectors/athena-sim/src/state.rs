@@ -92,6 +92,9 @@ pub struct Inner {
     pub exports: Mutex<BTreeMap<String, ExportJob>>,
     /// The push platform (subscriptions, deliveries).
     pub push: crate::push::PushState,
+    /// Scopes the token endpoint leaves out of every grant (starts as
+    /// `SimConfig::withheld_scopes`; `PUT /_sim/scopes/withheld` changes it).
+    pub withheld_scopes: Mutex<Vec<String>>,
 }
 
 /// Handle on one simulated athenahealth environment; cheap to clone.
@@ -129,6 +132,7 @@ impl SimState {
                 quota: Mutex::new((Utc::now().date_naive(), 0)),
                 exports: Mutex::new(BTreeMap::new()),
                 push: Default::default(),
+                withheld_scopes: Mutex::new(config.withheld_scopes.clone()),
                 config,
             }),
         }
@@ -147,6 +151,12 @@ impl SimState {
     /// Removes every scripted fault.
     pub fn clear_faults(&self) {
         self.inner.faults.lock().clear();
+    }
+
+    /// From now on, token grants leave out these scopes (an app that lacks them); tokens
+    /// already issued keep theirs, so call [`SimState::revoke_tokens`] too for an immediate effect.
+    pub fn withhold_scopes(&self, scopes: Vec<String>) {
+        *self.inner.withheld_scopes.lock() = scopes;
     }
 
     /// Invalidates every issued token (later requests with them get 401).

@@ -266,6 +266,45 @@ pub fn today_eastern() -> NaiveDate {
     Utc::now().with_timezone(&New_York).date_naive()
 }
 
+/// One page of a proprietary list (reference §3.4): `limit` (default `default_limit`, at most
+/// `max`) and 0-based `offset`, `totalcount`, and relative `next` / `previous` links that carry
+/// the request's other parameters, the way athena pages (`path` is `/v1/{pid}/...`).
+pub fn paged(
+    key: &str,
+    items: Vec<Value>,
+    params: &Params,
+    path: &str,
+    default_limit: usize,
+    max: usize,
+) -> Value {
+    let total = items.len();
+    let limit = params.usize("limit").unwrap_or(default_limit).clamp(1, max);
+    let offset = params.usize("offset").unwrap_or(0);
+    let page: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
+    let link = |off: usize| {
+        let mut q: Vec<(String, String)> = params
+            .pairs()
+            .iter()
+            .filter(|(k, _)| k != "offset" && k != "limit")
+            .cloned()
+            .collect();
+        q.push(("limit".into(), limit.to_string()));
+        q.push(("offset".into(), off.to_string()));
+        format!(
+            "{path}?{}",
+            serde_urlencoded::to_string(&q).unwrap_or_default()
+        )
+    };
+    let mut v = serde_json::json!({ key: page, "totalcount": total });
+    if offset + limit < total {
+        v["next"] = Value::String(link(offset + limit));
+    }
+    if offset > 0 {
+        v["previous"] = Value::String(link(offset.saturating_sub(limit)));
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,3 +154,67 @@ async fn token_endpoint_enforces_its_per_minute_limit() {
     assert_eq!(sim.state.token_requests(), statuses.len() as u64);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn scopes_are_enforced_per_route() {
+    let sim = RunningSim::start(SimConfig {
+        withheld_scopes: vec!["system/Observation.read".into()],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/oauth2/v1/token", sim.base_url))
+        .basic_auth("sim-client", Some("sim-secret"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "scope",
+                "athena/service/Athenanet.MDP.* system/Patient.rs system/Observation.read",
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    // A withheld scope is left out of the grant, as athena grants only what the app has.
+    assert_eq!(
+        v["scope"],
+        "athena/service/Athenanet.MDP.* system/Patient.rs"
+    );
+    let token = v["access_token"].as_str().unwrap().to_string();
+    let get = |path: String| {
+        let http = http.clone();
+        let token = token.clone();
+        async move { http.get(path).bearer_auth(token).send().await.unwrap() }
+    };
+    let base = &sim.base_url;
+    assert_eq!(get(format!("{base}/v1/{PID}/ping")).await.status(), 200);
+    let patient = get(format!(
+        "{base}/fhir/r4/Patient?ah-practice=Organization/a-1.Practice-{PID}&_id=a-{PID}.E-60178"
+    ))
+    .await;
+    assert_eq!(patient.status(), 200, "a v2 .rs scope covers read");
+    let obs = get(format!(
+        "{base}/fhir/r4/Observation?ah-practice=Organization/a-1.Practice-{PID}&patient=a-{PID}.E-60178"
+    ))
+    .await;
+    assert_eq!(obs.status(), 403);
+    let challenge = obs.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains("insufficient_scope") && challenge.contains("system/Observation.read"),
+        "{challenge}"
+    );
+    assert!(
+        obs.text().await.unwrap().starts_with("<h1>"),
+        "the gateway answers without JSON"
+    );
+    // The default rule covers routes nobody listed: Subscription management needs its scopes.
+    let subs = get(format!("{base}/fhir/r4/Subscription")).await;
+    assert_eq!(subs.status(), 403);
+    sim.shutdown().await;
+}

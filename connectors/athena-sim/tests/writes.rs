@@ -429,3 +429,110 @@ async fn clinical_documents_and_insurances() {
     assert_eq!(h.get_ok(&ins).await["totalcount"], 2);
     h.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn reference_lists_page_with_next_links() {
+    let h = Harness::start(SimConfig::default()).await;
+    // Follow `next` from a one-item page until it is absent, as a client does (§3.4).
+    let mut url = h.v1("/appointmenttypes?limit=1");
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let v: Value = h.get(&url).await.json().await.unwrap();
+        pages += 1;
+        assert_eq!(v["totalcount"], 2, "{v}");
+        for t in v["appointmenttypes"].as_array().unwrap() {
+            ids.push(t["appointmenttypeid"].as_str().unwrap().to_string());
+        }
+        match v["next"].as_str() {
+            Some(next) => {
+                assert!(
+                    next.starts_with(&format!("/v1/{PID}/appointmenttypes?")),
+                    "{next}"
+                );
+                url = format!("{}{next}", h.sim.base_url);
+            }
+            None => break,
+        }
+    }
+    assert_eq!((pages, ids), (2, vec!["2".to_string(), "82".to_string()]));
+    // Reasons need a department and a provider, like athena's.
+    let r = h.get(&h.v1("/patientappointmentreasons")).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = h
+        .get(&h.v1("/patientappointmentreasons?departmentid=1&providerid=71"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["patientappointmentreasons"].as_array().unwrap().len(), 2);
+    let v: Value = h
+        .get(&h.v1("/insurancepackages?insurancepackagename=synthetic&limit=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["totalcount"], 2, "{v}");
+    assert!(
+        v["next"]
+            .as_str()
+            .unwrap()
+            .contains("insurancepackagename=synthetic"),
+        "{v}"
+    );
+    // Open slots page too: the first page of one slot links to the second.
+    let v: Value = h
+        .get(&h.v1("/appointments/open?departmentid=1&limit=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let next = v["next"].as_str().expect("more than one open slot");
+    assert!(
+        next.contains("departmentid=1") && next.contains("offset=1"),
+        "{next}"
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn booking_needs_a_schedulable_type_or_reason() {
+    let h = Harness::start(SimConfig::default()).await;
+    let (patient, _) = book_one(&h).await;
+    let day = (Utc::now() + ChronoDuration::days(4)).date_naive();
+    let slot = h
+        .sim
+        .state
+        .add_open_slots(PID, "1", "71", day, &["15:00"])
+        .remove(0);
+    let url = h.v1(&format!("/appointments/{slot}"));
+    for (form, field) in [
+        (vec![("patientid", patient.as_str())], "missingfields"),
+        (
+            vec![
+                ("patientid", patient.as_str()),
+                ("appointmenttypeid", "999"),
+            ],
+            "invalidfields",
+        ),
+        (
+            vec![("patientid", patient.as_str()), ("reasonid", "5")],
+            "invalidfields",
+        ),
+    ] {
+        let r = h.form(Method::PUT, &url, &form).await;
+        assert_eq!(r.status(), 400, "{form:?}");
+        let v: Value = r.json().await.unwrap();
+        assert!(!v[field].as_array().unwrap().is_empty(), "{form:?}: {v}");
+    }
+    // A reason from the list books (web scheduling).
+    let r = h
+        .form(
+            Method::PUT,
+            &url,
+            &[("patientid", &patient), ("reasonid", "1082")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    h.sim.shutdown().await;
+}

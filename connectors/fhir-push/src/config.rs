@@ -57,6 +57,10 @@ pub struct Config {
     /// public HTTPS on 443 with a publicly trusted certificate: set `tls`, or terminate TLS in
     /// front of the receiver (ingress, load balancer).
     pub public_url: String,
+    /// Accept a plain-`http` `public_url` on a host other than loopback: only for a simulator
+    /// on a container network (docker compose). athena delivers to HTTPS only.
+    #[serde(default)]
+    pub allow_insecure_public_url: bool,
     /// Serve HTTPS with these PEM files; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
     /// Largest accepted notification body; larger requests get 413. athena's notifications are
@@ -228,6 +232,7 @@ impl Config {
             max_event_age: default_max_event_age(),
             ack_budget: default_ack_budget(),
             subscription_topics: Vec::new(),
+            allow_insecure_public_url: false,
             manage_subscriptions: true,
             topic_base: None,
             notifications_topic: default_notifications_topic(),
@@ -337,6 +342,17 @@ impl Validate for Config {
             ));
         }
         match url::Url::parse(&self.public_url) {
+            Ok(u)
+                if u.scheme() == "http"
+                    && !self.allow_insecure_public_url
+                    && !athena_client::config::is_loopback(&u) =>
+            {
+                return Err(CoreError::config(
+                    key("public_url"),
+                    "must be https for any host but loopback (athena delivers to HTTPS only; \
+                     allow_insecure_public_url = true only for a simulator on a container network)",
+                ));
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => {
                 return Err(CoreError::config(
@@ -427,6 +443,15 @@ mod tests {
             "https://h.example.invalid/hook",
         );
         ok.validate().unwrap();
+        // athena delivers to HTTPS only: plain http only on loopback or when allowed.
+        let mut c = ok.clone();
+        c.public_url = "http://push.example.invalid/hook".into();
+        assert!(c.validate().unwrap_err().to_string().contains("public_url"));
+        c.allow_insecure_public_url = true;
+        c.validate().unwrap();
+        c.allow_insecure_public_url = false;
+        c.public_url = "http://127.0.0.1:8088/hook".into();
+        c.validate().unwrap();
         let mut c = ok.clone();
         c.secret = Secret::new("short");
         assert!(

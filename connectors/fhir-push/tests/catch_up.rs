@@ -498,6 +498,7 @@ async fn max_rows_continues_at_the_next_step_and_an_outage_keeps_the_window() {
     cc.rate_limit.qps = 200.0;
     cc.rate_limit.token_requests_per_minute = 60;
     cc.retry.max_attempts = 1;
+    cc.scopes = common::push_scopes();
     let client = AthenaClient::new(cc).unwrap();
     let practice = client.practice(PRACTICE);
     for feed in [Feed::Patients, Feed::Appointments] {

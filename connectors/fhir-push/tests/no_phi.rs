@@ -45,6 +45,17 @@ async fn push_logs_and_dead_letter_headers_carry_no_phi() {
     );
     cc.rate_limit.qps = 200.0;
     cc.rate_limit.token_requests_per_minute = 60;
+    // The simulator enforces scopes per route: the proprietary API, the Subscription scopes
+    // and a FHIR read per typed resource type.
+    use athena_client::scopes;
+    cc.scopes = scopes::with_fhir_reads(
+        &[
+            scopes::MDP,
+            scopes::SUBSCRIPTION_READ,
+            scopes::SUBSCRIPTION_WRITE,
+        ],
+        &[athena_contracts::events::FHIR_RESOURCE_TYPES, &["Patient"]].concat(),
+    );
     let client = AthenaClient::new(cc).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -158,3 +158,14 @@ pub async fn add_slots(
     let times: Vec<&str> = b.times.iter().map(String::as_str).collect();
     Json(json!({"appointmentids": s.add_open_slots(pid, &b.department_id, &b.provider_id, b.date, &times)})).into_response()
 }
+
+/// `PUT /_sim/scopes/withheld` with a JSON list of scope names: later token grants leave them
+/// out, and every issued token is revoked so the change applies at once.
+pub async fn put_withheld_scopes(
+    State(s): State<SimState>,
+    Json(scopes): Json<Vec<String>>,
+) -> Response {
+    s.withhold_scopes(scopes);
+    s.revoke_tokens();
+    StatusCode::NO_CONTENT.into_response()
+}

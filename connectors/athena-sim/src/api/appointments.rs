@@ -61,14 +61,6 @@ fn date_range(params: &Params) -> ApiResult<(chrono::NaiveDate, chrono::NaiveDat
     Ok((start, end))
 }
 
-fn paged(key: &str, items: Vec<Value>, params: &Params, default_limit: usize, max: usize) -> Value {
-    let total = items.len();
-    let limit = params.usize("limit").unwrap_or(default_limit).clamp(1, max);
-    let offset = params.usize("offset").unwrap_or(0);
-    let page: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
-    json!({ key: page, "totalcount": total })
-}
-
 /// `GET /v1/{practiceid}/appointments/open` (default window today..+7 days; limit 1000 / 10000).
 pub async fn open(State(s): State<SimState>, Path(pid): Path<u64>, params: Params) -> Response {
     let r = (|| {
@@ -93,7 +85,14 @@ pub async fn open(State(s): State<SimState>, Path(pid): Path<u64>, params: Param
                 .filter(|a| types.is_empty() || types.contains(&a.appointment_type_id))
                 .map(Appointment::to_json)
                 .collect();
-            Ok(paged("appointments", items, &params, 1000, 10_000))
+            Ok(crate::util::paged(
+                "appointments",
+                items,
+                &params,
+                &format!("/v1/{pid}/appointments/open"),
+                1000,
+                10_000,
+            ))
         })
     })();
     r.map(ok).into_response()
@@ -157,6 +156,36 @@ pub fn book(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Value, Str
             json!({"error": "That appointment time was already booked or not available for booking.",
                    "detailedmessage": "The appointment slot is no longer open."}),
         ));
+    }
+    // athena's booking rules: a reason (web scheduling) or an appointment type (staff booking)
+    // is required, and it must be one the practice schedules.
+    // Guess: checked after the slot's availability (a taken slot answers 409 whatever the
+    // form), with the usual missing/invalid-fields 400.
+    use crate::api::reference::{APPOINTMENT_TYPES, reason_of};
+    match (params.get("appointmenttypeid"), params.get("reasonid")) {
+        (None, None) => {
+            return Err(ApiError::missing(vec![
+                "appointmenttypeid".into(),
+                "reasonid".into(),
+            ]));
+        }
+        (Some(t), _) if !APPOINTMENT_TYPES.iter().any(|(id, _, _)| *id == t) => {
+            return Err(ApiError::invalid(
+                "appointmenttypeid",
+                "The appointment type is not schedulable.",
+            ));
+        }
+        (_, Some(r))
+            if !APPOINTMENT_TYPES
+                .iter()
+                .any(|(id, _, _)| reason_of(id) == r) =>
+        {
+            return Err(ApiError::invalid(
+                "reasonid",
+                "The reason is not schedulable.",
+            ));
+        }
+        _ => {}
     }
     a.status = "f".into();
     a.patient_id = Some(pat);
@@ -385,7 +414,14 @@ pub async fn booked(State(s): State<SimState>, Path(pid): Path<u64>, params: Par
                 .filter(|a| statuses.is_empty() || statuses.contains(&a.status))
                 .map(Appointment::to_json)
                 .collect();
-            Ok(paged("appointments", items, &params, 1500, 5000))
+            Ok(crate::util::paged(
+                "appointments",
+                items,
+                &params,
+                &format!("/v1/{pid}/appointments/booked"),
+                1500,
+                5000,
+            ))
         })
     })();
     r.map(ok).into_response()

@@ -83,6 +83,18 @@ pub fn build_router(state: SimState) -> Router {
         .route(&format!("{v1}/departments"), get(reference::departments))
         .route(&format!("{v1}/providers"), get(reference::providers))
         .route(
+            &format!("{v1}/appointmenttypes"),
+            get(reference::appointment_types),
+        )
+        .route(
+            &format!("{v1}/patientappointmentreasons"),
+            get(reference::appointment_reasons),
+        )
+        .route(
+            &format!("{v1}/insurancepackages"),
+            get(reference::insurance_packages),
+        )
+        .route(
             &format!("{v1}/providers/{{providerid}}"),
             get(reference::provider),
         )
@@ -209,6 +221,7 @@ pub fn build_router(state: SimState) -> Router {
         )
         .route("/_sim/ledger", get(admin::ledger))
         .route("/_sim/revoke", post(admin::revoke))
+        .route("/_sim/scopes/withheld", put(admin::put_withheld_scopes))
         .route("/_sim/generate", post(admin::generate))
         .route("/_sim/stats", get(admin::stats))
         .route(

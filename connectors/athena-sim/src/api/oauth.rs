@@ -95,6 +95,15 @@ fn grant(state: &SimState, headers: &HeaderMap, params: &Params) -> Response {
         )
             .into_response();
     };
+    // athena grants what the app was given in the Developer Console, which may be less than
+    // asked for; `withheld_scopes` plays an app that lacks some.
+    let withheld = state.inner.withheld_scopes.lock().clone();
+    let granted: Vec<&str> = scope
+        .split_whitespace()
+        .filter(|s| !withheld.iter().any(|w| w == s))
+        .collect();
+    let scope = granted.join(" ");
+    let scope = scope.as_str();
     let token = format!("sim-{}", uuid::Uuid::new_v4().simple());
     state.inner.tokens.lock().insert(
         token.clone(),

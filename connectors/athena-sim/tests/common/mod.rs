@@ -5,6 +5,11 @@
 use athena_sim::{RunningSim, SimConfig};
 use serde_json::Value;
 
+/// What the harness's token asks for: every route these tests call is covered (the simulator
+/// enforces scopes per route; `scopes_are_enforced_per_route` tests the refusals).
+pub const ALL_SCOPES: &str =
+    "athena/service/Athenanet.MDP.* system/*.read system/Subscription.write";
+
 /// Practice every test uses.
 pub const PID: u64 = 195_900;
 
@@ -86,10 +91,7 @@ pub async fn grant(http: &reqwest::Client, base: &str) -> String {
     let r = http
         .post(format!("{base}/oauth2/v1/token"))
         .basic_auth("sim-client", Some("sim-secret"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "athena/service/Athenanet.MDP.*"),
-        ])
+        .form(&[("grant_type", "client_credentials"), ("scope", ALL_SCOPES)])
         .send()
         .await
         .expect("token request");

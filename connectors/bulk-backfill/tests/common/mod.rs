@@ -29,6 +29,12 @@ pub fn athena_at(sim: &RunningSim, qps: f64) -> AthenaClient {
     c.rate_limit.qps = qps;
     c.rate_limit.burst = 50;
     c.rate_limit.token_requests_per_minute = 60;
+    // The simulator enforces scopes per route: `$export` and reads need a FHIR read scope per
+    // type, the patient lookups the proprietary API.
+    c.scopes = athena_client::scopes::with_fhir_reads(
+        &[athena_client::scopes::MDP],
+        &[athena_contracts::events::FHIR_RESOURCE_TYPES, &["Patient"]].concat(),
+    );
     AthenaClient::new(c).unwrap()
 }
 

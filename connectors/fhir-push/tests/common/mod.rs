@@ -35,7 +35,23 @@ pub fn athena(sim: &RunningSim) -> AthenaClient {
     c.rate_limit.qps = 200.0;
     c.rate_limit.burst = 50;
     c.rate_limit.token_requests_per_minute = 60;
+    c.scopes = push_scopes();
     AthenaClient::new(c).unwrap()
+}
+
+/// What the push connector needs from athena: the proprietary API (inflation of Patient and
+/// Appointment foci, catch-up feeds), a FHIR read per typed resource type, and the
+/// Subscription scopes (the simulator enforces scopes per route).
+pub fn push_scopes() -> Vec<String> {
+    use athena_client::scopes;
+    scopes::with_fhir_reads(
+        &[
+            scopes::MDP,
+            scopes::SUBSCRIPTION_READ,
+            scopes::SUBSCRIPTION_WRITE,
+        ],
+        &[athena_contracts::events::FHIR_RESOURCE_TYPES, &["Patient"]].concat(),
+    )
 }
 
 /// A port nothing listens on right now.
