@@ -59,15 +59,6 @@ const OUTAGE: Duration = Duration::from_secs(60);
 /// The focus that crash-looped the push connector in issue 11.
 const POISON_FOCUS: &str = "Encounter/a-195900.encounter-1/_history/2";
 
-/// A free port on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The private broker.
 
@@ -328,16 +319,6 @@ async fn wait_all_running(admin: &str, what: &str, proc: &Proc) -> f64 {
 
 /// Notifications the test posted: (patient id, HTTP status or 0 when the request failed).
 type Posted = Arc<Mutex<Vec<(String, u16)>>>;
-
-fn notification(event_id: &str, number: u64, topic: &str, focus: &str) -> String {
-    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
-        "resourceType": "SubscriptionStatus", "type": "event-notification",
-        "subscription": {"reference": "Subscription/chaos"},
-        "topic": format!("https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/{topic}"),
-        "notificationEvent": [{"id": event_id, "eventNumber": number.to_string(),
-            "focus": {"reference": focus}}]}}]})
-    .to_string()
-}
 
 async fn post_signed(client: &reqwest::Client, url: &str, body: &str) -> u16 {
     client

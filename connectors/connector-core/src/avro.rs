@@ -447,6 +447,8 @@ impl RegistryClient {
             .timeout(config.timeout)
             .build()
             .map_err(|e| CoreError::RegistryUnavailable(e.to_string()))?;
+        // The records' `ce_dataschema` points into this registry.
+        crate::headers::set_registry_url(&config.url);
         Ok(RegistryClient { config, http })
     }
 

@@ -347,3 +347,24 @@ pub async fn read_topic(
 pub fn has_key(msgs: &[OwnedMessage], key: &str) -> bool {
     msgs.iter().any(|m| m.key() == Some(key.as_bytes()))
 }
+
+/// A free port on 127.0.0.1 (for listeners the config must name in advance).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// An athena FHIR `Bundle` notification with one event about `focus` (e.g.
+/// `Patient/a-195900.E-123`) on SubscriptionTopic `topic`.
+pub fn notification(event_id: &str, number: u64, topic: &str, focus: &str) -> String {
+    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
+        "resourceType": "SubscriptionStatus", "type": "event-notification",
+        "subscription": {"reference": "Subscription/chaos"},
+        "topic": format!("https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/{topic}"),
+        "notificationEvent": [{"id": event_id, "eventNumber": number.to_string(),
+            "focus": {"reference": focus}}]}}]})
+    .to_string()
+}
