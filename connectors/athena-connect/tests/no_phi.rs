@@ -109,21 +109,7 @@ async fn no_phi_in_logs_metrics_spans_or_dlq_headers() {
     for t in [&names.patients, &names.appointments, &names.billing] {
         stack.create_topic(t, 3).await;
     }
-    let source = format!(
-        r#"
-[sources.changed_data.src]
-practices = ["{PRACTICE}"]
-topic_prefix = "{prefix}"
-state_topic = "{prefix}state"
-topic_partitions = 1
-poll_interval = "200ms"
-max_poll_interval = "1s"
-
-[sources.changed_data.src.feeds]
-patients = {{}}
-appointments = {{}}
-"#
-    );
+    let source = source_section("src", &prefix, "patients = {}\nappointments = {}");
     let config = base_config(
         &stack,
         &sim.base_url,

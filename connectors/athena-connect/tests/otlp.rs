@@ -224,42 +224,19 @@ async fn semantic_convention_spans_reach_a_tls_collector_and_records_carry_cloud
     }
     let prefix = format!("{}.", unique("otlp"));
     let push_port = free_port();
-    let notifications = format!("{prefix}notifications");
+    let push_base = format!("{prefix}push");
+    let notifications = format!("{push_base}.notifications");
     let extra = format!(
         r#"{sink}
 [telemetry.otlp]
 endpoint = "{endpoint}"
 service_name = "{SERVICE}"
 ca_file = "{TLS}/ca.pem"
-
-[sources.changed_data.src]
-practices = ["{PRACTICE}"]
-topic_prefix = "{prefix}"
-state_topic = "{prefix}state"
-topic_partitions = 1
-poll_interval = "200ms"
-max_poll_interval = "1s"
-
-[sources.changed_data.src.feeds]
-patients = {{}}
-
-[sources.fhir_push.push]
-adapter = "athena"
-practice_id = {PRACTICE}
-secret = "{PUSH_SECRET}"
-listen = "127.0.0.1:{push_port}"
-public_url = "http://127.0.0.1:{push_port}/notifications"
-subscription_topics = ["Patient.update"]
-manage_subscriptions = false
-catch_up = false
-notifications_topic = "{notifications}"
-notifications_partitions = 1
-patients_topic = "{prefix}push.patients"
-appointments_topic = "{prefix}push.appointments"
-fhir_resources_topic = "{prefix}push.fhir"
-group_id = "{prefix}inflate"
-"#,
-        sink = names.section("wb")
+{source}
+{push}"#,
+        sink = names.section("wb"),
+        source = source_section("src", &prefix, "patients = {}"),
+        push = push_section("push", push_port, PUSH_SECRET, &push_base),
     );
     let config = base_config(&stack, &sim.base_url, "json", &extra);
     let mut proc = Proc::start(&config, &[]);
@@ -332,18 +309,13 @@ group_id = "{prefix}inflate"
         "Patient.update",
         &format!("Patient/a-{PRACTICE}.E-{patient}"),
     );
-    let code = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{push_port}/notifications"))
-        .header("Content-Type", "application/fhir+json")
-        .header(
-            "X-Hub-Signature",
-            fhir_push::signature::sign(PUSH_SECRET.as_bytes(), body.as_bytes()),
-        )
-        .body(body.clone())
-        .send()
-        .await
-        .expect("post notification")
-        .status();
+    let code = post_signed(
+        &reqwest::Client::new(),
+        &format!("http://127.0.0.1:{push_port}/notifications"),
+        PUSH_SECRET,
+        &body,
+    )
+    .await;
     assert_eq!(code, 200, "output:\n{}", proc.output());
     let notes = read_topic(
         &stack.kafka(),
@@ -382,7 +354,7 @@ group_id = "{prefix}inflate"
     // The inflater continues the notification's trace into the event it produces.
     let inflated = read_topic(
         &stack.kafka(),
-        &format!("{prefix}push.patients"),
+        &format!("{push_base}.patients"),
         Duration::from_secs(60),
         |m| !m.is_empty(),
     )

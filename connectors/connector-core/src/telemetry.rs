@@ -245,17 +245,30 @@ pub const ATHENA_REQUEST_SPAN: &str = "athena_request";
 // (`otel.kind`) tells producer from consumer. Attribute values are topic names, partitions,
 // offsets and counts only: never record keys or payloads (PHI).
 
+/// An INFO span `kafka.<op>` with the attributes every messaging span shares, exported as
+/// `$name` with kind `$kind`; more fields after those.
+macro_rules! messaging_span {
+    ($op:literal, $kind:literal, $name:expr $(, $($field:tt)+)?) => {
+        tracing::info_span!(
+            concat!("kafka.", $op),
+            otel.name = %$name,
+            otel.kind = $kind,
+            messaging.system = "kafka",
+            messaging.operation.type = $op,
+            messaging.operation.name = $op,
+            $($($field)+)?
+        )
+    };
+}
+
 /// A PRODUCER span `send <topic>` around handing one batch of `count` records to the producer
 /// and awaiting its acknowledgements. Its context is what [`crate::headers`] injects into the
 /// records' `traceparent` when it is current.
 pub fn send_span(topic: &str, count: usize) -> tracing::Span {
-    tracing::info_span!(
-        "kafka.send",
-        otel.name = %format_args!("send {topic}"),
-        otel.kind = "producer",
-        messaging.system = "kafka",
-        messaging.operation.type = "send",
-        messaging.operation.name = "send",
+    messaging_span!(
+        "send",
+        "producer",
+        format_args!("send {topic}"),
         messaging.destination.name = %topic,
         messaging.batch.message_count = count as i64,
     )
@@ -277,13 +290,10 @@ pub fn batch_send_span<'a>(topics: impl IntoIterator<Item = &'a str>) -> tracing
     if same {
         return send_span(first, count);
     }
-    tracing::info_span!(
-        "kafka.send",
-        otel.name = "send",
-        otel.kind = "producer",
-        messaging.system = "kafka",
-        messaging.operation.type = "send",
-        messaging.operation.name = "send",
+    messaging_span!(
+        "send",
+        "producer",
+        "send",
         messaging.batch.message_count = count as i64,
     )
 }
@@ -291,13 +301,10 @@ pub fn batch_send_span<'a>(topics: impl IntoIterator<Item = &'a str>) -> tracing
 /// A CONSUMER span `process <topic>` for handling one consumed record, at `partition` and
 /// `offset`; continue the record's trace with [`crate::headers::continue_trace`].
 pub fn process_span(topic: &str, partition: i32, offset: i64) -> tracing::Span {
-    tracing::info_span!(
-        "kafka.process",
-        otel.name = %format_args!("process {topic}"),
-        otel.kind = "consumer",
-        messaging.system = "kafka",
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
+    messaging_span!(
+        "process",
+        "consumer",
+        format_args!("process {topic}"),
         messaging.destination.name = %topic,
         messaging.destination.partition.id = %partition,
         messaging.kafka.offset = offset,
@@ -307,13 +314,10 @@ pub fn process_span(topic: &str, partition: i32, offset: i64) -> tracing::Span {
 /// A PRODUCER span `create <topic>` for one record built now and sent later (in a transaction
 /// with others): the record's own creation context, injected into its `traceparent`.
 pub fn create_span(topic: &str) -> tracing::Span {
-    tracing::info_span!(
-        "kafka.create",
-        otel.name = %format_args!("create {topic}"),
-        otel.kind = "producer",
-        messaging.system = "kafka",
-        messaging.operation.type = "create",
-        messaging.operation.name = "create",
+    messaging_span!(
+        "create",
+        "producer",
+        format_args!("create {topic}"),
         messaging.destination.name = %topic,
     )
 }

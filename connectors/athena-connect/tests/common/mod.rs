@@ -368,3 +368,65 @@ pub fn notification(event_id: &str, number: u64, topic: &str, focus: &str) -> St
             "focus": {"reference": focus}}]}}]})
     .to_string()
 }
+
+/// The `[sources.fhir_push.<name>]` table of an athena push receiver on `port` signing with
+/// `secret` (a literal or a `${VAR}`), no subscription management and no catch-up, its topics
+/// `<base>.notifications` (2 partitions), `<base>.patients`, `<base>.appointments`,
+/// `<base>.fhir` and its group `<base>.inflate`.
+pub fn push_section(name: &str, port: u16, secret: &str, base: &str) -> String {
+    format!(
+        r#"
+[sources.fhir_push.{name}]
+adapter = "athena"
+practice_id = {PRACTICE}
+secret = "{secret}"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}/notifications"
+subscription_topics = ["Patient.update"]
+manage_subscriptions = false
+catch_up = false
+notifications_topic = "{base}.notifications"
+notifications_partitions = 2
+patients_topic = "{base}.patients"
+appointments_topic = "{base}.appointments"
+fhir_resources_topic = "{base}.fhir"
+group_id = "{base}.inflate"
+"#
+    )
+}
+
+/// The `[sources.changed_data.<name>]` table: the test practice, topics under `prefix` (one
+/// partition), fast polls, and the `feeds` table's body (e.g. `patients = {}`).
+pub fn source_section(name: &str, prefix: &str, feeds: &str) -> String {
+    format!(
+        r#"
+[sources.changed_data.{name}]
+practices = ["{PRACTICE}"]
+topic_prefix = "{prefix}"
+state_topic = "{prefix}state"
+topic_partitions = 1
+poll_interval = "200ms"
+max_poll_interval = "1s"
+
+[sources.changed_data.{name}.feeds]
+{feeds}
+"#
+    )
+}
+
+/// POSTs `body` to `url` signed with `secret` as athena does (`X-Hub-Signature`); the HTTP
+/// status, or 0 when the request failed.
+pub async fn post_signed(client: &reqwest::Client, url: &str, secret: &str, body: &str) -> u16 {
+    client
+        .post(url)
+        .header("Content-Type", "application/fhir+json")
+        .header(
+            "X-Hub-Signature",
+            fhir_push::signature::sign(secret.as_bytes(), body.as_bytes()),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
