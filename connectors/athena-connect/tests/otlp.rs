@@ -87,6 +87,23 @@ impl Collector {
     }
 }
 
+impl Collector {
+    /// The `send <topic>` PRODUCER span a record's `traceparent` names, once exported.
+    async fn send_span_of(&self, m: &OwnedMessage, proc: &Proc) -> Seen {
+        let (trace, span) = traceparent(m);
+        let what = format!("the producer span of a record on {}", m.topic());
+        let s = self
+            .wait_for(&what, proc, |s| s.trace_id == trace && s.span_id == span)
+            .await;
+        assert_eq!(s.name, format!("send {}", m.topic()));
+        assert_eq!(s.kind, kind(SpanKind::Producer));
+        assert_eq!(s.attr("messaging.system"), Some("kafka"));
+        assert_eq!(s.attr("messaging.operation.type"), Some("send"));
+        assert_eq!(s.attr("messaging.destination.name"), Some(m.topic()));
+        s
+    }
+}
+
 /// One exported span, flattened for the assertions.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -268,20 +285,7 @@ ca_file = "{TLS}/ca.pem"
             proc.output()
         )
     });
-    let (ev_trace, ev_span) = traceparent(event);
-    let send = collector
-        .wait_for("the event's producer span", &proc, |s| {
-            s.trace_id == ev_trace && s.span_id == ev_span
-        })
-        .await;
-    assert_eq!(send.name, format!("send {events_topic}"));
-    assert_eq!(send.kind, kind(SpanKind::Producer));
-    assert_eq!(send.attr("messaging.system"), Some("kafka"));
-    assert_eq!(send.attr("messaging.operation.type"), Some("send"));
-    assert_eq!(
-        send.attr("messaging.destination.name"),
-        Some(events_topic.as_str())
-    );
+    let send = collector.send_span_of(event, &proc).await;
     let poll = collector
         .wait_for("the poll's span", &proc, |s| {
             s.span_id == send.parent_span_id
@@ -334,14 +338,8 @@ ca_file = "{TLS}/ca.pem"
     for k in ["ce_id", "ce_source", "ce_time"] {
         assert!(!header(note, k).is_empty(), "{k}");
     }
-    let (note_trace, note_span) = traceparent(note);
-    let note_send = collector
-        .wait_for("the notification's producer span", &proc, |s| {
-            s.trace_id == note_trace && s.span_id == note_span
-        })
-        .await;
-    assert_eq!(note_send.name, format!("send {notifications}"));
-    assert_eq!(note_send.kind, kind(SpanKind::Producer));
+    let note_send = collector.send_span_of(note, &proc).await;
+    assert_eq!(note.topic(), notifications);
     let webhook = collector
         .wait_for("the webhook's server span", &proc, |s| {
             s.span_id == note_send.parent_span_id
@@ -360,7 +358,7 @@ ca_file = "{TLS}/ca.pem"
     )
     .await;
     let inflated = inflated.first().expect("the inflated event");
-    assert_eq!(traceparent(inflated).0, note_trace);
+    assert_eq!(traceparent(inflated).0, note_send.trace_id);
     assert_avro_binding(inflated).await;
 
     // ---- Write-back: command -> athena call -> result in the caller's trace.
