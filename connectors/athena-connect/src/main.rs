@@ -233,6 +233,7 @@ impl From<SchemaArgs> for schemas::SchemaOptions {
 }
 
 fn main() {
+    connector_core::runtime::install_tls_provider();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

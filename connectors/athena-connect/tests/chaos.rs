@@ -59,15 +59,6 @@ const OUTAGE: Duration = Duration::from_secs(60);
 /// The focus that crash-looped the push connector in issue 11.
 const POISON_FOCUS: &str = "Encounter/a-195900.encounter-1/_history/2";
 
-/// A free port on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The private broker.
 
@@ -329,31 +320,6 @@ async fn wait_all_running(admin: &str, what: &str, proc: &Proc) -> f64 {
 /// Notifications the test posted: (patient id, HTTP status or 0 when the request failed).
 type Posted = Arc<Mutex<Vec<(String, u16)>>>;
 
-fn notification(event_id: &str, number: u64, topic: &str, focus: &str) -> String {
-    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
-        "resourceType": "SubscriptionStatus", "type": "event-notification",
-        "subscription": {"reference": "Subscription/chaos"},
-        "topic": format!("https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/{topic}"),
-        "notificationEvent": [{"id": event_id, "eventNumber": number.to_string(),
-            "focus": {"reference": focus}}]}}]})
-    .to_string()
-}
-
-async fn post_signed(client: &reqwest::Client, url: &str, body: &str) -> u16 {
-    client
-        .post(url)
-        .header("Content-Type", "application/fhir+json")
-        .header(
-            "X-Hub-Signature",
-            fhir_push::signature::sign(PUSH_SECRET.as_bytes(), body.as_bytes()),
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 /// Every ~250 ms: a new patient in the simulator and a signed `Patient.update` notification
 /// about it.
 fn spawn_notifier(
@@ -384,7 +350,7 @@ fn spawn_notifier(
                 "Patient.update",
                 &format!("Patient/a-{PRACTICE}.E-{patient}"),
             );
-            let code = post_signed(&client, &url, &body).await;
+            let code = post_signed(&client, &url, PUSH_SECRET, &body).await;
             posted.lock().unwrap().push((patient, code));
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -923,23 +889,9 @@ max_poll_interval = "1s"
 page_size = 50
 {feeds}
 {sink}
-[sources.fhir_push.push]
-adapter = "athena"
-practice_id = {PRACTICE}
-secret = "${{CHAOS_PUSH_SECRET}}"
-listen = "127.0.0.1:{push_port}"
-public_url = "http://127.0.0.1:{push_port}/notifications"
-subscription_topics = ["Patient.update"]
-manage_subscriptions = false
-catch_up = false
-notifications_topic = "{notifications}"
-notifications_partitions = 2
-patients_topic = "{push_patients}"
-appointments_topic = "{push_base}.appointments"
-fhir_resources_topic = "{push_base}.fhir"
-group_id = "{push_base}.inflate"
-"#,
+{push}"#,
         sink = names.section("wb"),
+        push = push_section("push", push_port, "${CHAOS_PUSH_SECRET}", &push_base),
     );
     let config = base_config(&stack, &sim.base_url, "json", &extra).replace(
         &format!("url = \"{}\"", shared.registry_url),
@@ -1046,7 +998,7 @@ group_id = "{push_base}.inflate"
     );
     let client = reqwest::Client::new();
     let permanent_before = permanent_errors(&admin, "push").await;
-    let poison_code = post_signed(&client, &push_url, &poison_body).await;
+    let poison_code = post_signed(&client, &push_url, PUSH_SECRET, &poison_body).await;
     assert!(
         (200..300).contains(&poison_code),
         "the poison notification is authentic and must be accepted: {poison_code}"

@@ -53,6 +53,7 @@ use chrono::{DateTime, Utc};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
 use connector_core::config::Validate;
+use connector_core::headers::{retrace, with_avro_data};
 use connector_core::kafka::{TopicSpec, ensure_topics};
 use connector_core::produce::produce_all;
 use connector_core::retry::Backoff;
@@ -63,6 +64,7 @@ use futures::future::BoxFuture;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
+use tracing::Instrument;
 
 pub use config::{Config, PatientSource};
 use state::{BackfillState, FileState, JobState, ManifestState};
@@ -293,17 +295,27 @@ impl Sink {
         }))
     }
 
-    /// Sends every event, then awaits every acknowledgement.
+    /// Sends every event, then awaits every acknowledgement. Each batch is a trace of its
+    /// own: a root PRODUCER span whose context is every event's `traceparent`.
     async fn flush(&self, batch: &mut Vec<Out>) -> Result<u64, Error> {
+        let span =
+            connector_core::telemetry::batch_send_span(batch.iter().map(|o| o.topic.as_str()));
+        let headers: Vec<OwnedHeaders> = span.in_scope(|| {
+            batch
+                .iter()
+                .map(|o| with_avro_data(retrace(&o.headers), &o.value))
+                .collect()
+        });
         let n = produce_all(
             &self.producer,
-            batch.iter().map(|o| {
+            batch.iter().zip(headers).map(|(o, h)| {
                 FutureRecord::to(&o.topic)
                     .key(&o.key)
                     .payload(&o.value)
-                    .headers(o.headers.clone())
+                    .headers(h)
             }),
         )
+        .instrument(span)
         .await
         .map_err(|f| CoreError::Kafka {
             operation: "produce snapshot event",

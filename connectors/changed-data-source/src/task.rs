@@ -186,24 +186,30 @@ impl FeedTask {
 
     /// Runs until shutdown; returns `Err` only for an error that stops this feed.
     pub async fn run(mut self) -> Result<(), Error> {
-        let span = tracing::info_span!(
-            "changed_data_feed",
-            connector = %self.connector,
-            practice = %self.practice,
-            feed = feed_name(self.feed)
-        );
-        async move {
-            let base = self.config.base_interval(self.feed);
-            let max = self.config.max_poll_interval;
-            let mut interval = base;
-            let mut needs_replay = self.cursor.in_progress_since.is_some();
-            let mut attempt = 0u32;
-            let mut control = self.control.clone();
-            while !control.is_shutdown() {
-                control.wait_resumed().await;
-                if control.is_shutdown() {
-                    break;
-                }
+        let base = self.config.base_interval(self.feed);
+        let max = self.config.max_poll_interval;
+        let mut interval = base;
+        let mut needs_replay = self.cursor.in_progress_since.is_some();
+        let mut attempt = 0u32;
+        let mut control = self.control.clone();
+        while !control.is_shutdown() {
+            control.wait_resumed().await;
+            if control.is_shutdown() {
+                break;
+            }
+            // One root span per poll cycle (a drain, or a replay), closed and exported when
+            // the cycle ends: a span for the life of the process would hold every event of the
+            // feed in one trace that reaches the collector only at shutdown.
+            let span = tracing::info_span!(
+                parent: None,
+                "changed_data_feed",
+                otel.name = %format_args!("poll {}", self.feed.path()),
+                connector = %self.connector,
+                practice = %self.practice,
+                feed = feed_name(self.feed),
+                replay = needs_replay,
+            );
+            let wait = async {
                 let step = if needs_replay {
                     self.replay().await.map(|_| None)
                 } else {
@@ -256,18 +262,18 @@ impl FeedTask {
                         }
                     }
                 };
-                let wait = self.budgeted(wait);
-                if wait > Duration::ZERO {
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = control.shutdown_requested() => {}
-                    }
+                Ok(self.budgeted(wait))
+            }
+            .instrument(span)
+            .await?;
+            if wait > Duration::ZERO {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = control.shutdown_requested() => {}
                 }
             }
-            Ok(())
         }
-        .instrument(span)
-        .await
+        Ok(())
     }
 
     /// Stretches `wait` to honour the daily request budget and athena's remaining quota.
@@ -487,15 +493,19 @@ impl FeedTask {
                         self.dlq.clone(),
                         cancel.clone(),
                     );
-                    tokio::spawn(async move {
-                        let page = Page {
-                            topic: &topic,
-                            events: &events,
-                            info: &info,
-                            dlq: Some(&dlq),
-                        };
-                        crate::writer::send_all_acked(&producer, &page, &cancel).await
-                    })
+                    // In the poll's span, so the page's `send` span is its child.
+                    tokio::spawn(
+                        async move {
+                            let page = Page {
+                                topic: &topic,
+                                events: &events,
+                                info: &info,
+                                dlq: Some(&dlq),
+                            };
+                            crate::writer::send_all_acked(&producer, &page, &cancel).await
+                        }
+                        .instrument(tracing::Span::current()),
+                    )
                 };
                 if let Some((c, prev)) = inflight.replace((count, send)) {
                     self.await_page(c, prev).await?;

@@ -22,7 +22,9 @@ use std::time::Duration;
 use chrono::SecondsFormat;
 use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore, checkpoint_record};
 use connector_core::dlq::{DeadLetterQueue, Reason, Stage};
-use connector_core::headers::{CloudEvent, inject_current_trace, with_cloud_event, with_str};
+use connector_core::headers::{
+    CloudEvent, inject_current_trace, with_avro_data, with_cloud_event, with_str,
+};
 use connector_core::kafka::KafkaConfig;
 use connector_core::kafka_errors::{classify, error_name};
 use connector_core::produce::{commit_transaction, produce_each};
@@ -32,6 +34,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::events::Mapped;
@@ -106,9 +109,11 @@ fn headers_for(m: &Mapped, info: &HeaderInfo, trace: &OwnedHeaders) -> OwnedHead
             ty: info.ce_type,
             source: &info.ce_source,
             time: time.as_deref(),
-            subject: &m.entity_id,
+            subject: Some(&m.entity_id),
         },
     );
+    // Every form of the event (full, without `original`) has the same writer schema.
+    h = with_avro_data(h, &m.value);
     for t in trace.iter() {
         if let Some(v) = t.value {
             h = h.insert(rdkafka::message::Header {
@@ -214,6 +219,18 @@ impl Writer {
     }
 
     async fn transaction(
+        &self,
+        page: &Page<'_>,
+        cursor: Option<(&str, &[u8])>,
+        cancel: &CancellationToken,
+    ) -> Result<(), Error> {
+        // The page's PRODUCER span: its context is every event's `traceparent`.
+        self.transaction_in_span(page, cursor, cancel)
+            .instrument(send_span(page))
+            .await
+    }
+
+    async fn transaction_in_span(
         &self,
         page: &Page<'_>,
         cursor: Option<(&str, &[u8])>,
@@ -410,6 +427,26 @@ impl HeaderInfo {
 /// until all are acknowledged; events refused for good are sent minimised or parked (see the
 /// module doc). Returns an error when `cancel` fires first or the producer failed fatally.
 pub async fn send_all_acked(
+    producer: &FutureProducer,
+    page: &Page<'_>,
+    cancel: &CancellationToken,
+) -> Result<(), Error> {
+    // The page's PRODUCER span: its context is every event's `traceparent`.
+    send_all_acked_in_span(producer, page, cancel)
+        .instrument(send_span(page))
+        .await
+}
+
+/// A `send <topic>` span for the events of `page` (none for a cursor-only write).
+fn send_span(page: &Page<'_>) -> tracing::Span {
+    if page.events.is_empty() {
+        tracing::Span::none()
+    } else {
+        connector_core::telemetry::send_span(page.topic, page.events.len())
+    }
+}
+
+async fn send_all_acked_in_span(
     producer: &FutureProducer,
     page: &Page<'_>,
     cancel: &CancellationToken,

@@ -525,6 +525,8 @@ impl RegistryClient {
             .http_client_builder()?
             .build()
             .map_err(|e| CoreError::RegistryUnavailable(e.to_string()))?;
+        // The records' `ce_dataschema` points into this registry.
+        crate::headers::set_registry_url(&config.url);
         Ok(RegistryClient { config, http })
     }
 

@@ -1,11 +1,18 @@
 //! Kafka headers athena-connect reads and writes: W3C trace context (`traceparent`,
 //! `tracestate`) so a command's trace continues through the athena call into its result, and
-//! CloudEvents-style attributes (`ce_id`, `ce_type`, `ce_source`, `ce_time`, `ce_subject`) on
-//! events so generic tooling can route them without decoding Avro.
+//! the CloudEvents Kafka protocol binding (binary mode: `ce_specversion`, `ce_id`, `ce_type`,
+//! `ce_source`, `ce_time`, `ce_subject`, `ce_dataschema` and `content-type`) on every record
+//! the project writes (events, command results, push notifications) so generic tooling can
+//! route them without decoding Avro.
+//!
+//! Avro values are in the Confluent wire format (magic byte 0, 4-byte schema id, Avro binary):
+//! their `content-type` is [`AVRO_CONTENT_TYPE`] and `ce_dataschema` is the registry URL of
+//! the writer schema, `<registry>/schemas/ids/<id>` (decision record 0018).
 //!
 //! Header values are ids, types and times only: never patient data.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use opentelemetry::propagation::{Extractor, Injector};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -73,6 +80,62 @@ pub fn continue_trace(span: &tracing::Span, headers: &impl Headers) {
     let _ = span.set_parent(cx);
 }
 
+/// Makes the current span's context the `traceparent` of a record whose headers were built
+/// earlier (under another span, or none): a copy of `headers` without any trace context, plus
+/// the current one.
+pub fn retrace(headers: &OwnedHeaders) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(headers.count() + 2);
+    for h in headers.iter() {
+        if h.key != TRACEPARENT && h.key != TRACESTATE {
+            out = out.insert(h);
+        }
+    }
+    inject_current_trace(out)
+}
+
+/// The CloudEvents `content-type` header (the binding's `datacontenttype`).
+pub const CONTENT_TYPE: &str = "content-type";
+/// `content-type` of Avro values in the Confluent wire format (the schema id prefix names the
+/// writer schema; `ce_dataschema` gives its registry URL).
+pub const AVRO_CONTENT_TYPE: &str = "application/avro";
+/// `content-type` of the raw push notifications (the webhook body as received).
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+static REGISTRY_URL: OnceLock<String> = OnceLock::new();
+
+/// Remembers the schema registry's base URL for `ce_dataschema` (the first one wins: a
+/// process talks to one registry). Credentials in the URL are dropped.
+pub fn set_registry_url(url: &str) {
+    let base = match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => return,
+    };
+    let _ = REGISTRY_URL.set(base.trim_end_matches('/').to_string());
+}
+
+/// The schema id of a Confluent wire-format value (magic byte 0, then the id, big-endian).
+pub fn wire_schema_id(value: &[u8]) -> Option<u32> {
+    match value {
+        [0, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+/// Adds `content-type: application/avro` and `ce_dataschema` (the registry URL of the
+/// value's writer schema, `<registry>/schemas/ids/<id>`, when the registry is known) to the
+/// headers of an Avro record whose value is `value`.
+pub fn with_avro_data(headers: OwnedHeaders, value: &[u8]) -> OwnedHeaders {
+    let h = with_str(headers, CONTENT_TYPE, AVRO_CONTENT_TYPE);
+    match (REGISTRY_URL.get(), wire_schema_id(value)) {
+        (Some(base), Some(id)) => with_str(h, "ce_dataschema", &format!("{base}/schemas/ids/{id}")),
+        _ => h,
+    }
+}
+
 /// CloudEvents attributes for an event record.
 #[derive(Debug, Clone)]
 pub struct CloudEvent<'a> {
@@ -84,8 +147,8 @@ pub struct CloudEvent<'a> {
     pub source: &'a str,
     /// `ce_time`: RFC 3339 time of the change.
     pub time: Option<&'a str>,
-    /// `ce_subject`: the entity id.
-    pub subject: &'a str,
+    /// `ce_subject`: the entity id (or the command id of a result).
+    pub subject: Option<&'a str>,
 }
 
 /// Adds `ce_specversion` and the CloudEvents attributes of `ev`.
@@ -97,7 +160,10 @@ pub fn with_cloud_event(headers: OwnedHeaders, ev: &CloudEvent<'_>) -> OwnedHead
     if let Some(t) = ev.time {
         h = with_str(h, "ce_time", t);
     }
-    with_str(h, "ce_subject", ev.subject)
+    match ev.subject {
+        Some(s) => with_str(h, "ce_subject", s),
+        None => h,
+    }
 }
 
 /// The headers of one event record: `event_id`, the CloudEvents attributes (`ce_id` = event id,
@@ -120,7 +186,7 @@ pub fn event_record_headers(
             ty: ce_type,
             source: ce_source,
             time: time.as_deref(),
-            subject: entity_id,
+            subject: Some(entity_id),
         },
     );
     inject_current_trace(h)
@@ -139,13 +205,41 @@ mod tests {
                 ty: "com.athenaconnect.events.PatientChanged",
                 source: "athena://195900/patients",
                 time: Some("2026-01-01T00:00:00Z"),
-                subject: "60178",
+                subject: Some("60178"),
             },
         );
         assert_eq!(get_str(&h, "ce_id"), Some("e1"));
         assert_eq!(get_str(&h, "ce_specversion"), Some("1.0"));
         assert_eq!(get_str(&h, "ce_subject"), Some("60178"));
         assert_eq!(get_str(&h, "missing"), None);
+    }
+
+    #[test]
+    fn avro_values_carry_content_type_and_their_schema_url() {
+        set_registry_url("http://user:pw@127.0.0.1:8081/apis/ccompat/v7/");
+        let h = with_avro_data(OwnedHeaders::new(), &[0, 0, 0, 1, 44, 2, 3]);
+        assert_eq!(get_str(&h, CONTENT_TYPE), Some(AVRO_CONTENT_TYPE));
+        let url = get_str(&h, "ce_dataschema").expect("dataschema");
+        assert!(url.ends_with("/schemas/ids/300"), "{url}");
+        assert!(
+            !url.contains("pw"),
+            "credentials never reach a header: {url}"
+        );
+        assert_eq!(wire_schema_id(b"{}"), None);
+    }
+
+    #[test]
+    fn retrace_replaces_the_trace_context() {
+        let h = with_str(OwnedHeaders::new(), "event_id", "e1");
+        let h = with_str(
+            h,
+            TRACEPARENT,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        let r = retrace(&h);
+        // No span is current in a unit test: the old context is gone, nothing new is added.
+        assert_eq!(get_str(&r, TRACEPARENT), None);
+        assert_eq!(get_str(&r, "event_id"), Some("e1"));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! PHI rule: nothing here adds fields on its own; callers log ids only (see the PHI test).
 
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithTonicConfig as _;
+use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Deserialize;
@@ -70,11 +72,50 @@ fn default_level() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
-    /// Collector endpoint, e.g. `http://127.0.0.1:4317`.
+    /// Collector endpoint, e.g. `http://127.0.0.1:4317`, or `https://collector:4317` for TLS
+    /// (the system's root certificates plus `ca_file`, when set).
     pub endpoint: String,
     /// `service.name` resource attribute.
     #[serde(default = "default_service")]
     pub service_name: String,
+    /// PEM file of a CA that signed the collector's certificate (a private CA); `https://`
+    /// endpoints only.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS (with `client_key_file`).
+    #[serde(default)]
+    pub client_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<std::path::PathBuf>,
+}
+
+impl OtlpConfig {
+    fn is_https(&self) -> bool {
+        self.endpoint
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
+    /// The TLS settings of an `https://` endpoint: system roots, the private CA and the
+    /// client identity, read from their files now so a missing file names its key.
+    fn tls(&self) -> Result<ClientTlsConfig, CoreError> {
+        let read = |key: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| CoreError::config(key, format!("cannot read {}: {e}", path.display())))
+        };
+        let mut tls = ClientTlsConfig::new().with_enabled_roots();
+        if let Some(ca) = &self.ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read("telemetry.otlp.ca_file", ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert_file, &self.client_key_file) {
+            tls = tls.identity(Identity::from_pem(
+                read("telemetry.otlp.client_cert_file", cert)?,
+                read("telemetry.otlp.client_key_file", key)?,
+            ));
+        }
+        Ok(tls)
+    }
 }
 
 fn default_service() -> String {
@@ -89,6 +130,24 @@ impl Validate for TelemetryConfig {
             url::Url::parse(&o.endpoint).map_err(|e| {
                 CoreError::config("telemetry.otlp.endpoint", format!("not a URL: {e}"))
             })?;
+            let tls_option = o.ca_file.as_ref().map(|_| "telemetry.otlp.ca_file").or(o
+                .client_cert_file
+                .as_ref()
+                .map(|_| "telemetry.otlp.client_cert_file"));
+            if let Some(key) = tls_option
+                && !o.is_https()
+            {
+                return Err(CoreError::config(
+                    key,
+                    "TLS options need an https:// endpoint",
+                ));
+            }
+            if o.client_cert_file.is_some() != o.client_key_file.is_some() {
+                return Err(CoreError::config(
+                    "telemetry.otlp.client_key_file",
+                    "client_cert_file and client_key_file go together",
+                ));
+            }
         }
         Ok(())
     }
@@ -123,9 +182,13 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, CoreError> {
     // leaves the process.
     let provider = match &config.otlp {
         Some(o) => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint_str(&o.endpoint)
+                .with_endpoint_str(&o.endpoint);
+            if o.is_https() {
+                builder = builder.with_tls_config(o.tls()?);
+            }
+            let exporter = builder
                 .build()
                 .map_err(|e| CoreError::Telemetry(e.to_string()))?;
             let resource = opentelemetry_sdk::Resource::builder()
@@ -204,9 +267,93 @@ where
         .with_span_events(span_events)
 }
 
-/// Name of the span athena-client opens around each API call (fields `http.method`,
-/// `http.route`, `http.status_code`).
+/// Name of the `tracing` span athena-client opens around each API call. It is exported as an
+/// OpenTelemetry HTTP client span named `<method> <route template>` (semantic conventions:
+/// `http.request.method`, `url.template`, `server.address`, `server.port`,
+/// `http.response.status_code`).
 pub const ATHENA_REQUEST_SPAN: &str = "athena_request";
+
+// OpenTelemetry semantic conventions for Kafka spans (messaging, development status as of
+// semconv 1.3x): the exported name is `<operation> <destination>` (`otel.name`), the kind
+// (`otel.kind`) tells producer from consumer. Attribute values are topic names, partitions,
+// offsets and counts only: never record keys or payloads (PHI).
+
+/// An INFO span `kafka.<op>` with the attributes every messaging span shares, exported as
+/// `$name` with kind `$kind`; more fields after those.
+macro_rules! messaging_span {
+    ($op:literal, $kind:literal, $name:expr $(, $($field:tt)+)?) => {
+        tracing::info_span!(
+            concat!("kafka.", $op),
+            otel.name = %$name,
+            otel.kind = $kind,
+            messaging.system = "kafka",
+            messaging.operation.type = $op,
+            messaging.operation.name = $op,
+            $($($field)+)?
+        )
+    };
+}
+
+/// A PRODUCER span `send <topic>` around handing one batch of `count` records to the producer
+/// and awaiting its acknowledgements. Its context is what [`crate::headers`] injects into the
+/// records' `traceparent` when it is current.
+pub fn send_span(topic: &str, count: usize) -> tracing::Span {
+    messaging_span!(
+        "send",
+        "producer",
+        format_args!("send {topic}"),
+        messaging.destination.name = %topic,
+        messaging.batch.message_count = count as i64,
+    )
+}
+
+/// A PRODUCER span for one batch of records bound for `topics` (one entry per record):
+/// `send <topic>` when they share a topic, plain `send` without a destination otherwise (as
+/// the conventions ask for a batch with several destinations); no span for an empty batch.
+pub fn batch_send_span<'a>(topics: impl IntoIterator<Item = &'a str>) -> tracing::Span {
+    let mut topics = topics.into_iter();
+    let Some(first) = topics.next() else {
+        return tracing::Span::none();
+    };
+    let (mut count, mut same) = (1usize, true);
+    for t in topics {
+        count += 1;
+        same &= t == first;
+    }
+    if same {
+        return send_span(first, count);
+    }
+    messaging_span!(
+        "send",
+        "producer",
+        "send",
+        messaging.batch.message_count = count as i64,
+    )
+}
+
+/// A CONSUMER span `process <topic>` for handling one consumed record, at `partition` and
+/// `offset`; continue the record's trace with [`crate::headers::continue_trace`].
+pub fn process_span(topic: &str, partition: i32, offset: i64) -> tracing::Span {
+    messaging_span!(
+        "process",
+        "consumer",
+        format_args!("process {topic}"),
+        messaging.destination.name = %topic,
+        messaging.destination.partition.id = %partition,
+        messaging.kafka.offset = offset,
+    )
+}
+
+/// A PRODUCER span `create <topic>` for one record built now and sent later (in a transaction
+/// with others): the record's own creation context, injected into its `traceparent`.
+pub fn create_span(topic: &str) -> tracing::Span {
+    messaging_span!(
+        "create",
+        "producer",
+        format_args!("create {topic}"),
+        messaging.destination.name = %topic,
+    )
+}
 
 trait EndpointExt: Sized {
     fn with_endpoint_str(self, endpoint: &str) -> Self;
@@ -266,5 +413,41 @@ mod colour_tests {
         // The same layer on a terminal colours (so the check above can fail).
         let coloured = pretty_line(ansi_colour(true, None));
         assert!(coloured.contains('\x1b'), "{coloured:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn otlp(toml_text: &str) -> TelemetryConfig {
+        toml::from_str(toml_text).expect("parses")
+    }
+
+    #[test]
+    fn tls_options_need_https_and_go_in_pairs() {
+        let ok = otlp(
+            "[otlp]\nendpoint = \"https://collector:4317\"\nca_file = \"/ca.pem\"\n\
+             client_cert_file = \"/c.pem\"\nclient_key_file = \"/k.pem\"\n",
+        );
+        assert!(ok.validate().is_ok());
+        let plain = otlp("[otlp]\nendpoint = \"http://collector:4317\"\nca_file = \"/ca.pem\"\n");
+        let e = plain.validate().unwrap_err().to_string();
+        assert!(e.contains("telemetry.otlp.ca_file"), "{e}");
+        let half =
+            otlp("[otlp]\nendpoint = \"https://collector:4317\"\nclient_cert_file = \"/c.pem\"\n");
+        let e = half.validate().unwrap_err().to_string();
+        assert!(e.contains("telemetry.otlp.client_key_file"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_ca_file_names_its_key() {
+        let c = otlp(
+            "[otlp]\nendpoint = \"HTTPS://collector:4317\"\nca_file = \"/nonexistent/ca.pem\"\n",
+        );
+        let o = c.otlp.as_ref().unwrap();
+        assert!(o.is_https());
+        let e = o.tls().unwrap_err().to_string();
+        assert!(e.contains("telemetry.otlp.ca_file"), "{e}");
     }
 }

@@ -44,6 +44,7 @@ use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -551,15 +552,30 @@ impl CatchUp {
             }
             outs.push((topic, key, value?, event_id, headers));
         }
+        // The catch-up's PRODUCER span (a trace of its own): every event's `traceparent`.
+        let span = connector_core::telemetry::batch_send_span(outs.iter().map(|o| o.0.as_str()));
+        let headers: Vec<OwnedHeaders> = span.in_scope(|| {
+            outs.iter()
+                .map(|(_, _, value, _, h)| {
+                    connector_core::headers::with_avro_data(
+                        connector_core::headers::retrace(h),
+                        value,
+                    )
+                })
+                .collect()
+        });
         let acked = produce_all(
             &self.producer,
-            outs.iter().map(|(topic, key, value, _, headers)| {
-                FutureRecord::to(topic)
-                    .key(key)
-                    .payload(value)
-                    .headers(headers.clone())
-            }),
+            outs.iter()
+                .zip(headers)
+                .map(|((topic, key, value, _, _), headers)| {
+                    FutureRecord::to(topic)
+                        .key(key)
+                        .payload(value)
+                        .headers(headers)
+                }),
         )
+        .instrument(span)
         .await
         .map_err(|f| CoreError::Kafka {
             operation: "produce catch-up event",

@@ -42,6 +42,7 @@ use athena_contracts::{AppointmentChanged, FhirResourceChanged, PatientChanged, 
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
 use connector_core::dlq::{DeadLetterQueue, Stage};
 use connector_core::emit::{ErrorRecorded, EventsProduced, InternalEvent};
+use connector_core::headers::with_avro_data;
 use connector_core::produce::produce_all;
 use connector_core::retry::Backoff;
 use connector_core::runtime::{TaskControl, TaskState};
@@ -50,6 +51,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tracing::Instrument;
 
 use crate::adapter::PushAdapter;
 use crate::config::Config;
@@ -373,7 +375,7 @@ impl Inflater {
                 FutureRecord::to(&o.topic)
                     .key(&o.key)
                     .payload(&o.value)
-                    .headers(o.headers.clone())
+                    .headers(with_avro_data(o.headers.clone(), &o.value))
             }),
         )
         .await
@@ -431,6 +433,13 @@ impl Inflater {
                     }
                 },
             };
+            // The notification's CONSUMER span continues the webhook's trace (its
+            // `traceparent`); the events inflated from it carry this span's context.
+            let span =
+                connector_core::telemetry::process_span(msg.topic(), msg.partition(), msg.offset());
+            if let Some(h) = msg.headers() {
+                connector_core::headers::continue_trace(&span, h);
+            }
             // Retries the same notification while athena or Kafka is down; a notification
             // that can never be inflated goes to the dead-letter topic and the offset moves on.
             let mut failures = 0u32;
@@ -438,7 +447,8 @@ impl Inflater {
                 let payload = msg.payload().unwrap_or_default();
                 // A notification with an unreadable focus still had its readable events
                 // produced; it is then parked like one that can never be inflated at all.
-                let (e, stage) = match self.handle_detailed(payload).await {
+                let handled = self.handle_detailed(payload).instrument(span.clone()).await;
+                let (e, stage) = match handled {
                     Ok(Handled {
                         unreadable: Some(e),
                         ..

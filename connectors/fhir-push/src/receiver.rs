@@ -30,6 +30,7 @@ use connector_core::emit::InternalEvent;
 use connector_core::http_server::{self, HttpServerConfig};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use tracing::Instrument;
 
 use crate::adapter::PushAdapter;
 use crate::gap::GapMonitor;
@@ -125,7 +126,41 @@ pub fn router(state: ReceiverState, body_limit: usize) -> Router {
         .with_state(state)
 }
 
-async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
+/// One OpenTelemetry SERVER span per webhook (HTTP semantic conventions), the root of the
+/// notification's trace: the notification record carries the context of its `send` span.
+async fn receive(
+    State(s): State<ReceiverState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Only the two routes reach this handler, so the path is the route (no id in it).
+    let route = if uri.path() == "/" {
+        "/"
+    } else {
+        "/notifications"
+    };
+    let span = tracing::info_span!(
+        parent: None,
+        "fhir_push.receive",
+        otel.name = %format_args!("POST {route}"),
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = route,
+        connector = %s.inner.connector,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let response = receive_in_span(&s, headers, body)
+        .instrument(span.clone())
+        .await;
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
+    response
+}
+
+async fn receive_in_span(s: &ReceiverState, headers: HeaderMap, body: Bytes) -> Response {
     let s = &s.inner;
     if let Err(why) = s.adapter.verify(&headers, &body) {
         s.answered(NotificationResult::Unauthorized { reason: &why });
@@ -186,17 +221,12 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
         }
     };
     let received_at = now.to_rfc3339();
-    let hdrs = connector_core::headers::inject_current_trace(
-        OwnedHeaders::new()
-            .insert(rdkafka::message::Header {
-                key: ADAPTER_HEADER,
-                value: Some(s.adapter.name()),
-            })
-            .insert(rdkafka::message::Header {
-                key: RECEIVED_AT_HEADER,
-                value: Some(received_at.as_str()),
-            }),
-    );
+    // The notification's PRODUCER span, a child of the webhook's server span; its context is
+    // the record's `traceparent`, which the inflater continues.
+    let send = connector_core::telemetry::send_span(&s.topic, 1);
+    let hdrs = send.in_scope(|| {
+        connector_core::headers::inject_current_trace(notification_headers(s, &body, &received_at))
+    });
     let mut record: FutureRecord<'_, str, [u8]> =
         FutureRecord::to(&s.topic).payload(&body[..]).headers(hdrs);
     if let Some(k) = key.as_deref() {
@@ -208,7 +238,10 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
             return unavailable(s, Unavailable::NotQueued(&e));
         }
     };
-    match tokio::time::timeout(s.budget, delivery).await {
+    match tokio::time::timeout(s.budget, delivery)
+        .instrument(send)
+        .await
+    {
         Ok(Ok(Ok(_))) => {
             if let Some(r) = reservation {
                 r.commit(now);
@@ -228,6 +261,43 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
         Ok(Ok(Err((e, _)))) => unavailable(s, Unavailable::Refused(&e)),
         Ok(Err(_)) | Err(_) => unavailable(s, Unavailable::Timeout(s.budget)),
     }
+}
+
+/// The CloudEvents `ce_type` of a raw push notification.
+pub const NOTIFICATION_CE_TYPE: &str = "com.athenaconnect.push.Notification";
+
+/// The headers of a notification record: the adapter, the receive time and the CloudEvents
+/// binding. `ce_id` is a digest of the body, so a webhook athena delivers twice has one id;
+/// `ce_source` names the receiving connector.
+fn notification_headers(s: &Inner, body: &[u8], received_at: &str) -> OwnedHeaders {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let source = format!("athena-connect://fhir-push/{}", s.connector);
+    let h = OwnedHeaders::new_with_capacity(9)
+        .insert(rdkafka::message::Header {
+            key: ADAPTER_HEADER,
+            value: Some(s.adapter.name()),
+        })
+        .insert(rdkafka::message::Header {
+            key: RECEIVED_AT_HEADER,
+            value: Some(received_at),
+        });
+    let h = connector_core::headers::with_cloud_event(
+        h,
+        &connector_core::headers::CloudEvent {
+            id: &id,
+            ty: NOTIFICATION_CE_TYPE,
+            source: &source,
+            time: Some(received_at),
+            subject: None,
+        },
+    );
+    connector_core::headers::with_str(
+        h,
+        connector_core::headers::CONTENT_TYPE,
+        connector_core::headers::JSON_CONTENT_TYPE,
+    )
 }
 
 impl Inner {

@@ -10,8 +10,10 @@
 //! not process it, so this is safe for writes too). A non-idempotent request that failed after it may have
 //! reached athena (timeout, reset, 5xx) becomes [`Error::Ambiguous`] and is never retried.
 //!
-//! Each call runs in a `tracing` span `athena_request` with `http.method`, `http.route` (the route template,
-//! never the concrete URL), `http.status_code`, `attempt` and athena's `X-Request-Id`.
+//! Each call runs in a `tracing` span `athena_request`, exported as an OpenTelemetry HTTP client span
+//! `<method> <route template>` with `http.request.method`, `url.template` (the route template, never the
+//! concrete URL), `server.address`, `server.port`, `http.response.status_code`, `attempt` and athena's
+//! `X-Request-Id`.
 //!
 //! Metrics: the client knows no Prometheus (and no Kafka). A process that exports metrics installs one
 //! [`RequestObserver`] ([`crate::AthenaClient::set_observer`]); the transport tells it every attempt (route
@@ -277,12 +279,18 @@ impl Transport {
     }
 
     async fn run(&self, call: &Call, stream: bool) -> Result<Outcome, Error> {
+        // An OpenTelemetry HTTP client span (semantic conventions): named by method and route
+        // template, never the concrete URL, whose path and query may carry patient data.
         let span = tracing::info_span!(
             "athena_request",
-            http.method = %call.method,
-            http.route = %call.route,
+            otel.name = %format_args!("{} {}", call.method, call.route),
+            otel.kind = "client",
+            http.request.method = %call.method,
+            url.template = %call.route,
+            server.address = call.url.host_str().unwrap_or(""),
+            server.port = call.url.port_or_known_default().map_or(0, i64::from),
             practice_id = %call.lane,
-            http.status_code = Empty,
+            http.response.status_code = Empty,
             attempt = Empty,
             athena.request_id = Empty,
         );
@@ -442,7 +450,7 @@ impl Transport {
         let status = resp.status();
         let headers = resp.headers().clone();
         let span = tracing::Span::current();
-        span.record("http.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
             span.record("athena.request_id", id);
         }

@@ -366,3 +366,67 @@ pub async fn read_topic(
 pub fn has_key(msgs: &[OwnedMessage], key: &str) -> bool {
     msgs.iter().any(|m| m.key() == Some(key.as_bytes()))
 }
+
+/// A free port on 127.0.0.1 (for listeners the config must name in advance).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// An athena FHIR `Bundle` notification with one event about `focus` (e.g.
+/// `Patient/a-195900.E-123`) on SubscriptionTopic `topic`.
+pub fn notification(event_id: &str, number: u64, topic: &str, focus: &str) -> String {
+    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
+        "resourceType": "SubscriptionStatus", "type": "event-notification",
+        "subscription": {"reference": "Subscription/chaos"},
+        "topic": format!("https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/{topic}"),
+        "notificationEvent": [{"id": event_id, "eventNumber": number.to_string(),
+            "focus": {"reference": focus}}]}}]})
+    .to_string()
+}
+
+/// The `[sources.fhir_push.<name>]` table of an athena push receiver on `port` signing with
+/// `secret` (a literal or a `${VAR}`), no subscription management and no catch-up, its topics
+/// `<base>.notifications` (2 partitions), `<base>.patients`, `<base>.appointments`,
+/// `<base>.fhir` and its group `<base>.inflate`.
+pub fn push_section(name: &str, port: u16, secret: &str, base: &str) -> String {
+    format!(
+        r#"
+[sources.fhir_push.{name}]
+adapter = "athena"
+practice_id = {PRACTICE}
+secret = "{secret}"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}/notifications"
+subscription_topics = ["Patient.update"]
+manage_subscriptions = false
+catch_up = false
+notifications_topic = "{base}.notifications"
+notifications_partitions = 2
+patients_topic = "{base}.patients"
+appointments_topic = "{base}.appointments"
+fhir_resources_topic = "{base}.fhir"
+group_id = "{base}.inflate"
+"#
+    )
+}
+
+/// POSTs `body` to `url` signed with `secret` as athena does (`X-Hub-Signature`); the HTTP
+/// status, or 0 when the request failed.
+pub async fn post_signed(client: &reqwest::Client, url: &str, secret: &str, body: &str) -> u16 {
+    client
+        .post(url)
+        .header("Content-Type", "application/fhir+json")
+        .header(
+            "X-Hub-Signature",
+            fhir_push::signature::sign(secret.as_bytes(), body.as_bytes()),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}

@@ -130,6 +130,18 @@ pub async fn patient_events(stack: &Stack, env: &RunEnv, cfg: &Config) -> Vec<Pa
             Some(ev.envelope.event_id.as_str()),
             "the event_id header matches the envelope"
         );
+        // The CloudEvents binding: the writer schema of these very bytes.
+        let h = m.headers().unwrap();
+        let id = connector_core::headers::wire_schema_id(m.payload().unwrap()).unwrap();
+        assert_eq!(
+            connector_core::headers::get_str(h, "content-type"),
+            Some("application/avro")
+        );
+        let schema = connector_core::headers::get_str(h, "ce_dataschema").unwrap_or_default();
+        assert!(
+            schema.ends_with(&format!("/schemas/ids/{id}")),
+            "ce_dataschema {schema:?} names schema {id}"
+        );
         out.push(ev);
     }
     out

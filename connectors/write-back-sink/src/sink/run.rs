@@ -480,7 +480,13 @@ impl LoopState {
     fn spawn(&mut self, job: Job, shared: &Arc<Shared>) {
         self.running += 1;
         let shared = shared.clone();
+        // An OpenTelemetry CONSUMER span `process <topic>` (messaging semantic conventions),
+        // continuing the trace of the command's `traceparent`.
         let span = tracing::info_span!("write_back.command",
+            otel.name = %format_args!("process {}", job.tp.0), otel.kind = "consumer",
+            messaging.system = "kafka", messaging.operation.type = "process",
+            messaging.operation.name = "process", messaging.destination.name = %job.tp.0,
+            messaging.destination.partition.id = %job.tp.1, messaging.kafka.offset = job.offset,
             command_id = %job.command.command_id(), command = job.command.type_name(),
             partition = job.tp.1, offset = job.offset);
         if let Some(h) = &job.headers {

@@ -85,15 +85,31 @@ impl Shared {
     }
 
     fn result_record(&self, cmd: &Command, result: &CommandResult) -> Result<OutRecord, Error> {
+        let payload = self.encoder.encode(result)?;
+        // The result's own PRODUCER span (`create <results topic>`, a child of the command's
+        // `process` span): its context is the result's `traceparent`, so command, athena call
+        // and result are one trace. The record is sent later, in the command's transaction.
+        let trace = connector_core::telemetry::create_span(&self.results_topic)
+            .in_scope(|| headers::inject_current_trace(OwnedHeaders::new()));
+        let h = headers::with_str(trace, "athena.command.type", cmd.type_name());
+        let source = format!("athena://{}/write-back", cmd.practice_id());
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let h = headers::with_cloud_event(
+            h,
+            &headers::CloudEvent {
+                // One result per command: the command id identifies it within the source.
+                id: cmd.command_id(),
+                ty: <CommandResult as connector_core::avro::AvroRecord>::SCHEMA_NAME,
+                source: &source,
+                time: Some(&time),
+                subject: Some(cmd.command_id()),
+            },
+        );
         Ok(OutRecord {
             topic: self.results_topic.clone(),
             key: cmd.command_id().as_bytes().to_vec(),
-            payload: self.encoder.encode(result)?,
-            headers: Some(headers::with_str(
-                headers::inject_current_trace(OwnedHeaders::new()),
-                "athena.command.type",
-                cmd.type_name(),
-            )),
+            headers: Some(headers::with_avro_data(h, &payload)),
+            payload,
         })
     }
 }
