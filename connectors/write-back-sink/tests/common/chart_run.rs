@@ -52,7 +52,14 @@ fn env(command_id: String) -> (String, String) {
 impl ChartWorkload {
     /// Faults on the chart calls: answers lost after the write was applied, and 503s before.
     pub fn inject_faults(&self, sim: &RunningSim) {
-        for (f, times, method, path) in [
+        for (f, times, method, path) in Self::faults() {
+            sim.state
+                .inject(FaultRule::new(f, times).method(method).path(path));
+        }
+    }
+
+    fn faults() -> [(Fault, u32, &'static str, &'static str); 4] {
+        [
             (Fault::ApplyThenDrop, 6, "POST", "/chart/"),
             (
                 Fault::Status {
@@ -66,10 +73,7 @@ impl ChartWorkload {
             ),
             (Fault::ApplyThenDrop, 2, "PUT", "/allergies"),
             (Fault::ApplyThenDrop, 2, "POST", "/documents/labresult"),
-        ] {
-            sim.state
-                .inject(FaultRule::new(f, times).method(method).path(path));
-        }
+        ]
     }
 
     /// Produces every chart command type for each patient (key `practice/patient`, so one
@@ -327,6 +331,18 @@ impl ChartWorkload {
                 "{op}: written {written} times for {applied} commands"
             );
         }
+        // The chart faults fired (all of them: the workload makes more chart calls than rules).
+        let left: Vec<FaultRule> = sim
+            .state
+            .faults()
+            .into_iter()
+            .filter(|r| {
+                Self::faults()
+                    .iter()
+                    .any(|(_, _, _, path)| r.path_contains.as_deref() == Some(*path))
+            })
+            .collect();
+        assert!(left.is_empty(), "chart faults not used up: {left:?}");
         for (patient, sent) in &produced.allergies {
             let on_chart: Vec<String> = sim
                 .state
