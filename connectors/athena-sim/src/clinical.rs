@@ -31,7 +31,6 @@ pub const CLINICAL_TYPES: &[&str] = &[
     "Coverage",
     "Encounter",
     "ServiceRequest",
-    "Procedure",
 ];
 
 /// One stored clinical resource.

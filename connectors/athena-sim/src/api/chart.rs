@@ -45,6 +45,10 @@ pub struct ChartWrite {
     pub modified: DateTime<Utc>,
 }
 
+/// FHIR resource types only chart writes create (none is seeded), served by the same
+/// patient-scoped searches and reads as `clinical::CLINICAL_TYPES`.
+pub const FHIR_TYPES: &[&str] = &["Procedure"];
+
 /// Clinical element ids the simulator accepts for vitals (athena's, as clients use them).
 pub const VITAL_ELEMENTS: &[&str] = &[
     "VITALS.WEIGHT",
@@ -853,4 +857,106 @@ pub fn routes(r: axum::Router<SimState>) -> axum::Router<SimState> {
         &format!("{v1}/patients/{{patientid}}/documents/labresult"),
         post(post_lab_result).get(lab_results),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn allergen_ids(p: &Practice, pat: u64) -> Vec<String> {
+        p.chart
+            .iter()
+            .filter(|c| c.kind == ChartKind::Allergy && c.patient_id == pat)
+            .filter_map(|c| str_of(&c.json, "allergenid"))
+            .collect()
+    }
+
+    #[test]
+    fn the_allergy_list_is_replaced_whole() {
+        let mut p = Practice::seeded(195_900, 1);
+        let pat = 60_178;
+        let put = |p: &mut Practice, list: &str| {
+            put_allergies(p, &q(&[("departmentid", "1"), ("allergies", list)]), pat)
+        };
+        put(
+            &mut p,
+            r#"[{"allergenid":"1","allergenname":"a"},{"allergenid":"2","allergenname":"b"}]"#,
+        )
+        .unwrap();
+        assert_eq!(allergen_ids(&p, pat), ["1", "2"]);
+        // Sending only "2" and "3" removes "1": what a writer that did not read first loses.
+        put(
+            &mut p,
+            r#"[{"allergenid":"2","allergenname":"b"},{"allergenid":"3","allergenname":"c"}]"#,
+        )
+        .unwrap();
+        assert_eq!(allergen_ids(&p, pat), ["2", "3"]);
+        for bad in [
+            "not json",
+            r#"[{"allergenid":"4"}]"#,
+            r#"[{"allergenid":"4","allergenname":"d","criticality":"extreme"}]"#,
+        ] {
+            assert!(put(&mut p, bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            allergen_ids(&p, pat),
+            ["2", "3"],
+            "a refused write changes nothing"
+        );
+    }
+
+    #[test]
+    fn writes_are_validated_and_encounters_resolved() {
+        let mut p = Practice::seeded(195_900, 1);
+        let pat = 60_178;
+        let enc = p
+            .clinical
+            .values()
+            .find(|c| c.patient_id == pat && c.resource_type() == "Encounter")
+            .and_then(|c| c.json["id"].as_str()?.rsplit('-').next()?.parse().ok())
+            .expect("seeded encounter");
+        assert_eq!(encounter_patient(&p, enc), Some(pat));
+        assert_eq!(encounter_patient(&p, 1), None);
+        let vitals = |v: &str| q(&[("departmentid", "1"), ("vitals", v)]);
+        let ok = r#"[[{"clinicalelementid":"VITALS.WEIGHT","readingtaken":"11/07/2025","value":"70300"}]]"#;
+        assert!(record_vitals(&mut p, &vitals(ok), pat, Some(enc)).is_ok());
+        let bad = ok.replace("VITALS.WEIGHT", "VITALS.NOPE");
+        assert!(record_vitals(&mut p, &vitals(&bad), pat, None).is_err());
+        assert!(add_problem(&mut p, &q(&[("departmentid", "1")]), pat).is_err());
+        assert!(
+            add_problem(
+                &mut p,
+                &q(&[("departmentid", "9"), ("snomedcode", "1")]),
+                pat
+            )
+            .is_err()
+        );
+        assert!(add_diagnosis(&mut p, &q(&[("snomedcode", "38341003")]), 1).is_err());
+        assert!(add_diagnosis(&mut p, &q(&[("snomedcode", "38341003")]), enc).is_ok());
+        assert_eq!(p.chart_writes.len(), 2);
+        // Both show in the FHIR store: the vital as an Observation on the encounter.
+        let obs = p
+            .clinical
+            .values()
+            .find(|c| {
+                c.json["id"]
+                    .as_str()
+                    .is_some_and(|i| i.contains(".vitals-"))
+                    && c.json["valueQuantity"]["value"] == 70300.0
+            })
+            .expect("vital in FHIR");
+        assert_eq!(
+            obs.json["encounter"]["reference"],
+            format!("Encounter/a-195900.encounter-{enc}")
+        );
+    }
 }
