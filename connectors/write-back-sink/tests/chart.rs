@@ -14,20 +14,11 @@ use athena_connect_tests::Stack;
 use athena_contracts::commands::*;
 use athena_contracts::{CommandResult, CommandStatus};
 use athena_sim::SimConfig;
+use common::chart_run::example;
 use common::*;
-use serde::de::DeserializeOwned;
 
 /// The seeded patient the examples name.
 const PATIENT: &str = "60178";
-
-fn example<T: DeserializeOwned>(file: &str) -> T {
-    let path = format!(
-        "{}/../../schemas/examples/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
-}
 
 async fn results(
     stack: &Stack,

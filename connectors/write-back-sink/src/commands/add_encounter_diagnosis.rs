@@ -1,100 +1,68 @@
-//! `AddEncounterDiagnosis`: what the sink does with it (its envelope and its [`WriteBack`]
-//! behaviour). Its Avro mirror is `athena_contracts::commands::AddEncounterDiagnosis` (data
-//! only).
+//! `AddEncounterDiagnosis`: what the sink does with it (its envelope and its [`ChartAdd`]
+//! behaviour, which makes its `WriteBack`). Its Avro mirror is
+//! `athena_contracts::commands::AddEncounterDiagnosis` (data only).
 
-use athena_client::PracticeClient;
 use athena_client::api::chart::ChartPath;
 use athena_contracts::commands::AddEncounterDiagnosis;
 
-use super::chart::{
-    Form,
-    ICD10, SNOMED, answer_id, bad, codings, count, invalid_error as invalid, one_source, parse,
-};
-use super::{
-    AthenaCtx, Idempotency, Invalid, Matching, Performed, Reading, WriteBack, envelope, ids,
-    json_str, reconcile_by_count,
-};
+use super::chart::{Resolved, ChartAdd, ICD10, SNOMED, bad, chart_add, codings, one_source, parse, put_opt};
+use super::{Invalid, envelope};
 
 envelope!(AddEncounterDiagnosis);
+chart_add!(AddEncounterDiagnosis);
 
-/// athena's form, from the typed fields or the Condition; and the SNOMED code.
-fn resolve(c: &AddEncounterDiagnosis) -> Result<(Form, String), Invalid> {
-    let typed = c.snomed_code.is_some() || !c.icd10_codes.is_empty();
-    one_source(typed, &c.fhir_resource)?;
-    let (snomed, icd10) = match &c.fhir_resource {
-        Some(text) => {
-            let v = parse(text, "Condition", &c.patient_id)?;
-            let all = codings(&v, "/code");
-            let snomed = all
-                .iter()
-                .find(|(s, _, _)| s == SNOMED)
-                .map(|(_, c, _)| c.clone())
-                .ok_or(bad("Condition has no SNOMED CT coding"))?;
-            let icd10: Vec<String> = all
-                .into_iter()
-                .filter(|(s, _, _)| s == ICD10)
-                .map(|(_, c, _)| c)
-                .collect();
-            (snomed, icd10)
-        }
-        None => (
-            c.snomed_code
-                .clone()
-                .ok_or(Invalid::command("snomed_code is required"))?,
-            c.icd10_codes.clone(),
-        ),
-    };
-    let mut form = vec![("snomedcode".to_string(), snomed.clone())];
-    if !icd10.is_empty() {
-        form.push(("icd10codes".into(), icd10.join(",")));
-    }
-    for (k, v) in [("laterality", &c.laterality), ("note", &c.note)] {
-        if let Some(v) = v {
-            form.push((k.into(), v.clone()));
-        }
-    }
-    Ok((form, snomed))
-}
+impl ChartAdd for AddEncounterDiagnosis {
+    const ANSWER_KEY: &'static str = "diagnosisid";
+    const LIST_ID_KEY: &'static str = "diagnosisid";
+    const RESULT_ID: &'static str = "diagnosis_id";
 
-impl WriteBack for AddEncounterDiagnosis {
-    /// Read back: the encounter's diagnoses with this SNOMED code, counted against a baseline.
-    fn idempotency(&self) -> Idempotency {
-        Idempotency::ReconcileBeforeRetry { baseline: true }
-    }
-
-    fn precheck(&self, _: bool) -> Result<(), Invalid> {
-        resolve(self).map(|_| ())
+    /// From the typed fields or the Condition (SNOMED CT and ICD-10-CM codings); read back by
+    /// SNOMED code.
+    fn resolve(&self) -> Result<Resolved, Invalid> {
+        let typed = self.snomed_code.is_some() || !self.icd10_codes.is_empty();
+        one_source(typed, &self.fhir_resource)?;
+        let (snomed, icd10) = match &self.fhir_resource {
+            Some(text) => {
+                let all = codings(&parse(text, "Condition", &self.patient_id)?, "/code");
+                let of = |system: &str| -> Vec<String> {
+                    all.iter()
+                        .filter(|(s, _, _)| s == system)
+                        .map(|(_, c, _)| c.clone())
+                        .collect()
+                };
+                let snomed = of(SNOMED)
+                    .into_iter()
+                    .next()
+                    .ok_or(bad("Condition has no SNOMED CT coding"))?;
+                (snomed, of(ICD10))
+            }
+            None => (
+                self.snomed_code
+                    .clone()
+                    .ok_or(Invalid::command("snomed_code is required"))?,
+                self.icd10_codes.clone(),
+            ),
+        };
+        let mut form = vec![("snomedcode".to_string(), snomed.clone())];
+        put_opt(
+            &mut form,
+            vec![
+                ("icd10codes", Some(icd10.join(",")).filter(|s| !s.is_empty())),
+                ("laterality", self.laterality.clone()),
+                ("note", self.note.clone()),
+            ],
+        );
+        Ok((form, vec![("/snomedcode", snomed)]))
     }
 
-    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
-        Box::pin(async move {
-            let (form, _) = resolve(self).map_err(invalid)?;
-            let v = cx
-                .practice
-                .chart_post(&ChartPath::encounter_diagnoses(&self.encounter_id), form)
-                .await?;
-            Ok(ids(&[
-                ("diagnosis_id", &answer_id(&v, "diagnosisid")),
-                ("encounter_id", &self.encounter_id),
-                ("patient_id", &self.patient_id),
-            ]))
-        })
+    fn path(&self) -> ChartPath {
+        ChartPath::encounter_diagnoses(&self.encounter_id)
     }
 
-    fn reconcile<'a>(&'a self, p: &'a PracticeClient, baseline: Option<u32>) -> Reading<'a> {
-        Box::pin(reconcile_by_count(self, p, baseline, "diagnosis_id"))
-    }
-
-    fn matching<'a>(&'a self, p: &'a PracticeClient) -> Matching<'a> {
-        Box::pin(async move {
-            let (_, snomed) = resolve(self).map_err(invalid)?;
-            count(
-                p,
-                &ChartPath::encounter_diagnoses(&self.encounter_id),
-                "diagnosisid",
-                |v| json_str(v, "snomedcode").as_deref() == Some(snomed.as_str()),
-            )
-            .await
-        })
+    fn context_ids(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("encounter_id", self.encounter_id.clone()),
+            ("patient_id", self.patient_id.clone()),
+        ]
     }
 }

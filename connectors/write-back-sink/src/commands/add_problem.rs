@@ -1,102 +1,75 @@
-//! `AddProblem`: what the sink does with it (its envelope and its [`WriteBack`] behaviour). Its
-//! Avro mirror is `athena_contracts::commands::AddProblem` (data only).
+//! `AddProblem`: what the sink does with it (its envelope and its [`ChartAdd`] behaviour, which
+//! makes its `WriteBack`). Its Avro mirror is `athena_contracts::commands::AddProblem` (data
+//! only).
 
-use athena_client::PracticeClient;
 use athena_client::api::chart::ChartPath;
 use athena_contracts::commands::AddProblem;
 
-use super::chart::{
-    Form,
-    SNOMED, answer_id, bad, code, count, date as fhir_date, invalid_error as invalid, one_source,
-    parse, us,
+use super::chart::{Resolved, 
+    ChartAdd, SNOMED, bad, chart_add, code, date as fhir_date, one_source, parse, put_opt, us,
 };
-use super::{
-    AthenaCtx, Idempotency, Invalid, Matching, Performed, Reading, WriteBack, date, envelope, ids,
-    json_str, reconcile_by_count,
-};
+use super::{Invalid, date, envelope};
 
 envelope!(AddProblem);
+chart_add!(AddProblem);
 
-/// athena's form for this problem, from the typed fields or the Condition; and its SNOMED code.
-fn resolve(c: &AddProblem) -> Result<(Form, String), Invalid> {
-    let typed = c.snomed_code.is_some() || c.start_date.is_some() || c.status.is_some();
-    one_source(typed, &c.fhir_resource)?;
-    let (snomed, start, status) = match &c.fhir_resource {
-        Some(text) => {
-            let v = parse(text, "Condition", &c.patient_id)?;
-            let snomed =
-                code(&v, "/code", &[SNOMED]).ok_or(bad("Condition has no SNOMED CT coding"))?;
-            let start = fhir_date(&v, &["/onsetDateTime", "/onsetPeriod/start", "/recordedDate"])?;
-            let clinical = code(
-                &v,
-                "/clinicalStatus",
-                &["http://terminology.hl7.org/CodeSystem/condition-clinical"],
-            );
-            if matches!(clinical.as_deref(), Some("inactive" | "resolved" | "remission")) {
-                return Err(bad("Condition is not active; athena's problem list takes active problems"));
+impl ChartAdd for AddProblem {
+    const ANSWER_KEY: &'static str = "problemid";
+    const LIST_ID_KEY: &'static str = "problemid";
+    const RESULT_ID: &'static str = "problem_id";
+
+    /// From the typed fields or an active Condition; read back by SNOMED code.
+    fn resolve(&self) -> Result<Resolved, Invalid> {
+        let typed = self.snomed_code.is_some() || self.start_date.is_some() || self.status.is_some();
+        one_source(typed, &self.fhir_resource)?;
+        let (snomed, start, status) = match &self.fhir_resource {
+            Some(text) => {
+                let v = parse(text, "Condition", &self.patient_id)?;
+                let snomed =
+                    code(&v, "/code", &[SNOMED]).ok_or(bad("Condition has no SNOMED CT coding"))?;
+                let start =
+                    fhir_date(&v, &["/onsetDateTime", "/onsetPeriod/start", "/recordedDate"])?;
+                let clinical = code(
+                    &v,
+                    "/clinicalStatus",
+                    &["http://terminology.hl7.org/CodeSystem/condition-clinical"],
+                );
+                if matches!(clinical.as_deref(), Some("inactive" | "resolved" | "remission")) {
+                    return Err(bad(
+                        "Condition is not active; athena's problem list takes active problems",
+                    ));
+                }
+                (snomed, start, None)
             }
-            (snomed, start, None)
-        }
-        None => (
-            c.snomed_code
-                .clone()
-                .ok_or(Invalid::command("snomed_code is required"))?,
-            date(c.start_date),
-            c.status.clone(),
-        ),
-    };
-    let mut form = vec![
-        ("departmentid".to_string(), c.department_id.clone()),
-        ("snomedcode".to_string(), snomed.clone()),
-    ];
-    for (k, v) in [
-        ("startdate", start.map(us)),
-        ("status", status),
-        ("laterality", c.laterality.clone()),
-        ("note", c.note.clone()),
-    ] {
-        if let Some(v) = v {
-            form.push((k.into(), v));
-        }
-    }
-    Ok((form, snomed))
-}
-
-impl WriteBack for AddProblem {
-    /// Read back: the patient's problems with this SNOMED code, counted against a baseline.
-    fn idempotency(&self) -> Idempotency {
-        Idempotency::ReconcileBeforeRetry { baseline: true }
+            None => (
+                self.snomed_code
+                    .clone()
+                    .ok_or(Invalid::command("snomed_code is required"))?,
+                date(self.start_date),
+                self.status.clone(),
+            ),
+        };
+        let mut form = vec![
+            ("departmentid".to_string(), self.department_id.clone()),
+            ("snomedcode".to_string(), snomed.clone()),
+        ];
+        put_opt(
+            &mut form,
+            vec![
+                ("startdate", start.map(us)),
+                ("status", status),
+                ("laterality", self.laterality.clone()),
+                ("note", self.note.clone()),
+            ],
+        );
+        Ok((form, vec![("/code", snomed)]))
     }
 
-    fn precheck(&self, _: bool) -> Result<(), Invalid> {
-        resolve(self).map(|_| ())
+    fn path(&self) -> ChartPath {
+        ChartPath::problems(&self.patient_id)
     }
 
-    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
-        Box::pin(async move {
-            let (form, _) = resolve(self).map_err(invalid)?;
-            let v = cx
-                .practice
-                .chart_post(&ChartPath::problems(&self.patient_id), form)
-                .await?;
-            Ok(ids(&[
-                ("problem_id", &answer_id(&v, "problemid")),
-                ("patient_id", &self.patient_id),
-            ]))
-        })
-    }
-
-    fn reconcile<'a>(&'a self, p: &'a PracticeClient, baseline: Option<u32>) -> Reading<'a> {
-        Box::pin(reconcile_by_count(self, p, baseline, "problem_id"))
-    }
-
-    fn matching<'a>(&'a self, p: &'a PracticeClient) -> Matching<'a> {
-        Box::pin(async move {
-            let (_, snomed) = resolve(self).map_err(invalid)?;
-            count(p, &ChartPath::problems(&self.patient_id), "problemid", |v| {
-                json_str(v, "code").as_deref() == Some(snomed.as_str())
-            })
-            .await
-        })
+    fn context_ids(&self) -> Vec<(&'static str, String)> {
+        vec![("patient_id", self.patient_id.clone())]
     }
 }

@@ -13,6 +13,9 @@ use super::{Invalid, json_str, max_id};
 
 /// An athena form: (name, value) pairs.
 pub(crate) type Form = Vec<(String, String)>;
+/// What a [`ChartAdd`] resolves to: athena's form and the read-back match (JSON pointer into a
+/// listed record, the value it must have).
+pub(crate) type Resolved = (Form, Vec<(&'static str, String)>);
 /// Vital readings (clinical element id, value) and the date they were taken.
 pub(crate) type Readings = (Vec<(String, String)>, Option<NaiveDate>);
 
@@ -301,6 +304,119 @@ pub(crate) fn vitals(obs: &Value) -> Result<Readings, Invalid> {
     }
     let taken = date(obs, &["/effectiveDateTime", "/effectivePeriod/start"])?;
     Ok((out, taken))
+}
+
+/// A chart write that adds one record through a `POST` and reads back by counting the records of
+/// a list that match it (`ReconcileBeforeRetry { baseline: true }`). [`chart_add!`] turns it into
+/// the command's [`super::WriteBack`].
+pub(crate) trait ChartAdd {
+    /// The id field of athena's answer (`problemid`; `vitalids` is a list).
+    const ANSWER_KEY: &'static str;
+    /// The id field of a listed record (`problemid`, `vitalid`).
+    const LIST_ID_KEY: &'static str;
+    /// The id's name in the result (`problem_id`).
+    const RESULT_ID: &'static str;
+
+    /// athena's form and the read-back match: (JSON pointer into a listed record, value it must
+    /// have; `""` = absent), from the typed fields or the FHIR resource. `Err` is the REJECTED
+    /// outcome, found before any call.
+    fn resolve(&self) -> Result<Resolved, Invalid>;
+    /// Where the write goes.
+    fn path(&self) -> ChartPath;
+    /// The list read back (default: the write's path).
+    fn list_path(&self) -> ChartPath {
+        self.path()
+    }
+    /// Ids for the result besides the new record's (patient, encounter).
+    fn context_ids(&self) -> Vec<(&'static str, String)>;
+}
+
+/// A listed record's field at `ptr` as text (string or number; `""` when absent).
+fn field(v: &Value, ptr: &str) -> String {
+    match v.pointer(ptr) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `perform` of a [`ChartAdd`]: the write, and the ids for the result.
+pub(crate) async fn add<T: ChartAdd>(
+    c: &T,
+    p: &PracticeClient,
+) -> Result<super::Ids, athena_client::Error> {
+    let (form, _) = c.resolve().map_err(invalid_error)?;
+    let v = p.chart_post(&c.path(), form).await?;
+    let id = answer_id(&v, T::ANSWER_KEY);
+    let mut pairs: Vec<(&str, String)> = vec![(T::RESULT_ID, id)];
+    pairs.extend(c.context_ids());
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Ok(super::ids(&pairs))
+}
+
+/// `matching` of a [`ChartAdd`]: the listed records that match, and the newest id.
+pub(crate) async fn matching<T: ChartAdd>(
+    c: &T,
+    p: &PracticeClient,
+) -> Result<(u32, Option<String>), athena_client::Error> {
+    let (_, want) = c.resolve().map_err(invalid_error)?;
+    count(p, &c.list_path(), T::LIST_ID_KEY, |v| {
+        want.iter().all(|(ptr, value)| field(v, ptr) == *value)
+    })
+    .await
+}
+
+/// Implements [`super::WriteBack`] for a [`ChartAdd`] command.
+macro_rules! chart_add {
+    ($t:ident) => {
+        impl $crate::commands::WriteBack for $t {
+            /// No duplicate guard at athena: count matching records against a baseline.
+            fn idempotency(&self) -> $crate::commands::Idempotency {
+                $crate::commands::Idempotency::ReconcileBeforeRetry { baseline: true }
+            }
+
+            fn precheck(&self, _: bool) -> Result<(), $crate::commands::Invalid> {
+                $crate::commands::chart::ChartAdd::resolve(self).map(|_| ())
+            }
+
+            fn perform<'a>(
+                &'a self,
+                cx: $crate::commands::AthenaCtx<'a>,
+            ) -> $crate::commands::Performed<'a> {
+                Box::pin($crate::commands::chart::add(self, cx.practice))
+            }
+
+            fn reconcile<'a>(
+                &'a self,
+                p: &'a athena_client::PracticeClient,
+                baseline: Option<u32>,
+            ) -> $crate::commands::Reading<'a> {
+                Box::pin($crate::commands::reconcile_by_count(
+                    self,
+                    p,
+                    baseline,
+                    <Self as $crate::commands::chart::ChartAdd>::RESULT_ID,
+                ))
+            }
+
+            fn matching<'a>(
+                &'a self,
+                p: &'a athena_client::PracticeClient,
+            ) -> $crate::commands::Matching<'a> {
+                Box::pin($crate::commands::chart::matching(self, p))
+            }
+        }
+    };
+}
+pub(crate) use chart_add;
+
+/// Appends `(name, value)` to `form` for each value that is set.
+pub(crate) fn put_opt(form: &mut Form, pairs: Vec<(&str, Option<String>)>) {
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            form.push((k.to_string(), v));
+        }
+    }
 }
 
 /// Counts the records of the list at `path` that `hit` accepts; newest `id_key` value. A list

@@ -1,103 +1,72 @@
-//! `RecordVaccine`: what the sink does with it (its envelope and its [`WriteBack`] behaviour).
-//! Its Avro mirror is `athena_contracts::commands::RecordVaccine` (data only).
+//! `RecordVaccine`: what the sink does with it (its envelope and its [`ChartAdd`] behaviour,
+//! which makes its `WriteBack`). Its Avro mirror is `athena_contracts::commands::RecordVaccine`
+//! (data only).
 
-use athena_client::PracticeClient;
 use athena_client::api::chart::ChartPath;
 use athena_contracts::commands::RecordVaccine;
+use serde_json::Value;
 
-use super::chart::{
-    Form,
-    CVX, answer_id, bad, code, count, date as fhir_date, invalid_error as invalid, one_source,
-    parse, us,
+use super::chart::{Resolved, 
+    CVX, ChartAdd, bad, chart_add, code, date as fhir_date, one_source, parse, put_opt, us,
 };
-use super::{
-    AthenaCtx, Idempotency, Invalid, Matching, Performed, Reading, WriteBack, date, envelope, ids,
-    json_str, reconcile_by_count,
-};
+use super::{Invalid, date, envelope};
 
 envelope!(RecordVaccine);
+chart_add!(RecordVaccine);
 
-/// athena's form, from the typed fields or the Immunization; and (cvx, administer date).
-fn resolve(c: &RecordVaccine) -> Result<(Form, (String, String)), Invalid> {
-    let typed = c.cvx.is_some() || c.administer_date.is_some() || c.lot_number.is_some();
-    one_source(typed, &c.fhir_resource)?;
-    let (cvx, given, lot, amount, units) = match &c.fhir_resource {
-        Some(text) => {
-            let v = parse(text, "Immunization", &c.patient_id)?;
-            let cvx = code(&v, "/vaccineCode", &[CVX]).ok_or(bad("Immunization has no CVX code"))?;
-            let given = fhir_date(&v, &["/occurrenceDateTime"])?
-                .ok_or(bad("Immunization has no occurrenceDateTime"))?;
-            let s = |p: &str| v.pointer(p).and_then(serde_json::Value::as_str).map(String::from);
-            let amount = v
-                .pointer("/doseQuantity/value")
-                .and_then(serde_json::Value::as_f64);
-            let units = s("/doseQuantity/unit").or_else(|| s("/doseQuantity/code"));
-            (cvx, given, s("/lotNumber"), amount, units)
-        }
-        None => (
-            c.cvx.clone().ok_or(Invalid::command("cvx is required"))?,
-            date(c.administer_date).ok_or(Invalid::command("administer_date is required"))?,
-            c.lot_number.clone(),
-            c.dose_amount,
-            c.dose_units.clone(),
-        ),
-    };
-    let given = us(given);
-    let mut form = vec![
-        ("departmentid".to_string(), c.department_id.clone()),
-        ("cvx".to_string(), cvx.clone()),
-        ("administerdate".to_string(), given.clone()),
-    ];
-    for (k, v) in [
-        ("lotnumber", lot),
-        ("amount", amount.map(|a| a.to_string())),
-        ("units", units),
-        ("note", c.note.clone()),
-    ] {
-        if let Some(v) = v {
-            form.push((k.into(), v));
-        }
-    }
-    Ok((form, (cvx, given)))
-}
+impl ChartAdd for RecordVaccine {
+    const ANSWER_KEY: &'static str = "vaccineid";
+    const LIST_ID_KEY: &'static str = "vaccineid";
+    const RESULT_ID: &'static str = "vaccine_id";
 
-impl WriteBack for RecordVaccine {
-    /// Read back: the patient's vaccines with this CVX code and date, counted against a
-    /// baseline.
-    fn idempotency(&self) -> Idempotency {
-        Idempotency::ReconcileBeforeRetry { baseline: true }
+    /// From the typed fields or the Immunization; read back by CVX code and date given.
+    fn resolve(&self) -> Result<Resolved, Invalid> {
+        let typed = self.cvx.is_some() || self.administer_date.is_some() || self.lot_number.is_some();
+        one_source(typed, &self.fhir_resource)?;
+        let (cvx, given, lot, amount, units) = match &self.fhir_resource {
+            Some(text) => {
+                let v = parse(text, "Immunization", &self.patient_id)?;
+                let cvx =
+                    code(&v, "/vaccineCode", &[CVX]).ok_or(bad("Immunization has no CVX code"))?;
+                let given = fhir_date(&v, &["/occurrenceDateTime"])?
+                    .ok_or(bad("Immunization has no occurrenceDateTime"))?;
+                let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);
+                let amount = v.pointer("/doseQuantity/value").and_then(Value::as_f64);
+                let units = s("/doseQuantity/unit").or_else(|| s("/doseQuantity/code"));
+                (cvx, given, s("/lotNumber"), amount, units)
+            }
+            None => (
+                self.cvx.clone().ok_or(Invalid::command("cvx is required"))?,
+                date(self.administer_date)
+                    .ok_or(Invalid::command("administer_date is required"))?,
+                self.lot_number.clone(),
+                self.dose_amount,
+                self.dose_units.clone(),
+            ),
+        };
+        let given = us(given);
+        let mut form = vec![
+            ("departmentid".to_string(), self.department_id.clone()),
+            ("cvx".to_string(), cvx.clone()),
+            ("administerdate".to_string(), given.clone()),
+        ];
+        put_opt(
+            &mut form,
+            vec![
+                ("lotnumber", lot),
+                ("amount", amount.map(|a| a.to_string())),
+                ("units", units),
+                ("note", self.note.clone()),
+            ],
+        );
+        Ok((form, vec![("/cvx", cvx), ("/administerdate", given)]))
     }
 
-    fn precheck(&self, _: bool) -> Result<(), Invalid> {
-        resolve(self).map(|_| ())
+    fn path(&self) -> ChartPath {
+        ChartPath::vaccines(&self.patient_id)
     }
 
-    fn perform<'a>(&'a self, cx: AthenaCtx<'a>) -> Performed<'a> {
-        Box::pin(async move {
-            let (form, _) = resolve(self).map_err(invalid)?;
-            let v = cx
-                .practice
-                .chart_post(&ChartPath::vaccines(&self.patient_id), form)
-                .await?;
-            Ok(ids(&[
-                ("vaccine_id", &answer_id(&v, "vaccineid")),
-                ("patient_id", &self.patient_id),
-            ]))
-        })
-    }
-
-    fn reconcile<'a>(&'a self, p: &'a PracticeClient, baseline: Option<u32>) -> Reading<'a> {
-        Box::pin(reconcile_by_count(self, p, baseline, "vaccine_id"))
-    }
-
-    fn matching<'a>(&'a self, p: &'a PracticeClient) -> Matching<'a> {
-        Box::pin(async move {
-            let (_, (cvx, given)) = resolve(self).map_err(invalid)?;
-            count(p, &ChartPath::vaccines(&self.patient_id), "vaccineid", |v| {
-                json_str(v, "cvx").as_deref() == Some(cvx.as_str())
-                    && json_str(v, "administerdate").as_deref() == Some(given.as_str())
-            })
-            .await
-        })
+    fn context_ids(&self) -> Vec<(&'static str, String)> {
+        vec![("patient_id", self.patient_id.clone())]
     }
 }

@@ -45,8 +45,15 @@ pub struct ChartProduced {
     pub allergies: HashMap<u64, Vec<String>>,
 }
 
-fn env(command_id: String) -> (String, String) {
-    (command_id, PRACTICE.to_string())
+/// The command of `schemas/examples/<file>` (the tests start from the examples, so these stay
+/// true too).
+pub fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let path = format!(
+        "{}/../../schemas/examples/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 impl ChartWorkload {
@@ -118,188 +125,94 @@ impl ChartWorkload {
                     send.push(p.encode(&n.patients, &c).await);
                 }};
             }
-            let (cid, practice_id) = env(id("vitals"));
             push!(RecordVitals {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("vitals"),
                 patient_id: pat.clone(),
-                department_id: "1".into(),
-                encounter_id: None,
-                source: None,
                 reading_taken: Some(today.into()),
                 vitals: vec![VitalReading {
                     clinical_element_id: "VITALS.HEARTRATE".into(),
                     value: (60 + i).to_string(),
                 }],
-                fhir_resource: None,
+                ..example("RecordVitals.json")
             });
-            let (cid, practice_id) = env(id("vitals-fhir"));
             let obs = serde_json::json!({"resourceType": "Observation", "status": "final",
                 "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2"}]},
                 "effectiveDateTime": today.to_string(),
                 "valueQuantity": {"value": 60 + i, "code": "[in_i]"}});
             push!(RecordVitals {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("vitals-fhir"),
                 patient_id: pat.clone(),
-                department_id: "1".into(),
                 encounter_id: Some(enc.clone()),
-                source: None,
-                reading_taken: None,
-                vitals: vec![],
                 fhir_resource: Some(obs.to_string()),
+                ..example("RecordVitals.fhir.json")
             });
-            let (cid, practice_id) = env(id("problem"));
             push!(AddProblem {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("problem"),
                 patient_id: pat.clone(),
-                department_id: "1".into(),
                 snomed_code: Some(format!("3834100{i}")),
-                start_date: None,
-                status: Some("CHRONIC".into()),
-                laterality: None,
-                note: None,
-                fhir_resource: None,
+                ..example("AddProblem.json")
             });
             for a in 0..2 {
-                let (cid, practice_id) = env(id(&format!("allergy-{a}")));
                 let allergen = format!("{}{a}", 500 + i);
                 out.allergies
                     .entry(*patient)
                     .or_default()
                     .push(allergen.clone());
+                let base: UpdateAllergies = example("UpdateAllergies.json");
                 push!(UpdateAllergies {
-                    command_id: cid,
-                    practice_id,
-                    correlation_id: None,
-                    issued_at: None,
+                    command_id: id(&format!("allergy-{a}")),
                     patient_id: pat.clone(),
-                    department_id: "1".into(),
                     allergies: vec![AllergyEntry {
                         allergen_id: allergen,
-                        allergen_name: format!("allergen {a}"),
-                        reactions: vec![],
-                        severity: None,
-                        criticality: None,
-                        onset_date: None,
-                        note: None,
+                        ..base.allergies[0].clone()
                     }],
-                    fhir_resource: None,
+                    ..base
                 });
             }
-            let (cid, practice_id) = env(id("vaccine"));
             push!(RecordVaccine {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("vaccine"),
                 patient_id: pat.clone(),
-                department_id: "1".into(),
-                cvx: Some("140".into()),
                 administer_date: Some((today - chrono::Duration::days(i as i64)).into()),
-                lot_number: None,
-                dose_amount: None,
-                dose_units: None,
-                note: None,
-                fhir_resource: None,
+                ..example("RecordVaccine.json")
             });
-            let (cid, practice_id) = env(id("medication"));
             push!(AddHistoricalMedication {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("medication"),
                 patient_id: pat.clone(),
-                department_id: "1".into(),
                 medication_id: Some(format!("24391{i}")),
-                start_date: None,
-                stop_date: None,
-                unstructured_sig: None,
-                note: None,
-                fhir_resource: None,
+                ..example("AddHistoricalMedication.json")
             });
-            let (cid, practice_id) = env(id("surgery"));
             push!(RecordSurgicalHistory {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("surgery"),
                 patient_id: pat.clone(),
-                department_id: "1".into(),
-                procedure_code: Some("80146002".into()),
-                procedure_date: None,
-                note: None,
-                fhir_resource: None,
+                ..example("RecordSurgicalHistory.json")
             });
-            let (cid, practice_id) = env(id("family"));
             push!(RecordFamilyHistory {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("family"),
                 patient_id: pat.clone(),
-                department_id: "1".into(),
-                relation: "FATHER".into(),
-                snomed_code: "22298006".into(),
-                onset_age: None,
-                note: None,
+                ..example("RecordFamilyHistory.json")
             });
-            let (cid, practice_id) = env(id("diagnosis"));
             push!(AddEncounterDiagnosis {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("diagnosis"),
                 patient_id: pat.clone(),
                 encounter_id: enc.clone(),
-                snomed_code: Some("38341003".into()),
-                icd10_codes: vec!["I10".into()],
-                laterality: None,
-                note: None,
-                fhir_resource: None,
+                ..example("AddEncounterDiagnosis.json")
             });
-            let (cid, practice_id) = env(id("referral"));
             push!(CreateReferralOrder {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("referral"),
                 patient_id: pat.clone(),
                 encounter_id: enc.clone(),
-                order_type_id: "257362".into(),
-                diagnosis_snomed_code: "38341003".into(),
-                reason_for_referral: None,
-                provider_note: None,
-                facility_id: None,
+                ..example("CreateReferralOrder.json")
             });
-            let (cid, practice_id) = env(id("lab"));
+            let base: UploadLabResult = example("UploadLabResult.json");
             push!(UploadLabResult {
-                command_id: cid,
-                practice_id,
-                correlation_id: None,
-                issued_at: None,
+                command_id: id("lab"),
                 patient_id: pat.clone(),
-                department_id: "1".into(),
                 observation_date: Some(today.into()),
-                document_type_id: None,
-                autoclose: true,
                 analytes: vec![LabAnalyte {
-                    loinc: "2345-7".into(),
-                    analyte_name: "Glucose".into(),
                     value: (90 + i).to_string(),
-                    units: Some("mg/dL".into()),
-                    reference_range: None,
-                    abnormal_flag: None,
-                    result_status: None,
-                    note: None,
+                    ..base.analytes[0].clone()
                 }],
+                ..base
             });
             for bytes in send {
                 p.send_raw(&n.patients, &key, &bytes).await;
