@@ -179,7 +179,8 @@ fn str_of(v: &Value, k: &str) -> Option<String> {
 }
 
 /// Writes one chart record: stores it, queues its feed row (when `feed` is set) and puts its
-/// FHIR resource. `id_key` names the record's id in athena's answer.
+/// FHIR resource. `id_key` names the record's id in athena's answer, which is returned
+/// (`{"success":"true","<id_key>":N}`) with the id.
 fn record(
     p: &mut Practice,
     pat: u64,
@@ -223,7 +224,16 @@ fn record(
         );
     }
     p.chart_write_fhir(id_key, pat, &v, now);
-    (v, id.to_string())
+    (json!({"success": "true", id_key: id}), id.to_string())
+}
+
+/// Copies the optional params `keys` into `v` as given.
+fn copy(v: &mut Value, q: &Params, keys: &[&str]) {
+    for k in keys {
+        if let Some(x) = q.get(k) {
+            v[*k] = json!(x);
+        }
+    }
 }
 
 enum Store {
@@ -309,7 +319,7 @@ pub fn add_problem(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, 
     if let Some(s) = start {
         v["events"] = json!([{"eventtype": "START", "startdate": s}]);
     }
-    let (v, id) = record(
+    Ok(record(
         p,
         pat,
         &dept,
@@ -317,8 +327,7 @@ pub fn add_problem(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, 
         Store::Chart(ChartKind::Problem),
         "problemid",
         v,
-    );
-    Ok((json!({"success": "true", "problemid": v["problemid"]}), id))
+    ))
 }
 
 /// Domain op of `PUT /chart/{patientid}/allergies`: the list sent replaces the patient's
@@ -426,12 +435,8 @@ pub fn add_vaccine(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, 
     }
     let given = past_date(q, "administerdate")?.unwrap_or_default();
     let mut v = json!({"cvx": cvx, "administerdate": given, "status": "ADMINISTERED"});
-    for k in ["lotnumber", "amount", "units", "note"] {
-        if let Some(x) = q.get(k) {
-            v[k] = json!(x);
-        }
-    }
-    let (v, id) = record(
+    copy(&mut v, q, &["lotnumber", "amount", "units", "note"]);
+    Ok(record(
         p,
         pat,
         &dept,
@@ -439,8 +444,7 @@ pub fn add_vaccine(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, 
         Store::Writes("vaccines", None),
         "vaccineid",
         v,
-    );
-    Ok((json!({"success": "true", "vaccineid": v["vaccineid"]}), id))
+    ))
 }
 
 /// Domain op of `POST /chart/{patientid}/medications` (a historical medication).
@@ -451,12 +455,8 @@ pub fn add_medication(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Valu
     let start = past_date(q, "startdate")?;
     let mut v = json!({"medicationid": med, "medication": format!("Medication {med}"),
         "source": "HISTORICAL", "startdate": start});
-    for k in ["stopdate", "unstructuredsig", "patientnote"] {
-        if let Some(x) = q.get(k) {
-            v[k] = json!(x);
-        }
-    }
-    let (v, id) = record(
+    copy(&mut v, q, &["stopdate", "unstructuredsig", "patientnote"]);
+    Ok(record(
         p,
         pat,
         &dept,
@@ -464,10 +464,6 @@ pub fn add_medication(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Valu
         Store::Chart(ChartKind::Medication),
         "medicationentryid",
         v,
-    );
-    Ok((
-        json!({"success": "true", "medicationentryid": v["medicationentryid"]}),
-        id,
     ))
 }
 
@@ -487,7 +483,7 @@ pub fn add_surgical_history(p: &mut Practice, q: &Params, pat: u64) -> ApiResult
     if let Some(n) = q.get("note") {
         v["note"] = json!(n);
     }
-    let (v, id) = record(
+    Ok(record(
         p,
         pat,
         &dept,
@@ -495,10 +491,6 @@ pub fn add_surgical_history(p: &mut Practice, q: &Params, pat: u64) -> ApiResult
         Store::Writes("surgicalhistory", None),
         "procedureid",
         v,
-    );
-    Ok((
-        json!({"success": "true", "procedureid": v["procedureid"]}),
-        id,
     ))
 }
 
@@ -509,12 +501,8 @@ pub fn add_family_history(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(
     let relation = one_of(q, "relation", RELATIONS)?.unwrap_or_default();
     let code = numeric(q, "snomedcode", "Invalid snomedcode.")?;
     let mut v = json!({"relation": relation, "snomedcode": code});
-    for k in ["onsetage", "note"] {
-        if let Some(x) = q.get(k) {
-            v[k] = json!(x);
-        }
-    }
-    let (v, id) = record(
+    copy(&mut v, q, &["onsetage", "note"]);
+    Ok(record(
         p,
         pat,
         &dept,
@@ -522,10 +510,6 @@ pub fn add_family_history(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(
         Store::Writes("familyhistory", None),
         "familyhistoryid",
         v,
-    );
-    Ok((
-        json!({"success": "true", "familyhistoryid": v["familyhistoryid"]}),
-        id,
     ))
 }
 
@@ -556,7 +540,7 @@ pub fn add_diagnosis(p: &mut Practice, q: &Params, enc: u64) -> ApiResult<(Value
     if let Some(n) = q.get("note") {
         v["note"] = json!(n);
     }
-    let (v, id) = record(
+    Ok(record(
         p,
         pat,
         &dept,
@@ -564,10 +548,6 @@ pub fn add_diagnosis(p: &mut Practice, q: &Params, enc: u64) -> ApiResult<(Value
         Store::Writes("diagnoses", Some(enc)),
         "diagnosisid",
         v,
-    );
-    Ok((
-        json!({"success": "true", "diagnosisid": v["diagnosisid"]}),
-        id,
     ))
 }
 
@@ -580,12 +560,12 @@ pub fn add_referral(p: &mut Practice, q: &Params, enc: u64) -> ApiResult<(Value,
     let dx = numeric(q, "diagnosissnomedcode", "Invalid diagnosissnomedcode.")?;
     let mut v = json!({"ordertype": "REFERRAL", "ordertypeid": ty, "diagnosissnomedcode": dx,
         "encounterid": enc, "status": "OPEN"});
-    for k in ["reasonforreferral", "providernote", "facilityid"] {
-        if let Some(x) = q.get(k) {
-            v[k] = json!(x);
-        }
-    }
-    let (v, id) = record(
+    copy(
+        &mut v,
+        q,
+        &["reasonforreferral", "providernote", "facilityid"],
+    );
+    Ok(record(
         p,
         pat,
         &dept,
@@ -593,10 +573,6 @@ pub fn add_referral(p: &mut Practice, q: &Params, enc: u64) -> ApiResult<(Value,
         Store::Writes("orders", Some(enc)),
         "documentid",
         v,
-    );
-    Ok((
-        json!({"success": "true", "documentid": v["documentid"]}),
-        id,
     ))
 }
 
@@ -635,7 +611,7 @@ pub fn add_lab_result(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Valu
     if let Some(t) = q.get("documenttypeid") {
         v["documenttypeid"] = json!(t);
     }
-    let (v, id) = record(
+    Ok(record(
         p,
         pat,
         &dept,
@@ -643,28 +619,25 @@ pub fn add_lab_result(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Valu
         Store::Chart(ChartKind::LabResult),
         "labresultid",
         v,
-    );
-    Ok((
-        json!({"success": true, "labresultid": v["labresultid"]}),
-        id,
     ))
 }
 
+/// Whose list a read names.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    Patient(u64),
+    Encounter(u64),
+}
+
 /// The list `list` of a patient (or an encounter) as athena answers it.
-fn list_writes(
-    s: &SimState,
-    pid: u64,
-    who: Result<u64, u64>,
-    list: &'static str,
-    key: &str,
-) -> Response {
+fn list_writes(s: &SimState, pid: u64, owner: Owner, list: &'static str, key: &str) -> Response {
     s.read(pid, |p| {
-        let (pat, enc) = match who {
-            Ok(pat) => {
+        let (pat, enc) = match owner {
+            Owner::Patient(pat) => {
                 patient(p, pat)?;
                 (Some(pat), None)
             }
-            Err(enc) => {
+            Owner::Encounter(enc) => {
                 encounter(p, enc)?;
                 (None, Some(enc))
             }
@@ -683,109 +656,73 @@ fn list_writes(
     .into_response()
 }
 
-macro_rules! handlers {
-    ($( $post:ident, $op:literal, $f:path; )*) => {$(
+/// A patient-level write checks the patient first (404); an encounter-level one resolves its
+/// encounter itself.
+fn patient_check(p: &Practice, id: u64) -> ApiResult<()> {
+    patient(p, id).map(|_| ())
+}
+
+fn no_check(_: &Practice, _: u64) -> ApiResult<()> {
+    Ok(())
+}
+
+macro_rules! writes {
+    ($( $name:ident, $op:literal, $check:ident, $f:expr; )*) => {$(
         #[doc = concat!("The route of the `", $op, "` write (see its domain op).")]
-        pub async fn $post(
+        pub async fn $name(
             State(s): State<SimState>,
             Path((pid, id)): Path<(u64, u64)>,
             params: Params,
         ) -> Response {
-            s.write(pid, $op, &params, |p, q| $f(p, q, id)).map(ok).into_response()
+            s.write(pid, $op, &params, |p, q| {
+                $check(p, id)?;
+                $f(p, q, id)
+            })
+            .map(ok)
+            .into_response()
         }
     )*};
 }
 
-fn patient_then<F>(f: F) -> impl FnOnce(&mut Practice, &Params, u64) -> ApiResult<(Value, String)>
-where
-    F: FnOnce(&mut Practice, &Params, u64) -> ApiResult<(Value, String)>,
-{
-    move |p, q, pat| {
-        patient(p, pat)?;
-        f(p, q, pat)
-    }
+writes! {
+    post_vitals, "RecordVitals", patient_check, |p, q, pat| record_vitals(p, q, pat, None);
+    post_encounter_vitals, "RecordVitals", no_check, |p: &mut Practice, q, enc| {
+        let pat = encounter(p, enc)?;
+        record_vitals(p, q, pat, Some(enc))
+    };
+    post_problem, "AddProblem", patient_check, add_problem;
+    put_allergy_list, "UpdateAllergies", patient_check, put_allergies;
+    post_vaccine, "RecordVaccine", patient_check, add_vaccine;
+    post_medication, "AddHistoricalMedication", patient_check, add_medication;
+    post_surgical_history, "RecordSurgicalHistory", patient_check, add_surgical_history;
+    post_family_history, "RecordFamilyHistory", patient_check, add_family_history;
+    post_diagnosis, "AddEncounterDiagnosis", no_check, add_diagnosis;
+    post_referral, "CreateReferralOrder", no_check, add_referral;
+    post_lab_result, "UploadLabResult", patient_check, add_lab_result;
 }
 
-fn chart_vitals(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, String)> {
-    patient_then(|p, q, pat| record_vitals(p, q, pat, None))(p, q, pat)
-}
-fn encounter_vitals(p: &mut Practice, q: &Params, enc: u64) -> ApiResult<(Value, String)> {
-    let pat = encounter(p, enc)?;
-    record_vitals(p, q, pat, Some(enc))
-}
-fn problem(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, String)> {
-    patient_then(add_problem)(p, q, pat)
-}
-fn allergies(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, String)> {
-    patient_then(put_allergies)(p, q, pat)
-}
-fn vaccine(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, String)> {
-    patient_then(add_vaccine)(p, q, pat)
-}
-fn medication(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, String)> {
-    patient_then(add_medication)(p, q, pat)
-}
-fn surgical(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, String)> {
-    patient_then(add_surgical_history)(p, q, pat)
-}
-fn family(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, String)> {
-    patient_then(add_family_history)(p, q, pat)
-}
-fn lab(p: &mut Practice, q: &Params, pat: u64) -> ApiResult<(Value, String)> {
-    patient_then(add_lab_result)(p, q, pat)
+macro_rules! lists {
+    ($( $name:ident, $path:literal, $owner:ident, $list:literal, $key:literal; )*) => {$(
+        #[doc = concat!("`GET ", $path, "`.")]
+        pub async fn $name(
+            State(s): State<SimState>,
+            Path((pid, id)): Path<(u64, u64)>,
+        ) -> Response {
+            list_writes(&s, pid, Owner::$owner(id), $list, $key)
+        }
+    )*};
 }
 
-handlers! {
-    post_vitals, "RecordVitals", chart_vitals;
-    post_encounter_vitals, "RecordVitals", encounter_vitals;
-    post_problem, "AddProblem", problem;
-    put_allergy_list, "UpdateAllergies", allergies;
-    post_vaccine, "RecordVaccine", vaccine;
-    post_medication, "AddHistoricalMedication", medication;
-    post_surgical_history, "RecordSurgicalHistory", surgical;
-    post_family_history, "RecordFamilyHistory", family;
-    post_diagnosis, "AddEncounterDiagnosis", add_diagnosis;
-    post_referral, "CreateReferralOrder", add_referral;
-    post_lab_result, "UploadLabResult", lab;
+lists! {
+    vitals, "/chart/{patientid}/vitals", Patient, "vitals", "vitals";
+    encounter_vitals_list, "/chart/encounter/{encounterid}/vitals", Encounter, "vitals", "vitals";
+    vaccines, "/chart/{patientid}/vaccines", Patient, "vaccines", "vaccines";
+    surgical_history, "/chart/{patientid}/surgicalhistory", Patient, "surgicalhistory", "procedures";
+    family_history, "/chart/{patientid}/familyhistory", Patient, "familyhistory", "familyhistory";
+    diagnoses, "/chart/encounter/{encounterid}/diagnoses", Encounter, "diagnoses", "diagnoses";
+    orders, "/chart/encounter/{encounterid}/orders", Encounter, "orders", "orders";
 }
 
-/// `GET /chart/{patientid}/vitals`.
-pub async fn vitals(State(s): State<SimState>, Path((pid, pat)): Path<(u64, u64)>) -> Response {
-    list_writes(&s, pid, Ok(pat), "vitals", "vitals")
-}
-/// `GET /chart/encounter/{encounterid}/vitals`.
-pub async fn encounter_vitals_list(
-    State(s): State<SimState>,
-    Path((pid, enc)): Path<(u64, u64)>,
-) -> Response {
-    list_writes(&s, pid, Err(enc), "vitals", "vitals")
-}
-/// `GET /chart/{patientid}/vaccines`.
-pub async fn vaccines(State(s): State<SimState>, Path((pid, pat)): Path<(u64, u64)>) -> Response {
-    list_writes(&s, pid, Ok(pat), "vaccines", "vaccines")
-}
-/// `GET /chart/{patientid}/surgicalhistory`.
-pub async fn surgical_history(
-    State(s): State<SimState>,
-    Path((pid, pat)): Path<(u64, u64)>,
-) -> Response {
-    list_writes(&s, pid, Ok(pat), "surgicalhistory", "procedures")
-}
-/// `GET /chart/{patientid}/familyhistory`.
-pub async fn family_history(
-    State(s): State<SimState>,
-    Path((pid, pat)): Path<(u64, u64)>,
-) -> Response {
-    list_writes(&s, pid, Ok(pat), "familyhistory", "familyhistory")
-}
-/// `GET /chart/encounter/{encounterid}/diagnoses`.
-pub async fn diagnoses(State(s): State<SimState>, Path((pid, enc)): Path<(u64, u64)>) -> Response {
-    list_writes(&s, pid, Err(enc), "diagnoses", "diagnoses")
-}
-/// `GET /chart/encounter/{encounterid}/orders`.
-pub async fn orders(State(s): State<SimState>, Path((pid, enc)): Path<(u64, u64)>) -> Response {
-    list_writes(&s, pid, Err(enc), "orders", "orders")
-}
 /// `GET /patients/{patientid}/documents/labresult`.
 pub async fn lab_results(
     State(s): State<SimState>,

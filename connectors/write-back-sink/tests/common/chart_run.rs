@@ -17,7 +17,7 @@ use super::{Names, PRACTICE, Producer};
 /// Chart writes (the simulator's ledger operation names) that must be in the ledger exactly
 /// once per APPLIED command. `UpdateAllergies` is naturally idempotent (a repeated PUT writes
 /// the same merged list) and is checked by its outcome instead: every allergy on the chart.
-const ONCE: &[&str] = &[
+pub const ONCE: &[&str] = &[
     "RecordVitals",
     "AddProblem",
     "RecordVaccine",
