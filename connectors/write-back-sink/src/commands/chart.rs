@@ -525,6 +525,99 @@ mod tests {
         assert!(one_source(false, &None).is_err());
     }
 
+    fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
+        let path = format!(
+            "{}/../../schemas/examples/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn form_of(r: Result<Resolved, Invalid>) -> std::collections::BTreeMap<String, String> {
+        r.unwrap().0.into_iter().collect()
+    }
+
+    #[test]
+    fn fhir_resources_become_athena_forms() {
+        use athena_contracts::commands::*;
+        let subject = json!({"reference": "Patient/a-195900.E-60178"});
+        let imm = json!({"resourceType": "Immunization", "status": "completed", "patient": subject,
+            "vaccineCode": {"coding": [{"system": CVX, "code": "208"}]},
+            "occurrenceDateTime": "2025-10-01", "lotNumber": "L1",
+            "doseQuantity": {"value": 0.3, "unit": "mL"}});
+        let c = RecordVaccine {
+            cvx: None,
+            administer_date: None,
+            lot_number: None,
+            dose_amount: None,
+            dose_units: None,
+            fhir_resource: Some(imm.to_string()),
+            ..example("RecordVaccine.json")
+        };
+        let f = form_of(c.resolve());
+        assert_eq!(f["cvx"], "208");
+        assert_eq!(f["administerdate"], "10/01/2025");
+        assert_eq!(f["lotnumber"], "L1");
+        assert_eq!(f["units"], "mL");
+
+        let med = json!({"resourceType": "MedicationStatement", "status": "active", "subject": subject,
+            "medicationCodeableConcept": {"coding": [
+                {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "860975"},
+                {"system": AH_MEDICATION, "code": "243917"}]},
+            "effectivePeriod": {"start": "2024-01-02", "end": "2024-06-30"}});
+        let base: AddHistoricalMedication = example("AddHistoricalMedication.json");
+        let c = AddHistoricalMedication {
+            medication_id: None,
+            start_date: None,
+            unstructured_sig: None,
+            fhir_resource: Some(med.to_string()),
+            ..base.clone()
+        };
+        let f = form_of(c.resolve());
+        assert_eq!(f["medicationid"], "243917");
+        assert_eq!(f["stopdate"], "06/30/2024");
+        let rx_only = med.to_string().replace(AH_MEDICATION, "urn:other");
+        let c = AddHistoricalMedication {
+            fhir_resource: Some(rx_only),
+            ..c
+        };
+        assert_eq!(c.resolve().unwrap_err().code, INVALID_FHIR);
+
+        let proc_ = json!({"resourceType": "Procedure", "status": "completed", "subject": subject,
+            "code": {"coding": [{"system": CPT, "code": "44950"}]}, "performedPeriod": {"start": "2010-05-06"}});
+        let c = RecordSurgicalHistory {
+            procedure_code: None,
+            procedure_date: None,
+            fhir_resource: Some(proc_.to_string()),
+            ..example("RecordSurgicalHistory.json")
+        };
+        let f = form_of(c.resolve());
+        assert_eq!(f["procedurecode"], "44950");
+        assert_eq!(f["proceduredate"], "05/06/2010");
+
+        let dx = json!({"resourceType": "Condition", "subject": subject, "code": {"coding": [
+            {"system": ICD10, "code": "I10"}, {"system": SNOMED, "code": "38341003"}, {"system": ICD10, "code": "I11.9"}]}});
+        let c = AddEncounterDiagnosis {
+            snomed_code: None,
+            icd10_codes: vec![],
+            fhir_resource: Some(dx.to_string()),
+            ..example("AddEncounterDiagnosis.json")
+        };
+        let f = form_of(c.resolve());
+        assert_eq!(f["snomedcode"], "38341003");
+        assert_eq!(f["icd10codes"], "I10,I11.9");
+
+        // A resolved Condition is refused for the problem list, with a fixed reason.
+        let resolved = json!({"resourceType": "Condition", "subject": subject,
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]},
+            "code": {"coding": [{"system": SNOMED, "code": "1"}]}});
+        let c = AddProblem {
+            fhir_resource: Some(resolved.to_string()),
+            ..example("AddProblem.fhir.json")
+        };
+        assert_eq!(c.resolve().unwrap_err().code, INVALID_FHIR);
+    }
+
     #[test]
     fn answer_ids() {
         assert_eq!(answer_id(&json!({"vitalids": [1, 2]}), "vitalids"), "1,2");
