@@ -9,6 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use athena_contracts::commands::{
+    AddEncounterDiagnosis, AddHistoricalMedication, AddProblem, CreateReferralOrder,
+    RecordFamilyHistory, RecordSurgicalHistory, RecordVaccine, RecordVitals, UpdateAllergies,
+    UploadLabResult,
+};
+use athena_contracts::commands::{
     AddInsurance, CancelAppointment, CheckInAppointment, CreateClaim, CreatePatient, RecordPayment,
     RescheduleAppointment, UpdatePatient, UploadClinicalDocument,
 };
@@ -178,6 +183,20 @@ fn feed_and_command_table() -> BTreeMap<&'static str, RoundTrip> {
         ("CreateClaim", round_trip::<CreateClaim>),
         ("RecordPayment", round_trip::<RecordPayment>),
         ("CommandResult", round_trip::<CommandResult>),
+        // Chart writes (issue 14).
+        ("RecordVitals", round_trip::<RecordVitals>),
+        ("AddProblem", round_trip::<AddProblem>),
+        ("UpdateAllergies", round_trip::<UpdateAllergies>),
+        ("RecordVaccine", round_trip::<RecordVaccine>),
+        (
+            "AddHistoricalMedication",
+            round_trip::<AddHistoricalMedication>,
+        ),
+        ("RecordSurgicalHistory", round_trip::<RecordSurgicalHistory>),
+        ("RecordFamilyHistory", round_trip::<RecordFamilyHistory>),
+        ("AddEncounterDiagnosis", round_trip::<AddEncounterDiagnosis>),
+        ("CreateReferralOrder", round_trip::<CreateReferralOrder>),
+        ("UploadLabResult", round_trip::<UploadLabResult>),
     ])
 }
 

@@ -263,4 +263,88 @@ impl Practice {
             self.put_clinical(r, now);
         }
     }
+
+    /// Puts the US Core resource of a chart write made through the proprietary API
+    /// (`api/chart.rs`), so the write shows in the patient's FHIR reads. `id_key` names the
+    /// write's kind (its id field in athena's answer); `v` is the record as athena lists it.
+    /// Problems and allergies need nothing here (`api/fhir.rs` derives them from the chart);
+    /// family history has no US Core resource.
+    pub fn chart_write_fhir(&mut self, id_key: &str, patient: u64, v: &Value, now: DateTime<Utc>) {
+        let pid = self.id;
+        let s = |k: &str| match v.get(k) {
+            Some(Value::String(x)) => x.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let id = s(id_key);
+        let subject = json!({"reference": format!("Patient/a-{pid}.E-{patient}")});
+        let day = |k: &str| {
+            crate::util::parse_us_date(&s(k))
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| iso(now)[..10].to_string())
+        };
+        let mut r = match id_key {
+            "vitalid" => {
+                let (code, name, unit) = match s("clinicalelementid").as_str() {
+                    "VITALS.WEIGHT" => ("29463-7", "Body weight", "g"),
+                    "VITALS.HEIGHT" => ("8302-2", "Body height", "cm"),
+                    "VITALS.TEMPERATURE" => ("8310-5", "Body temperature", "[degF]"),
+                    "VITALS.BLOODPRESSURE.SYSTOLIC" => {
+                        ("8480-6", "Systolic blood pressure", "mm[Hg]")
+                    }
+                    "VITALS.BLOODPRESSURE.DIASTOLIC" => {
+                        ("8462-4", "Diastolic blood pressure", "mm[Hg]")
+                    }
+                    "VITALS.HEARTRATE" => ("8867-4", "Heart rate", "/min"),
+                    "VITALS.RESPIRATIONRATE" => ("9279-1", "Respiratory rate", "/min"),
+                    "VITALS.BMI" => ("39156-5", "Body mass index", "kg/m2"),
+                    _ => ("3150-0", "Inhaled oxygen concentration", "%"),
+                };
+                let value: f64 = s("value").parse().unwrap_or_default();
+                json!({"resourceType": "Observation", "id": format!("a-{pid}.vitals-{id}"), "status": "final",
+                    "category": category("http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs", "Vital Signs"),
+                    "code": coding(LOINC, code, name), "subject": subject, "effectiveDateTime": day("readingtaken"),
+                    "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}})
+            }
+            "vaccineid" => {
+                json!({"resourceType": "Immunization", "id": format!("a-{pid}.vaccine-{id}"),
+                "status": "completed", "vaccineCode": coding(CVX, &s("cvx"), "Vaccine"), "patient": subject,
+                "occurrenceDateTime": day("administerdate"), "primarySource": false})
+            }
+            "medicationentryid" => json!({"resourceType": "MedicationRequest",
+                "id": format!("a-{pid}.medicationrequest-{id}"), "status": "active", "intent": "plan",
+                "reportedBoolean": true, "subject": subject, "authoredOn": iso(now),
+                "medicationCodeableConcept": coding("https://fhir.athena.io/sid/ah-medication", &s("medicationid"), &s("medication"))}),
+            "procedureid" => {
+                json!({"resourceType": "Procedure", "id": format!("a-{pid}.procedure-{id}"),
+                "status": "completed", "code": coding(SNOMED, &s("procedurecode"), "Past surgical procedure"),
+                "subject": subject, "performedDateTime": day("proceduredate")})
+            }
+            "diagnosisid" => {
+                json!({"resourceType": "Condition", "id": format!("a-{pid}.diagnosis-{id}"),
+                "clinicalStatus": coding("http://terminology.hl7.org/CodeSystem/condition-clinical", "active", "Active"),
+                "category": category("http://terminology.hl7.org/CodeSystem/condition-category", "encounter-diagnosis", "Encounter Diagnosis"),
+                "code": coding(SNOMED, &s("snomedcode"), "Encounter diagnosis"), "subject": subject, "recordedDate": iso(now)})
+            }
+            "documentid" => {
+                json!({"resourceType": "ServiceRequest", "id": format!("a-{pid}.referral-{id}"),
+                "status": "active", "intent": "order", "category": category(SNOMED, "3457005", "Patient referral"),
+                "code": coding(SNOMED, "306206005", "Referral to service"), "subject": subject, "authoredOn": iso(now),
+                "reasonCode": [coding(SNOMED, &s("diagnosissnomedcode"), "Referral diagnosis")]})
+            }
+            "labresultid" => {
+                let a = v.pointer("/analytes/0").cloned().unwrap_or_default();
+                let text = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                json!({"resourceType": "Observation", "id": format!("a-{pid}.lab-{id}"), "status": "final",
+                    "category": category("http://terminology.hl7.org/CodeSystem/observation-category", "laboratory", "Laboratory"),
+                    "code": coding(LOINC, &text("loinc"), &text("analytename")), "subject": subject,
+                    "effectiveDateTime": day("observationdate"), "valueString": text("value")})
+            }
+            _ => return,
+        };
+        if let Some(enc) = v.get("encounterid").and_then(Value::as_u64) {
+            r["encounter"] = json!({"reference": format!("Encounter/a-{pid}.encounter-{enc}")});
+        }
+        self.put_clinical(r, now);
+    }
 }

@@ -448,6 +448,8 @@ pub struct Practice {
     pub insurances: BTreeMap<u64, Insurance>,
     /// Chart items in order.
     pub chart: Vec<ChartItem>,
+    /// Chart writes of kinds `chart` does not hold (vitals, vaccines, ...; `api/chart.rs`).
+    pub chart_writes: Vec<crate::api::chart::ChartWrite>,
     /// Clinical FHIR resources by logical id (`crate::clinical`).
     pub clinical: BTreeMap<String, crate::clinical::ClinicalResource>,
     /// Changed-data feeds by path.
@@ -486,6 +488,7 @@ impl Practice {
             documents: BTreeMap::new(),
             insurances: BTreeMap::new(),
             chart: Vec::new(),
+            chart_writes: Vec::new(),
             clinical: BTreeMap::new(),
             feeds: FEEDS
                 .iter()

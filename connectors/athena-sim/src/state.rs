@@ -148,6 +148,11 @@ impl SimState {
         self.inner.faults.lock().push(rule);
     }
 
+    /// The scripted faults not used up yet (a test helper: did a rule fire?).
+    pub fn faults(&self) -> Vec<FaultRule> {
+        self.inner.faults.lock().clone()
+    }
+
     /// Removes every scripted fault.
     pub fn clear_faults(&self) {
         self.inner.faults.lock().clear();

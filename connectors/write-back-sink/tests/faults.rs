@@ -122,6 +122,14 @@ async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
             .await;
         ids.push(id);
     }
+    // Chart writes (issue 14): their own workload and faults (`common/chart_run.rs`).
+    let chart = chart_run::ChartWorkload {
+        prefix: "f",
+        patients: 4,
+    };
+    chart.inject_faults(&sim);
+    let chart_produced = chart.produce(&sim, &n, &p).await;
+    ids.extend(chart_produced.ids.iter().cloned());
 
     // Headroom above the injected faults: on a loaded 2-core machine the 2 s client timeout
     // adds ambiguous attempts of its own, and this test is about loss and duplication, not
@@ -206,6 +214,7 @@ async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
         .collect();
     assert_eq!(applied("f-claim-"), CLAIMS, "{not_applied:?}");
     assert_eq!(applied("f-doc-"), DOCS, "{not_applied:?}");
+    chart.assert_written_once(&sim, &chart_produced, &results);
     // The faults really happened.
     let stats = athena.stats();
     assert!(

@@ -112,7 +112,20 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     };
     let p = Producer::new(&stack);
     let produced = workload.produce(&sim, &n, &p).await;
-    let ids = &produced.ids;
+    // Chart writes (issue 14): their own workload and faults (`common/chart_run.rs`).
+    let chart = chart_run::ChartWorkload {
+        prefix: "k",
+        patients: 4,
+    };
+    chart.inject_faults(&sim);
+    let chart_produced = chart.produce(&sim, &n, &p).await;
+    let ids: Vec<String> = produced
+        .ids
+        .iter()
+        .chain(&chart_produced.ids)
+        .cloned()
+        .collect();
+    let ids = &ids;
     let total = ids.len();
     let (seen, counter) = kill_run::count_results(&stack, &n.results);
 
@@ -162,6 +175,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     assert_eq!(results.len(), total);
 
     workload.assert_written_once(&sim, &produced, &results);
+    chart.assert_written_once(&sim, &chart_produced, &results);
     eprintln!(
         "kill test: {total} commands, {kills} kills ({kills_during_run} during the run), {} result messages",
         msgs.len()

@@ -5,6 +5,7 @@
 pub mod appointments;
 pub mod bulk;
 pub mod changed;
+pub mod chart;
 pub mod claims;
 pub mod documents;
 pub mod fhir;

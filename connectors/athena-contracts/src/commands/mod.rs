@@ -17,6 +17,18 @@ mod reschedule_appointment;
 mod update_patient;
 mod upload_clinical_document;
 
+// Chart writes (issue 14, decision record 0020).
+mod add_encounter_diagnosis;
+mod add_historical_medication;
+mod add_problem;
+mod create_referral_order;
+mod record_family_history;
+mod record_surgical_history;
+mod record_vaccine;
+mod record_vitals;
+mod update_allergies;
+mod upload_lab_result;
+
 pub use add_insurance::AddInsurance;
 pub use book_appointment::BookAppointment;
 pub use cancel_appointment::CancelAppointment;
@@ -27,6 +39,17 @@ pub use record_payment::{CardDetails, RecordPayment};
 pub use reschedule_appointment::RescheduleAppointment;
 pub use update_patient::UpdatePatient;
 pub use upload_clinical_document::UploadClinicalDocument;
+
+pub use add_encounter_diagnosis::AddEncounterDiagnosis;
+pub use add_historical_medication::AddHistoricalMedication;
+pub use add_problem::AddProblem;
+pub use create_referral_order::CreateReferralOrder;
+pub use record_family_history::RecordFamilyHistory;
+pub use record_surgical_history::RecordSurgicalHistory;
+pub use record_vaccine::RecordVaccine;
+pub use record_vitals::{RecordVitals, VitalReading};
+pub use update_allergies::{AllergyEntry, UpdateAllergies};
+pub use upload_lab_result::{LabAnalyte, UploadLabResult};
 
 use std::collections::BTreeMap;
 

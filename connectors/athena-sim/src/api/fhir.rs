@@ -488,7 +488,10 @@ pub async fn read_resource(s: SimState, ty: &'static str, id: String) -> Respons
 pub fn routes(mut r: axum::Router<SimState>) -> axum::Router<SimState> {
     use axum::extract::Path;
     use axum::routing::get;
-    for ty in crate::clinical::CLINICAL_TYPES {
+    for ty in crate::clinical::CLINICAL_TYPES
+        .iter()
+        .chain(crate::api::chart::FHIR_TYPES)
+    {
         let ty: &'static str = ty;
         r = r
             .route(

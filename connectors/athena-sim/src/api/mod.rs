@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod appointments;
 pub mod changed;
+pub mod chart;
 pub mod claims;
 pub mod documents;
 pub mod export;
@@ -199,6 +200,7 @@ pub fn build_router(state: SimState) -> Router {
             "/fhir/r4/bulkstatus/{jobid}",
             get(export::status).delete(export::delete),
         );
+    let guarded = chart::routes(guarded);
     let guarded = fhir::routes(feed_routes(guarded))
         .route_layer(from_fn_with_state(state.clone(), crate::guard::api_guard));
     let public = Router::new()

@@ -46,7 +46,21 @@ commands! {
     record_payment => RecordPayment,
     upload_clinical_document => UploadClinicalDocument,
     add_insurance => AddInsurance,
+    // Chart writes (issue 14; shared helpers in `chart.rs`).
+    record_vitals => RecordVitals,
+    add_problem => AddProblem,
+    update_allergies => UpdateAllergies,
+    record_vaccine => RecordVaccine,
+    add_historical_medication => AddHistoricalMedication,
+    record_surgical_history => RecordSurgicalHistory,
+    record_family_history => RecordFamilyHistory,
+    add_encounter_diagnosis => AddEncounterDiagnosis,
+    create_referral_order => CreateReferralOrder,
+    upload_lab_result => UploadLabResult,
 }
+
+/// What the chart commands share (FHIR input, vital-sign table, read-back counts).
+mod chart;
 
 /// Ids athena created or touched, by name (`patient_id`, `appointment_id`, ...).
 pub type Ids = BTreeMap<String, String>;

@@ -3,6 +3,7 @@
 //! collection.
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod chart_run;
 pub mod kill_run;
 
 use std::collections::{BTreeMap, HashMap};
