@@ -9,6 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use athena_contracts::commands::{
+    AddAppointmentNote, CheckOutAppointment, FreezeAppointment, RemoveInsurance,
+    UnfreezeAppointment, UpdateAppointment, UpdateInsurance,
+};
+use athena_contracts::commands::{
     AddInsurance, CancelAppointment, CheckInAppointment, CreateClaim, CreatePatient, RecordPayment,
     RescheduleAppointment, UpdatePatient, UploadClinicalDocument,
 };
@@ -178,6 +182,14 @@ fn feed_and_command_table() -> BTreeMap<&'static str, RoundTrip> {
         ("CreateClaim", round_trip::<CreateClaim>),
         ("RecordPayment", round_trip::<RecordPayment>),
         ("CommandResult", round_trip::<CommandResult>),
+        // The appointment lifecycle and insurance changes (issue 14).
+        ("UpdateAppointment", round_trip::<UpdateAppointment>),
+        ("CheckOutAppointment", round_trip::<CheckOutAppointment>),
+        ("FreezeAppointment", round_trip::<FreezeAppointment>),
+        ("UnfreezeAppointment", round_trip::<UnfreezeAppointment>),
+        ("AddAppointmentNote", round_trip::<AddAppointmentNote>),
+        ("UpdateInsurance", round_trip::<UpdateInsurance>),
+        ("RemoveInsurance", round_trip::<RemoveInsurance>),
     ])
 }
 

@@ -85,7 +85,7 @@ topic_partitions = 3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     let stack = Stack::get().await;
-    let (sim, _athena) = start_sim(SimConfig {
+    let (sim, athena) = start_sim(SimConfig {
         qps_limit: Some(100),
         ..Default::default()
     })
@@ -111,8 +111,13 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
         claim_patients: CLAIM_PATIENTS,
     };
     let p = Producer::new(&stack);
+    // Issue 14's lifecycle and insurance commands, with lost answers of their own.
+    let lifecycle = lifecycle::Lifecycle::prepare(&sim, &athena, "k-appt", 20).await;
+    lifecycle::inject_faults(&sim, 2);
     let produced = workload.produce(&sim, &n, &p).await;
-    let ids = &produced.ids;
+    let mut ids = produced.ids.clone();
+    ids.extend(lifecycle.produce(&n, &p).await);
+    let ids = &ids;
     let total = ids.len();
     let (seen, counter) = kill_run::count_results(&stack, &n.results);
 
@@ -162,6 +167,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     assert_eq!(results.len(), total);
 
     workload.assert_written_once(&sim, &produced, &results);
+    lifecycle.assert_written_once(&sim, &results);
     eprintln!(
         "kill test: {total} commands, {kills} kills ({kills_during_run} during the run), {} result messages",
         msgs.len()

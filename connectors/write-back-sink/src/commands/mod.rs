@@ -46,6 +46,13 @@ commands! {
     record_payment => RecordPayment,
     upload_clinical_document => UploadClinicalDocument,
     add_insurance => AddInsurance,
+    update_appointment => UpdateAppointment,
+    check_out_appointment => CheckOutAppointment,
+    freeze_appointment => FreezeAppointment,
+    unfreeze_appointment => UnfreezeAppointment,
+    add_appointment_note => AddAppointmentNote,
+    update_insurance => UpdateInsurance,
+    remove_insurance => RemoveInsurance,
 }
 
 /// Ids athena created or touched, by name (`patient_id`, `appointment_id`, ...).

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different part.
 
 pub mod kill_run;
+pub mod lifecycle;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
