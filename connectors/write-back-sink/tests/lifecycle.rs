@@ -493,3 +493,207 @@ async fn lifecycle_insurance_and_ccda_commands_apply_and_wrong_ones_are_rejected
     }
     sim.shutdown().await;
 }
+
+/// The read side closes the loop: commands applied by the sink come back as the matching events
+/// of the changed-data source (UpdateAppointment → `UpdateAppointment` row → AppointmentChanged
+/// with the new provider; CheckOutAppointment → `CheckOut` row with status 3; FreezeAppointment →
+/// `FreezeAppointment` row with the slot frozen; UpdateInsurance → the patient's `UpdatePatient`
+/// row → PatientChanged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_commands_come_back_as_changed_data_events() {
+    use athena_connect_tests::unique;
+    use athena_contracts::{AppointmentChanged, PatientChanged};
+    use rdkafka::message::Message;
+
+    let stack = Stack::get().await;
+    let (sim, athena) = start_sim(SimConfig::default()).await;
+    let n = Names::new();
+    create_topics(&stack, &n).await;
+    let p = Producer::new(&stack);
+    let practice = athena.practice(PRACTICE);
+    let pat = test_patient(&sim);
+    let slots = open_slots(&sim, 2);
+    let (a, c) = (&slots[0], &slots[1]);
+    let booking = BookReq {
+        patient_id: pat.clone(),
+        appointment_type_id: Some("82".into()),
+        ignore_schedulable_permission: true,
+        ..Default::default()
+    };
+    practice.book_appointment(a, &booking).await.expect("book");
+    practice.start_checkin(a).await.expect("start check-in");
+    practice.checkin(a).await.expect("check in");
+    let v = practice
+        .create_insurance(&pat, &insurance_fields(1))
+        .await
+        .expect("insurance");
+    let ins = v[0]["insuranceid"]
+        .as_str()
+        .expect("insuranceid")
+        .to_string();
+
+    // The changed-data source on the appointments and patients feeds.
+    let prefix = unique("loop");
+    let toml = format!(
+        "practices = [\"{PRACTICE}\"]\ntopic_prefix = \"{prefix}.\"\nstate_topic = \"{prefix}.state\"\n\
+         topic_partitions = 1\npoll_interval = \"100ms\"\nmax_poll_interval = \"400ms\"\n\
+         [feeds.appointments]\n[feeds.patients]\n"
+    );
+    let config: changed_data_source::Config =
+        connector_core::config::load_str(&toml, &Default::default(), "X").expect("source config");
+    let mut registry = stack.registry();
+    registry.auto_register = true;
+    let env = connector_core::runtime::RunEnv {
+        kafka: stack.kafka(),
+        registry,
+    };
+    let (control, handle) = connector_core::runtime::task("loop", changed_data_source::KIND);
+    let runner = {
+        let (config, env, athena) = (config.clone(), env.clone(), athena.clone());
+        tokio::spawn(async move {
+            changed_data_source::run("loop", &config, &env, &athena, control).await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !sim
+        .state
+        .with_practice(PRACTICE, |pr| {
+            pr.feeds.contains_key("appointments") && pr.feeds.contains_key("patients")
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "source never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let sink = start_sink(&stack, sink_config(&n), athena.clone());
+    let ap = &n.appointments;
+    p.send(ap, &format!("195900/{a}"), &update("loop-update", a))
+        .await;
+    p.send(ap, &format!("195900/{a}"), &checkout("loop-checkout", a))
+        .await;
+    p.send(ap, &format!("195900/{c}"), &freeze("loop-freeze", c))
+        .await;
+    p.send(
+        &n.patients,
+        &format!("195900/{pat}"),
+        &ins_update("loop-ins", &pat, &ins, None),
+    )
+    .await;
+    let msgs = read_until(&stack.kafka(), &n.results, 4, Duration::from_secs(60)).await;
+    let results = results_by_id(&p.codec, &msgs).await;
+    assert!(
+        results.values().all(|r| r.status == CommandStatus::Applied),
+        "{results:?}"
+    );
+    sink.stop().await;
+
+    // Read the source's topics (from the start, every partition) until each write's event is
+    // there.
+    let codec = stack.codec();
+    let (appt_topic, patient_topic) = (
+        config.topic(athena_client::api::changed::Feed::Appointments),
+        config.topic(athena_client::api::changed::Feed::Patients),
+    );
+    let mut want: std::collections::BTreeSet<&str> = [
+        "UpdateAppointment",
+        "CheckOut",
+        "FreezeAppointment",
+        "UpdatePatient",
+    ]
+    .into();
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !want.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events never seen: {want:?}; seen: {seen:?}; source {:?}",
+            handle.status()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        seen.clear();
+        for m in read_topic_to_end(&stack, &appt_topic) {
+            let e: AppointmentChanged = codec
+                .decode(m.payload().expect("payload"))
+                .await
+                .expect("AppointmentChanged");
+            let id = e.payload.appointment_id.as_str();
+            let status = e.payload.status.as_deref();
+            seen.push(format!("{id} {status:?}"));
+            // The feed's rows carry the snapshot, not athena's event name: tell the writes
+            // apart by what each changed.
+            if id == a && status == Some("2") && e.payload.provider_id.as_deref() == Some("72") {
+                want.remove("UpdateAppointment");
+            }
+            if id == a && status == Some("3") {
+                want.remove("CheckOut");
+            }
+            let original = e.original.as_deref().unwrap_or_default();
+            if id == c && original.contains("\"frozenyn\":\"Y\"") {
+                want.remove("FreezeAppointment");
+            }
+        }
+        for m in read_topic_to_end(&stack, &patient_topic) {
+            let e: PatientChanged = codec
+                .decode(m.payload().expect("payload"))
+                .await
+                .expect("PatientChanged");
+            // The patient existed before the source subscribed: its only row is the insurance
+            // change.
+            if e.payload.patient_id == pat {
+                want.remove("UpdatePatient");
+            }
+        }
+    }
+    handle.shutdown();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), runner)
+        .await
+        .expect("source stops")
+        .expect("no panic");
+    assert!(stopped.is_ok(), "{stopped:?}");
+    sim.shutdown().await;
+}
+
+/// Every message on `topic` from the start of each partition to its current end (none when the
+/// topic does not exist yet).
+fn read_topic_to_end(stack: &Stack, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let mut cfg = stack
+        .kafka()
+        .consumer_config(&athena_connect_tests::unique("loop-reader"));
+    cfg.set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = cfg.create().expect("consumer");
+    let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else {
+        return Vec::new();
+    };
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("assign");
+        }
+    }
+    let parts = tpl.count();
+    if parts == 0 {
+        return Vec::new();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut eof = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while eof.len() < parts && std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(m)) => out.push(m.detach()),
+        }
+    }
+    out
+}
