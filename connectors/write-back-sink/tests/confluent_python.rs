@@ -13,11 +13,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use athena_client::api::appointments::BookAppointment as BookReq;
 use athena_connect_tests::{Stack, unique};
 use athena_contracts::CommandStatus;
 use athena_sim::SimConfig;
-use common::lifecycle::insurance_fields;
+use common::lifecycle::{add_insurance, check_in, insurance_fields};
 use common::*;
 use connector_core::avro::{SubjectStrategy, default_bindings, register_bindings};
 use serde_json::json;
@@ -66,27 +65,11 @@ async fn commands_produced_with_confluents_serializer_are_applied() {
         .expect("register the command subjects");
 
     // State: A checked in, C open, one insurance package.
-    let practice = athena.practice(PRACTICE);
     let pat = test_patient(&sim);
     let slots = open_slots(&sim, 2);
     let (a, c) = (&slots[0], &slots[1]);
-    let booking = BookReq {
-        patient_id: pat.clone(),
-        appointment_type_id: Some("82".into()),
-        ignore_schedulable_permission: true,
-        ..Default::default()
-    };
-    practice.book_appointment(a, &booking).await.expect("book");
-    practice.start_checkin(a).await.expect("start check-in");
-    practice.checkin(a).await.expect("check in");
-    let v = practice
-        .create_insurance(&pat, &insurance_fields(1))
-        .await
-        .expect("insurance");
-    let ins = v[0]["insuranceid"]
-        .as_str()
-        .expect("insuranceid")
-        .to_string();
+    check_in(&athena, a, &pat).await;
+    let ins = add_insurance(&athena, &pat, &insurance_fields(1)).await;
 
     let env = |id: &str| {
         json!({"command_id": id, "practice_id": PRACTICE.to_string(), "correlation_id": null,

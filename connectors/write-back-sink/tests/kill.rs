@@ -96,6 +96,9 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     let config = write_config(dir.path(), &stack, &sim.base_url, &n);
     let log = dir.path().join("sink.log");
 
+    // Issue 14's lifecycle and insurance commands (their state made before any fault), with
+    // lost answers of their own below.
+    let lifecycle = lifecycle::Lifecycle::prepare(&sim, &athena, "k-appt", 20).await;
     // A few lost answers on top of the kills.
     sim.state.inject(
         FaultRule::new(Fault::ApplyThenDrop, 10)
@@ -111,8 +114,6 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
         claim_patients: CLAIM_PATIENTS,
     };
     let p = Producer::new(&stack);
-    // Issue 14's lifecycle and insurance commands, with lost answers of their own.
-    let lifecycle = lifecycle::Lifecycle::prepare(&sim, &athena, "k-appt", 20).await;
     lifecycle::inject_faults(&sim, 2);
     let produced = workload.produce(&sim, &n, &p).await;
     let mut ids = produced.ids.clone();

@@ -15,7 +15,7 @@ use athena_connect_tests::Stack;
 use athena_contracts::commands::*;
 use athena_contracts::{CommandResult, CommandStatus};
 use athena_sim::SimConfig;
-use common::lifecycle::insurance_fields;
+use common::lifecycle::{add_insurance, check_in, insurance_fields};
 use common::*;
 
 const CCDA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -168,17 +168,16 @@ async fn lifecycle_insurance_and_ccda_commands_apply_and_wrong_ones_are_rejected
     let pat = test_patient(&sim);
     let slots = open_slots(&sim, 5);
     let (a, b, c, d, e) = (&slots[0], &slots[1], &slots[2], &slots[3], &slots[4]);
+    check_in(&athena, a, &pat).await;
     let booking = BookReq {
         patient_id: pat.clone(),
         appointment_type_id: Some("82".into()),
         ignore_schedulable_permission: true,
         ..Default::default()
     };
-    for s in [a, b, d] {
+    for s in [b, d] {
         practice.book_appointment(s, &booking).await.expect("book");
     }
-    practice.start_checkin(a).await.expect("start check-in");
-    practice.checkin(a).await.expect("check in");
     let cancel = CancelReq {
         patient_id: pat.clone(),
         ..Default::default()
@@ -187,29 +186,12 @@ async fn lifecycle_insurance_and_ccda_commands_apply_and_wrong_ones_are_rejected
         .cancel_appointment(d, &cancel)
         .await
         .expect("cancel");
-    let first_id = |v: serde_json::Value| -> String {
-        let first = v.as_array().and_then(|a| a.first()).cloned().unwrap_or(v);
-        first["insuranceid"]
-            .as_str()
-            .expect("insuranceid")
-            .to_string()
-    };
-    let ins = first_id(
-        practice
-            .create_insurance(&pat, &insurance_fields(1))
-            .await
-            .unwrap(),
-    );
+    let ins = add_insurance(&athena, &pat, &insurance_fields(1)).await;
     let other = test_patient(&sim);
-    let primary = first_id(
-        practice
-            .create_insurance(&other, &insurance_fields(2))
-            .await
-            .unwrap(),
-    );
+    let primary = add_insurance(&athena, &other, &insurance_fields(2)).await;
     let mut secondary = insurance_fields(3);
     secondary.sequence_number = Some(2);
-    practice.create_insurance(&other, &secondary).await.unwrap();
+    add_insurance(&athena, &other, &secondary).await;
 
     let sink = start_sink(&stack, sink_config(&n), athena.clone());
     let ap = &n.appointments;
@@ -510,27 +492,11 @@ async fn applied_commands_come_back_as_changed_data_events() {
     let n = Names::new();
     create_topics(&stack, &n).await;
     let p = Producer::new(&stack);
-    let practice = athena.practice(PRACTICE);
     let pat = test_patient(&sim);
     let slots = open_slots(&sim, 2);
     let (a, c) = (&slots[0], &slots[1]);
-    let booking = BookReq {
-        patient_id: pat.clone(),
-        appointment_type_id: Some("82".into()),
-        ignore_schedulable_permission: true,
-        ..Default::default()
-    };
-    practice.book_appointment(a, &booking).await.expect("book");
-    practice.start_checkin(a).await.expect("start check-in");
-    practice.checkin(a).await.expect("check in");
-    let v = practice
-        .create_insurance(&pat, &insurance_fields(1))
-        .await
-        .expect("insurance");
-    let ins = v[0]["insuranceid"]
-        .as_str()
-        .expect("insuranceid")
-        .to_string();
+    check_in(&athena, a, &pat).await;
+    let ins = add_insurance(&athena, &pat, &insurance_fields(1)).await;
 
     // The changed-data source on the appointments and patients feeds.
     let prefix = unique("loop");
@@ -696,4 +662,91 @@ fn read_topic_to_end(stack: &Stack, topic: &str) -> Vec<rdkafka::message::OwnedM
         }
     }
     out
+}
+
+/// `schemas/examples/<name>.json` as its mirror (a `bytes` field given as text becomes its bytes).
+fn example<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let path = format!(
+        "{}/../../schemas/examples/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("example")).expect("JSON");
+    if let Some(text) = v
+        .get("attachment")
+        .and_then(|a| a.as_str())
+        .map(str::to_string)
+    {
+        v["attachment"] = serde_json::json!(text.into_bytes());
+    }
+    serde_json::from_value(v).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The examples of the appointment-lifecycle, insurance and C-CDA commands name ids the
+/// simulator seeds: produced as they are, in their chain order (book → check in → update →
+/// note → check out; freeze → unfreeze; add → update → remove insurance), each is APPLIED
+/// against a freshly seeded simulator (what `./dev demo` starts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_apply_in_order_against_the_seeded_simulator() {
+    let stack = Stack::get().await;
+    let (sim, athena) = start_sim(SimConfig::default()).await;
+    let n = Names::new();
+    create_topics(&stack, &n).await;
+    let p = Producer::new(&stack);
+    let sink = start_sink(&stack, sink_config(&n), athena);
+    let (ap, pp) = (&n.appointments, &n.patients);
+    let book: athena_contracts::BookAppointment = example("BookAppointment");
+    let key = format!("195900/{}", book.appointment_id);
+    p.send(ap, &key, &book).await;
+    let checkin: CheckInAppointment = example("CheckInAppointment");
+    p.send(ap, &key, &checkin).await;
+    let update: UpdateAppointment = example("UpdateAppointment");
+    p.send(ap, &key, &update).await;
+    let note: AddAppointmentNote = example("AddAppointmentNote");
+    p.send(ap, &key, &note).await;
+    let checkout: CheckOutAppointment = example("CheckOutAppointment");
+    p.send(ap, &key, &checkout).await;
+    let freeze: FreezeAppointment = example("FreezeAppointment");
+    let fkey = format!("195900/{}", freeze.appointment_id);
+    p.send(ap, &fkey, &freeze).await;
+    let unfreeze: UnfreezeAppointment = example("UnfreezeAppointment");
+    p.send(ap, &fkey, &unfreeze).await;
+    let add: AddInsurance = example("AddInsurance");
+    let pkey = format!("195900/{}", add.patient_id);
+    p.send(pp, &pkey, &add).await;
+    let ins_update: UpdateInsurance = example("UpdateInsurance");
+    p.send(pp, &pkey, &ins_update).await;
+    let remove: RemoveInsurance = example("RemoveInsurance");
+    p.send(pp, &pkey, &remove).await;
+    let ccda: UploadClinicalDocument = example("UploadClinicalDocument.ccda");
+    p.send(pp, &pkey, &ccda).await;
+    let ids = [
+        book.command_id,
+        checkin.command_id,
+        update.command_id,
+        note.command_id,
+        checkout.command_id,
+        freeze.command_id,
+        unfreeze.command_id,
+        add.command_id,
+        ins_update.command_id,
+        remove.command_id,
+        ccda.command_id,
+    ];
+    let msgs = read_until(
+        &stack.kafka(),
+        &n.results,
+        ids.len(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let results = results_by_id(&p.codec, &msgs).await;
+    sink.stop().await;
+    for id in &ids {
+        let r = results
+            .get(id)
+            .unwrap_or_else(|| panic!("no result for {id}"));
+        assert_eq!(r.status, CommandStatus::Applied, "{r:?}");
+    }
+    sim.shutdown().await;
 }

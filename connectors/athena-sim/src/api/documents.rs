@@ -136,6 +136,15 @@ pub async fn list_clinical(
     .into_response()
 }
 
+/// What a non-self-pay package needs besides its package id.
+const POLICY_HOLDER_FIELDS: [&str; 5] = [
+    "insuranceidnumber",
+    "insurancepolicyholderfirstname",
+    "insurancepolicyholderlastname",
+    "insurancepolicyholderdob",
+    "insurancepolicyholdersex",
+];
+
 fn insurance_json(i: &Insurance) -> Value {
     let mut v = json!({"insuranceid": i.id.to_string(), "patientid": i.patient_id.to_string()});
     for (k, x) in &i.fields {
@@ -162,17 +171,11 @@ pub fn add_insurance(
         ));
     }
     if package != "0" {
-        let miss: Vec<String> = [
-            "insuranceidnumber",
-            "insurancepolicyholderfirstname",
-            "insurancepolicyholderlastname",
-            "insurancepolicyholderdob",
-            "insurancepolicyholdersex",
-        ]
-        .iter()
-        .filter(|k| params.get(k).is_none())
-        .map(|k| k.to_string())
-        .collect();
+        let miss: Vec<String> = POLICY_HOLDER_FIELDS
+            .iter()
+            .filter(|k| params.get(k).is_none())
+            .map(|k| k.to_string())
+            .collect();
         if !miss.is_empty() {
             return Err(ApiError::missing(miss));
         }
@@ -267,17 +270,11 @@ pub fn update_insurance(
     let mut merged = ins.fields.clone();
     merged.extend(params.to_map().into_iter().filter(|(_, v)| !v.is_empty()));
     if merged.get("insurancepackageid").map(String::as_str) != Some("0") {
-        let miss: Vec<String> = [
-            "insuranceidnumber",
-            "insurancepolicyholderfirstname",
-            "insurancepolicyholderlastname",
-            "insurancepolicyholderdob",
-            "insurancepolicyholdersex",
-        ]
-        .iter()
-        .filter(|k| merged.get(**k).is_none_or(String::is_empty))
-        .map(|k| k.to_string())
-        .collect();
+        let miss: Vec<String> = POLICY_HOLDER_FIELDS
+            .iter()
+            .filter(|k| merged.get(**k).is_none_or(String::is_empty))
+            .map(|k| k.to_string())
+            .collect();
         if !miss.is_empty() {
             return Err(ApiError::missing(miss));
         }

@@ -33,33 +33,15 @@ impl Lifecycle {
     /// Books and checks in `n` appointments, leaves `n` slots open and adds `n` insurance
     /// packages, all through `athena` (call before any fault is injected).
     pub async fn prepare(sim: &RunningSim, athena: &AthenaClient, prefix: &str, n: usize) -> Self {
-        let p = athena.practice(PRACTICE);
         let patient = test_patient(sim);
         let slots = open_slots(sim, 2 * n);
         let (checked_in, open) = slots.split_at(n);
         for slot in checked_in {
-            let req = BookReq {
-                patient_id: patient.clone(),
-                appointment_type_id: Some("82".into()),
-                ignore_schedulable_permission: true,
-                ..Default::default()
-            };
-            p.book_appointment(slot, &req).await.expect("book");
-            p.start_checkin(slot).await.expect("start check-in");
-            p.checkin(slot).await.expect("check in");
+            check_in(athena, slot, &patient).await;
         }
         let mut insurances = Vec::with_capacity(n);
         for i in 0..n {
-            let v = p
-                .create_insurance(&patient, &insurance_fields(i))
-                .await
-                .expect("add insurance");
-            let first = v.as_array().and_then(|a| a.first()).unwrap_or(&v);
-            let id = first["insuranceid"]
-                .as_str()
-                .expect("insuranceid")
-                .to_string();
-            insurances.push(id);
+            insurances.push(add_insurance(athena, &patient, &insurance_fields(i)).await);
         }
         Lifecycle {
             prefix: prefix.to_string(),
@@ -243,6 +225,34 @@ impl Lifecycle {
             check("insremove", i, "RemoveInsurance", ins);
         }
     }
+}
+
+/// Books `slot` for `patient` and checks it in, through athena's API.
+pub async fn check_in(athena: &AthenaClient, slot: &str, patient: &str) {
+    let p = athena.practice(PRACTICE);
+    let req = BookReq {
+        patient_id: patient.to_string(),
+        appointment_type_id: Some("82".into()),
+        ignore_schedulable_permission: true,
+        ..Default::default()
+    };
+    p.book_appointment(slot, &req).await.expect("book");
+    p.start_checkin(slot).await.expect("start check-in");
+    p.checkin(slot).await.expect("check in");
+}
+
+/// Adds a package to `patient` through athena's API; its insurance id.
+pub async fn add_insurance(athena: &AthenaClient, patient: &str, f: &InsuranceFields) -> String {
+    let v = athena
+        .practice(PRACTICE)
+        .create_insurance(patient, f)
+        .await
+        .expect("add insurance");
+    let first = v.as_array().and_then(|a| a.first()).unwrap_or(&v);
+    first["insuranceid"]
+        .as_str()
+        .expect("insuranceid")
+        .to_string()
 }
 
 /// A primary package with its policy holder (synthetic).
