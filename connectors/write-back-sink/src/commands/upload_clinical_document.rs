@@ -6,8 +6,8 @@ use athena_client::api::documents::ClinicalDocument;
 use athena_contracts::commands::UploadClinicalDocument;
 
 use super::{
-    AthenaCtx, Idempotency, Invalid, Matching, Performed, Reading, WriteBack, date, envelope, ids, json_str,
-    max_id, reconcile_by_count,
+    AthenaCtx, Idempotency, Invalid, Matching, Performed, Reading, WriteBack, date, envelope, ids,
+    json_str, max_id, reconcile_by_count,
 };
 
 envelope!(UploadClinicalDocument);
@@ -105,7 +105,9 @@ pub(crate) fn content_matches(attachment_type: &str, bytes: &[u8]) -> Result<(),
             }
         }
         "XML" => ccda_root(bytes),
-        _ => Err(Invalid::command("attachment_type must be PDF or XML (C-CDA)")),
+        _ => Err(Invalid::command(
+            "attachment_type must be PDF or XML (C-CDA)",
+        )),
     }
 }
 
@@ -123,16 +125,22 @@ fn ccda_root(bytes: &[u8]) -> Result<(), Invalid> {
         rest = rest.trim_start();
         if let Some(r) = rest.strip_prefix("<?") {
             let Some(end) = r.find("?>") else {
-                return not_ccda("attachment_type is XML but the attachment is not well-formed XML");
+                return not_ccda(
+                    "attachment_type is XML but the attachment is not well-formed XML",
+                );
             };
             rest = &r[end + 2..];
         } else if let Some(r) = rest.strip_prefix("<!--") {
             let Some(end) = r.find("-->") else {
-                return not_ccda("attachment_type is XML but the attachment is not well-formed XML");
+                return not_ccda(
+                    "attachment_type is XML but the attachment is not well-formed XML",
+                );
             };
             rest = &r[end + 3..];
         } else if rest.starts_with("<!") {
-            return not_ccda("attachment_type is XML but the attachment has a DOCTYPE, which a C-CDA has not");
+            return not_ccda(
+                "attachment_type is XML but the attachment has a DOCTYPE, which a C-CDA has not",
+            );
         } else {
             break;
         }
@@ -144,9 +152,7 @@ fn ccda_root(bytes: &[u8]) -> Result<(), Invalid> {
         return not_ccda("attachment_type is XML but the attachment is not well-formed XML");
     };
     let tag = r[..end].trim_end_matches('/');
-    let name_end = tag
-        .find(|c: char| c.is_whitespace())
-        .unwrap_or(tag.len());
+    let name_end = tag.find(|c: char| c.is_whitespace()).unwrap_or(tag.len());
     let (name, attrs) = tag.split_at(name_end);
     let (prefix, local) = match name.split_once(':') {
         Some((p, l)) => (Some(p), l),
@@ -162,7 +168,9 @@ fn ccda_root(bytes: &[u8]) -> Result<(), Invalid> {
     if xml_attr(attrs, &ns_attr) == Some(HL7_V3) {
         Ok(())
     } else {
-        not_ccda("attachment_type is XML but ClinicalDocument is not in the HL7 v3 namespace (urn:hl7-org:v3)")
+        not_ccda(
+            "attachment_type is XML but ClinicalDocument is not in the HL7 v3 namespace (urn:hl7-org:v3)",
+        )
     }
 }
 
@@ -196,7 +204,13 @@ mod tests {
     fn a_pdf_and_a_ccda_pass_and_mismatches_are_refused() {
         assert!(content_matches("PDF", b"%PDF-1.7\n...").is_ok());
         assert!(content_matches("XML", CCDA.as_bytes()).is_ok());
-        assert!(content_matches("xml", b"\xef\xbb\xbf<cda:ClinicalDocument xmlns:cda='urn:hl7-org:v3'/>").is_ok());
+        assert!(
+            content_matches(
+                "xml",
+                b"\xef\xbb\xbf<cda:ClinicalDocument xmlns:cda='urn:hl7-org:v3'/>"
+            )
+            .is_ok()
+        );
         for (ty, bytes) in [
             ("PDF", CCDA.as_bytes()),
             ("XML", b"%PDF-1.7".as_slice()),
