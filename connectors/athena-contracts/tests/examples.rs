@@ -12,6 +12,8 @@ use athena_contracts::commands::{
     AddEncounterDiagnosis, AddHistoricalMedication, AddProblem, CreateReferralOrder,
     RecordFamilyHistory, RecordSurgicalHistory, RecordVaccine, RecordVitals, UpdateAllergies,
     UploadLabResult,
+    AddAppointmentNote, CheckOutAppointment, FreezeAppointment, RemoveInsurance,
+    UnfreezeAppointment, UpdateAppointment, UpdateInsurance,
 };
 use athena_contracts::commands::{
     AddInsurance, CancelAppointment, CheckInAppointment, CreateClaim, CreatePatient, RecordPayment,
@@ -197,6 +199,14 @@ fn feed_and_command_table() -> BTreeMap<&'static str, RoundTrip> {
         ("AddEncounterDiagnosis", round_trip::<AddEncounterDiagnosis>),
         ("CreateReferralOrder", round_trip::<CreateReferralOrder>),
         ("UploadLabResult", round_trip::<UploadLabResult>),
+        // The appointment lifecycle and insurance changes (issue 14).
+        ("UpdateAppointment", round_trip::<UpdateAppointment>),
+        ("CheckOutAppointment", round_trip::<CheckOutAppointment>),
+        ("FreezeAppointment", round_trip::<FreezeAppointment>),
+        ("UnfreezeAppointment", round_trip::<UnfreezeAppointment>),
+        ("AddAppointmentNote", round_trip::<AddAppointmentNote>),
+        ("UpdateInsurance", round_trip::<UpdateInsurance>),
+        ("RemoveInsurance", round_trip::<RemoveInsurance>),
     ])
 }
 

@@ -208,8 +208,27 @@ pub struct Appointment {
     pub claim_id: Option<u64>,
     /// Free-text booking note.
     pub booking_note: Option<String>,
+    /// Held by `PUT /appointments/{id}/freeze` (an open slot nobody can book until unfrozen).
+    pub frozen: bool,
+    /// Supervising provider set by `PUT /appointments/booked/{id}`.
+    pub supervising_provider_id: Option<String>,
+    /// Notes added by `POST /appointments/{id}/notes`.
+    pub notes: Vec<AppointmentNote>,
     /// Last change.
     pub modified: DateTime<Utc>,
+}
+
+/// A note on an appointment (`POST /appointments/{id}/notes`).
+#[derive(Debug, Clone)]
+pub struct AppointmentNote {
+    /// Note id.
+    pub id: u64,
+    /// The text. May hold PHI.
+    pub text: String,
+    /// Shown on the schedule.
+    pub display_on_schedule: bool,
+    /// Created (Eastern stamp).
+    pub created: String,
 }
 
 impl Appointment {
@@ -248,6 +267,12 @@ impl Appointment {
         );
         put("claimid", &self.claim_id.map(|p| p.to_string()));
         put("bookingnote", &self.booking_note);
+        put("supervisingproviderid", &self.supervising_provider_id);
+        // Guess: athena's flag name; present only on a frozen slot so other snapshots keep
+        // their shape.
+        if self.frozen {
+            m.insert("frozenyn".into(), json!("Y"));
+        }
         v
     }
 }
@@ -401,6 +426,8 @@ pub struct IdGen {
     pub chart: u64,
     /// Next clinical FHIR resource number (`crate::clinical`).
     pub clinical: u64,
+    /// Next appointment note id.
+    pub note: u64,
 }
 
 impl Default for IdGen {
@@ -415,6 +442,7 @@ impl Default for IdGen {
             insurance: 801,
             chart: 3_001,
             clinical: 7_000_001,
+            note: 4_001,
         }
     }
 }
@@ -613,6 +641,9 @@ impl Practice {
                         rescheduled_appointment_id: None,
                         claim_id: None,
                         booking_note: None,
+                        frozen: false,
+                        supervising_provider_id: None,
+                        notes: Vec::new(),
                         modified: now,
                     },
                 );
@@ -684,6 +715,10 @@ impl Practice {
     /// Allocates the next insurance id.
     pub fn next_insurance_id(&mut self) -> u64 {
         bump(&mut self.ids.insurance)
+    }
+    /// Allocates the next appointment note id.
+    pub fn next_note_id(&mut self) -> u64 {
+        bump(&mut self.ids.note)
     }
     /// Allocates the next chart item id.
     pub fn next_chart_id(&mut self) -> u64 {

@@ -50,6 +50,8 @@ async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
     const CLAIMS: usize = 30;
     const DOCS: usize = 30;
     let slots = open_slots(&sim, BOOKINGS);
+    // Issue 14's lifecycle and insurance commands (their state made before any fault).
+    let lifecycle = lifecycle::Lifecycle::prepare(&sim, &athena, "f-appt", 8).await;
 
     let put = |f: Fault, times: u32| {
         FaultRule::new(f, times)
@@ -78,6 +80,7 @@ async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
             .method("POST")
             .path("/clinicaldocument"),
     );
+    lifecycle::inject_faults(&sim, 3);
 
     let mut ids = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
@@ -130,6 +133,7 @@ async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
     chart.inject_faults(&sim);
     let chart_produced = chart.produce(&sim, &n, &p).await;
     ids.extend(chart_produced.ids.iter().cloned());
+    ids.extend(lifecycle.produce(&n, &p).await);
 
     // Headroom above the injected faults: on a loaded 2-core machine the 2 s client timeout
     // adds ambiguous attempts of its own, and this test is about loss and duplication, not
@@ -215,6 +219,7 @@ async fn fault_run_loses_nothing_answers_once_and_writes_at_most_once() {
     assert_eq!(applied("f-claim-"), CLAIMS, "{not_applied:?}");
     assert_eq!(applied("f-doc-"), DOCS, "{not_applied:?}");
     chart.assert_written_once(&sim, &chart_produced, &results);
+    lifecycle.assert_written_once(&sim, &results);
     // The faults really happened.
     let stats = athena.stats();
     assert!(

@@ -85,7 +85,7 @@ topic_partitions = 3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     let stack = Stack::get().await;
-    let (sim, _athena) = start_sim(SimConfig {
+    let (sim, athena) = start_sim(SimConfig {
         qps_limit: Some(100),
         ..Default::default()
     })
@@ -96,6 +96,9 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     let config = write_config(dir.path(), &stack, &sim.base_url, &n);
     let log = dir.path().join("sink.log");
 
+    // Issue 14's lifecycle and insurance commands (their state made before any fault), with
+    // lost answers of their own below.
+    let lifecycle = lifecycle::Lifecycle::prepare(&sim, &athena, "k-appt", 20).await;
     // A few lost answers on top of the kills.
     sim.state.inject(
         FaultRule::new(Fault::ApplyThenDrop, 10)
@@ -111,6 +114,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
         claim_patients: CLAIM_PATIENTS,
     };
     let p = Producer::new(&stack);
+    lifecycle::inject_faults(&sim, 2);
     let produced = workload.produce(&sim, &n, &p).await;
     // Chart writes (issue 14): their own workload and faults (`common/chart_run.rs`).
     let chart = chart_run::ChartWorkload {
@@ -119,12 +123,13 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
     };
     chart.inject_faults(&sim);
     let chart_produced = chart.produce(&sim, &n, &p).await;
-    let ids: Vec<String> = produced
+    let mut ids: Vec<String> = produced
         .ids
         .iter()
         .chain(&chart_produced.ids)
         .cloned()
         .collect();
+    ids.extend(lifecycle.produce(&n, &p).await);
     let ids = &ids;
     let total = ids.len();
     let (seen, counter) = kill_run::count_results(&stack, &n.results);
@@ -176,6 +181,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_writes_once() {
 
     workload.assert_written_once(&sim, &produced, &results);
     chart.assert_written_once(&sim, &chart_produced, &results);
+    lifecycle.assert_written_once(&sim, &results);
     eprintln!(
         "kill test: {total} commands, {kills} kills ({kills_during_run} during the run), {} result messages",
         msgs.len()

@@ -370,3 +370,123 @@ impl PracticeClient {
         .await
     }
 }
+
+/// Fields `PUT /appointments/booked/{id}` can change on a booked appointment (only the ones
+/// set are sent).
+#[derive(Debug, Clone, Default)]
+pub struct UpdateBooked {
+    /// New appointment type.
+    pub appointment_type_id: Option<String>,
+    /// New department.
+    pub department_id: Option<String>,
+    /// New provider.
+    pub provider_id: Option<String>,
+    /// New supervising provider.
+    pub supervising_provider_id: Option<String>,
+}
+
+// The appointment lifecycle after booking. None of these is retried by the client on an
+// ambiguous outcome: the sink reads back first (check-out status, the changed fields, the
+// freeze flag, the notes).
+impl PracticeClient {
+    /// `PUT /v1/{practiceid}/appointments/booked/{appointmentid}`: changes a booked
+    /// appointment's type, department or providers. athena answers `"1"`.
+    pub async fn update_booked_appointment(
+        &self,
+        appointment_id: &str,
+        req: &UpdateBooked,
+    ) -> Result<(), Error> {
+        let route = "/v1/{practiceid}/appointments/booked/{appointmentid}";
+        let f = Form::new()
+            .opt("appointmenttypeid", req.appointment_type_id.as_ref())
+            .opt("departmentid", req.department_id.as_ref())
+            .opt("providerid", req.provider_id.as_ref())
+            .opt(
+                "supervisingproviderid",
+                req.supervising_provider_id.as_ref(),
+            );
+        let call = self.write(
+            Method::PUT,
+            route,
+            &["appointments", "booked", appointment_id],
+            f.into_vec(),
+            false,
+        );
+        self.client.send(&call).await.map(|_| ())
+    }
+
+    /// `POST /v1/{practiceid}/appointments/{appointmentid}/checkout`.
+    pub async fn checkout(&self, appointment_id: &str) -> Result<(), Error> {
+        let route = "/v1/{practiceid}/appointments/{appointmentid}/checkout";
+        let call = self.write(
+            Method::POST,
+            route,
+            &["appointments", appointment_id, "checkout"],
+            Vec::new(),
+            false,
+        );
+        self.client.send(&call).await.map(|_| ())
+    }
+
+    /// `PUT /v1/{practiceid}/appointments/{appointmentid}/freeze` with `freeze=true|false`
+    /// (holds or releases an open slot).
+    pub async fn freeze_appointment(
+        &self,
+        appointment_id: &str,
+        freeze: bool,
+    ) -> Result<(), Error> {
+        let route = "/v1/{practiceid}/appointments/{appointmentid}/freeze";
+        let f = Form::new().put("freeze", freeze);
+        let call = self.write(
+            Method::PUT,
+            route,
+            &["appointments", appointment_id, "freeze"],
+            f.into_vec(),
+            false,
+        );
+        self.client.send(&call).await.map(|_| ())
+    }
+
+    /// `POST /v1/{practiceid}/appointments/{appointmentid}/notes`; the answer as sent
+    /// (`appointmentnoteid` when athena gives one).
+    pub async fn add_appointment_note(
+        &self,
+        appointment_id: &str,
+        note_text: &str,
+        display_on_schedule: bool,
+    ) -> Result<serde_json::Value, Error> {
+        let route = "/v1/{practiceid}/appointments/{appointmentid}/notes";
+        let mut f = Form::new().put("notetext", note_text);
+        if display_on_schedule {
+            f = f.put("displayonschedule", "true");
+        }
+        let call = self.write(
+            Method::POST,
+            route,
+            &["appointments", appointment_id, "notes"],
+            f.into_vec(),
+            false,
+        );
+        self.client.json(&call).await
+    }
+
+    /// `GET /v1/{practiceid}/appointments/{appointmentid}/notes`: the notes as sent.
+    pub async fn appointment_notes(
+        &self,
+        appointment_id: &str,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let route = "/v1/{practiceid}/appointments/{appointmentid}/notes";
+        let v: serde_json::Value = self
+            .client
+            .json(&self.get(route, &["appointments", appointment_id, "notes"]))
+            .await?;
+        Ok(match v {
+            serde_json::Value::Array(a) => a,
+            serde_json::Value::Object(mut o) => match o.remove("notes") {
+                Some(serde_json::Value::Array(a)) => a,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        })
+    }
+}

@@ -2,8 +2,10 @@
 //!
 //! * `GET /v1/{practiceid}/patients/{patientid}/insurances` — safe to retry.
 //! * `POST /v1/{practiceid}/patients/{patientid}/insurances` — not retried on ambiguity (could add twice).
-//! * `PUT /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}` — sets fields: safe to retry.
-//! * `DELETE /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}` — safe to retry.
+//! * `PUT /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}` — sets fields, but not
+//!   retried on ambiguity: each call is a write athena records; the sink reads back first.
+//! * `DELETE /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}` — not retried on
+//!   ambiguity: a repeat of an applied delete is refused (404); the sink reads back first.
 
 use http::Method;
 
@@ -103,7 +105,7 @@ impl PracticeClient {
         self.client.json(&call).await
     }
 
-    /// `PUT /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}`. Safe to retry.
+    /// `PUT /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}`. Not retried on ambiguity (see the module doc).
     pub async fn update_insurance(
         &self,
         patient_id: &str,
@@ -116,12 +118,12 @@ impl PracticeClient {
             route,
             &["patients", patient_id, "insurances", insurance_id],
             fields.form().into_vec(),
-            true,
+            false,
         );
         self.client.json(&call).await
     }
 
-    /// `DELETE /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}`. Safe to retry.
+    /// `DELETE /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}`. Not retried on ambiguity (see the module doc).
     pub async fn delete_insurance(
         &self,
         patient_id: &str,
@@ -133,7 +135,7 @@ impl PracticeClient {
             route,
             &["patients", patient_id, "insurances", insurance_id],
             Vec::new(),
-            true,
+            false,
         );
         call.form = None;
         self.client.send(&call).await.map(|_| ())

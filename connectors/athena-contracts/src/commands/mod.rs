@@ -16,6 +16,14 @@ mod record_payment;
 mod reschedule_appointment;
 mod update_patient;
 mod upload_clinical_document;
+// The appointment lifecycle and insurance changes (issue 14).
+mod add_appointment_note;
+mod check_out_appointment;
+mod freeze_appointment;
+mod remove_insurance;
+mod unfreeze_appointment;
+mod update_appointment;
+mod update_insurance;
 
 // Chart writes (issue 14, decision record 0020).
 mod add_encounter_diagnosis;
@@ -29,14 +37,21 @@ mod record_vitals;
 mod update_allergies;
 mod upload_lab_result;
 
+pub use add_appointment_note::AddAppointmentNote;
 pub use add_insurance::AddInsurance;
 pub use book_appointment::BookAppointment;
 pub use cancel_appointment::CancelAppointment;
 pub use check_in_appointment::CheckInAppointment;
+pub use check_out_appointment::CheckOutAppointment;
 pub use create_claim::{ClaimCharge, CreateClaim};
 pub use create_patient::CreatePatient;
+pub use freeze_appointment::FreezeAppointment;
 pub use record_payment::{CardDetails, RecordPayment};
+pub use remove_insurance::RemoveInsurance;
 pub use reschedule_appointment::RescheduleAppointment;
+pub use unfreeze_appointment::UnfreezeAppointment;
+pub use update_appointment::UpdateAppointment;
+pub use update_insurance::UpdateInsurance;
 pub use update_patient::UpdatePatient;
 pub use upload_clinical_document::UploadClinicalDocument;
 

@@ -1,5 +1,6 @@
 //! Appointments (§5.2): open slots, slot creation, booking (409 when taken), cancel,
-//! reschedule, check-in, read back, booked search and cancel reasons.
+//! reschedule, check-in, check-out, changes to a booked appointment, freeze/unfreeze of a slot,
+//! appointment notes, read back, booked search and cancel reasons.
 //! Status codes: `o` open, `f` booked, `2` checked in, `3` checked out, `4` charge entered,
 //! `x` cancelled. Every accepted write is in the ledger and on the `appointments` feed.
 
@@ -11,7 +12,7 @@ use axum::{
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::{Value, json};
 
-use crate::model::{Appointment, Practice};
+use crate::model::{Appointment, AppointmentNote, Practice};
 use crate::state::SimState;
 use crate::util::{ApiError, ApiResult, Params, eastern_stamp, ok, parse_us_date, today_eastern};
 
@@ -77,6 +78,7 @@ pub async fn open(State(s): State<SimState>, Path(pid): Path<u64>, params: Param
                 .values()
                 .filter(|a| {
                     a.status == "o"
+                        && (!a.frozen || params.flag("showfrozenslots"))
                         && dept.contains(&a.department_id)
                         && a.date >= start
                         && a.date <= end
@@ -150,7 +152,7 @@ pub fn book(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Value, Str
     let pat = patient_id(p, params)?;
     let now = Utc::now();
     let a = appt(p, id)?;
-    if a.status != "o" {
+    if a.status != "o" || a.frozen {
         return Err(ApiError::Http(
             StatusCode::CONFLICT,
             json!({"error": "That appointment time was already booked or not available for booking.",
@@ -246,7 +248,8 @@ pub fn reschedule(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Valu
         ));
     }
     let (note, ty) = (old.booking_note.clone(), old.appointment_type_id.clone());
-    if appt(p, new_id)?.status != "o" {
+    let target = appt(p, new_id)?;
+    if target.status != "o" || target.frozen {
         return Err(ApiError::Http(
             StatusCode::CONFLICT,
             json!({"error": "That appointment time was already booked or not available for booking."}),
@@ -434,4 +437,232 @@ pub async fn cancel_reasons() -> Response {
         .map(|(id, name, ty)| json!({"appointmentcancelreasonid": id, "name": name, "type": ty}))
         .collect();
     ok(json!({"totalcount": items.len(), "appointmentcancelreasons": items}))
+}
+
+// The appointment lifecycle after booking (issue 14): check-out, changes to a booked
+// appointment, freeze/unfreeze of a slot and appointment notes. Each accepted write is in the
+// ledger and on the `appointments` feed (and so on the push outbox).
+
+/// Statuses whose appointment can still be changed (booked or checked in); cancelled,
+/// checked-out and charge-entered appointments are closed.
+fn changeable(status: &str) -> bool {
+    matches!(status, "f" | "2")
+}
+
+/// Domain op of `POST /appointments/{id}/checkout`: only a checked-in appointment (`2` → `3`).
+pub fn checkout(p: &mut Practice, id: u64) -> ApiResult<(Value, String)> {
+    let now = Utc::now();
+    let a = appt(p, id)?;
+    if a.status != "2" {
+        // Guess: athena's wording; check-out only after check-in.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "The appointment must be checked in before it can be checked out.",
+        ));
+    }
+    a.status = "3".into();
+    a.modified = now;
+    p.appointment_changed(id, "CheckOut");
+    Ok((json!({"success": "true"}), id.to_string()))
+}
+
+/// Domain op of `PUT /appointments/booked/{id}`: changes type, department, provider or
+/// supervising provider of a booked or checked-in appointment; answers `"1"` (athena's shape).
+pub fn update_booked(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Value, String)> {
+    const FIELDS: [&str; 4] = [
+        "appointmenttypeid",
+        "departmentid",
+        "providerid",
+        "supervisingproviderid",
+    ];
+    if FIELDS.iter().all(|k| params.get(k).is_none()) {
+        return Err(ApiError::missing(
+            FIELDS.iter().map(|k| k.to_string()).collect(),
+        ));
+    }
+    if let Some(d) = params.get("departmentid")
+        && !p.has_department(d)
+    {
+        return Err(ApiError::invalid("departmentid", "Invalid department."));
+    }
+    for k in ["providerid", "supervisingproviderid"] {
+        if let Some(v) = params.get(k)
+            && !p.providers.contains_key(v)
+        {
+            return Err(ApiError::invalid(k, "Invalid provider."));
+        }
+    }
+    let now = Utc::now();
+    let a = appt(p, id)?;
+    if !changeable(&a.status) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Only a booked or checked-in appointment can be changed.",
+        ));
+    }
+    if let Some(v) = params.get("appointmenttypeid") {
+        a.appointment_type_id = v.into();
+    }
+    if let Some(v) = params.get("departmentid") {
+        a.department_id = v.into();
+    }
+    if let Some(v) = params.get("providerid") {
+        a.provider_id = v.into();
+    }
+    if let Some(v) = params.get("supervisingproviderid") {
+        a.supervising_provider_id = Some(v.into());
+    }
+    a.modified = now;
+    p.appointment_changed(id, "UpdateAppointment");
+    Ok((json!("1"), id.to_string()))
+}
+
+/// Domain op of `PUT /appointments/{id}/freeze`: `freeze=true` holds an open slot (nobody can
+/// book it; `/appointments/open` hides it unless `showfrozenslots`), `freeze=false` releases
+/// it. Refusals come as athena's `{"success":"false","errormessage"}`.
+pub fn freeze(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Value, String)> {
+    let want = match params.get("freeze").map(str::to_ascii_lowercase).as_deref() {
+        Some("true") => true,
+        Some("false") => false,
+        Some(_) => return Err(ApiError::invalid("freeze", "freeze must be true or false.")),
+        None => return Err(ApiError::missing(vec!["freeze".into()])),
+    };
+    let now = Utc::now();
+    let a = appt(p, id)?;
+    if a.status != "o" {
+        return Err(ApiError::Business(
+            "Only an open appointment slot can be frozen or unfrozen.".into(),
+        ));
+    }
+    // Guess: athena refuses a no-op (freezing a frozen slot); it keeps the ledger exact.
+    if a.frozen == want {
+        return Err(ApiError::Business(
+            if want {
+                "The appointment slot is already frozen."
+            } else {
+                "The appointment slot is not frozen."
+            }
+            .into(),
+        ));
+    }
+    a.frozen = want;
+    a.modified = now;
+    let event = if want {
+        "FreezeAppointment"
+    } else {
+        "UnfreezeAppointment"
+    };
+    p.appointment_changed(id, event);
+    Ok((json!({"success": true}), id.to_string()))
+}
+
+/// Domain op of `POST /appointments/{id}/notes` (`notetext` required, `displayonschedule`):
+/// any appointment but a cancelled one.
+pub fn add_note(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Value, String)> {
+    let text = params
+        .get("notetext")
+        .ok_or_else(|| ApiError::missing(vec!["notetext".into()]))?
+        .to_string();
+    if text.chars().count() > 500 {
+        // Guess: athena's limit on a note's length.
+        return Err(ApiError::invalid(
+            "notetext",
+            "notetext may be at most 500 characters.",
+        ));
+    }
+    let note_id = p.next_note_id();
+    let now = Utc::now();
+    let a = appt(p, id)?;
+    if a.status == "x" {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "A note cannot be added to a cancelled appointment.",
+        ));
+    }
+    a.notes.push(AppointmentNote {
+        id: note_id,
+        text,
+        display_on_schedule: params.flag("displayonschedule"),
+        created: eastern_stamp(now),
+    });
+    a.modified = now;
+    // Guess: athena reports a new note as an appointment update.
+    p.appointment_changed(id, "UpdateAppointment");
+    Ok((
+        json!({"success": "true", "appointmentnoteid": note_id.to_string()}),
+        id.to_string(),
+    ))
+}
+
+/// `POST /v1/{practiceid}/appointments/{appointmentid}/checkout`.
+pub async fn post_checkout(
+    State(s): State<SimState>,
+    Path((pid, id)): Path<(u64, u64)>,
+    params: Params,
+) -> Response {
+    s.write(pid, "CheckOutAppointment", &params, |p, _| checkout(p, id))
+        .map(ok)
+        .into_response()
+}
+
+/// `PUT /v1/{practiceid}/appointments/booked/{appointmentid}`.
+pub async fn put_booked(
+    State(s): State<SimState>,
+    Path((pid, id)): Path<(u64, u64)>,
+    params: Params,
+) -> Response {
+    s.write(pid, "UpdateAppointment", &params, |p, q| {
+        update_booked(p, q, id)
+    })
+    .map(ok)
+    .into_response()
+}
+
+/// `PUT /v1/{practiceid}/appointments/{appointmentid}/freeze`.
+pub async fn put_freeze(
+    State(s): State<SimState>,
+    Path((pid, id)): Path<(u64, u64)>,
+    params: Params,
+) -> Response {
+    let op = if params
+        .get("freeze")
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+    {
+        "UnfreezeAppointment"
+    } else {
+        "FreezeAppointment"
+    };
+    s.write(pid, op, &params, |p, q| freeze(p, q, id))
+        .map(ok)
+        .into_response()
+}
+
+/// `POST /v1/{practiceid}/appointments/{appointmentid}/notes`.
+pub async fn post_note(
+    State(s): State<SimState>,
+    Path((pid, id)): Path<(u64, u64)>,
+    params: Params,
+) -> Response {
+    s.write(pid, "AddAppointmentNote", &params, |p, q| {
+        add_note(p, q, id)
+    })
+    .map(ok)
+    .into_response()
+}
+
+/// `GET /v1/{practiceid}/appointments/{appointmentid}/notes`.
+pub async fn get_notes(State(s): State<SimState>, Path((pid, id)): Path<(u64, u64)>) -> Response {
+    s.read(pid, |p| {
+        let items: Vec<Value> = appt(p, id)?
+            .notes
+            .iter()
+            .map(|n| {
+                json!({"noteid": n.id.to_string(), "notetext": n.text,
+                       "displayonschedule": n.display_on_schedule, "created": n.created})
+            })
+            .collect();
+        Ok(json!({"totalcount": items.len(), "notes": items}))
+    })
+    .map(ok)
+    .into_response()
 }

@@ -136,6 +136,15 @@ pub async fn list_clinical(
     .into_response()
 }
 
+/// What a non-self-pay package needs besides its package id.
+const POLICY_HOLDER_FIELDS: [&str; 5] = [
+    "insuranceidnumber",
+    "insurancepolicyholderfirstname",
+    "insurancepolicyholderlastname",
+    "insurancepolicyholderdob",
+    "insurancepolicyholdersex",
+];
+
 fn insurance_json(i: &Insurance) -> Value {
     let mut v = json!({"insuranceid": i.id.to_string(), "patientid": i.patient_id.to_string()});
     for (k, x) in &i.fields {
@@ -162,17 +171,11 @@ pub fn add_insurance(
         ));
     }
     if package != "0" {
-        let miss: Vec<String> = [
-            "insuranceidnumber",
-            "insurancepolicyholderfirstname",
-            "insurancepolicyholderlastname",
-            "insurancepolicyholderdob",
-            "insurancepolicyholdersex",
-        ]
-        .iter()
-        .filter(|k| params.get(k).is_none())
-        .map(|k| k.to_string())
-        .collect();
+        let miss: Vec<String> = POLICY_HOLDER_FIELDS
+            .iter()
+            .filter(|k| params.get(k).is_none())
+            .map(|k| k.to_string())
+            .collect();
         if !miss.is_empty() {
             return Err(ApiError::missing(miss));
         }
@@ -231,6 +234,104 @@ pub async fn list_insurances(
             .map(insurance_json)
             .collect();
         Ok(json!({"totalcount": items.len(), "insurances": items}))
+    })
+    .map(ok)
+    .into_response()
+}
+
+// Changing and removing an insurance package (issue 14).
+
+/// The patient's insurance `id`, 404 when it is not the patient's.
+fn insurance_of(p: &mut Practice, patient: u64, id: u64) -> ApiResult<&mut Insurance> {
+    patient_exists(p, patient)?;
+    p.insurances
+        .get_mut(&id)
+        .filter(|i| i.patient_id == patient)
+        .ok_or_else(|| ApiError::not_found("The insurance does not exist for this patient."))
+}
+
+/// Domain op of `PUT /patients/{pid}/insurances/{insuranceid}`: sets the fields sent (a
+/// non-self-pay package still needs its policy holder fields afterwards).
+pub fn update_insurance(
+    p: &mut Practice,
+    params: &Params,
+    patient: u64,
+    id: u64,
+) -> ApiResult<(Value, String)> {
+    if let Some(seq) = params.get("sequencenumber")
+        && !matches!(seq, "1" | "2")
+    {
+        return Err(ApiError::invalid(
+            "sequencenumber",
+            "sequencenumber must be 1 or 2.",
+        ));
+    }
+    let ins = insurance_of(p, patient, id)?;
+    let mut merged = ins.fields.clone();
+    merged.extend(params.to_map().into_iter().filter(|(_, v)| !v.is_empty()));
+    if merged.get("insurancepackageid").map(String::as_str) != Some("0") {
+        let miss: Vec<String> = POLICY_HOLDER_FIELDS
+            .iter()
+            .filter(|k| merged.get(**k).is_none_or(String::is_empty))
+            .map(|k| k.to_string())
+            .collect();
+        if !miss.is_empty() {
+            return Err(ApiError::missing(miss));
+        }
+    }
+    ins.fields = merged;
+    let v = insurance_json(ins);
+    // Guess: athena has no insurance feed; an insurance change shows as a patient update.
+    p.patient_changed(patient, "UpdatePatient");
+    Ok((json!([v]), id.to_string()))
+}
+
+/// Domain op of `DELETE /patients/{pid}/insurances/{insuranceid}`. A primary cannot go while
+/// a secondary depends on it (the mirror of the add rule).
+pub fn remove_insurance(p: &mut Practice, patient: u64, id: u64) -> ApiResult<(Value, String)> {
+    let seq = insurance_of(p, patient, id)?
+        .fields
+        .get("sequencenumber")
+        .cloned();
+    if seq.as_deref() == Some("1") {
+        let has_secondary = p.insurances.values().any(|i| {
+            i.patient_id == patient
+                && i.fields.get("sequencenumber").map(String::as_str) == Some("2")
+        });
+        if has_secondary {
+            // Guess: athena's wording.
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "The primary insurance cannot be removed while a secondary insurance exists.",
+            ));
+        }
+    }
+    p.insurances.remove(&id);
+    p.patient_changed(patient, "UpdatePatient");
+    Ok((json!({"success": "true"}), id.to_string()))
+}
+
+/// `PUT /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}`.
+pub async fn put_insurance(
+    State(s): State<SimState>,
+    Path((pid, pat, id)): Path<(u64, u64, u64)>,
+    params: Params,
+) -> Response {
+    s.write(pid, "UpdateInsurance", &params, |p, q| {
+        update_insurance(p, q, pat, id)
+    })
+    .map(ok)
+    .into_response()
+}
+
+/// `DELETE /v1/{practiceid}/patients/{patientid}/insurances/{insuranceid}`.
+pub async fn delete_insurance(
+    State(s): State<SimState>,
+    Path((pid, pat, id)): Path<(u64, u64, u64)>,
+    params: Params,
+) -> Response {
+    s.write(pid, "RemoveInsurance", &params, |p, _| {
+        remove_insurance(p, pat, id)
     })
     .map(ok)
     .into_response()

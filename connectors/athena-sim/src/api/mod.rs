@@ -132,6 +132,10 @@ pub fn build_router(state: SimState) -> Router {
             post(documents::post_insurance).get(documents::list_insurances),
         )
         .route(
+            &format!("{v1}/patients/{{patientid}}/insurances/{{insuranceid}}"),
+            put(documents::put_insurance).delete(documents::delete_insurance),
+        )
+        .route(
             &format!("{v1}/chart/{{patientid}}/problems"),
             get(reference::problems),
         )
@@ -170,6 +174,22 @@ pub fn build_router(state: SimState) -> Router {
         .route(
             &format!("{v1}/appointments/{{appointmentid}}/checkin"),
             post(appointments::post_checkin),
+        )
+        .route(
+            &format!("{v1}/appointments/booked/{{appointmentid}}"),
+            put(appointments::put_booked),
+        )
+        .route(
+            &format!("{v1}/appointments/{{appointmentid}}/checkout"),
+            post(appointments::post_checkout),
+        )
+        .route(
+            &format!("{v1}/appointments/{{appointmentid}}/freeze"),
+            put(appointments::put_freeze),
+        )
+        .route(
+            &format!("{v1}/appointments/{{appointmentid}}/notes"),
+            post(appointments::post_note).get(appointments::get_notes),
         )
         .route(
             &format!("{v1}/appointments/{{appointmentid}}/claim"),

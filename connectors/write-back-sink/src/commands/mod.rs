@@ -57,6 +57,13 @@ commands! {
     add_encounter_diagnosis => AddEncounterDiagnosis,
     create_referral_order => CreateReferralOrder,
     upload_lab_result => UploadLabResult,
+    update_appointment => UpdateAppointment,
+    check_out_appointment => CheckOutAppointment,
+    freeze_appointment => FreezeAppointment,
+    unfreeze_appointment => UnfreezeAppointment,
+    add_appointment_note => AddAppointmentNote,
+    update_insurance => UpdateInsurance,
+    remove_insurance => RemoveInsurance,
 }
 
 /// What the chart commands share (FHIR input, vital-sign table, read-back counts).

@@ -5,6 +5,7 @@
 
 pub mod chart_run;
 pub mod kill_run;
+pub mod lifecycle;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
