@@ -628,7 +628,14 @@ impl Practice {
         snapshot: Value,
     ) {
         let def = feed_def(feed).expect("known feed");
-        crate::push::record(&mut self.push_outbox, def.path, event, &snapshot);
+        crate::push::record(
+            &mut self.push_outbox,
+            def.path,
+            event,
+            dept.clone(),
+            patient.clone(),
+            &snapshot,
+        );
         if let Some(f) = self.feeds.get_mut(def.path) {
             f.record(def, Utc::now(), event, dept, patient, snapshot);
         }
