@@ -90,6 +90,10 @@ pub struct Config {
     /// starts (clock skew with athena, resources saved just before the row).
     #[serde(default = "default_enrich_window", with = "humantime_serde")]
     pub enrich_window: Duration,
+    /// FHIR reads of one page's signals in flight at once. The client's rate limiter bounds the
+    /// rate; this only overlaps athena's latency so a backlog can use the budget.
+    #[serde(default = "default_enrich_concurrency")]
+    pub enrich_concurrency: usize,
 }
 
 /// Per-feed overrides.
@@ -141,6 +145,9 @@ fn default_replay_margin() -> Duration {
 }
 fn default_true() -> bool {
     true
+}
+fn default_enrich_concurrency() -> usize {
+    8
 }
 fn default_enrich_window() -> Duration {
     Duration::from_secs(300)
@@ -249,6 +256,12 @@ impl Validate for Config {
             return Err(CoreError::config(
                 "daily_request_budget",
                 "must be positive",
+            ));
+        }
+        if !(1..=64).contains(&self.enrich_concurrency) {
+            return Err(CoreError::config(
+                "enrich_concurrency",
+                "must be between 1 and 64",
             ));
         }
         if let Some(k) = athena_contracts::mapping::invalid_typed_topic(&self.typed_topics) {

@@ -40,6 +40,7 @@ use connector_core::dlq::{DeadLetterQueue, Reason, Stage};
 use connector_core::emit::{EventsProduced, InternalEvent};
 use connector_core::produce::produce_each;
 use connector_core::{CoreError, ErrorClass};
+use futures::{FutureExt, StreamExt};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -199,6 +200,7 @@ pub struct Enricher {
     typed: HashMap<&'static str, (String, u32)>,
     keep_original: bool,
     window: Duration,
+    concurrency: usize,
 }
 
 impl std::fmt::Debug for Enricher {
@@ -241,6 +243,7 @@ impl Enricher {
             typed,
             keep_original: config.keep_original,
             window: config.enrich_window,
+            concurrency: config.enrich_concurrency,
         })
     }
 
@@ -270,34 +273,20 @@ impl Enricher {
             include_original: self.keep_original,
         };
         let _ = replayed;
+        // Reads of different signals overlap (athena answers in ~100 ms; the shared limiter,
+        // not this loop, bounds the rate); `buffered` keeps the signals' order for producing.
+        let futs: Vec<futures::future::BoxFuture<'_, Result<Vec<Value>, Error>>> = signals
+            .iter()
+            .map(|s| self.read(pid, plan, s).boxed())
+            .collect();
+        let reads = futures::stream::iter(futs)
+            .buffered(self.concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
         let mut seen: HashSet<String> = HashSet::new();
         let mut outs: Vec<Out> = Vec::new();
-        for s in signals {
-            let mut found: Vec<Value> = Vec::new();
-            let mut searched = false;
-            if let Some(r) = &s.by_id {
-                match self.athena.fhir_read(r).await {
-                    Ok(v) => found.push(v),
-                    // The id guess missed (or the resource is gone): search the window.
-                    Err(athena_client::Error::NotFound { .. }) => searched = true,
-                    Err(e) => return Err(Error::Athena(e)),
-                }
-            } else {
-                searched = true;
-            }
-            if searched {
-                for ty in plan.types {
-                    match self
-                        .athena
-                        .fhir_search_patient(pid, ty, &s.patient, Some(s.since), SEARCH_COUNT)
-                        .await
-                    {
-                        Ok(v) => found.extend(v),
-                        Err(athena_client::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(Error::Athena(e)),
-                    }
-                }
-            }
+        for found in reads {
+            let mut found = found?;
             // One patient's resources in change order.
             found.sort_by_key(|r| mapping::fhir_version(r).1);
             for r in &found {
@@ -309,6 +298,32 @@ impl Enricher {
             }
         }
         self.produce(outs).await
+    }
+
+    /// The resources one signal points at: read by id, else (or when that read answers 404)
+    /// searched in the patient's `_lastUpdated` window.
+    async fn read(&self, pid: PracticeId, plan: Plan, s: &Signal) -> Result<Vec<Value>, Error> {
+        let mut found: Vec<Value> = Vec::new();
+        if let Some(r) = &s.by_id {
+            match self.athena.fhir_read(r).await {
+                Ok(v) => return Ok(vec![v]),
+                // The id guess missed (or the resource is gone): search the window.
+                Err(athena_client::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::Athena(e)),
+            }
+        }
+        for ty in plan.types {
+            match self
+                .athena
+                .fhir_search_patient(pid, ty, &s.patient, Some(s.since), SEARCH_COUNT)
+                .await
+            {
+                Ok(v) => found.extend(v),
+                Err(athena_client::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::Athena(e)),
+            }
+        }
+        Ok(found)
     }
 
     /// Encodes one resource; a resource the mapper rejects is dead-lettered (`None`).
