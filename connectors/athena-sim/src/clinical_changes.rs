@@ -24,15 +24,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
+use crate::clinical::{CVX, ICD10, LOINC, RXNORM, SNOMED, UCUM, coding, iso};
 use crate::model::{ChartItem, ChartKind, Practice};
 use crate::util::eastern_stamp;
 
-const LOINC: &str = "http://loinc.org";
-const SNOMED: &str = "http://snomed.info/sct";
-const UCUM: &str = "http://unitsofmeasure.org";
-const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
-const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
-const CVX: &str = "http://hl7.org/fhir/sid/cvx";
 const OBS_CAT: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 
 /// A clinical change the generator (or a test) can make.
@@ -148,14 +143,6 @@ pub struct ClinicalChange {
     pub resources: Vec<String>,
     /// Whether an existing record was updated (rather than created).
     pub updated: bool,
-}
-
-fn coding(system: &str, code: &str, display: &str) -> Value {
-    json!({"coding": [{"system": system, "code": code, "display": display}], "text": display})
-}
-
-fn iso(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The logical id the simulator gives the resource of proprietary record `id` (see the guess

@@ -273,6 +273,19 @@ impl SimState {
             .clinical_change(kind, patient, variant, update, Utc::now())
     }
 
+    /// The FHIR resource `reference` (`Type/id`) as the simulator serves it now (a test helper
+    /// beyond the contract).
+    pub fn fhir_resource(&self, practice: u64, reference: &str) -> Option<serde_json::Value> {
+        let (ty, id) = reference.split_once('/')?;
+        self.with_practice(practice, |p| {
+            crate::api::fhir::resources(p, ty, None)
+                .into_iter()
+                .map(|(_, v)| v)
+                .find(|v| v["id"] == id)
+        })
+        .flatten()
+    }
+
     /// Read access to one practice (a test helper beyond the contract).
     pub fn with_practice<T>(&self, practice: u64, f: impl FnOnce(&Practice) -> T) -> Option<T> {
         self.inner.world.lock().practices.get(&practice).map(f)

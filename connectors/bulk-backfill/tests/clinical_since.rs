@@ -97,17 +97,8 @@ async fn clinical_changes_since_the_last_run_arrive_as_typed_events() {
     let codec = AvroCodec::new(env.registry.clone()).unwrap();
     let mut by_type: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     for r in &touched {
-        let (ty, id) = r.split_once('/').unwrap();
-        let v = sim
-            .state
-            .with_practice(PRACTICE, |p| {
-                athena_sim::api::fhir::resources(p, ty, None)
-                    .into_iter()
-                    .map(|(_, v)| v)
-                    .find(|v| v["id"] == id)
-                    .unwrap()
-            })
-            .unwrap();
+        let ty = r.split_once('/').unwrap().0;
+        let v = sim.state.fhir_resource(PRACTICE, r).unwrap();
         by_type.entry(ty.to_string()).or_default().push(v);
     }
     for (ty, resources) in &by_type {

@@ -31,8 +31,6 @@ use athena_client::api::changed::Feed;
 use athena_client::model::FhirRef;
 use athena_client::{AthenaClient, PracticeId};
 use athena_contracts::SourceKind;
-use athena_contracts::events::FhirEventVisitor;
-use athena_contracts::events::fhir::FhirEvent;
 use athena_contracts::mapping::{self, Observation, TypedEventError};
 use chrono::{DateTime, Utc};
 use connector_core::avro::AvroCodec;
@@ -167,19 +165,6 @@ pub fn signals(
     out
 }
 
-/// Resolves the registered schema id of a typed event on its topic.
-struct Resolve<'a> {
-    codec: &'a AvroCodec,
-    topic: String,
-}
-
-impl<'a> FhirEventVisitor for Resolve<'a> {
-    type Output = futures::future::BoxFuture<'a, Result<u32, CoreError>>;
-    fn visit<T: FhirEvent>(self) -> Self::Output {
-        Box::pin(async move { Ok(self.codec.encoder::<T>(&self.topic).await?.schema_id()) })
-    }
-}
-
 /// One encoded typed event.
 struct Out {
     topic: String,
@@ -224,15 +209,9 @@ impl Enricher {
         let mut typed = HashMap::new();
         for ty in athena_contracts::events::FHIR_RESOURCE_TYPES {
             let topic = config.typed_topic(ty);
-            let id = athena_contracts::events::fhir_visit(
-                ty,
-                Resolve {
-                    codec,
-                    topic: topic.clone(),
-                },
-            )
-            .expect("from the FHIR table")
-            .await?;
+            let id = mapping::typed_schema_id(codec, ty, &topic)
+                .await
+                .expect("from the FHIR table")?;
             typed.insert(*ty, (topic, id));
         }
         Ok(Enricher {

@@ -38,15 +38,8 @@ const PATIENT: u64 = 60_178;
 
 /// The simulator's current JSON of `reference` (`Type/id`).
 fn held(sim: &RunningSim, reference: &str) -> serde_json::Value {
-    let (ty, id) = reference.split_once('/').unwrap();
     sim.state
-        .with_practice(PRACTICE, |p| {
-            athena_sim::api::fhir::resources(p, ty, None)
-                .into_iter()
-                .map(|(_, v)| v)
-                .find(|v| v["id"] == id)
-        })
-        .flatten()
+        .fhir_resource(PRACTICE, reference)
         .unwrap_or_else(|| panic!("{reference} not in the simulator"))
 }
 

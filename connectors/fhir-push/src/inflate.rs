@@ -43,8 +43,8 @@ use athena_client::api::changed::Feed;
 use athena_client::api::records::DocumentKind;
 use athena_client::{AthenaClient, PracticeId};
 use athena_contracts::envelope::event_headers;
-use athena_contracts::events::fhir::FhirEvent;
-use athena_contracts::events::{EventTypeVisitor, FeedEvent, FhirEventVisitor};
+
+use athena_contracts::events::{EventTypeVisitor, FeedEvent};
 use athena_contracts::mapping::{self, Observation, TypedEventError};
 use athena_contracts::{AppointmentChanged, FhirResourceChanged, PatientChanged, SourceKind};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
@@ -130,19 +130,6 @@ fn record_feed(entity: &str) -> Option<Feed> {
     })
 }
 
-/// Resolves the registered schema id of a feed's event on its topic.
-struct ResolveFeed<'a> {
-    codec: &'a AvroCodec,
-    topic: String,
-}
-
-impl<'a> EventTypeVisitor for ResolveFeed<'a> {
-    type Output = futures::future::BoxFuture<'a, Result<u32, CoreError>>;
-    fn visit<T: FeedEvent>(self) -> Self::Output {
-        Box::pin(async move { Ok(self.codec.encoder::<T>(&self.topic).await?.schema_id()) })
-    }
-}
-
 /// Encodes a proprietary record as its feed's event (the changed-data mapper).
 struct EncodeRecord<'a> {
     practice: &'a str,
@@ -188,19 +175,6 @@ struct Out {
     key: String,
     value: Vec<u8>,
     headers: OwnedHeaders,
-}
-
-/// Resolves (registering when configured to) the schema id of a typed event on its topic.
-struct ResolveTyped<'a> {
-    codec: &'a AvroCodec,
-    topic: String,
-}
-
-impl<'a> FhirEventVisitor for ResolveTyped<'a> {
-    type Output = futures::future::BoxFuture<'a, Result<u32, CoreError>>;
-    fn visit<T: FhirEvent>(self) -> Self::Output {
-        Box::pin(async move { Ok(self.codec.encoder::<T>(&self.topic).await?.schema_id()) })
-    }
 }
 
 /// The inflation stage of one push connector.
@@ -254,13 +228,9 @@ impl Inflater {
             let topic = config
                 .typed_topic(ty)
                 .expect("a typed type has a typed topic");
-            let resolve = ResolveTyped {
-                codec,
-                topic: topic.clone(),
-            };
-            let id = athena_contracts::events::fhir_visit(ty, resolve)
-                .expect("from the FHIR table")
-                .await?;
+            let id = mapping::typed_schema_id(codec, ty, &topic)
+                .await
+                .expect("from the FHIR table")?;
             typed.insert(*ty, (topic, id));
         }
         let record_topics = [
@@ -459,14 +429,7 @@ impl Inflater {
             return Ok(t.clone());
         }
         let topic = self.record_topics[&feed].clone();
-        let id = athena_contracts::events::visit(
-            feed,
-            ResolveFeed {
-                codec: &self.codec,
-                topic: topic.clone(),
-            },
-        )
-        .await?;
+        let id = mapping::feed_schema_id(&self.codec, feed, &topic).await?;
         self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -289,18 +289,7 @@ async fn simulator_pushes_of_every_clinical_family_inflate_through_their_fetch_w
         made.insert(format!("{kind:?}"), c);
     }
     sim.state.generate(40);
-    let resource = |r: &str| {
-        let (ty, id) = r.split_once('/').unwrap();
-        sim.state
-            .with_practice(PRACTICE, |p| {
-                athena_sim::api::fhir::resources(p, ty, None)
-                    .into_iter()
-                    .map(|(_, v)| v)
-                    .find(|v| v["id"] == id)
-                    .unwrap()
-            })
-            .unwrap()
-    };
+    let resource = |r: &str| sim.state.fhir_resource(PRACTICE, r).unwrap();
     let record = |feed: &'static str, id: &str| {
         sim.state
             .with_practice(PRACTICE, |p| p.records[&(feed, id.to_string())].clone())
