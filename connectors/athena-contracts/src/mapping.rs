@@ -338,6 +338,51 @@ pub fn encode_typed_fhir(
     )
 }
 
+type SchemaIdFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<u32, connector_core::CoreError>> + Send + 'a>,
+>;
+
+/// The schema id the registry gives the typed event of FHIR `resource_type` on `topic`
+/// (registered first when the codec auto-registers), for [`encode_typed_fhir`]; `None` when the
+/// type has no typed event.
+pub async fn typed_schema_id(
+    codec: &connector_core::avro::AvroCodec,
+    resource_type: &str,
+    topic: &str,
+) -> Option<Result<u32, connector_core::CoreError>> {
+    struct Resolve<'a> {
+        codec: &'a connector_core::avro::AvroCodec,
+        topic: &'a str,
+    }
+    impl<'a> crate::events::FhirEventVisitor for Resolve<'a> {
+        type Output = SchemaIdFuture<'a>;
+        fn visit<T: FhirEvent>(self) -> Self::Output {
+            Box::pin(async move { Ok(self.codec.encoder::<T>(self.topic).await?.schema_id()) })
+        }
+    }
+    Some(crate::events::fhir_visit(resource_type, Resolve { codec, topic })?.await)
+}
+
+/// The schema id the registry gives the event of changed-data `feed` on `topic` (registered
+/// first when the codec auto-registers).
+pub async fn feed_schema_id(
+    codec: &connector_core::avro::AvroCodec,
+    feed: athena_client::api::changed::Feed,
+    topic: &str,
+) -> Result<u32, connector_core::CoreError> {
+    struct Resolve<'a> {
+        codec: &'a connector_core::avro::AvroCodec,
+        topic: &'a str,
+    }
+    impl<'a> crate::events::EventTypeVisitor for Resolve<'a> {
+        type Output = SchemaIdFuture<'a>;
+        fn visit<T: FeedEvent>(self) -> Self::Output {
+            Box::pin(async move { Ok(self.codec.encoder::<T>(self.topic).await?.schema_id()) })
+        }
+    }
+    crate::events::visit(feed, Resolve { codec, topic }).await
+}
+
 /// The topic of the typed event of `resource_type`: `overrides[resource_type]`, else its
 /// schema's default topic; `None` when the type has no typed event.
 pub fn typed_topic(

@@ -51,14 +51,14 @@ impl ClinicalResource {
     }
 }
 
-const LOINC: &str = "http://loinc.org";
-const SNOMED: &str = "http://snomed.info/sct";
-const UCUM: &str = "http://unitsofmeasure.org";
-const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
-const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
-const CVX: &str = "http://hl7.org/fhir/sid/cvx";
+pub(crate) const LOINC: &str = "http://loinc.org";
+pub(crate) const SNOMED: &str = "http://snomed.info/sct";
+pub(crate) const UCUM: &str = "http://unitsofmeasure.org";
+pub(crate) const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
+pub(crate) const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
+pub(crate) const CVX: &str = "http://hl7.org/fhir/sid/cvx";
 
-fn coding(system: &str, code: &str, display: &str) -> Value {
+pub(crate) fn coding(system: &str, code: &str, display: &str) -> Value {
     json!({"coding": [{"system": system, "code": code, "display": display}], "text": display})
 }
 
@@ -66,7 +66,7 @@ fn category(system: &str, code: &str, display: &str) -> Value {
     json!([coding(system, code, display)])
 }
 
-fn iso(t: DateTime<Utc>) -> String {
+pub(crate) fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 

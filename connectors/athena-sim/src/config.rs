@@ -107,11 +107,28 @@ pub enum ChangeKind {
     Claim,
     /// Update a provider record.
     Provider,
+    /// Record a historical vaccine (Immunization).
+    Vaccine,
+    /// Write a prescription (MedicationRequest).
+    Prescription,
+    /// Add an imaging result (DiagnosticReport).
+    ImagingResult,
+    /// Place a referral order (ServiceRequest).
+    Referral,
+    /// Sign off a visit (Encounter, vital signs, progress note, encounter diagnosis).
+    Visit,
+    /// Change a patient's insurance (Coverage).
+    Coverage,
+    /// Update an earlier clinical record (lab result corrected, prescription stopped, ...).
+    ClinicalUpdate,
+    /// A change on one of the remaining feeds (family history, patient cases, referring
+    /// providers, provider numbers, CCM enrolment, charge codes, stays, OR and surgery cases).
+    OtherFeed,
 }
 
 impl ChangeKind {
     /// Every kind, in the order the generator's weights are defined.
-    pub const ALL: [ChangeKind; 11] = [
+    pub const ALL: [ChangeKind; 19] = [
         ChangeKind::NewPatient,
         ChangeKind::UpdatePatient,
         ChangeKind::Booking,
@@ -123,6 +140,14 @@ impl ChangeKind {
         ChangeKind::LabResult,
         ChangeKind::Claim,
         ChangeKind::Provider,
+        ChangeKind::Vaccine,
+        ChangeKind::Prescription,
+        ChangeKind::ImagingResult,
+        ChangeKind::Referral,
+        ChangeKind::Visit,
+        ChangeKind::Coverage,
+        ChangeKind::ClinicalUpdate,
+        ChangeKind::OtherFeed,
     ];
 }
 

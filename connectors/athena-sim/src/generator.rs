@@ -1,8 +1,12 @@
 //! The change generator: deterministic (ChaCha8 seeded from `SimConfig::seed`) synthetic
 //! activity across the configured practices — new/updated patients, bookings, cancellations,
-//! check-ins, chart items, lab results, claims and provider updates. Every step goes through the
-//! same domain operations as the API, so it produces the same ledger entries and feed rows a
-//! client's write would (ledger params carry `source=generator`).
+//! check-ins, chart items, claims, provider updates and clinical changes of every US Core type
+//! (`crate::clinical_changes`: vaccines, prescriptions, medications, lab and imaging results,
+//! referral orders, signed-off visits with vitals, notes and diagnoses, coverage), plus rows on
+//! every remaining changed-data feed, so every feed the simulator offers is filled. Every step
+//! goes through the same domain operations as the API, so it produces the same ledger entries,
+//! feed rows and push notifications a client's write would (ledger params carry
+//! `source=generator`).
 
 use chrono::{Duration as ChronoDuration, Utc};
 use rand::Rng;
@@ -10,9 +14,11 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::api::{appointments, claims, patients};
+use crate::clinical_changes::ClinicalKind;
 use crate::config::{ChangeKind, SimConfig};
 use crate::model::{ChartItem, ChartKind, FIRST_NAMES, LAST_NAMES, Practice};
 use crate::state::{World, apply_write};
+use crate::util::eastern_stamp as stamp;
 use crate::util::{Params, eastern_stamp, today_eastern, us_date};
 
 const PROBLEMS: &[(&str, &str)] = &[
@@ -22,15 +28,51 @@ const PROBLEMS: &[(&str, &str)] = &[
     ("195967001", "Asthma"),
 ];
 const ALLERGENS: &[&str] = &["Peanut", "Penicillin", "Latex", "Shellfish"];
-const MEDICATIONS: &[&str] = &[
-    "lisinopril 10 mg tablet",
-    "metformin 500 mg tablet",
-    "albuterol 90 mcg inhaler",
-];
-const LABS: &[(&str, &str)] = &[
-    ("2345-7", "Glucose"),
-    ("718-7", "Hemoglobin"),
-    ("2093-3", "Cholesterol"),
+
+/// The feeds no other kind fills, with their id field, event and whether rows name a patient.
+// Guess: the reference gives no row shapes for these feeds; rows carry the id field, the
+// department, the patient where the entity belongs to one, and `lastmodified`.
+const OTHER_FEEDS: &[(&str, &str, &str, bool)] = &[
+    (
+        "chart/healthhistory/familyhistory",
+        "familyhistoryid",
+        "FamilyHistoryAdd",
+        true,
+    ),
+    (
+        "documents/patientcase",
+        "patientcaseid",
+        "PatientCaseAdd",
+        true,
+    ),
+    (
+        "referringproviders",
+        "referringproviderid",
+        "ReferringProviderAdd",
+        false,
+    ),
+    (
+        "providernumbers",
+        "providernumberid",
+        "ProviderNumberAdd",
+        false,
+    ),
+    (
+        "referringprovidernumbers",
+        "referringprovidernumberid",
+        "ReferringProviderNumberAdd",
+        false,
+    ),
+    (
+        "ccmenrollmentstatus",
+        "patientid",
+        "CCMEnrollmentStatusUpdate",
+        true,
+    ),
+    ("chargecodes", "chargecodeid", "ChargeCodeAdd", false),
+    ("stays", "stayid", "StayAdd", true),
+    ("orcase", "orcaseid", "ORCaseAdd", true),
+    ("surgerycases", "surgerycaseid", "SurgeryCaseAdd", true),
 ];
 
 fn params(pairs: &[(&str, String)]) -> Params {
@@ -202,7 +244,20 @@ fn try_step(w: &mut World, pid: u64, kind: ChangeKind) -> Result<(), ChangeKind>
                 json!([{"procedurecode": code, "units": "1", "icd10code1": "Z0000"}]).to_string(),
             )]);
             apply_write(w, pid, "CreateAppointmentClaim", &q, |p, q| {
-                claims::appointment_claim(p, q, id)
+                let (v, claim) = claims::appointment_claim(p, q, id)?;
+                // Claim.create has no changed-data event (the feed only knows UpdateClaim).
+                if let Some(c) = claim.parse().ok().and_then(|c: u64| p.claims.get(&c)) {
+                    let (d, pat) = (c.department_id.clone(), c.patient_id.to_string());
+                    crate::push::record(
+                        &mut p.push_outbox,
+                        "claims",
+                        "CreateClaim",
+                        Some(d),
+                        Some(pat),
+                        &json!({"claimid": claim}),
+                    );
+                }
+                Ok((v, claim))
             })
             .map(|_| ())
             .map_err(|_| ChangeKind::CheckIn)
@@ -232,10 +287,7 @@ fn try_step(w: &mut World, pid: u64, kind: ChangeKind) -> Result<(), ChangeKind>
             });
             Ok(())
         }
-        ChangeKind::Problem
-        | ChangeKind::Allergy
-        | ChangeKind::Medication
-        | ChangeKind::LabResult => {
+        ChangeKind::Problem | ChangeKind::Allergy => {
             let Some(&pat) = pick(rng, &patient_ids) else {
                 return Err(ChangeKind::NewPatient);
             };
@@ -248,29 +300,80 @@ fn try_step(w: &mut World, pid: u64, kind: ChangeKind) -> Result<(), ChangeKind>
                         json!({"codeset": "SNOMED", "code": c, "name": n}),
                     )
                 }
-                ChangeKind::Allergy => (
+                _ => (
                     ChartKind::Allergy,
                     "AddAllergy",
                     json!({"allergenname": pick(rng, ALLERGENS).expect("x")}),
                 ),
-                ChangeKind::Medication => (
-                    ChartKind::Medication,
-                    "AddMedication",
-                    json!({"medication": pick(rng, MEDICATIONS).expect("x")}),
-                ),
-                _ => {
-                    let (loinc, name) = *pick(rng, LABS).expect("x");
-                    let value = rng.random_range(40..200).to_string();
-                    (
-                        ChartKind::LabResult,
-                        "AddLabResult",
-                        json!({"status": "CLOSED", "analytes": [{"loinc": loinc, "analytename": name, "value": value}]}),
-                    )
-                }
             };
             let q = params(&[("patientid", pat.to_string())]);
             let _ = apply_write(w, pid, op, &q, |p, _| Ok(add_chart(p, pat, ck, detail)));
             Ok(())
+        }
+        ChangeKind::Medication
+        | ChangeKind::LabResult
+        | ChangeKind::Vaccine
+        | ChangeKind::Prescription
+        | ChangeKind::ImagingResult
+        | ChangeKind::Referral
+        | ChangeKind::Visit
+        | ChangeKind::Coverage
+        | ChangeKind::ClinicalUpdate => {
+            let Some(&pat) = pick(rng, &patient_ids) else {
+                return Err(ChangeKind::NewPatient);
+            };
+            let (ck, update) = match kind {
+                ChangeKind::Medication => (ClinicalKind::Medication, false),
+                ChangeKind::LabResult => (ClinicalKind::LabResult, false),
+                ChangeKind::Vaccine => (ClinicalKind::Vaccine, false),
+                ChangeKind::Prescription => (ClinicalKind::Prescription, false),
+                ChangeKind::ImagingResult => (ClinicalKind::ImagingResult, false),
+                ChangeKind::Referral => (ClinicalKind::Referral, false),
+                ChangeKind::Visit => (ClinicalKind::Visit, false),
+                ChangeKind::Coverage => (ClinicalKind::Coverage, false),
+                _ => (*pick(rng, &ClinicalKind::ALL).expect("kinds"), true),
+            };
+            let variant: u64 = rng.random_range(0..1000);
+            let q = params(&[("patientid", pat.to_string())]);
+            apply_write(w, pid, ck.operation(), &q, |p, _| {
+                let c = p
+                    .clinical_change(ck, pat, variant, update, Utc::now())
+                    .ok_or_else(|| {
+                        crate::util::ApiError::new(
+                            axum::http::StatusCode::NOT_FOUND,
+                            "Patient not found.",
+                        )
+                    })?;
+                Ok((json!({"resources": c.resources}), c.record_id))
+            })
+            .map(|_| ())
+            .map_err(|_| ChangeKind::NewPatient)
+        }
+        ChangeKind::OtherFeed => {
+            let &(feed, key, event, with_patient) = pick(rng, OTHER_FEEDS).expect("feeds");
+            let pat = pick(rng, &patient_ids).copied();
+            let q = params(&[("feed", feed.to_string())]);
+            apply_write(w, pid, "RecordChange", &q, |p, _| {
+                let id = if key == "patientid" {
+                    pat.unwrap_or_default()
+                } else {
+                    p.next_chart_id()
+                };
+                let dept = pat
+                    .and_then(|x| p.patients.get(&x))
+                    .and_then(|x| x.department())
+                    .unwrap_or_else(|| "1".into());
+                let mut row =
+                    json!({key: id, "departmentid": dept, "lastmodified": stamp(Utc::now())});
+                let patient = pat.filter(|_| with_patient);
+                if let Some(x) = patient {
+                    row["patientid"] = json!(x);
+                }
+                p.change(feed, event, Some(dept), patient.map(|x| x.to_string()), row);
+                Ok((json!({}), id.to_string()))
+            })
+            .map(|_| ())
+            .map_err(|_| ChangeKind::NewPatient)
         }
     }
 }

@@ -9,6 +9,7 @@
 //!   counters, ledger, seeding helpers).
 //! - [`model`]: the plain data model (practices, patients, appointments, claims, …).
 //! - [`clinical`]: US Core clinical FHIR resources (vitals, labs, notes, immunizations, …)
+//! - [`clinical_changes`]: the generator's clinical changes (resources, feed rows, push).
 //!   seeded per patient and linked to an Encounter.
 //! - [`feeds`]: Changed Data Subscriptions — feed table, delayed subscriptions, change rows.
 //! - [`guard`]: the gateway — bearer check, QPS bucket, daily quota, practice id, request ids.
@@ -23,6 +24,7 @@
 
 pub mod api;
 pub mod clinical;
+pub mod clinical_changes;
 pub mod config;
 pub mod faults;
 pub mod feeds;

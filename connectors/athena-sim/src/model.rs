@@ -486,6 +486,10 @@ pub struct Practice {
     pub ids: IdGen,
     /// Changes waiting for the push notifier (`push.rs`).
     pub push_outbox: Vec<crate::push::PushChange>,
+    /// Latest changed-data snapshot of records push notifications name only by identifier
+    /// (lab and imaging results, orders, patient cases, referring providers), by (feed, id),
+    /// for the reads of `api/records.rs`.
+    pub records: BTreeMap<(&'static str, String), Value>,
 }
 
 impl Practice {
@@ -524,6 +528,7 @@ impl Practice {
                 .collect(),
             ids: IdGen::default(),
             push_outbox: Vec::new(),
+            records: BTreeMap::new(),
         };
         for (i, pid) in ["71", "72", "73", "74"].iter().enumerate() {
             p.providers.insert(
@@ -662,7 +667,21 @@ impl Practice {
         snapshot: Value,
     ) {
         let def = feed_def(feed).expect("known feed");
-        crate::push::record(&mut self.push_outbox, def.path, event, &snapshot);
+        if let Some(k) = crate::api::records::kept_id_field(def.path)
+            && let Some(id) = snapshot
+                .get(k)
+                .map(|v| v.to_string().trim_matches('"').to_string())
+        {
+            self.records.insert((def.path, id), snapshot.clone());
+        }
+        crate::push::record(
+            &mut self.push_outbox,
+            def.path,
+            event,
+            dept.clone(),
+            patient.clone(),
+            &snapshot,
+        );
         if let Some(f) = self.feeds.get_mut(def.path) {
             f.record(def, Utc::now(), event, dept, patient, snapshot);
         }

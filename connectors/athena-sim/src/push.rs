@@ -31,21 +31,51 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// One change waiting for the notifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushChange {
-    /// Changed-data feed the change belongs to (`patients`, `appointments`, `claims`).
+    /// Changed-data feed the change belongs to (`patients`, `appointments`, `claims`, ...), or
+    /// a push-only family (`claims` with event `CreateClaim`).
     pub feed: String,
     /// The feed's event name (`AddPatient`, `CheckIn`, ...).
     pub event: String,
     /// Id of the changed entity.
     pub entity_id: String,
+    /// athena patient id of the record, for the AuditEvent patient extension.
+    pub patient_id: Option<String>,
+    /// Department of the record, for the AuditEvent `ah-department` extension.
+    pub department_id: Option<String>,
 }
 
-/// Queues `change` on `outbox` (called from `Practice::change`).
-pub fn record(outbox: &mut Vec<PushChange>, feed: &str, event: &str, snapshot: &Value) {
-    let key = match feed {
+/// The proprietary id field of each feed that has a push topic family.
+fn id_key(feed: &str) -> Option<&'static str> {
+    Some(match feed {
         "patients" => "patientid",
         "appointments" => "appointmentid",
         "claims" => "claimid",
-        _ => return,
+        "chart/healthhistory/problems" => "problemid",
+        "chart/healthhistory/medication" => "medicationentryid",
+        "chart/healthhistory/vaccine" => "vaccineid",
+        "prescriptions" => "prescriptionid",
+        "labresults" => "labresultid",
+        "imagingresults" => "imagingresultid",
+        "orders" => "orderid",
+        "documents/patientcase" => "patientcaseid",
+        "providers" => "providerid",
+        "referringproviders" => "referringproviderid",
+        "visits" => "visitid",
+        _ => return None,
+    })
+}
+
+/// Queues `change` on `outbox` (called from `Practice::change`).
+pub fn record(
+    outbox: &mut Vec<PushChange>,
+    feed: &str,
+    event: &str,
+    department_id: Option<String>,
+    patient_id: Option<String>,
+    snapshot: &Value,
+) {
+    let Some(key) = id_key(feed) else {
+        return;
     };
     let Some(id) = snapshot.get(key).and_then(|v| match v {
         Value::String(s) => Some(s.clone()),
@@ -61,6 +91,8 @@ pub fn record(outbox: &mut Vec<PushChange>, feed: &str, event: &str, snapshot: &
         feed: feed.into(),
         event: event.into(),
         entity_id: id,
+        patient_id,
+        department_id,
     });
 }
 
@@ -108,51 +140,202 @@ pub struct PushState {
     started: AtomicBool,
 }
 
-/// Topic codes the simulator can emit.
+/// Topic codes the simulator can emit: at least one of every family of reference §7.4.
 pub const SIM_TOPICS: &[&str] = &[
     "Patient.create",
     "Patient.update",
+    "Patient.delete",
+    "Patient.merge",
     "Appointment.schedule",
     "Appointment.cancel",
     "Appointment.check-in",
+    "Appointment.check-out",
+    "Appointment.freeze",
+    "Appointment.unfreeze",
     "Appointment.update",
     "Encounter.check-in",
+    "Encounter.signoff",
+    "Encounter.reopen",
     "Claim.create",
     "Claim.update",
+    "ClinicalEncounterDiagnosis.create",
+    "ClinicalEncounterDiagnosis.update",
+    "HistoricalMedication.create",
+    "HistoricalMedication.update",
+    "HistoricalMedication.delete",
+    "HistoricalVaccine.create",
+    "HistoricalVaccine.update",
+    "HistoricalVaccine.delete",
+    "ImagingResult.create",
+    "ImagingResult.update",
+    "LabResult.create",
+    "LabResult.update",
+    "LabResult.close",
+    "Order.submit",
+    "Order.update",
+    "Order.signoff",
+    "PatientCase.create",
+    "PatientCase.update",
+    "PatientProblem.create",
+    "PatientProblem.update",
+    "Prescription.create",
+    "Prescription.update",
+    "Prescription.delete",
+    "Prescription.refill-create",
+    "Prescription.refill-update",
+    "Prescription.reopen",
+    "Prescription.preapprove",
+    "Provider.create",
+    "Provider.update",
+    "Provider.delete",
+    "Provider.undelete",
+    "ReferringProvider.create",
+    "ReferringProvider.update",
+    "ReferringProvider.delete",
 ];
 
-/// The topics (and focus) a change maps to.
-// Guess: athena's mapping from internal events to topics is not documented; this one is obvious.
+/// The create/update/delete topic of `family` for a feed event named `…Add`/`…Update`/`…Delete`.
+fn crud(family: &'static str, event: &str) -> &'static str {
+    let pick = |c: &'static str, u: &'static str, d: &'static str| {
+        if event.ends_with("Add") || event.starts_with("Add") || event.starts_with("Create") {
+            c
+        } else if event.ends_with("Delete") {
+            d
+        } else {
+            u
+        }
+    };
+    match family {
+        "HistoricalMedication" => pick(
+            "HistoricalMedication.create",
+            "HistoricalMedication.update",
+            "HistoricalMedication.delete",
+        ),
+        "HistoricalVaccine" => pick(
+            "HistoricalVaccine.create",
+            "HistoricalVaccine.update",
+            "HistoricalVaccine.delete",
+        ),
+        "PatientProblem" => pick(
+            "PatientProblem.create",
+            "PatientProblem.update",
+            "PatientProblem.delete",
+        ),
+        "ImagingResult" => pick(
+            "ImagingResult.create",
+            "ImagingResult.update",
+            "ImagingResult.delete",
+        ),
+        "PatientCase" => pick(
+            "PatientCase.create",
+            "PatientCase.update",
+            "PatientCase.update",
+        ),
+        "Provider" => pick("Provider.create", "Provider.update", "Provider.delete"),
+        "ReferringProvider" => pick(
+            "ReferringProvider.create",
+            "ReferringProvider.update",
+            "ReferringProvider.delete",
+        ),
+        _ => pick("Claim.create", "Claim.update", "Claim.delete"),
+    }
+}
+
+/// The topics a change maps to.
+// Guess: athena's mapping from internal events to topics is not documented; this one follows
+// the names (…Add → create, …Update → update, …Delete → delete).
 fn topics_for(c: &PushChange) -> Vec<&'static str> {
-    match (c.feed.as_str(), c.event.as_str()) {
-        ("patients", e) if e.starts_with("Add") => vec!["Patient.create"],
-        ("patients", _) => vec!["Patient.update"],
-        ("appointments", e) if e.contains("Slot") => vec![],
-        ("appointments", e) if e.contains("Cancel") => vec!["Appointment.cancel"],
-        ("appointments", e) if e.contains("CheckIn") => {
+    let e = c.event.as_str();
+    match c.feed.as_str() {
+        "patients" if e.starts_with("Add") => vec!["Patient.create"],
+        "patients" if e.starts_with("Delete") => vec!["Patient.delete"],
+        "patients" if e.starts_with("Merge") => vec!["Patient.merge"],
+        "patients" => vec!["Patient.update"],
+        "appointments" if e.contains("Slot") => vec![],
+        "appointments" if e.contains("Cancel") => vec!["Appointment.cancel"],
+        "appointments" if e.contains("CheckIn") => {
             vec!["Appointment.check-in", "Encounter.check-in"]
         }
-        ("appointments", e) if e.contains("Schedule") => vec!["Appointment.schedule"],
-        ("appointments", _) => vec!["Appointment.update"],
-        ("claims", _) => vec!["Claim.update"],
+        "appointments" if e.contains("CheckOut") => vec!["Appointment.check-out"],
+        "appointments" if e.contains("Unfreeze") => vec!["Appointment.unfreeze"],
+        "appointments" if e.contains("Freeze") => vec!["Appointment.freeze"],
+        "appointments" if e.contains("Schedule") => vec!["Appointment.schedule"],
+        "appointments" => vec!["Appointment.update"],
+        "claims" if e == "CreateClaim" => vec!["Claim.create"],
+        "claims" => vec!["Claim.update"],
+        "chart/healthhistory/problems" => vec![crud("PatientProblem", e)],
+        "chart/healthhistory/medication" => vec![crud("HistoricalMedication", e)],
+        "chart/healthhistory/vaccine" => vec![crud("HistoricalVaccine", e)],
+        "prescriptions" => vec![match e {
+            "PrescriptionAdd" => "Prescription.create",
+            "PrescriptionDelete" => "Prescription.delete",
+            "PrescriptionRefillAdd" => "Prescription.refill-create",
+            "PrescriptionRefillUpdate" => "Prescription.refill-update",
+            "PrescriptionReopen" => "Prescription.reopen",
+            "PrescriptionPreApproval" => "Prescription.preapprove",
+            _ => "Prescription.update",
+        }],
+        "labresults" if e == "LabResultClose" => vec!["LabResult.close"],
+        "labresults" if e == "LabResultAdd" => vec!["LabResult.create"],
+        "labresults" => vec!["LabResult.update"],
+        "imagingresults" => vec![crud("ImagingResult", e)],
+        "orders" if e == "OrderAdd" => vec!["Order.submit"],
+        "orders" if e == "OrderSignOff" => vec!["Order.signoff"],
+        "orders" => vec!["Order.update"],
+        "documents/patientcase" => vec![crud("PatientCase", e)],
+        "providers" if e == "ProviderUndelete" => vec!["Provider.undelete"],
+        "providers" => vec![crud("Provider", e)],
+        "referringproviders" => vec![crud("ReferringProvider", e)],
+        "visits" if e == "VisitAdd" => {
+            vec!["Encounter.signoff", "ClinicalEncounterDiagnosis.create"]
+        }
+        "visits" => vec!["Encounter.reopen", "ClinicalEncounterDiagnosis.update"],
         _ => vec![],
     }
 }
 
-fn focus(practice: u64, topic: &str, id: &str) -> Value {
+/// The notification focus: the FHIR reference where the simulator serves the resource (ids as
+/// in `crate::clinical_changes`), plus the athena identifier of the record.
+fn focus(practice: u64, topic: &str, c: &PushChange) -> Value {
+    let id = c.entity_id.as_str();
+    let fhir = |ty: &str, token: &str| json!({"reference": format!("{ty}/{}", crate::clinical_changes::fhir_id(practice, token, id))});
     match topic.split('.').next().unwrap_or("") {
         "Patient" => json!({"reference": format!("Patient/a-{practice}.E-{id}"),
             "identifier": {"system": format!("urn:athenahealth:athenanet:patient:{practice}"), "value": id}}),
+        "Encounter" if c.feed == "visits" => fhir("Encounter", "visit"),
         "Encounter" => json!({"reference": format!("Encounter/a-{practice}.encounter-{id}")}),
-        // Appointments and claims have no FHIR resource at athena: identifier only.
+        "ClinicalEncounterDiagnosis" => fhir("Condition", "encounterdiagnosis"),
+        "PatientProblem" => fhir("Condition", "problem"),
+        "HistoricalMedication" => fhir("MedicationRequest", "historicalmedication"),
+        "HistoricalVaccine" => fhir("Immunization", "vaccine"),
+        "Prescription" => fhir("MedicationRequest", "prescription"),
+        // The rest have no FHIR resource at athena: identifier only.
         entity => json!({"identifier": {
             "system": format!("urn:athenahealth:athenanet:{}:{practice}", entity.to_ascii_lowercase()),
             "value": id}}),
     }
 }
 
+/// The v0.11 AuditEvent extensions: the patient and the department of the changed record.
+fn audit_extensions(practice: u64, c: &PushChange) -> Value {
+    let mut ext = Vec::new();
+    if let Some(p) = &c.patient_id {
+        ext.push(json!({
+            "url": "http://hl7.org/fhir/StructureDefinition/extension-AuditEvent.patient",
+            "valueReference": {"reference": format!("Patient/a-{practice}.E-{p}")}
+        }));
+    }
+    if let Some(d) = &c.department_id {
+        ext.push(json!({
+            "url": "https://fhir.athena.io/StructureDefinition/ah-department",
+            "valueReference": {"reference": format!("Organization/a-{practice}.Department-{d}")}
+        }));
+    }
+    Value::Array(ext)
+}
+
 /// The id-only notification bundle for one event (athena v0.11 shape).
-pub fn notification_bundle(sub: &SimSubscription, event_id: &str, change_id: &str) -> Value {
+pub fn notification_bundle(sub: &SimSubscription, event_id: &str, change: &PushChange) -> Value {
     let now = Utc::now().to_rfc3339();
     json!({
         "resourceType": "Bundle",
@@ -173,11 +356,12 @@ pub fn notification_bundle(sub: &SimSubscription, event_id: &str, change_id: &st
                     // Counters are per bundle at athena (deviation from the IG).
                     "eventNumber": "1",
                     "timestamp": now,
-                    "focus": focus(sub.practice, &sub.topic, change_id),
+                    "focus": focus(sub.practice, &sub.topic, change),
                 }]
             }},
             {"resource": {"resourceType": "AuditEvent", "id": event_id,
-                "type": {"code": sub.topic}, "recorded": now}}
+                "type": {"code": sub.topic}, "recorded": now,
+                "extension": audit_extensions(sub.practice, change)}}
         ]
     })
 }
@@ -245,7 +429,7 @@ async fn notifier(state: SimState) {
                     .filter(|s| s.practice == pid && s.topic == topic)
                 {
                     let event_id = uuid::Uuid::new_v4().to_string();
-                    let body = notification_bundle(sub, &event_id, &change.entity_id).to_string();
+                    let body = notification_bundle(sub, &event_id, &change).to_string();
                     state.push().notifications.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(deliver(state.clone(), http.clone(), sub.clone(), body));
                 }
@@ -300,15 +484,19 @@ mod tests {
             &mut o,
             "patients",
             "AddPatient",
+            None,
+            Some("12".into()),
             &json!({"patientid": "12"}),
         );
         record(
             &mut o,
             "appointments",
             "CheckIn",
+            Some("1".into()),
+            Some("12".into()),
             &json!({"appointmentid": 7}),
         );
-        record(&mut o, "unknown", "X", &json!({}));
+        record(&mut o, "unknown", "X", None, None, &json!({}));
         assert_eq!(o.len(), 2);
         assert_eq!(topics_for(&o[0]), vec!["Patient.create"]);
         assert_eq!(
@@ -317,5 +505,59 @@ mod tests {
         );
         assert_eq!(o[1].entity_id, "7");
         assert!(sign("k", b"{}").starts_with("sha256="));
+        let ext = audit_extensions(195_900, &o[1]);
+        assert_eq!(
+            ext[0]["valueReference"]["reference"],
+            "Patient/a-195900.E-12"
+        );
+        assert_eq!(
+            ext[1]["valueReference"]["reference"],
+            "Organization/a-195900.Department-1"
+        );
+    }
+
+    #[test]
+    fn every_alpha_family_has_a_topic_the_simulator_emits() {
+        let families = [
+            "Appointment",
+            "Claim",
+            "ClinicalEncounterDiagnosis",
+            "Encounter",
+            "HistoricalMedication",
+            "HistoricalVaccine",
+            "ImagingResult",
+            "LabResult",
+            "Order",
+            "Patient",
+            "PatientCase",
+            "PatientProblem",
+            "Prescription",
+            "Provider",
+            "ReferringProvider",
+        ];
+        let emitted: std::collections::BTreeSet<&str> = crate::feeds::FEEDS
+            .iter()
+            .flat_map(|f| {
+                f.events.iter().flat_map(move |e| {
+                    topics_for(&PushChange {
+                        feed: f.path.into(),
+                        event: (*e).into(),
+                        entity_id: "1".into(),
+                        patient_id: None,
+                        department_id: None,
+                    })
+                })
+            })
+            .chain(["Claim.create"])
+            .collect();
+        for t in &emitted {
+            assert!(SIM_TOPICS.contains(t), "{t} not listed");
+        }
+        for f in families {
+            assert!(
+                emitted.iter().any(|t| t.split('.').next() == Some(f)),
+                "{f} has no topic"
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
 use parking_lot::Mutex;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
@@ -270,6 +270,35 @@ impl SimState {
         w.practices
             .get_mut(&practice)?
             .put_clinical(resource, Utc::now())
+    }
+
+    /// Makes one clinical change now, as the generator would (a test helper beyond the
+    /// contract): see [`crate::clinical_changes`]. `None` for an unknown practice or patient.
+    pub fn clinical_change(
+        &self,
+        practice: u64,
+        kind: crate::clinical_changes::ClinicalKind,
+        patient: u64,
+        update: bool,
+    ) -> Option<crate::clinical_changes::ClinicalChange> {
+        let mut w = self.inner.world.lock();
+        let variant = w.rng.random_range(0..1000);
+        w.practices
+            .get_mut(&practice)?
+            .clinical_change(kind, patient, variant, update, Utc::now())
+    }
+
+    /// The FHIR resource `reference` (`Type/id`) as the simulator serves it now (a test helper
+    /// beyond the contract).
+    pub fn fhir_resource(&self, practice: u64, reference: &str) -> Option<serde_json::Value> {
+        let (ty, id) = reference.split_once('/')?;
+        self.with_practice(practice, |p| {
+            crate::api::fhir::resources(p, ty, None)
+                .into_iter()
+                .map(|(_, v)| v)
+                .find(|v| v["id"] == id)
+        })
+        .flatten()
     }
 
     /// Read access to one practice (a test helper beyond the contract).

@@ -93,3 +93,61 @@ async fn background_generator_runs_while_serving() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn generator_fills_every_feed_and_every_clinical_type() {
+    let h = Harness::start(SimConfig {
+        seed: 5,
+        ..Default::default()
+    })
+    .await;
+    for f in athena_sim::feeds::FEEDS {
+        h.subscribe(f.path).await;
+    }
+    let before = h
+        .sim
+        .state
+        .with_practice(PID, |p| p.clinical.len())
+        .unwrap();
+    h.sim.state.generate(1500);
+    for f in athena_sim::feeds::FEEDS {
+        let v = h
+            .get_ok(&format!("/{}/changed?leaveunprocessed=true", f.path))
+            .await;
+        let n = v[f.items_key].as_array().map_or(0, Vec::len);
+        assert!(n > 0, "feed {} got no rows: {v}", f.path);
+    }
+    // Every clinical type got new or updated resources from the generator.
+    let changed: std::collections::BTreeSet<String> = h
+        .sim
+        .state
+        .with_practice(PID, |p| {
+            p.clinical
+                .values()
+                // Seeded resources are numbered from 7000001, generated ones by chart ids.
+                .filter(|r| {
+                    r.json["id"]
+                        .as_str()
+                        .and_then(|i| i.rsplit('-').next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .is_some_and(|n| n < 7_000_000)
+                })
+                .map(|r| r.resource_type().to_string())
+                .collect()
+        })
+        .unwrap();
+    for ty in athena_sim::clinical::CLINICAL_TYPES {
+        if matches!(*ty, "AllergyIntolerance") {
+            // Allergies are chart items (served as FHIR by api/fhir.rs), not clinical-store rows.
+            continue;
+        }
+        assert!(changed.contains(*ty), "{ty} not generated: {changed:?}");
+    }
+    let after = h
+        .sim
+        .state
+        .with_practice(PID, |p| p.clinical.len())
+        .unwrap();
+    assert!(after > before);
+    h.sim.shutdown().await;
+}

@@ -81,6 +81,19 @@ pub struct Config {
     /// event topics) and whether to add the `__connect.errors.*` context headers.
     #[serde(default)]
     pub dlq: DlqConfig,
+    /// Topic per FHIR resource type of the typed events that enrichment produces
+    /// (`typed_topics = { Observation = "athena.observations.v1" }`); a type not listed goes to
+    /// its schema's default topic with `topic_prefix` in front.
+    #[serde(default)]
+    pub typed_topics: BTreeMap<String, String>,
+    /// How far before a row's change time the `_lastUpdated` window of an enrichment search
+    /// starts (clock skew with athena, resources saved just before the row).
+    #[serde(default = "default_enrich_window", with = "humantime_serde")]
+    pub enrich_window: Duration,
+    /// FHIR reads of one page's signals in flight at once. The client's rate limiter bounds the
+    /// rate; this only overlaps athena's latency so a backlog can use the budget.
+    #[serde(default = "default_enrich_concurrency")]
+    pub enrich_concurrency: usize,
 }
 
 /// Per-feed overrides.
@@ -104,6 +117,12 @@ pub struct FeedConfig {
     /// Feed-specific poll parameters, e.g. `{ showpreviouspatientids = "true" }`.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// Read the FHIR resources each row of this clinical feed signals (problems, allergies,
+    /// medications, vaccines, prescriptions, lab and imaging results, orders, visits,
+    /// appointments → Encounter, patients → Coverage) and produce their typed events
+    /// (decision 0023). Off by default: it costs FHIR reads from the shared request budget.
+    #[serde(default)]
+    pub enrich: bool,
 }
 
 fn default_state_topic() -> String {
@@ -127,6 +146,12 @@ fn default_replay_margin() -> Duration {
 fn default_true() -> bool {
     true
 }
+fn default_enrich_concurrency() -> usize {
+    8
+}
+fn default_enrich_window() -> Duration {
+    Duration::from_secs(300)
+}
 fn default_txn_prefix() -> String {
     "athena-connect-cds".into()
 }
@@ -148,6 +173,23 @@ impl Config {
             .get(&feed)
             .and_then(|f| f.topic.clone())
             .unwrap_or_else(|| format!("{}{}", self.topic_prefix, events::spec(feed).default_topic))
+    }
+
+    /// The topic of the typed event of FHIR `resource_type` (a typed type).
+    pub fn typed_topic(&self, resource_type: &str) -> String {
+        self.typed_topics
+            .get(resource_type)
+            .cloned()
+            .or_else(|| {
+                athena_contracts::events::fhir_spec(resource_type)
+                    .map(|s| format!("{}{}", self.topic_prefix, s.default_topic))
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `feed` has enrichment switched on (and signals FHIR resources at all).
+    pub fn enriches(&self, feed: Feed) -> bool {
+        self.feeds.get(&feed).is_some_and(|f| f.enrich) && crate::enrich::plan(feed).is_some()
     }
 
     /// The configured poll interval of `feed`.
@@ -216,6 +258,18 @@ impl Validate for Config {
                 "must be positive",
             ));
         }
+        if !(1..=64).contains(&self.enrich_concurrency) {
+            return Err(CoreError::config(
+                "enrich_concurrency",
+                "must be between 1 and 64",
+            ));
+        }
+        if let Some(k) = athena_contracts::mapping::invalid_typed_topic(&self.typed_topics) {
+            return Err(CoreError::config(
+                format!("typed_topics.{k}"),
+                "must name a typed FHIR resource type and a non-empty topic",
+            ));
+        }
         for (feed, fc) in &self.feeds {
             let name = serde_json::to_value(feed)
                 .ok()
@@ -235,6 +289,12 @@ impl Validate for Config {
                 return Err(CoreError::config(
                     format!("feeds.{name}.poll_interval"),
                     "must be at least 100ms",
+                ));
+            }
+            if fc.enrich && crate::enrich::plan(*feed).is_none() {
+                return Err(CoreError::config(
+                    format!("feeds.{name}.enrich"),
+                    "this feed signals no FHIR resource to read",
                 ));
             }
             for k in fc.params.keys() {
@@ -306,6 +366,14 @@ mod tests {
             (
                 "practices = [\"1\"]\n[feeds.claims]\npoll_interval = \"1ms\"",
                 "feeds.claims.poll_interval",
+            ),
+            (
+                "practices = [\"1\"]\n[feeds.claims]\nenrich = true",
+                "feeds.claims.enrich",
+            ),
+            (
+                "practices = [\"1\"]\ntyped_topics = { Bogus = \"x\" }\nfeeds.patients = {}",
+                "typed_topics.Bogus",
             ),
         ];
         for (text, key) in bad {

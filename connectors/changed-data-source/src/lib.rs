@@ -9,6 +9,8 @@
 //!   "poll in progress since" marker and the replay window.
 //! - [`writer`]: writing a page and the cursor in at-least-once or exactly-once mode.
 //! - [`task`]: the loop of one (practice, feed): replay, drain, back-off, budget.
+//! - [`enrich`]: change-driven FHIR reads: a clinical row leads to the patient's typed FHIR
+//!   events, produced before the cursor moves (decision 0023).
 //! - [`subscriptions`]: creating the subscriptions the config asks for and reporting the
 //!   feeds that are not subscribed.
 //! - [`error`]: this crate's error enum and its one `class()`.
@@ -18,6 +20,7 @@
 
 pub mod config;
 pub mod cursor;
+pub mod enrich;
 pub mod error;
 pub mod events;
 pub mod subscriptions;
@@ -80,7 +83,14 @@ pub async fn run(
     })
     .await?;
     if config.topic_partitions > 0 {
-        let event_topics: Vec<String> = config.feeds.keys().map(|f| config.topic(*f)).collect();
+        let mut event_topics: Vec<String> = config.feeds.keys().map(|f| config.topic(*f)).collect();
+        if config.feeds.keys().any(|f| config.enriches(*f)) {
+            event_topics.extend(
+                athena_contracts::events::FHIR_RESOURCE_TYPES
+                    .iter()
+                    .map(|t| config.typed_topic(t)),
+            );
+        }
         let mut topics: Vec<TopicSpec> = event_topics
             .iter()
             .map(|t| TopicSpec::new(t, config.topic_partitions))
@@ -131,6 +141,22 @@ pub async fn run(
     let avro = AvroCodec::new(env.registry.clone())?;
     let errors = task::FeedErrors::new(control.clone());
     let dlq = DeadLetterQueue::new(producer.clone(), config.dlq.clone(), name, "0");
+    let enricher = if config.feeds.keys().any(|f| config.enriches(*f)) {
+        let e = with_retry(&control, "resolve FHIR schemas", || {
+            enrich::Enricher::new(
+                name,
+                &config,
+                &avro,
+                athena.clone(),
+                producer.clone(),
+                dlq.clone(),
+            )
+        })
+        .await?;
+        Some(Arc::new(e))
+    } else {
+        None
+    };
     let mut handles = Vec::new();
     for practice in &config.practices {
         for feed in config.feeds.keys().copied() {
@@ -158,6 +184,7 @@ pub async fn run(
                 },
             };
             let ctx = TaskSetup {
+                enricher: enricher.clone().filter(|_| config.enriches(feed)),
                 writer,
                 dlq: dlq.clone(),
                 name: name.to_string(),
@@ -217,6 +244,7 @@ struct TaskSetup {
     cursor: Cursor,
     control: TaskControl,
     errors: task::FeedErrors,
+    enricher: Option<Arc<enrich::Enricher>>,
 }
 
 impl TaskSetup {
@@ -255,6 +283,7 @@ impl TaskSetup {
             control: self.control.clone(),
             errors: self.errors.clone(),
             replay_seen: HashSet::new(),
+            enricher: self.enricher,
         };
         task.run().await
     }

@@ -108,6 +108,8 @@ pub struct FeedTask {
     /// Event ids a replay emitted that the next drain may return again (at-least-once mode
     /// skips them there; exactly-once mode uses the persisted [`Cursor::recent`]).
     pub replay_seen: HashSet<String>,
+    /// FHIR enrichment of this feed's rows, when switched on (`feeds.<name>.enrich`).
+    pub enricher: Option<Arc<crate::enrich::Enricher>>,
 }
 
 impl std::fmt::Debug for FeedTask {
@@ -377,6 +379,18 @@ impl FeedTask {
             .collect())
     }
 
+    /// Reads the FHIR resources the rows of a page signal and produces their typed events,
+    /// acknowledged before this returns (so before the marker is cleared or the cursor moves).
+    async fn enrich_page(&self, items: &[Value], replayed: bool) -> Result<usize, Error> {
+        let Some(e) = &self.enricher else {
+            return Ok(0);
+        };
+        let signals =
+            crate::enrich::signals(self.feed, &self.practice, items, e.window(), Utc::now());
+        e.enrich(self.feed, &self.practice, &signals, replayed)
+            .await
+    }
+
     /// Writes a page, retrying (never skipping) until it is durable or the task must stop.
     async fn write_durably(&mut self, events: &[Mapped], with_cursor: bool) -> Result<(), Error> {
         let info = self.header_info();
@@ -473,6 +487,7 @@ impl FeedTask {
                 };
                 let n = page.items.len();
                 let skip = self.skip_set();
+                self.enrich_page(&page.items, false).await?;
                 // A full page means more may wait: read the next one while this one is mapped.
                 let (mapped, prefetched) = if n >= page_size as usize {
                     let (m, p) = tokio::join!(
@@ -602,6 +617,7 @@ impl FeedTask {
             // acknowledged. Exactly-once writes the cursor (marker kept until the last page,
             // recent ids) in every page's transaction.
             let skip = self.skip_set();
+            self.enrich_page(&page.items, false).await?;
             let events = self.map_page(page.items, false, &skip).await?;
             let now = Utc::now();
             if last {
@@ -675,6 +691,7 @@ impl FeedTask {
                 DeliveryMode::AtLeastOnce => HashSet::new(),
                 DeliveryMode::ExactlyOnce => self.cursor.recent_ids(),
             };
+            self.enrich_page(&page.items, true).await?;
             let events = self.map_page(page.items, true, &skip).await?;
             match self.config.mode {
                 DeliveryMode::AtLeastOnce => {

@@ -121,6 +121,12 @@ pub struct Config {
     /// schema's default topic.
     #[serde(default)]
     pub typed_topics: BTreeMap<String, String>,
+    /// Topic per changed-data feed name for the records push names only by athena identifier
+    /// (`claims`, `lab_results`, `imaging_results`, `orders`, `patient_cases`, `providers`,
+    /// `referring_providers`), e.g. `record_topics = { claims = "athena.claims.v1" }`; a feed
+    /// not listed goes to its schema's default topic (the changed-data source's topic).
+    #[serde(default)]
+    pub record_topics: BTreeMap<String, String>,
     /// Consumer group of the inflation stage (default `athena-connect.fhir-push.<name>`).
     pub group_id: Option<String>,
     /// Silence longer than this raises the gap signal and triggers a catch-up read.
@@ -242,6 +248,7 @@ impl Config {
             appointments_topic: None,
             fhir_resources_topic: None,
             typed_topics: BTreeMap::new(),
+            record_topics: BTreeMap::new(),
             group_id: None,
             heartbeat_period: default_heartbeat(),
             catch_up: true,
@@ -274,6 +281,19 @@ impl Config {
     /// Topic of the typed event of `resource_type` (`None`: the type has no typed event).
     pub fn typed_topic(&self, resource_type: &str) -> Option<String> {
         athena_contracts::mapping::typed_topic(&self.typed_topics, resource_type)
+    }
+    /// Topic of the proprietary-record events of `feed`.
+    pub fn record_topic(&self, feed: athena_client::api::changed::Feed) -> String {
+        let name = athena_contracts::events::feed_name(feed);
+        serde_json::to_value(feed)
+            .ok()
+            .and_then(|v| v.as_str().and_then(|k| self.record_topics.get(k).cloned()))
+            .or_else(|| self.record_topics.get(name).cloned())
+            .unwrap_or_else(|| {
+                athena_contracts::events::spec(feed)
+                    .default_topic
+                    .to_string()
+            })
     }
     /// The inflation consumer group for connector `name`.
     pub fn group_id(&self, name: &str) -> String {

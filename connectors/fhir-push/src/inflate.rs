@@ -11,9 +11,15 @@
 //!   HistoricalVaccine, Encounter) and mapped by the shared mapper
 //!   ([`mapping::encode_typed_fhir`], the backfill's too) to its typed topic, keyed
 //!   `practice/patient`; a resource that mapper rejects is dead-lettered like an unreadable
-//!   focus. Other FHIR resources become `FhirResourceChanged`. Topics whose focus is only an
-//!   athena identifier of a document (lab results, orders, imaging results, patient cases,
-//!   claims) are not inflated yet.
+//!   focus. Other FHIR resources become `FhirResourceChanged`.
+//! - A focus that is only an athena identifier of a record without a FHIR resource (Claim,
+//!   LabResult, ImagingResult, Order, PatientCase, Provider, ReferringProvider) is read through
+//!   the reference's "fetch with" call (`GET /claims/{id}`,
+//!   `GET /patients/{patientid}/documents/{labresult|imagingresult|order|patientcase}/{id}` with
+//!   the patient from the AuditEvent patient extension, `GET /providers/{id}`,
+//!   `GET /referringproviders/{id}`) and mapped by the changed-data feed's mapper to that feed's
+//!   event (`ClaimChanged`, `LabResultChanged`, ...), so a record version gets the id it gets
+//!   on the changed-data path.
 //! - Deduplication: `notificationEvent.id` (or the IG's subscription + event number) is
 //!   remembered for the last `dedup_capacity` events of this process; a repeat is dropped. After
 //!   a restart the ids are forgotten, but re-inflating a notification gives the same event id as
@@ -33,10 +39,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use athena_client::api::changed::Feed;
+use athena_client::api::records::DocumentKind;
 use athena_client::{AthenaClient, PracticeId};
 use athena_contracts::envelope::event_headers;
-use athena_contracts::events::FhirEventVisitor;
-use athena_contracts::events::fhir::FhirEvent;
+
+use athena_contracts::events::{EventTypeVisitor, FeedEvent};
 use athena_contracts::mapping::{self, Observation, TypedEventError};
 use athena_contracts::{AppointmentChanged, FhirResourceChanged, PatientChanged, SourceKind};
 use connector_core::avro::{AvroCodec, AvroRecord, Encoder};
@@ -110,6 +118,50 @@ fn athena_id(v: &str) -> Result<&str, Error> {
     }
 }
 
+/// The changed-data feed whose event a record named by athena identifier `entity` becomes.
+fn record_feed(entity: &str) -> Option<Feed> {
+    Some(match entity {
+        "claim" => Feed::Claims,
+        "labresult" => Feed::LabResults,
+        "imagingresult" => Feed::ImagingResults,
+        "order" => Feed::Orders,
+        "patientcase" => Feed::PatientCases,
+        "provider" => Feed::Providers,
+        "referringprovider" => Feed::ReferringProviders,
+        _ => return None,
+    })
+}
+
+/// Encodes a proprietary record as its feed's event (the changed-data mapper).
+struct EncodeRecord<'a> {
+    practice: &'a str,
+    raw: &'a serde_json::Value,
+    obs: &'a Observation,
+    schema_id: u32,
+    topic: String,
+}
+
+impl EventTypeVisitor for EncodeRecord<'_> {
+    type Output = Result<Option<Out>, Error>;
+    fn visit<T: FeedEvent>(self) -> Self::Output {
+        let Some(ev) = mapping::from_athena::<T>(self.practice, self.raw, self.obs) else {
+            return Ok(None);
+        };
+        let value = Encoder::<T>::with_id(self.schema_id)?.encode(&ev)?;
+        let env = ev.envelope();
+        Ok(Some(Out {
+            key: format!("{}/{}", self.practice, env.entity_id),
+            headers: event_headers(
+                env,
+                T::SCHEMA_NAME,
+                &format!("athena://{}/{}", self.practice, T::ENTITY_TYPE),
+            ),
+            topic: self.topic,
+            value,
+        }))
+    }
+}
+
 /// What inflating one notification did.
 #[derive(Debug, Default)]
 pub struct Handled {
@@ -127,19 +179,6 @@ struct Out {
     headers: OwnedHeaders,
 }
 
-/// Resolves (registering when configured to) the schema id of a typed event on its topic.
-struct ResolveTyped<'a> {
-    codec: &'a AvroCodec,
-    topic: String,
-}
-
-impl<'a> FhirEventVisitor for ResolveTyped<'a> {
-    type Output = futures::future::BoxFuture<'a, Result<u32, CoreError>>;
-    fn visit<T: FhirEvent>(self) -> Self::Output {
-        Box::pin(async move { Ok(self.codec.encoder::<T>(&self.topic).await?.schema_id()) })
-    }
-}
-
 /// The inflation stage of one push connector.
 pub struct Inflater {
     connector: String,
@@ -152,6 +191,11 @@ pub struct Inflater {
     resources: (String, Encoder<FhirResourceChanged>),
     /// Topic and registered schema id of each typed FHIR event.
     typed: HashMap<&'static str, (String, u32)>,
+    /// Topic and schema id of each feed event a record focus became, resolved on first use
+    /// (a deployment that never receives such topics needs no such schema).
+    records: std::sync::Mutex<HashMap<Feed, (String, u32)>>,
+    record_topics: HashMap<Feed, String>,
+    codec: AvroCodec,
     include_original: bool,
     dedup: Dedup,
     dlq: DeadLetterQueue,
@@ -186,17 +230,28 @@ impl Inflater {
             let topic = config
                 .typed_topic(ty)
                 .expect("a typed type has a typed topic");
-            let resolve = ResolveTyped {
-                codec,
-                topic: topic.clone(),
-            };
-            let id = athena_contracts::events::fhir_visit(ty, resolve)
-                .expect("from the FHIR table")
-                .await?;
+            let id = mapping::typed_schema_id(codec, ty, &topic)
+                .await
+                .expect("from the FHIR table")?;
             typed.insert(*ty, (topic, id));
         }
+        let record_topics = [
+            Feed::Claims,
+            Feed::LabResults,
+            Feed::ImagingResults,
+            Feed::Orders,
+            Feed::PatientCases,
+            Feed::Providers,
+            Feed::ReferringProviders,
+        ]
+        .into_iter()
+        .map(|f| (f, config.record_topic(f)))
+        .collect();
         Ok(Inflater {
             typed,
+            records: std::sync::Mutex::new(HashMap::new()),
+            record_topics,
+            codec: codec.clone(),
             connector: name.to_string(),
             adapter,
             athena,
@@ -239,6 +294,7 @@ impl Inflater {
             (_, Some(("patient", _, _))) => "patient",
             (_, Some(("appointment", _, _))) => "appointment",
             (Some(_), _) => "fhir",
+            (None, Some((e, _, _))) if record_feed(e).is_some() => "record",
             _ => {
                 return Err(Error::UnsupportedFocus(
                     "no reference or athena identifier".into(),
@@ -287,6 +343,47 @@ impl Inflater {
                     ),
                 }))
             }
+            "record" => {
+                let (ident, _, id) = by_ident.expect("matched above");
+                let id = athena_id(id)?;
+                let feed = record_feed(ident).expect("matched above");
+                let doc = |k| (k, e.patient.as_deref());
+                let raw = match ident {
+                    "claim" => practice.get_claim(id).await?.raw,
+                    "provider" => practice.get_provider(id).await?,
+                    "referringprovider" => practice.get_referring_provider(id).await?,
+                    other => {
+                        let (kind, patient) = match other {
+                            "labresult" => doc(DocumentKind::LabResult),
+                            "imagingresult" => doc(DocumentKind::ImagingResult),
+                            "order" => doc(DocumentKind::Order),
+                            _ => doc(DocumentKind::PatientCase),
+                        };
+                        let patient = patient
+                            .and_then(|r| r.strip_prefix("Patient/"))
+                            .and_then(athena_client::api::fhir::ids::patient_id)
+                            .ok_or_else(|| {
+                                Error::UnsupportedFocus(
+                                    "a document focus without the AuditEvent patient".into(),
+                                )
+                            })?;
+                        practice
+                            .get_patient_document(athena_id(patient)?, kind, id)
+                            .await?
+                    }
+                };
+                let (topic, schema_id) = self.record_schema(feed).await?;
+                athena_contracts::events::visit(
+                    feed,
+                    EncodeRecord {
+                        practice: &pid,
+                        raw: &raw,
+                        obs: &obs,
+                        schema_id,
+                        topic,
+                    },
+                )
+            }
             _ => {
                 let target = by_fhir.expect("matched above");
                 let r = self.athena.fhir_read(&target).await?;
@@ -321,6 +418,25 @@ impl Inflater {
                 }))
             }
         }
+    }
+
+    /// Topic and schema id of `feed`'s event, looked up in the registry on first use.
+    async fn record_schema(&self, feed: Feed) -> Result<(String, u32), Error> {
+        if let Some(t) = self
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&feed)
+        {
+            return Ok(t.clone());
+        }
+        let topic = self.record_topics[&feed].clone();
+        let id = mapping::feed_schema_id(&self.codec, feed, &topic).await?;
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(feed, (topic.clone(), id));
+        Ok((topic, id))
     }
 
     /// Inflates one raw notification; returns how many events were produced (all acknowledged).

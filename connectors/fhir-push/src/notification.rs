@@ -82,6 +82,10 @@ pub struct NotificationEvent {
     pub timestamp: Option<DateTime<Utc>>,
     /// The changed resource.
     pub focus: Focus,
+    /// FHIR reference of the record's patient (`Patient/a-432.E-528595`) from the v0.11
+    /// AuditEvent `extension-AuditEvent.patient` or the v0.8 `additionalContext`, when given:
+    /// the "fetch with" reads of lab results, orders, ... need the patient id.
+    pub patient: Option<String>,
 }
 
 /// A parsed notification bundle, whatever adapter received it.
@@ -164,12 +168,42 @@ pub fn parse_bundle(body: &[u8]) -> Result<Notification, Error> {
         .and_then(|e| e.get("resource"))
         .ok_or_else(|| Error::BadNotification("Bundle has no status entry".into()))?;
     match status.get("resourceType").and_then(Value::as_str) {
-        Some("SubscriptionStatus") => parse_status(status),
+        Some("SubscriptionStatus") => {
+            let mut n = parse_status(status)?;
+            let entries = v.get("entry").and_then(Value::as_array);
+            for e in &mut n.events {
+                if e.patient.is_none() {
+                    e.patient = audit_patient(entries, e.id.as_deref());
+                }
+            }
+            Ok(n)
+        }
         Some("Parameters") => parse_parameters(status),
         _ => Err(Error::BadNotification(
             "first entry is neither SubscriptionStatus nor Parameters".into(),
         )),
     }
+}
+
+/// The patient reference of the v0.11 AuditEvent entry of event `id`
+/// (`extension-AuditEvent.patient`).
+fn audit_patient(entries: Option<&Vec<Value>>, id: Option<&str>) -> Option<String> {
+    let id = id?;
+    entries?
+        .iter()
+        .filter_map(|e| e.get("resource"))
+        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("AuditEvent"))
+        .find(|r| r.get("id").and_then(Value::as_str) == Some(id))?
+        .get("extension")?
+        .as_array()?
+        .iter()
+        .find(|x| {
+            x.get("url")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.ends_with("AuditEvent.patient"))
+        })
+        .and_then(|x| x.get("valueReference"))
+        .and_then(|r| s(r, "reference"))
 }
 
 fn parse_status(st: &Value) -> Result<Notification, Error> {
@@ -195,6 +229,14 @@ fn parse_status(st: &Value) -> Result<Notification, Error> {
                             identifier_system: ident.and_then(|i| s(i, "system")),
                             identifier_value: ident.and_then(|i| string_or_number(i.get("value"))),
                         },
+                        patient: e
+                            .get("additionalContext")
+                            .and_then(Value::as_array)
+                            .and_then(|a| {
+                                a.iter()
+                                    .filter_map(|c| s(c, "reference"))
+                                    .find(|r| r.starts_with("Patient/"))
+                            }),
                     }
                 })
                 .collect()
@@ -267,6 +309,7 @@ fn parse_parameters(ps: &Value) -> Result<Notification, Error> {
                         .and_then(|f| f.get("identifier"))
                         .and_then(|i| string_or_number(i.get("value"))),
                 },
+                patient: None,
             }
         })
         .collect();

@@ -12,6 +12,7 @@ pub mod fhir;
 pub mod insurances;
 pub mod patients;
 pub mod payments;
+pub mod records;
 pub mod subscriptions;
 
 use std::borrow::Cow;

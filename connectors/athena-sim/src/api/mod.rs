@@ -16,6 +16,7 @@ pub mod export;
 pub mod fhir;
 pub mod oauth;
 pub mod patients;
+pub mod records;
 pub mod reference;
 pub mod subscriptions;
 
@@ -221,7 +222,7 @@ pub fn build_router(state: SimState) -> Router {
             get(export::status).delete(export::delete),
         );
     let guarded = chart::routes(guarded);
-    let guarded = fhir::routes(feed_routes(guarded))
+    let guarded = records::routes(fhir::routes(feed_routes(guarded)))
         .route_layer(from_fn_with_state(state.clone(), crate::guard::api_guard));
     let public = Router::new()
         .route("/oauth2/v1/token", post(oauth::token))
