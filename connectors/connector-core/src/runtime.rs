@@ -259,6 +259,15 @@ impl TaskHandle {
     }
 }
 
+/// Installs aws-lc-rs as rustls' process-wide crypto provider. The dependency tree compiles in
+/// both of rustls' providers (reqwest/tonic bring ring, the OTLP exporter aws-lc-rs), and with
+/// two available rustls refuses to pick one: any TLS config built from the process default
+/// (tonic, a reqwest client without an explicit provider) would panic. Call it first thing in
+/// `main`; a second call (or a provider installed earlier) is harmless.
+pub fn install_tls_provider() {
+    let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,11 +349,3 @@ mod tests {
     }
 }
 
-/// Installs aws-lc-rs as rustls' process-wide crypto provider. The dependency tree compiles in
-/// both of rustls' providers (reqwest/tonic bring ring, the OTLP exporter aws-lc-rs), and with
-/// two available rustls refuses to pick one: any TLS config built from the process default
-/// (tonic, a reqwest client without an explicit provider) would panic. Call it first thing in
-/// `main`; a second call (or a provider installed earlier) is harmless.
-pub fn install_tls_provider() {
-    let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
