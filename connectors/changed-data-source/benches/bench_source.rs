@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use athena_client::api::changed::{Feed, Subscribe};
 use athena_client::{AthenaClient, ClientConfig, Environment};
+use athena_connect_tests::bench::{figure, process_cpu_seconds};
 use athena_connect_tests::{Stack, unique};
 use athena_sim::{ChangeKind, GeneratorConfig, RunningSim, SimConfig};
 use changed_data_source::Config;
@@ -158,10 +159,12 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let started = Instant::now();
+    let cpu = process_cpu_seconds();
     while (produced.get() as usize) < queued {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let pipeline = started.elapsed();
+    let pipeline_cpu = process_cpu_seconds() - cpu;
     handle.shutdown();
     runner.await.expect("join").expect("connector");
 
@@ -178,6 +181,7 @@ async fn main() {
         .map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
         .sum();
     let started = Instant::now();
+    let cpu = process_cpu_seconds();
     let futs = msgs.iter().map(|m| {
         let headers: OwnedHeaders = m.headers().cloned().unwrap_or_default();
         producer.send(
@@ -192,6 +196,7 @@ async fn main() {
         r.expect("raw delivery");
     }
     let raw = started.elapsed();
+    let raw_cpu = process_cpu_seconds() - cpu;
 
     // 3. Where the connector's time goes: fetching the same rows again (non-destructive replay
     // window, same page size) and mapping + Avro-encoding them, each without Kafka.
@@ -201,6 +206,7 @@ async fn main() {
         chrono::Utc::now() + chrono::Duration::seconds(5),
     );
     let started = Instant::now();
+    let cpu = process_cpu_seconds();
     let mut records = Vec::with_capacity(queued);
     let mut offset = 0usize;
     loop {
@@ -225,6 +231,7 @@ async fn main() {
         }
     }
     let fetch = started.elapsed();
+    let fetch_cpu = process_cpu_seconds() - cpu;
     let codec = changed_data_source::events::codec_with_id(Feed::Patients, 1).expect("codec");
     let ctx = changed_data_source::events::MapContext {
         practice_id: "195900",
@@ -261,5 +268,27 @@ async fn main() {
         "  breakdown, without Kafka: fetch {} rows from the simulator {fetch:.2?}, map + encode {map:.2?}",
         records.len()
     );
+    // CPU per event: this process holds the simulator too, so the connector's own share is the
+    // pipeline's CPU minus that of fetching the same rows again (simulator + client parsing).
+    let per_event_us = |cpu: f64, n: usize| 1e6 * cpu / n.max(1) as f64;
+    let connector_us = per_event_us((pipeline_cpu - fetch_cpu).max(0.0), queued);
+    let raw_us = per_event_us(raw_cpu, msgs.len());
+    println!(
+        "  CPU per event (user+system of this process): connector {connector_us:.1} us \
+         (pipeline {:.1} us minus fetching from the simulator {:.1} us), raw producer {raw_us:.1} us, \
+         ratio {:.2}",
+        per_event_us(pipeline_cpu, queued),
+        per_event_us(fetch_cpu, records.len()),
+        connector_us / raw_us.max(f64::MIN_POSITIVE)
+    );
+    // `./dev bench` gives Kafka's own ProducerPerformance records of this size.
+    figure(
+        "source.record_bytes",
+        (bytes / msgs.len().max(1)) as f64,
+        None,
+        "bytes",
+    );
+    figure("source.events_per_s", pipe_rate, Some(raw_rate), "events/s");
+    figure("source.cpu_per_event", connector_us, Some(raw_us), "us");
     sim.shutdown().await;
 }
