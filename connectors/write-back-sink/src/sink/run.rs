@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
 
 use super::commit::{classify, commit_batch};
-use super::ownership::{Ctx, Handover, Ownership};
+use super::ownership::{Ctx, Handover, InstanceLease, Ownership};
 use super::partitions::{Partitions, ReadAhead, tp_of};
 use super::worker::{Done, Job, Shared, dead_letter, work};
 use super::{KeyId, Tp};
@@ -122,6 +122,8 @@ pub async fn run(
     let decoder = CommandDecoder::new(&env.registry)?;
 
     let ownership = Arc::new(Ownership::default());
+    // Declared before the consumer, so it is released after it (see `InstanceLease`).
+    let lease = InstanceLease::acquire(config.group_instance_id(name), config.shutdown_grace).await;
     let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
         consumer_config(kafka, &config, name)
             .create_with_context(Ctx {
@@ -139,6 +141,7 @@ pub async fn run(
         ownership: ownership.clone(),
         consumer: Some(consumer.clone()),
         grace: config.shutdown_grace,
+        lease: Some(lease.clone()),
     };
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer
