@@ -290,5 +290,109 @@ async fn main() {
     );
     figure("source.events_per_s", pipe_rate, Some(raw_rate), "events/s");
     figure("source.cpu_per_event", connector_us, Some(raw_us), "us");
+    latency_at_steady_rate(&stack, &sim, &env, &athena, page_size).await;
     sim.shutdown().await;
+}
+
+/// Row polled to event readable: changes made at a steady rate (`BENCH_LATENCY_RATE`, default
+/// 1,000/s, for 3 s) while the connector polls every 100 ms; for each event, the moment a
+/// `read_committed` consumer receives it minus its `observed_at` (set when the page was read,
+/// before mapping). An event is readable only after Kafka acknowledged it, so this bounds
+/// polled-to-acknowledged from above (the consumer's fetch is included).
+async fn latency_at_steady_rate(
+    stack: &Stack,
+    sim: &RunningSim,
+    env: &RunEnv,
+    athena: &AthenaClient,
+    page_size: u32,
+) {
+    use athena_connect_tests::bench::{distribution, distribution_figures};
+    use athena_contracts::{PatientChanged, TimestampMillis};
+    use connector_core::avro::AvroCodec;
+    use rdkafka::consumer::StreamConsumer;
+    let rate: u64 = std::env::var("BENCH_LATENCY_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let n = (rate * 3) as usize;
+    let prefix = unique("benchlat");
+    let config: Config = connector_core::config::load_str(
+        &format!(
+            "practices = [\"{PRACTICE}\"]\ntopic_prefix = \"{prefix}.\"\nstate_topic = \"{prefix}.state\"\n\
+             topic_partitions = 6\npoll_interval = \"100ms\"\nmax_poll_interval = \"200ms\"\n\
+             page_size = {page_size}\n[feeds.patients]\n"
+        ),
+        &Default::default(),
+        "X",
+    )
+    .expect("config");
+    let topic = config.topic(Feed::Patients);
+    stack.create_topic(&topic, 6).await;
+    let reader: StreamConsumer = stack
+        .kafka()
+        .build_consumer(&unique("benchlat-reader"))
+        .expect("reader");
+    reader.subscribe(&[&topic]).expect("subscribe");
+    let codec = AvroCodec::new(env.registry.clone()).expect("codec");
+    // Nothing queued from the throughput run: it consumed every change.
+    let (control, handle) = task(prefix.clone(), changed_data_source::KIND);
+    let runner = {
+        let (config, env, athena, name) = (config.clone(), env.clone(), athena.clone(), prefix);
+        tokio::spawn(async move {
+            changed_data_source::run(&name, &config, &env, &athena, control).await
+        })
+    };
+    while handle.status().state != TaskState::Running {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let generator = {
+        let state = sim.state.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut made = 0usize;
+            while made < n {
+                let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(n);
+                if due > made {
+                    state.generate(due - made);
+                    made = due;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut lat = Vec::with_capacity(n);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while lat.len() < n {
+        let m = match tokio::time::timeout_at(deadline, reader.recv()).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                eprintln!("reading {topic}: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(_) => break,
+        };
+        let now = TimestampMillis::now().0;
+        if let Ok(e) = codec
+            .decode::<PatientChanged>(m.payload().unwrap_or_default())
+            .await
+        {
+            lat.push(now - e.envelope.observed_at.0);
+        }
+    }
+    generator.abort();
+    handle.shutdown();
+    let _ = runner.await;
+    lat.sort_unstable();
+    println!(
+        "  row polled to event readable at {rate} changes/s ({} of {n} events): {}",
+        lat.len(),
+        distribution(&lat, "ms")
+    );
+    distribution_figures(
+        &format!("source.{rate}_per_s.polled_to_readable"),
+        &lat,
+        None,
+        "ms",
+    );
 }
