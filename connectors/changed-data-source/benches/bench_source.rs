@@ -45,6 +45,20 @@ fn athena_config(base_url: &str) -> ClientConfig {
     c
 }
 
+/// The connector's config: one practice, the patients feed, topics under `prefix`.
+fn source_config(prefix: &str, page_size: u32) -> Config {
+    connector_core::config::load_str(
+        &format!(
+            "practices = [\"{PRACTICE}\"]\ntopic_prefix = \"{prefix}.\"\nstate_topic = \"{prefix}.state\"\n\
+             topic_partitions = 6\npoll_interval = \"100ms\"\nmax_poll_interval = \"200ms\"\n\
+             page_size = {page_size}\n[feeds.patients]\n"
+        ),
+        &Default::default(),
+        "X",
+    )
+    .expect("config")
+}
+
 fn read_topic(stack: &Stack, topic: &str, n: usize) -> Vec<OwnedMessage> {
     let mut cfg = stack.kafka().consumer_config(&unique("bench"));
     cfg.set("enable.partition.eof", "true");
@@ -123,16 +137,7 @@ async fn main() {
 
     // 1. The connector: simulator -> athena client -> Avro -> Kafka (acks=all) with the cursor.
     let prefix = unique("bench");
-    let config: Config = connector_core::config::load_str(
-        &format!(
-            "practices = [\"{PRACTICE}\"]\ntopic_prefix = \"{prefix}.\"\nstate_topic = \"{prefix}.state\"\n\
-             topic_partitions = 6\npoll_interval = \"100ms\"\nmax_poll_interval = \"200ms\"\n\
-             page_size = {page_size}\n[feeds.patients]\n"
-        ),
-        &Default::default(),
-        "X",
-    )
-    .expect("config");
+    let config = source_config(&prefix, page_size);
     let mut registry = stack.registry();
     registry.auto_register = true;
     let env = RunEnv {
@@ -316,16 +321,7 @@ async fn latency_at_steady_rate(
         .unwrap_or(1000);
     let n = (rate * 3) as usize;
     let prefix = unique("benchlat");
-    let config: Config = connector_core::config::load_str(
-        &format!(
-            "practices = [\"{PRACTICE}\"]\ntopic_prefix = \"{prefix}.\"\nstate_topic = \"{prefix}.state\"\n\
-             topic_partitions = 6\npoll_interval = \"100ms\"\nmax_poll_interval = \"200ms\"\n\
-             page_size = {page_size}\n[feeds.patients]\n"
-        ),
-        &Default::default(),
-        "X",
-    )
-    .expect("config");
+    let config = source_config(&prefix, page_size);
     let topic = config.topic(Feed::Patients);
     stack.create_topic(&topic, 6).await;
     let reader: StreamConsumer = stack

@@ -150,6 +150,41 @@ fn booking(id: String, slot: &str, patient: &str) -> BookAppointment {
     }
 }
 
+/// The simulated patient every booking is for.
+fn test_patient(sim: &RunningSim) -> String {
+    sim.state.add_patient(
+        PRACTICE,
+        NewPatient::new(
+            "Testa",
+            "Testperson",
+            chrono::NaiveDate::from_ymd_opt(1980, 2, 3).expect("date"),
+        ),
+    )
+}
+
+/// New topics under a unique `<prefix>.<uuid>` base: (base, command topic, results topic),
+/// plus the command topic's DLQ.
+async fn fresh_topics(
+    env: &Env,
+    prefix: &str,
+    partitions: i32,
+) -> anyhow::Result<(String, String, String)> {
+    let base = format!("{prefix}.{}", uuid::Uuid::new_v4().simple());
+    let topic = format!("{base}.cmd.appointments");
+    let results = format!("{base}.results");
+    ensure_topics(
+        &env.kafka.build_admin()?,
+        1,
+        &[
+            TopicSpec::new(&topic, partitions),
+            TopicSpec::new(&results, partitions),
+            TopicSpec::new(format!("{topic}.dlq"), 1),
+        ],
+    )
+    .await?;
+    Ok((base, topic, results))
+}
+
 /// A `read_committed` reader of a results topic, as a latency-sensitive client would set it up.
 /// `BENCH_READER_FETCH_WAIT_MS` sets its `fetch.wait.max.ms` (librdkafka's default: 500).
 fn result_reader(env: &Env, group: &str) -> anyhow::Result<StreamConsumer> {
@@ -178,20 +213,7 @@ impl Run {
         in_flight: usize,
         commit_interval: Option<Duration>,
     ) -> anyhow::Result<Run> {
-        let base = format!("bench.wb.{}", uuid::Uuid::new_v4().simple());
-        let topic = format!("{base}.cmd.appointments");
-        let results = format!("{base}.results");
-        let admin = env.kafka.build_admin()?;
-        ensure_topics(
-            &admin,
-            1,
-            &[
-                TopicSpec::new(&topic, 6),
-                TopicSpec::new(&results, 6),
-                TopicSpec::new(format!("{topic}.dlq"), 1),
-            ],
-        )
-        .await?;
+        let (base, topic, results) = fresh_topics(env, "bench.wb", 6).await?;
         let config = Config {
             topics: vec![topic.clone()],
             results_topic: results.clone(),
@@ -302,14 +324,7 @@ async fn main() -> anyhow::Result<()> {
 
     // --- 1. Ceiling: straight client calls, same concurrency, no Kafka.
     let sim = RunningSim::start(SimConfig::default()).await?;
-    let patient = sim.state.add_patient(
-        PRACTICE,
-        NewPatient::new(
-            "Testa",
-            "Testperson",
-            chrono::NaiveDate::from_ymd_opt(1980, 2, 3).expect("date"),
-        ),
-    );
+    let patient = test_patient(&sim);
     let athena = AthenaClient::new(client_config(&sim.base_url, 10_000.0, 1_000))?;
     let ceiling_slots = slots(&sim, args.commands, 0);
     let practice = athena.practice(PRACTICE);
@@ -484,14 +499,7 @@ async fn budget(env: &Env, args: &Args) -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    let patient = sim.state.add_patient(
-        PRACTICE,
-        NewPatient::new(
-            "Testa",
-            "Testperson",
-            chrono::NaiveDate::from_ymd_opt(1980, 2, 3).expect("date"),
-        ),
-    );
+    let patient = test_patient(&sim);
     // A small burst lets the bucket make up for timer overshoot without exceeding the budget.
     let burst = (args.budget / 10).max(1);
     let athena = AthenaClient::new(client_config(&sim.base_url, f64::from(args.budget), burst))?;
@@ -536,29 +544,9 @@ async fn budget(env: &Env, args: &Args) -> anyhow::Result<()> {
 async fn restart(env: &Env, bin: &std::path::Path) -> anyhow::Result<()> {
     use std::process::{Command, Stdio};
     let sim = RunningSim::start(SimConfig::default()).await?;
-    let patient = sim.state.add_patient(
-        PRACTICE,
-        NewPatient::new(
-            "Testa",
-            "Testperson",
-            chrono::NaiveDate::from_ymd_opt(1980, 2, 3).expect("date"),
-        ),
-    );
+    let patient = test_patient(&sim);
     let free = slots(&sim, 8, 200);
-    let base = format!("bench.wr.{}", uuid::Uuid::new_v4().simple());
-    let topic = format!("{base}.cmd.appointments");
-    let results = format!("{base}.results");
-    let admin = env.kafka.build_admin()?;
-    ensure_topics(
-        &admin,
-        1,
-        &[
-            TopicSpec::new(&topic, 3),
-            TopicSpec::new(&results, 3),
-            TopicSpec::new(format!("{topic}.dlq"), 1),
-        ],
-    )
-    .await?;
+    let (base, topic, results) = fresh_topics(env, "bench.wr", 3).await?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("sink.toml");
     // The sink's defaults (static membership, session timeout, commit interval); no QPS budget.
