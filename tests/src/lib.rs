@@ -16,6 +16,8 @@
 //! Process tests (SIGKILL loops, crash hooks) run `athena-connect run --only <name>` from
 //! [`athena_connect_bin`], which builds it once per test process with the `test-hooks` feature.
 
+pub mod bench;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use athena_client::api::changed::{Feed, Subscribe};
 use athena_client::{AthenaClient, ClientConfig, Environment};
+use athena_connect_tests::bench::{figure, process_cpu_seconds};
 use athena_connect_tests::{Stack, unique};
 use athena_sim::{ChangeKind, GeneratorConfig, RunningSim, SimConfig};
 use changed_data_source::Config;
@@ -42,6 +43,20 @@ fn athena_config(base_url: &str) -> ClientConfig {
     c.rate_limit.qps = 1000.0;
     c.rate_limit.burst = 100;
     c
+}
+
+/// The connector's config: one practice, the patients feed, topics under `prefix`.
+fn source_config(prefix: &str, page_size: u32) -> Config {
+    connector_core::config::load_str(
+        &format!(
+            "practices = [\"{PRACTICE}\"]\ntopic_prefix = \"{prefix}.\"\nstate_topic = \"{prefix}.state\"\n\
+             topic_partitions = 6\npoll_interval = \"100ms\"\nmax_poll_interval = \"200ms\"\n\
+             page_size = {page_size}\n[feeds.patients]\n"
+        ),
+        &Default::default(),
+        "X",
+    )
+    .expect("config")
 }
 
 fn read_topic(stack: &Stack, topic: &str, n: usize) -> Vec<OwnedMessage> {
@@ -122,16 +137,7 @@ async fn main() {
 
     // 1. The connector: simulator -> athena client -> Avro -> Kafka (acks=all) with the cursor.
     let prefix = unique("bench");
-    let config: Config = connector_core::config::load_str(
-        &format!(
-            "practices = [\"{PRACTICE}\"]\ntopic_prefix = \"{prefix}.\"\nstate_topic = \"{prefix}.state\"\n\
-             topic_partitions = 6\npoll_interval = \"100ms\"\nmax_poll_interval = \"200ms\"\n\
-             page_size = {page_size}\n[feeds.patients]\n"
-        ),
-        &Default::default(),
-        "X",
-    )
-    .expect("config");
+    let config = source_config(&prefix, page_size);
     let mut registry = stack.registry();
     registry.auto_register = true;
     let env = RunEnv {
@@ -158,10 +164,12 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let started = Instant::now();
+    let cpu = process_cpu_seconds();
     while (produced.get() as usize) < queued {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let pipeline = started.elapsed();
+    let pipeline_cpu = process_cpu_seconds() - cpu;
     handle.shutdown();
     runner.await.expect("join").expect("connector");
 
@@ -178,6 +186,7 @@ async fn main() {
         .map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
         .sum();
     let started = Instant::now();
+    let cpu = process_cpu_seconds();
     let futs = msgs.iter().map(|m| {
         let headers: OwnedHeaders = m.headers().cloned().unwrap_or_default();
         producer.send(
@@ -192,6 +201,7 @@ async fn main() {
         r.expect("raw delivery");
     }
     let raw = started.elapsed();
+    let raw_cpu = process_cpu_seconds() - cpu;
 
     // 3. Where the connector's time goes: fetching the same rows again (non-destructive replay
     // window, same page size) and mapping + Avro-encoding them, each without Kafka.
@@ -201,6 +211,7 @@ async fn main() {
         chrono::Utc::now() + chrono::Duration::seconds(5),
     );
     let started = Instant::now();
+    let cpu = process_cpu_seconds();
     let mut records = Vec::with_capacity(queued);
     let mut offset = 0usize;
     loop {
@@ -225,6 +236,7 @@ async fn main() {
         }
     }
     let fetch = started.elapsed();
+    let fetch_cpu = process_cpu_seconds() - cpu;
     let codec = changed_data_source::events::codec_with_id(Feed::Patients, 1).expect("codec");
     let ctx = changed_data_source::events::MapContext {
         practice_id: "195900",
@@ -261,5 +273,122 @@ async fn main() {
         "  breakdown, without Kafka: fetch {} rows from the simulator {fetch:.2?}, map + encode {map:.2?}",
         records.len()
     );
+    // CPU per event: this process holds the simulator too, so the connector's own share is the
+    // pipeline's CPU minus that of fetching the same rows again (simulator + client parsing).
+    let per_event_us = |cpu: f64, n: usize| 1e6 * cpu / n.max(1) as f64;
+    let connector_us = per_event_us((pipeline_cpu - fetch_cpu).max(0.0), queued);
+    let raw_us = per_event_us(raw_cpu, msgs.len());
+    println!(
+        "  CPU per event (user+system of this process): connector {connector_us:.1} us \
+         (pipeline {:.1} us minus fetching from the simulator {:.1} us), raw producer {raw_us:.1} us, \
+         ratio {:.2}",
+        per_event_us(pipeline_cpu, queued),
+        per_event_us(fetch_cpu, records.len()),
+        connector_us / raw_us.max(f64::MIN_POSITIVE)
+    );
+    // `./dev bench` gives Kafka's own ProducerPerformance records of this size.
+    figure(
+        "source.record_bytes",
+        (bytes / msgs.len().max(1)) as f64,
+        None,
+        "bytes",
+    );
+    figure("source.events_per_s", pipe_rate, Some(raw_rate), "events/s");
+    figure("source.cpu_per_event", connector_us, Some(raw_us), "us");
+    latency_at_steady_rate(&stack, &sim, &env, &athena, page_size).await;
     sim.shutdown().await;
+}
+
+/// Row polled to event readable: changes made at a steady rate (`BENCH_LATENCY_RATE`, default
+/// 1,000/s, for 3 s) while the connector polls every 100 ms; for each event, the moment a
+/// `read_committed` consumer receives it minus its `observed_at` (set when the page was read,
+/// before mapping). An event is readable only after Kafka acknowledged it, so this bounds
+/// polled-to-acknowledged from above (the consumer's fetch is included).
+async fn latency_at_steady_rate(
+    stack: &Stack,
+    sim: &RunningSim,
+    env: &RunEnv,
+    athena: &AthenaClient,
+    page_size: u32,
+) {
+    use athena_connect_tests::bench::{distribution, distribution_figures};
+    use athena_contracts::{PatientChanged, TimestampMillis};
+    use connector_core::avro::AvroCodec;
+    use rdkafka::consumer::StreamConsumer;
+    let rate: u64 = std::env::var("BENCH_LATENCY_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let n = (rate * 3) as usize;
+    let prefix = unique("benchlat");
+    let config = source_config(&prefix, page_size);
+    let topic = config.topic(Feed::Patients);
+    stack.create_topic(&topic, 6).await;
+    let reader: StreamConsumer = stack
+        .kafka()
+        .build_consumer(&unique("benchlat-reader"))
+        .expect("reader");
+    reader.subscribe(&[&topic]).expect("subscribe");
+    let codec = AvroCodec::new(env.registry.clone()).expect("codec");
+    // Nothing queued from the throughput run: it consumed every change.
+    let (control, handle) = task(prefix.clone(), changed_data_source::KIND);
+    let runner = {
+        let (config, env, athena, name) = (config.clone(), env.clone(), athena.clone(), prefix);
+        tokio::spawn(async move {
+            changed_data_source::run(&name, &config, &env, &athena, control).await
+        })
+    };
+    while handle.status().state != TaskState::Running {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let generator = {
+        let state = sim.state.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut made = 0usize;
+            while made < n {
+                let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(n);
+                if due > made {
+                    state.generate(due - made);
+                    made = due;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut lat = Vec::with_capacity(n);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while lat.len() < n {
+        let m = match tokio::time::timeout_at(deadline, reader.recv()).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                eprintln!("reading {topic}: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(_) => break,
+        };
+        let now = TimestampMillis::now().0;
+        if let Ok(e) = codec
+            .decode::<PatientChanged>(m.payload().unwrap_or_default())
+            .await
+        {
+            lat.push(now - e.envelope.observed_at.0);
+        }
+    }
+    generator.abort();
+    handle.shutdown();
+    let _ = runner.await;
+    lat.sort_unstable();
+    println!(
+        "  row polled to event readable at {rate} changes/s ({} of {n} events): {}",
+        lat.len(),
+        distribution(&lat, "ms")
+    );
+    distribution_figures(
+        &format!("source.{rate}_per_s.polled_to_readable"),
+        &lat,
+        None,
+        "ms",
+    );
 }

@@ -71,9 +71,35 @@ pub struct Config {
     /// answered FAILED with `RATE_LIMITED`.
     #[serde(default = "default_max_throttled_wait", with = "humantime_serde")]
     pub max_throttled_wait: Duration,
-    /// How often finished results and offsets are committed (one Kafka transaction each time).
+    /// The least time between the starts of two result transactions (results, ledger `done`
+    /// records and offsets, one Kafka transaction each time). A finished command starts a
+    /// transaction at once when none is running and the last one started longer ago than this;
+    /// otherwise its result joins the next one. So a result waits at most this long plus one
+    /// transaction, and the sink runs at most one transaction per interval: larger values mean
+    /// fewer, bigger transactions (less broker work per command) and more latency. Default 10ms;
+    /// `0s` commits back to back. At most 10s.
     #[serde(default = "default_commit_interval", with = "humantime_serde")]
     pub commit_interval: Duration,
+    /// Static consumer-group membership (Kafka's `group.instance.id`, KIP-345): a restarted
+    /// replica (after a crash, SIGKILL, OOM or a rolling restart) takes its partitions back at
+    /// once instead of waiting for its predecessor's session to expire. The cost: a replica that
+    /// stops and does not come back (scale-down, lost node) hands its partitions over only after
+    /// `session_timeout`, not at once. Default true.
+    #[serde(default = "yes")]
+    pub static_membership: bool,
+    /// The `group.instance.id` of this replica when `static_membership` is on; default the
+    /// `transactional_id`, which every replica needs unique anyway (e.g.
+    /// `write-back-${HOSTNAME}` or the pod name of a StatefulSet). Two live replicas with the
+    /// same id fence each other.
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
+    /// The consumer's session timeout (`session.timeout.ms`): how long the group waits for a
+    /// silent member before its partitions go to the others. Default 10s (librdkafka: 45s), at
+    /// least 6s (the broker's default `group.min.session.timeout.ms`); a process stalled longer
+    /// than this loses its partitions to a rebalance. `kafka.consumer."session.timeout.ms"`
+    /// wins when set.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
     /// On shutdown, how long to let commands already at athena finish before stopping (the
     /// rest is reconciled on restart).
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
@@ -146,7 +172,12 @@ fn default_max_throttled_wait() -> Duration {
     Duration::from_secs(600)
 }
 fn default_commit_interval() -> Duration {
-    Duration::from_millis(100)
+    // Measured (docs/benchmarks.md): a transaction on a local broker takes a few ms, so at
+    // 1,000 commands/s each carries about ten results and a result waits ~10 ms for Kafka.
+    Duration::from_millis(10)
+}
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(20)
@@ -176,6 +207,14 @@ impl Config {
         self.transactional_id
             .clone()
             .unwrap_or_else(|| self.group_id(name))
+    }
+    /// The `group.instance.id` of instance `name`, or `None` without static membership.
+    pub fn group_instance_id(&self, name: &str) -> Option<String> {
+        self.static_membership.then(|| {
+            self.group_instance_id
+                .clone()
+                .unwrap_or_else(|| self.transactional_id(name))
+        })
     }
 }
 
@@ -249,10 +288,28 @@ impl Config {
                 "backoff_base must be positive and backoff_cap at least backoff_base",
             ));
         }
-        if self.commit_interval < Duration::from_millis(10) {
+        if self.commit_interval > Duration::from_secs(10) {
             return Err(CoreError::config(
                 key(name, "commit_interval"),
-                "must be at least 10ms",
+                "must be at most 10s",
+            ));
+        }
+        if self.session_timeout < Duration::from_secs(6)
+            || self.session_timeout > Duration::from_secs(1800)
+        {
+            return Err(CoreError::config(
+                key(name, "session_timeout"),
+                "must be between 6s and 30m (the broker's default group.min/max.session.timeout.ms)",
+            ));
+        }
+        if self
+            .group_instance_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(CoreError::config(
+                key(name, "group_instance_id"),
+                "must not be empty (leave it out to use the transactional_id)",
             ));
         }
         if !self.ledger_retention.is_zero() && self.ledger_retention < Duration::from_secs(3600) {
@@ -315,6 +372,21 @@ mod tests {
         let c: Config = toml::from_str("dlq_retry_timeout = \"100ms\"").unwrap();
         let e = c.validate_named("x").unwrap_err().to_string();
         assert!(e.contains("sinks.write_back.x.dlq_retry_timeout"), "{e}");
+
+        let c = Config::default();
+        assert_eq!(
+            c.group_instance_id("main").as_deref(),
+            Some("athena-connect-write-back-main")
+        );
+        let c: Config = toml::from_str("transactional_id = \"wb-pod-1\"").unwrap();
+        assert_eq!(c.group_instance_id("main").as_deref(), Some("wb-pod-1"));
+        let c: Config = toml::from_str("static_membership = false").unwrap();
+        assert_eq!(c.group_instance_id("main"), None);
+        let c: Config = toml::from_str("session_timeout = \"1s\"").unwrap();
+        let e = c.validate_named("x").unwrap_err().to_string();
+        assert!(e.contains("sinks.write_back.x.session_timeout"), "{e}");
+        let c: Config = toml::from_str("commit_interval = \"0s\"").unwrap();
+        c.validate_named("x").unwrap();
 
         let e = toml::from_str::<Config>("nope = 1")
             .unwrap_err()

@@ -101,6 +101,8 @@ pub struct OffsetsCommitted<'a> {
     pub connector: &'a str,
     /// Records produced in the transaction.
     pub records: usize,
+    /// From the start of the transaction to its commit.
+    pub elapsed: std::time::Duration,
 }
 
 impl InternalEvent for OffsetsCommitted<'_> {
@@ -111,7 +113,11 @@ impl InternalEvent for OffsetsCommitted<'_> {
                 connector: self.connector.to_string(),
             })
             .inc();
-        tracing::debug!(records = self.records, "Committed results and offsets.");
+        tracing::debug!(
+            records = self.records,
+            elapsed_us = self.elapsed.as_micros() as u64,
+            "Committed results and offsets."
+        );
     }
 }
 

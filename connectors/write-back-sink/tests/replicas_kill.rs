@@ -80,6 +80,8 @@ max_in_flight = 4
 backoff_base = "20ms"
 backoff_cap = "500ms"
 commit_interval = "50ms"
+# The scenario of this test: dynamic members, so the killed member's partitions move.
+static_membership = false
 topic_partitions = {partitions}
 "#,
         bootstrap = stack.bootstrap,

@@ -223,6 +223,8 @@ pub(super) struct Handover {
     pub(super) ownership: Arc<Ownership>,
     pub(super) consumer: Option<Arc<StreamConsumer<Ctx>>>,
     pub(super) grace: Duration,
+    /// Kept until the consumer is gone (see [`InstanceLease`]).
+    pub(super) lease: Option<Arc<InstanceLease>>,
 }
 
 impl Drop for Handover {
@@ -236,6 +238,7 @@ impl Drop for Handover {
         }
         let ownership = self.ownership.clone();
         let grace = self.grace;
+        let lease = self.lease.take();
         // Not blocking in drop: the wait runs as a task that owns the consumer.
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             h.spawn(async move {
@@ -244,7 +247,60 @@ impl Drop for Handover {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 drop(consumer);
+                drop(lease);
             });
+        }
+    }
+}
+
+/// The `group.instance.id`s whose consumer is still alive in this process.
+static LIVE_INSTANCES: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
+
+/// A `group.instance.id` in use by a consumer of this process. With static membership a new
+/// consumer with the same id replaces the old member at once, without the rebalance whose
+/// revocation callback waits for the old owner's work: a sink restarted in this process (by the
+/// supervisor) while its predecessor's [`Handover`] still lets athena calls end would start
+/// reconciling under them. So `run` acquires the id first and waits, bounded, for the previous
+/// holder to let go; the lease is released when its last holder (the run, the hand-over task)
+/// drops it, after the consumer.
+pub(super) struct InstanceLease {
+    id: Option<String>,
+}
+
+impl InstanceLease {
+    /// Waits (at most `timeout`, then goes ahead with a warning) until no consumer of this
+    /// process uses `id`, and takes it. `None`: dynamic membership, nothing to wait for.
+    pub(super) async fn acquire(id: Option<String>, timeout: Duration) -> Arc<InstanceLease> {
+        let Some(id) = id else {
+            return Arc::new(InstanceLease { id: None });
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let mut live = LIVE_INSTANCES.lock();
+                if !live.contains(&id) || Instant::now() >= deadline {
+                    if live.contains(&id) {
+                        tracing::warn!(
+                            "The previous consumer with this group.instance.id is still stopping; joining anyway."
+                        );
+                    } else {
+                        live.push(id.clone());
+                    }
+                    return Arc::new(InstanceLease { id: Some(id) });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for InstanceLease {
+    fn drop(&mut self) {
+        if let Some(id) = &self.id {
+            let mut live = LIVE_INSTANCES.lock();
+            if let Some(i) = live.iter().position(|l| l == id) {
+                live.swap_remove(i);
+            }
         }
     }
 }
@@ -255,6 +311,32 @@ mod tests {
 
     fn tp(p: i32) -> Tp {
         (Arc::from("commands"), p)
+    }
+
+    #[tokio::test]
+    async fn a_group_instance_id_is_taken_only_after_its_previous_holder_let_go() {
+        let id = || Some("lease-test-instance".to_string());
+        let first = InstanceLease::acquire(id(), Duration::from_secs(5)).await;
+        let held = first.clone();
+        let waiter = tokio::spawn(InstanceLease::acquire(id(), Duration::from_secs(5)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiter.is_finished(), "the id is still held");
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !waiter.is_finished(),
+            "one holder (the hand-over task) still has it"
+        );
+        drop(held);
+        let second = waiter.await.expect("join");
+        assert_eq!(second.id.as_deref(), Some("lease-test-instance"));
+        // Dynamic membership: nothing to wait for.
+        assert!(
+            InstanceLease::acquire(None, Duration::ZERO)
+                .await
+                .id
+                .is_none()
+        );
     }
 
     #[test]

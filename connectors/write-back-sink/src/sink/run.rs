@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
 
 use super::commit::{classify, commit_batch};
-use super::ownership::{Ctx, Handover, Ownership};
+use super::ownership::{Ctx, Handover, InstanceLease, Ownership};
 use super::partitions::{Partitions, ReadAhead, tp_of};
 use super::worker::{Done, Job, Shared, dead_letter, work};
 use super::{KeyId, Tp};
@@ -81,7 +81,8 @@ pub async fn run(
     // Initialising the transactional producer first fences a killed predecessor and aborts its
     // open transaction; otherwise that transaction would hold the ledger's last stable offset
     // and the read_committed load below would stop short of the newest intents.
-    let txp = kafka.build_transactional_producer(&config.transactional_id(name))?;
+    let txp =
+        result_producer(kafka).build_transactional_producer(&config.transactional_id(name))?;
     {
         let txp = txp.clone();
         tokio::task::spawn_blocking(move || txp.init_transactions(Duration::from_secs(60)))
@@ -121,8 +122,10 @@ pub async fn run(
     let decoder = CommandDecoder::new(&env.registry)?;
 
     let ownership = Arc::new(Ownership::default());
+    // Declared before the consumer, so it is released after it (see `InstanceLease`).
+    let lease = InstanceLease::acquire(config.group_instance_id(name), config.shutdown_grace).await;
     let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
-        connector_core::kafka::KafkaConfig::with_statistics(kafka.consumer_config(&group))
+        connector_core::kafka::KafkaConfig::with_statistics(consumer_config(kafka, &config, name))
             .create_with_context(Ctx {
                 events: Mutex::default(),
                 ownership: ownership.clone(),
@@ -139,6 +142,7 @@ pub async fn run(
         ownership: ownership.clone(),
         consumer: Some(consumer.clone()),
         grace: config.shutdown_grace,
+        lease: Some(lease.clone()),
     };
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer
@@ -175,8 +179,11 @@ pub async fn run(
     };
     control.set_state(TaskState::Running);
     tracing::info!(connector = name, group = %group, "Write-back sink running.");
-    let mut tick = tokio::time::interval(config.commit_interval);
+    // Commits are started by finished commands (see `CommitSchedule`); this tick only retries
+    // what a failed or refused commit left behind.
+    let mut tick = tokio::time::interval(RETRY_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut schedule = CommitSchedule::new(config.commit_interval);
 
     let mut flushing: Option<Flush> = None;
     // Its own handle: `pause_changed` needs `&mut` and wakes the loop the moment an operator
@@ -216,12 +223,20 @@ pub async fn run(
                 Some(Done::Abandoned { key }) => st.next_for_key(&key, &shared),
                 Some(Done::Finished { tp, epoch, offset, key, records }) => {
                     st.parts.finish(&tp, epoch, offset, records);
+                    schedule.finished();
                     if let Some(key) = key {
                         st.next_for_key(&key, &shared);
                     }
                 }
                 None => break Err(Error::Transaction("completion channel closed".into())),
             },
+            _ = schedule.wait(), if flushing.is_none() && schedule.is_due_set() => {
+                schedule.started();
+                match st.start_flush(&txp, &consumer) {
+                    Ok(f) => flushing = f,
+                    Err(e) => break Err(e),
+                }
+            }
             _ = tick.tick(), if flushing.is_none() => {
                 match st.start_flush(&txp, &consumer) {
                     Ok(f) => flushing = f,
@@ -230,7 +245,7 @@ pub async fn run(
             }
             r = async { (&mut flushing.as_mut().expect("guarded").task).await }, if flushing.is_some() => {
                 let f = flushing.take().expect("guarded");
-                if let Err(e) = st.finish_flush(&f.taken, f.records, r, name) {
+                if let Err(e) = st.finish_flush(&f, r, name) {
                     CommitFailed { connector: name, error: &e }.emit();
                     control.report_error(e.to_string());
                     if e.class() == ErrorClass::Fatal || matches!(e, Error::TransactionStuck(_)) {
@@ -291,8 +306,9 @@ pub async fn run(
         }
     }
     if let Some(f) = flushing.take() {
-        let r = f.task.await;
-        if let Err(e) = st.finish_flush(&f.taken, f.records, r, name) {
+        let mut f = f;
+        let r = (&mut f.task).await;
+        if let Err(e) = st.finish_flush(&f, r, name) {
             tracing::warn!(connector = name, error = %e, "Commit failed while stopping.");
         }
     }
@@ -310,6 +326,92 @@ pub async fn run(
     }
     consumer.unsubscribe();
     result
+}
+
+/// How often a commit is retried when nothing new finished: after a failed or aborted
+/// transaction, or while the group has no generation yet.
+const RETRY_TICK: Duration = Duration::from_millis(100);
+
+/// When the next result transaction starts: as soon as a command finished and no transaction
+/// runs, but not sooner than `interval` after the previous start (group commit: results that
+/// finish while a transaction runs share the next one). A finished result therefore waits for
+/// at most `interval` plus one transaction, instead of a fixed tick plus one transaction.
+struct CommitSchedule {
+    interval: Duration,
+    last_start: Option<tokio::time::Instant>,
+    due: Option<tokio::time::Instant>,
+}
+
+impl CommitSchedule {
+    fn new(interval: Duration) -> Self {
+        CommitSchedule {
+            interval,
+            last_start: None,
+            due: None,
+        }
+    }
+
+    /// A command finished: its result is to be committed.
+    fn finished(&mut self) {
+        if self.due.is_none() {
+            let now = tokio::time::Instant::now();
+            let earliest = self.last_start.map_or(now, |s| s + self.interval);
+            self.due = Some(earliest.max(now));
+        }
+    }
+
+    fn is_due_set(&self) -> bool {
+        self.due.is_some()
+    }
+
+    /// Resolves when a commit is due (never while none is).
+    async fn wait(&self) {
+        match self.due {
+            Some(due) => tokio::time::sleep_until(due).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A commit starts now and takes every finished result.
+    fn started(&mut self) {
+        self.due = None;
+        self.last_start = Some(tokio::time::Instant::now());
+    }
+}
+
+/// The result producer's settings: `linger.ms=0` unless the config sets it, because a
+/// transaction's records are awaited before its offsets are sent, so linger would only delay
+/// every commit (the batching is the transaction's own).
+fn result_producer(
+    kafka: &connector_core::kafka::KafkaConfig,
+) -> connector_core::kafka::KafkaConfig {
+    let mut k = kafka.clone();
+    if !k.producer.contains_key("linger.ms") && !k.properties.contains_key("linger.ms") {
+        k.producer.insert("linger.ms".into(), "0".into());
+    }
+    k
+}
+
+/// The consumer's settings: the group, static membership and the session timeout, unless the
+/// config's `kafka.consumer` / `kafka.properties` pass-through sets them itself.
+fn consumer_config(
+    kafka: &connector_core::kafka::KafkaConfig,
+    config: &Config,
+    name: &str,
+) -> rdkafka::ClientConfig {
+    let mut c = kafka.consumer_config(&config.group_id(name));
+    if c.get("group.instance.id").is_none()
+        && let Some(id) = config.group_instance_id(name)
+    {
+        c.set("group.instance.id", id);
+    }
+    if c.get("session.timeout.ms").is_none() {
+        c.set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        );
+    }
+    c
 }
 
 struct LoopState {
@@ -564,24 +666,25 @@ impl LoopState {
             task,
             taken: batch.taken,
             records: records_n,
+            started: Instant::now(),
         }))
     }
 
     /// Applies the outcome of a commit started by [`LoopState::start_flush`].
     fn finish_flush(
         &mut self,
-        taken: &[(Tp, u64, i64)],
-        records: usize,
+        flush: &Flush,
         result: Result<Result<usize, TxnFailure>, tokio::task::JoinError>,
         name: &str,
     ) -> Result<(), Error> {
         let r = result.map_err(|e| Error::Transaction(format!("commit task: {e}")))?;
         match r {
             Ok(_) => {
-                self.parts.committed(taken);
+                self.parts.committed(&flush.taken);
                 OffsetsCommitted {
                     connector: name,
-                    records,
+                    records: flush.records,
+                    elapsed: flush.started.elapsed(),
                 }
                 .emit();
                 Ok(())
@@ -599,9 +702,9 @@ impl LoopState {
         name: &str,
     ) -> Result<(), Error> {
         match self.start_flush(txp, consumer)? {
-            Some(f) => {
-                let r = f.task.await;
-                self.finish_flush(&f.taken, f.records, r, name)
+            Some(mut f) => {
+                let r = (&mut f.task).await;
+                self.finish_flush(&f, r, name)
             }
             None => Ok(()),
         }
@@ -614,4 +717,6 @@ struct Flush {
     /// (partition, epoch, last offset) committed by it.
     taken: Vec<(Tp, u64, i64)>,
     records: usize,
+    /// When it was started.
+    started: Instant,
 }
