@@ -9,11 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use athena_contracts::commands::{
-    AddEncounterDiagnosis, AddHistoricalMedication, AddProblem, CreateReferralOrder,
-    RecordFamilyHistory, RecordSurgicalHistory, RecordVaccine, RecordVitals, UpdateAllergies,
-    UploadLabResult,
-    AddAppointmentNote, CheckOutAppointment, FreezeAppointment, RemoveInsurance,
-    UnfreezeAppointment, UpdateAppointment, UpdateInsurance,
+    AddAppointmentNote, AddEncounterDiagnosis, AddHistoricalMedication, AddProblem,
+    CheckOutAppointment, CreateReferralOrder, FreezeAppointment, RecordFamilyHistory,
+    RecordSurgicalHistory, RecordVaccine, RecordVitals, RemoveInsurance, UnfreezeAppointment,
+    UpdateAllergies, UpdateAppointment, UpdateInsurance, UploadLabResult,
 };
 use athena_contracts::commands::{
     AddInsurance, CancelAppointment, CheckInAppointment, CreateClaim, CreatePatient, RecordPayment,
