@@ -31,6 +31,12 @@ impl Error {
         match self {
             Error::BadNotification(_) | Error::UnsupportedFocus(_) => ErrorClass::Permanent,
             Error::Unmappable(e) => e.class(),
+            // A focus this app may not read (a topic whose resource type the token has no scope
+            // for, e.g. a notification for a topic nobody subscribed to) is a problem of that
+            // one record, not of the connector: it is dead-lettered with athena's answer (which
+            // names the missing scope) and can be replayed once the scope is granted. Stopping
+            // the inflater would let one notification halt every other one.
+            Error::Athena(athena_client::Error::Forbidden { .. }) => ErrorClass::Permanent,
             Error::Athena(e) => match e.class() {
                 athena_client::ErrorClass::Retriable => ErrorClass::Retriable,
                 athena_client::ErrorClass::RateLimited { retry_after } => {
@@ -87,5 +93,27 @@ mod tests {
         assert_eq!(bad.error, "fhir_push::BadNotification");
         let decode = Error::Core(CoreError::Decode("x".into())).dlq_reason(Stage::Task);
         assert_eq!(decode.error, "AvroDecodeError");
+    }
+
+    #[test]
+    fn a_focus_without_scope_is_dead_lettered_not_fatal() {
+        let forbidden = Error::Athena(athena_client::Error::Forbidden {
+            status: 403,
+            reason: "insufficient_scope system/Encounter.read".into(),
+        });
+        // The client alone calls it fatal (a whole credential problem) ...
+        assert_eq!(
+            athena_client::Error::Forbidden {
+                status: 403,
+                reason: String::new()
+            }
+            .class(),
+            athena_client::ErrorClass::Fatal
+        );
+        // ... but for one notification's focus it is that record's problem.
+        assert_eq!(forbidden.class(), ErrorClass::Permanent);
+        let r = forbidden.dlq_reason(Stage::Task);
+        assert_eq!(r.error, "athena.Forbidden");
+        assert_eq!(r.class, ErrorClass::Permanent);
     }
 }
