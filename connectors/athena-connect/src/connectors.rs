@@ -253,9 +253,6 @@ pub struct AthenaUse {
     pub sinks: Vec<String>,
 }
 
-/// Push topics whose focus is read through the proprietary API, not FHIR.
-const PROPRIETARY_PUSH_TYPES: &[&str] = &["Patient", "Appointment"];
-
 impl AthenaUse {
     /// The scopes every enabled path needs: the proprietary API for feeds, sinks, push
     /// inflation and catch-up and the backfill's patient reads; `system/{Type}.read` per FHIR
@@ -304,12 +301,12 @@ pub fn athena_use(config: &RootConfig) -> Result<AthenaUse, CoreError> {
                 u.practices.push(c.practice_id);
                 u.push
                     .push((i.name.to_string(), c.practice_id, c.manage_subscriptions));
-                for t in &c.subscription_topics {
-                    let ty = t.split('.').next().unwrap_or(t);
-                    if !ty.is_empty() && !PROPRIETARY_PUSH_TYPES.contains(&ty) {
-                        types.push(ty.to_string());
-                    }
-                }
+                types.extend(
+                    c.subscription_topics
+                        .iter()
+                        .filter_map(|t| fhir_push::inflate::focus_fhir_type(t))
+                        .map(str::to_string),
+                );
             }
         }
     }

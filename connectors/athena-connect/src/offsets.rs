@@ -339,23 +339,38 @@ pub async fn reset(
         }
         OffsetsLocation::ConsumerGroup { group_id, .. } => {
             let admin = kafka.build_admin()?;
-            let res = admin
-                .delete_groups(&[group_id.as_str()], &AdminOptions::new())
-                .await
-                .map_err(kafka_err("delete consumer group"))?;
-            for r in res {
-                match r {
-                    Ok(_) => {}
-                    Err((_, RDKafkaErrorCode::GroupIdNotFound)) => return Ok(0),
-                    Err((_, code)) => {
+            let deadline = std::time::Instant::now() + GROUP_EMPTY_WAIT;
+            loop {
+                let res = admin
+                    .delete_groups(&[group_id.as_str()], &AdminOptions::new())
+                    .await
+                    .map_err(kafka_err("delete consumer group"))?;
+                let mut code = None;
+                for r in res {
+                    match r {
+                        Ok(_) => {}
+                        Err((_, RDKafkaErrorCode::GroupIdNotFound)) => return Ok(0),
+                        Err((_, c)) => code = Some(c),
+                    }
+                }
+                match code {
+                    None => return Ok(1),
+                    // A stopped sink that is a static member stays in the group until its
+                    // session times out (it sends no LeaveGroup): wait for that, bounded.
+                    Some(RDKafkaErrorCode::NonEmptyGroup)
+                        if std::time::Instant::now() < deadline =>
+                    {
+                        tracing::info!(group = %group_id, "The group still has a member (a static member leaves after its session timeout); waiting.");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Some(c) => {
                         return Err(CoreError::Kafka {
                             operation: "delete consumer group",
-                            source: rdkafka::error::KafkaError::AdminOp(code),
+                            source: rdkafka::error::KafkaError::AdminOp(c),
                         });
                     }
                 }
             }
-            Ok(1)
         }
     }
 }
@@ -388,10 +403,34 @@ fn reset_to_time(
             .add_partition_offset(e.topic(), e.partition(), Offset::Offset(offset))
             .map_err(kafka_err("commit offsets"))?;
     }
-    consumer
-        .commit(&commit, rdkafka::consumer::CommitMode::Sync)
-        .map_err(kafka_err("commit offsets"))?;
+    commit_when_group_empty(&consumer, &commit)?;
     Ok(commit.count())
+}
+
+/// How long an offsets change waits for a stopped sink's group to empty. A static member
+/// (`static_membership`, the default) does not leave the group when it stops; the broker drops
+/// it after its `session_timeout` (default 10 s, at most 30 s is sensible). A group that still
+/// has members after this is in use by a replica that was not stopped.
+const GROUP_EMPTY_WAIT: Duration = Duration::from_secs(45);
+
+/// Commits `commit` for the consumer's group as a non-member, retrying while the broker refuses
+/// because the group is still settling or still has a (static) member, up to
+/// [`GROUP_EMPTY_WAIT`]. Blocking: call from `spawn_blocking`.
+fn commit_when_group_empty(
+    consumer: &BaseConsumer,
+    commit: &TopicPartitionList,
+) -> Result<(), CoreError> {
+    let deadline = std::time::Instant::now() + GROUP_EMPTY_WAIT;
+    loop {
+        match consumer.commit(commit, rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "Offsets commit refused (the group may still have a member); retrying.");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(kafka_err("commit offsets")(e)),
+        }
+    }
 }
 
 /// One position of a `PATCH /connectors/{name}/offsets` body, checked against the connector.
@@ -660,19 +699,10 @@ pub async fn alter(
                             .map_err(kafka_err("commit offsets"))?;
                     }
                 }
-                // Right after a stop the group may still be settling (the last member's leave,
-                // a coordinator move): such a commit is refused for a moment. Retry, bounded.
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                loop {
-                    match consumer.commit(&commit, rdkafka::consumer::CommitMode::Sync) {
-                        Ok(()) => return Ok(commit.count()),
-                        Err(e) if std::time::Instant::now() < deadline => {
-                            tracing::info!(error = %e, "Offsets commit refused; retrying.");
-                            std::thread::sleep(Duration::from_millis(250));
-                        }
-                        Err(e) => return Err(kafka_err("commit offsets")(e)),
-                    }
-                }
+                // Right after a stop the group may still be settling (a coordinator move, a
+                // static member that leaves only when its session times out).
+                commit_when_group_empty(&consumer, &commit)?;
+                Ok(commit.count())
             })
             .await
             .map_err(|e| CoreError::task("offsets", &e))?

@@ -118,6 +118,24 @@ fn athena_id(v: &str) -> Result<&str, Error> {
     }
 }
 
+/// The FHIR resource type whose `system/{Type}.read` scope inflating a notification of `topic`
+/// (`Family.event`, reference §7.4) needs, or `None` when its focus is read through the
+/// proprietary API ("Fetch with": patients, appointments, claims, documents, providers). The
+/// scopes `athena-connect` requests for a push connector are derived from this, so it must
+/// agree with how [`Inflater`] reads each family.
+pub fn focus_fhir_type(topic: &str) -> Option<&str> {
+    let family = topic.split('.').next().unwrap_or(topic);
+    match family {
+        "" | "Patient" | "Appointment" | "Claim" | "ImagingResult" | "LabResult" | "Order"
+        | "PatientCase" | "Provider" | "ReferringProvider" => None,
+        "ClinicalEncounterDiagnosis" | "PatientProblem" => Some("Condition"),
+        "HistoricalMedication" | "Prescription" => Some("MedicationRequest"),
+        "HistoricalVaccine" => Some("Immunization"),
+        // Encounter, and any family named after its FHIR resource.
+        other => Some(other),
+    }
+}
+
 /// The changed-data feed whose event a record named by athena identifier `entity` becomes.
 fn record_feed(entity: &str) -> Option<Feed> {
     Some(match entity {
@@ -659,5 +677,35 @@ mod tests {
         d.insert("c".into());
         assert!(!d.contains("a"));
         assert!(d.contains("b") && d.contains("c"));
+    }
+
+    #[test]
+    fn scopes_follow_how_each_family_is_read() {
+        for proprietary in [
+            "Patient.update",
+            "Appointment.check-in",
+            "Claim.create",
+            "LabResult.close",
+            "Order.signoff",
+            "PatientCase.add-note",
+            "Provider.update",
+            "ReferringProvider.create",
+        ] {
+            assert_eq!(focus_fhir_type(proprietary), None, "{proprietary}");
+        }
+        assert_eq!(focus_fhir_type("Encounter.signoff"), Some("Encounter"));
+        assert_eq!(focus_fhir_type("PatientProblem.create"), Some("Condition"));
+        assert_eq!(
+            focus_fhir_type("ClinicalEncounterDiagnosis.update"),
+            Some("Condition")
+        );
+        assert_eq!(
+            focus_fhir_type("Prescription.refill-create"),
+            Some("MedicationRequest")
+        );
+        assert_eq!(
+            focus_fhir_type("HistoricalVaccine.create"),
+            Some("Immunization")
+        );
     }
 }
