@@ -67,6 +67,25 @@ async fn patient_create_matches_existing_and_validates() {
         )
         .await;
     assert_eq!(best.as_array().unwrap().len(), 2);
+    // Scored: the candidate whose phone matches too comes first, with the higher score.
+    let best = h
+        .get_ok(
+            "/patients/enhancedbestmatch?firstname=TESTA&lastname=matchperson&dob=02%2F03%2F1981&mobilephone=617-555-0100",
+        )
+        .await;
+    let scores: Vec<u32> = best
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["score"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(best[0]["patientid"].as_str(), Some(id));
+    assert!(scores.len() == 2 && scores[0] > scores[1], "{scores:?}");
+    // A nickname-free other first name with only name and birth date is below the threshold.
+    let none = h
+        .get_ok("/patients/bestmatch?firstname=Zed&lastname=Matchperson&dob=02%2F03%2F1981")
+        .await;
+    assert_eq!(none.as_array().unwrap().len(), 0, "{none}");
     let ops: Vec<String> = h
         .sim
         .state
