@@ -132,6 +132,45 @@ async fn book_one(h: &Harness) -> (String, String) {
 }
 
 #[tokio::test]
+async fn booking_a_past_slot_is_refused() {
+    let h = Harness::start(SimConfig::default()).await;
+    let patient = h
+        .post_ok("/patients", &patient_form("Testa", "Pastbooker"))
+        .await[0]["patientid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let yesterday = (Utc::now() - ChronoDuration::days(1)).date_naive();
+    let past = h
+        .sim
+        .state
+        .add_open_slots(PID, "1", "71", yesterday, &["10:00"])
+        .remove(0);
+    let form = [("patientid", patient.as_str()), ("appointmenttypeid", "82")];
+    let r = h
+        .form(Method::PUT, &h.v1(&format!("/appointments/{past}")), &form)
+        .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("past"), "{v}");
+    let one = h.get_ok(&format!("/appointments/{past}")).await;
+    assert_eq!(one[0]["appointmentstatus"], "o", "nothing booked");
+    // Rescheduling onto it is refused too; the booking stays where it was.
+    let (patient, slot) = book_one(&h).await;
+    let r = h
+        .form(
+            Method::PUT,
+            &h.v1(&format!("/appointments/{slot}/reschedule")),
+            &[("patientid", patient.as_str()), ("newappointmentid", &past)],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let one = h.get_ok(&format!("/appointments/{slot}")).await;
+    assert_eq!(one[0]["appointmentstatus"], "f");
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn booking_a_taken_slot_is_409_and_counts_requests() {
     let h = Harness::start(SimConfig::default()).await;
     let (patient, slot) = book_one(&h).await;
