@@ -555,17 +555,10 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn simulator_retries_for_the_configured_period_then_dead_letters() {
-    let sim = RunningSim::start(SimConfig {
-        push_retry_interval: Duration::from_millis(200),
-        push_retry_for: Duration::from_secs(1),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    // Nobody listens on this port.
-    subscribe(&sim, free_port()).await;
+/// Subscribes `Patient.create` to `port` (where nobody listens), adds a patient and waits until
+/// the simulator gives up on that notification: the dead letter.
+async fn dead_letter_one(sim: &RunningSim, port: u16) -> athena_sim::push::DeadDelivery {
+    subscribe(sim, port).await;
     sim.state.add_patient(
         PRACTICE,
         NewPatient::new(
@@ -579,7 +572,21 @@ async fn simulator_retries_for_the_configured_period_then_dead_letters() {
         !push.dead_letters.lock().is_empty()
     })
     .await;
-    let dead = push.dead_letters.lock()[0].clone();
+    push.dead_letters.lock()[0].clone()
+}
+
+#[tokio::test]
+async fn simulator_retries_for_the_configured_period_then_dead_letters() {
+    let sim = RunningSim::start(SimConfig {
+        push_retry_interval: Duration::from_millis(200),
+        push_retry_for: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // Nobody listens on this port.
+    let dead = dead_letter_one(&sim, free_port()).await;
+    let push = sim.state.push();
     assert!(dead.attempts >= 3, "retried: {}", dead.attempts);
     assert_eq!(push.delivered.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert!(dead.body.contains("event-notification"));
@@ -617,21 +624,8 @@ async fn dead_letters_replayed_after_an_outage_land_once_max_event_age_covers_th
     .unwrap();
     let port = free_port();
     // The receiver is down: the notification is retried for a second, then dead-lettered.
-    subscribe(&sim, port).await;
-    sim.state.add_patient(
-        PRACTICE,
-        NewPatient::new(
-            "Synth",
-            "Replaytest",
-            chrono::NaiveDate::from_ymd_opt(1985, 5, 6).unwrap(),
-        ),
-    );
+    let dead = dead_letter_one(&sim, port).await;
     let push = sim.state.push();
-    wait_for("a dead letter", Duration::from_secs(30), || {
-        !push.dead_letters.lock().is_empty()
-    })
-    .await;
-    let dead = push.dead_letters.lock()[0].clone();
     let topic = athena_connect_tests::unique("push.notifications");
     stack.create_topic(&topic, 1).await;
     let kafka = stack.kafka();
