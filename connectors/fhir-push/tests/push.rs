@@ -555,6 +555,17 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
     sim.shutdown().await;
 }
 
+/// A simulator that retries a failed push every 200 ms and gives up after 1 s.
+async fn fast_giving_up_sim() -> RunningSim {
+    RunningSim::start(SimConfig {
+        push_retry_interval: Duration::from_millis(200),
+        push_retry_for: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// Subscribes `Patient.create` to `port` (where nobody listens), adds a patient and waits until
 /// the simulator gives up on that notification: the dead letter.
 async fn dead_letter_one(sim: &RunningSim, port: u16) -> athena_sim::push::DeadDelivery {
@@ -577,13 +588,7 @@ async fn dead_letter_one(sim: &RunningSim, port: u16) -> athena_sim::push::DeadD
 
 #[tokio::test]
 async fn simulator_retries_for_the_configured_period_then_dead_letters() {
-    let sim = RunningSim::start(SimConfig {
-        push_retry_interval: Duration::from_millis(200),
-        push_retry_for: Duration::from_secs(1),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = fast_giving_up_sim().await;
     // Nobody listens on this port.
     let dead = dead_letter_one(&sim, free_port()).await;
     let push = sim.state.push();
@@ -615,13 +620,7 @@ async fn serve_on(
 #[tokio::test]
 async fn dead_letters_replayed_after_an_outage_land_once_max_event_age_covers_them() {
     let stack = Stack::get().await;
-    let sim = RunningSim::start(SimConfig {
-        push_retry_interval: Duration::from_millis(200),
-        push_retry_for: Duration::from_secs(1),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = fast_giving_up_sim().await;
     let port = free_port();
     // The receiver is down: the notification is retried for a second, then dead-lettered.
     let dead = dead_letter_one(&sim, port).await;
