@@ -559,6 +559,59 @@ async fn fhir_read_and_bulk_export() {
     assert_eq!(found.len(), 1, "{:?}", bundle.raw);
     assert_eq!(found[0]["id"], fhir_id.as_str());
 
+    // Patient search pages like the clinical searches: `_count` per page, `next` links that
+    // fhir_search_all follows, every match once.
+    let mut added = Vec::new();
+    for first in ["Pagea", "Pageb", "Pagec"] {
+        let id = sim.state.add_patient(
+            PRACTICE,
+            NewPatient {
+                firstname: first.into(),
+                lastname: "Pagingtest".into(),
+                ..NewPatient::default()
+            },
+        );
+        added.push(athena_client::api::fhir::ids::patient(
+            PracticeId(PRACTICE),
+            &id,
+        ));
+    }
+    let pages = client
+        .fhir_search_all(
+            PracticeId(PRACTICE),
+            "Patient",
+            &[
+                ("family", "pagingtest"),
+                ("birthdate", "1980-01-01"),
+                ("_count", "2"),
+            ],
+            10,
+        )
+        .await
+        .expect("paged FHIR patient search");
+    assert_eq!(pages.len(), 2, "3 matches at 2 a page");
+    assert_eq!(pages[0].total(), Some(3));
+    assert!(pages[1].next_link().is_none(), "last page has no next link");
+    let mut ids: Vec<String> = pages
+        .iter()
+        .flat_map(|b| b.resources().into_iter())
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    added.sort();
+    assert_eq!(ids, added);
+    // Without `_count` the default page holds all three.
+    let one = client
+        .fhir_search(
+            PracticeId(PRACTICE),
+            "Patient",
+            &[("family", "Pagingtest"), ("given", "pageb")],
+        )
+        .await
+        .expect("FHIR search");
+    assert_eq!(one.resources().len(), 1);
+    assert!(one.next_link().is_none());
+
     let job = client
         .bulk_export_kickoff(
             PracticeId(PRACTICE),

@@ -7,9 +7,12 @@
 //! `leaveunprocessed=true` poll (it never takes rows from a feed), one search per FHIR type the
 //! config reads, a small `$export` (cancelled afterwards) when `[backfill]` is set, and the
 //! Subscription list when push is enabled. `--writes` adds a pass on synthetic data when a
-//! write-back sink is configured: create a synthetic patient, book an open slot for it and
-//! cancel the booking (athena cannot delete patients; the synthetic one stays, as the table
-//! says). Every row is PHI-free: counts, statuses, ids and athena's own error text.
+//! write-back sink is configured, through the same athena-client calls the sink's commands use:
+//! create (or match) a synthetic patient, update it with its own values, add a self-pay
+//! insurance and remove it, add a problem to its chart, freeze and unfreeze an open slot, book a
+//! slot and cancel it, and book another slot, check it in and out. athena cannot delete patients
+//! or chart entries, nor cancel a checked-in appointment: those stay on the synthetic patient, as
+//! the table says. Every row is PHI-free: counts, statuses, ids and athena's own error text.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,8 +21,10 @@ use std::time::Duration;
 use athena_client::api::appointments::{BookAppointment, CancelAppointment, OpenSlotQuery};
 use athena_client::api::bulk::{ExportPolling, ExportRequest};
 use athena_client::api::changed::PollParams;
+use athena_client::api::chart::ChartPath;
+use athena_client::api::insurances::InsuranceFields;
 use athena_client::api::patients::PatientFields;
-use athena_client::{AthenaClient, PracticeId};
+use athena_client::{AthenaClient, PracticeClient, PracticeId};
 
 use crate::config::RootConfig;
 use crate::connectors::{AthenaUse, athena_use};
@@ -357,7 +362,7 @@ async fn write_checks(athena: &AthenaClient, usage: &AthenaUse, rows: &mut Vec<R
         dob: chrono::NaiveDate::from_ymd_opt(1970, 1, 1),
         departmentid: Some(dept.clone()),
         sex: Some("F".into()),
-        email: Some("conformance@example.invalid".into()),
+        email: Some(SYNTHETIC_EMAIL.into()),
         ..PatientFields::default()
     };
     let created = p.create_patient(&fields).await;
@@ -367,12 +372,14 @@ async fn write_checks(athena: &AthenaClient, usage: &AthenaUse, rows: &mut Vec<R
     let Ok(patient) = created else {
         return;
     };
-    let today = chrono::Utc::now().date_naive();
+    patient_writes(&p, &patient, &dept, rows).await;
+    // From tomorrow: athena books schedulable (future) slots only.
+    let from = chrono::Utc::now().date_naive() + chrono::Duration::days(1);
     let q = OpenSlotQuery {
         department_id: dept.clone(),
         reason_ids: vec!["-1".into()],
-        start_date: Some(today),
-        end_date: Some(today + chrono::Duration::days(14)),
+        start_date: Some(from),
+        end_date: Some(from + chrono::Duration::days(14)),
         limit: Some(5),
         ..OpenSlotQuery::default()
     };
@@ -380,7 +387,11 @@ async fn write_checks(athena: &AthenaClient, usage: &AthenaUse, rows: &mut Vec<R
     rows.push(result_row("write: open slots", &slots, |s| {
         format!("{} open slot(s)", s.len())
     }));
-    let Some(slot) = slots.ok().and_then(|s| s.into_iter().next()) else {
+    let slots: Vec<serde_json::Value> = slots
+        .map(|s| s.into_iter().map(|x| x.raw).collect())
+        .unwrap_or_default();
+    let mut slots = slots.iter();
+    let Some(slot) = slots.next() else {
         rows.push(row(
             "write: book appointment",
             Outcome::Skip,
@@ -388,28 +399,10 @@ async fn write_checks(athena: &AthenaClient, usage: &AthenaUse, rows: &mut Vec<R
         ));
         return;
     };
-    let Some(slot_id) = id_of(&slot.raw, "appointmentid") else {
-        rows.push(row(
-            "write: book appointment",
-            Outcome::Fail,
-            "open slot without appointmentid",
-        ));
+    let Some(slot_id) = book(&p, slot, &patient, &dept, "write: book appointment", rows).await
+    else {
         return;
     };
-    let book = BookAppointment {
-        patient_id: patient.clone(),
-        appointment_type_id: id_of(&slot.raw, "appointmenttypeid"),
-        department_id: Some(dept),
-        ignore_schedulable_permission: true,
-        ..BookAppointment::default()
-    };
-    let booked = p.book_appointment(&slot_id, &book).await;
-    rows.push(result_row("write: book appointment", &booked, |_| {
-        format!("slot {slot_id} booked")
-    }));
-    if booked.is_err() {
-        return;
-    }
     let reason = p
         .cancel_reasons()
         .await
@@ -417,7 +410,7 @@ async fn write_checks(athena: &AthenaClient, usage: &AthenaUse, rows: &mut Vec<R
         .and_then(|r| r.into_iter().next())
         .map(|r| r.appointmentcancelreasonid);
     let cancel = CancelAppointment {
-        patient_id: patient,
+        patient_id: patient.clone(),
         cancel_reason_id: reason,
         cancellation_reason: Some("athena-connect conformance clean-up".into()),
     };
@@ -427,6 +420,146 @@ async fn write_checks(athena: &AthenaClient, usage: &AthenaUse, rows: &mut Vec<R
         &r,
         |_| format!("slot {slot_id} cancelled"),
     ));
+    freeze_writes(&p, slots.next(), rows).await;
+    visit_writes(&p, slots.next(), &patient, &dept, rows).await;
+}
+
+/// The synthetic patient's email (a reserved domain: nothing is ever sent).
+const SYNTHETIC_EMAIL: &str = "conformance@example.invalid";
+
+/// UpdatePatient (its own email again: nothing changes), AddInsurance + RemoveInsurance (self-pay
+/// needs no policy holder), AddProblem (a chart write athena keeps).
+async fn patient_writes(p: &PracticeClient, patient: &str, dept: &str, rows: &mut Vec<Row>) {
+    let same = PatientFields {
+        email: Some(SYNTHETIC_EMAIL.into()),
+        ..PatientFields::default()
+    };
+    let r = p.update_patient(patient, &same).await;
+    rows.push(result_row("write: update patient", &r, |id| {
+        format!("patient {id} updated with its own values")
+    }));
+    let ins = InsuranceFields {
+        insurance_package_id: Some("0".into()),
+        sequence_number: Some(1),
+        ..InsuranceFields::default()
+    };
+    let added = p.create_insurance(patient, &ins).await;
+    let id = added.as_ref().ok().and_then(|v| match v {
+        serde_json::Value::Array(a) => a.first().and_then(|x| id_of(x, "insuranceid")),
+        other => id_of(other, "insuranceid"),
+    });
+    rows.push(match (&added, &id) {
+        (Ok(_), Some(id)) => row(
+            "write: add insurance",
+            Outcome::Pass,
+            format!("self-pay insurance {id}"),
+        ),
+        (Ok(_), None) => row(
+            "write: add insurance",
+            Outcome::Fail,
+            "answer without insuranceid",
+        ),
+        (Err(e), _) => row("write: add insurance", Outcome::Fail, e.to_string()),
+    });
+    if let Some(id) = id {
+        let r = p.delete_insurance(patient, &id).await;
+        rows.push(result_row("write: remove insurance (clean-up)", &r, |_| {
+            format!("insurance {id} removed")
+        }));
+    }
+    // Essential hypertension: a code every problem list knows; synthetic patient only.
+    let form = vec![
+        ("departmentid".to_string(), dept.to_string()),
+        ("snomedcode".to_string(), "38341003".to_string()),
+    ];
+    let r = p.chart_post(&ChartPath::problems(patient), form).await;
+    rows.push(result_row("write: add problem", &r, |_| {
+        "SNOMED 38341003 on the synthetic patient (athena keeps chart entries)".to_string()
+    }));
+}
+
+/// Books `slot` for `patient` (a row named `check`); the slot's id when booked.
+async fn book(
+    p: &PracticeClient,
+    slot: &serde_json::Value,
+    patient: &str,
+    dept: &str,
+    check: &str,
+    rows: &mut Vec<Row>,
+) -> Option<String> {
+    let Some(slot_id) = id_of(slot, "appointmentid") else {
+        rows.push(row(check, Outcome::Fail, "open slot without appointmentid"));
+        return None;
+    };
+    let book = BookAppointment {
+        patient_id: patient.to_string(),
+        appointment_type_id: id_of(slot, "appointmenttypeid"),
+        department_id: Some(dept.to_string()),
+        ignore_schedulable_permission: true,
+        ..BookAppointment::default()
+    };
+    let booked = p.book_appointment(&slot_id, &book).await;
+    rows.push(result_row(check, &booked, |_| {
+        format!("slot {slot_id} booked")
+    }));
+    booked.ok().map(|_| slot_id)
+}
+
+/// FreezeAppointment + UnfreezeAppointment of an open slot (left open as found).
+async fn freeze_writes(p: &PracticeClient, slot: Option<&serde_json::Value>, rows: &mut Vec<Row>) {
+    let Some(slot_id) = slot.and_then(|s| id_of(s, "appointmentid")) else {
+        rows.push(row(
+            "write: freeze slot",
+            Outcome::Skip,
+            "no second open slot in the next 14 days",
+        ));
+        return;
+    };
+    let r = p.freeze_appointment(&slot_id, true).await;
+    rows.push(result_row("write: freeze slot", &r, |_| {
+        format!("slot {slot_id} frozen")
+    }));
+    if r.is_ok() {
+        let r = p.freeze_appointment(&slot_id, false).await;
+        rows.push(result_row("write: unfreeze slot (clean-up)", &r, |_| {
+            format!("slot {slot_id} open again")
+        }));
+    }
+}
+
+/// CheckInAppointment + CheckOutAppointment of a freshly booked slot. athena cannot cancel a
+/// checked-in appointment, so this visit stays on the synthetic patient.
+async fn visit_writes(
+    p: &PracticeClient,
+    slot: Option<&serde_json::Value>,
+    patient: &str,
+    dept: &str,
+    rows: &mut Vec<Row>,
+) {
+    let Some(slot) = slot else {
+        rows.push(row(
+            "write: check in",
+            Outcome::Skip,
+            "no third open slot in the next 14 days",
+        ));
+        return;
+    };
+    let Some(id) = book(p, slot, patient, dept, "write: book visit", rows).await else {
+        return;
+    };
+    let r = match p.start_checkin(&id).await {
+        Ok(()) => p.checkin(&id).await,
+        Err(e) => Err(e),
+    };
+    rows.push(result_row("write: check in", &r, |_| {
+        format!("appointment {id} checked in")
+    }));
+    if r.is_ok() {
+        let r = p.checkout(&id).await;
+        rows.push(result_row("write: check out", &r, |_| {
+            format!("appointment {id} checked out (athena keeps the visit)")
+        }));
+    }
 }
 
 fn id_of(v: &serde_json::Value, key: &str) -> Option<String> {

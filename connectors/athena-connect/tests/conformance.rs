@@ -126,8 +126,18 @@ async fn read_and_write_passes_against_the_simulator() {
         "$export",
         "push subscriptions list",
         "write: create patient",
+        "write: update patient",
+        "write: add insurance",
+        "write: remove insurance (clean-up)",
+        "write: add problem",
+        "write: open slots",
         "write: book appointment",
         "write: cancel appointment (clean-up)",
+        "write: freeze slot",
+        "write: unfreeze slot (clean-up)",
+        "write: book visit",
+        "write: check in",
+        "write: check out",
     ] {
         assert!(line(&table, check).contains("PASS"), "{check}:\n{table}");
     }
@@ -157,6 +167,34 @@ async fn read_and_write_passes_against_the_simulator() {
     assert!(
         ops[book..].iter().any(|o| o == "CancelAppointment"),
         "{ops:?}"
+    );
+    // Every command type of the write pass reached athena, each clean-up after its write.
+    let after = |first: &str, then: &str| {
+        let i = ops.iter().position(|o| o == first);
+        i.is_some_and(|i| ops[i..].iter().any(|o| o == then))
+    };
+    for (first, then) in [
+        ("CreatePatient", "UpdatePatient"),
+        ("AddInsurance", "RemoveInsurance"),
+        ("FreezeAppointment", "UnfreezeAppointment"),
+        ("CheckIn", "CheckOutAppointment"),
+    ] {
+        assert!(after(first, then), "{first} then {then}: {ops:?}");
+    }
+    assert!(ops.iter().any(|o| o == "AddProblem"), "{ops:?}");
+    // The frozen slot was left open: nothing the pass froze stays frozen.
+    let frozen = s
+        .sim
+        .state
+        .with_practice(PRACTICE, |p| {
+            p.appointments.values().filter(|a| a.frozen).count()
+        })
+        .unwrap();
+    assert_eq!(frozen, 0);
+    // PHI-free: the synthetic patient's name and email never reach the table.
+    assert!(
+        !table.contains("Synthetic") && !table.contains("example.invalid"),
+        "{table}"
     );
     s.sim.shutdown().await;
 }

@@ -170,7 +170,9 @@ fn try_step(w: &mut World, pid: u64, kind: ChangeKind) -> Result<(), ChangeKind>
             .map_err(|_| ChangeKind::NewPatient)
         }
         ChangeKind::Booking => {
-            let open = ids_where(p, |a| a.status == "o");
+            // Slots of later days only: a long-running demo's first slots fall into the past,
+            // and athena books schedulable slots only (guess 31).
+            let open = ids_where(p, |a| a.status == "o" && a.date > today_eastern());
             let (Some(&slot), Some(&pat)) = (pick(rng, &open), pick(rng, &patient_ids)) else {
                 // No open slot left: add a day of slots for a provider.
                 let prov = pick(rng, &p.providers.values().cloned().collect::<Vec<_>>())

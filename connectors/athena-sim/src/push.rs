@@ -7,7 +7,10 @@
 //! Delivery follows athena's documented semantics: success iff a 2xx arrives within 2 s;
 //! otherwise the *same bytes* (same `notificationEvent.id`) are retried every
 //! `SimConfig::push_retry_interval` for `SimConfig::push_retry_for` (athena: 1 h), then parked in
-//! a dead-letter list. At-least-once, no ordering between deliveries. Guesses are marked.
+//! a dead-letter list (at most [`DEAD_LETTERS_PER_SUBSCRIPTION`] per subscription) that
+//! [`SimState::replay_dead_letters`] (`POST /_sim/push/subscriptions/{id}/replay`) sends again,
+//! the same bytes with a fresh retry period, like athena's replay. At-least-once, no ordering
+//! between deliveries. Guesses are marked.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +27,10 @@ use crate::state::SimState;
 /// Most changes kept for the notifier before the oldest are dropped (no subscriber drains them
 /// until the first Subscription exists).
 const OUTBOX_CAP: usize = 10_000;
+
+/// Most dead letters kept per subscription; the oldest are dropped first.
+// Guess: athena keeps dead letters for 7 days (§7.3) but states no count limit; ours bounds memory.
+pub const DEAD_LETTERS_PER_SUBSCRIPTION: usize = 1_000;
 
 /// athena's hard delivery limit.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -395,6 +402,36 @@ impl SimState {
     }
 }
 
+impl SimState {
+    /// Sends the dead letters of `subscription` again (athena's dead-letter replay): each the same
+    /// bytes and signature (so the same event ids and timestamps) with a fresh retry period,
+    /// parked again if it still fails. Returns how many were replayed (0 for an unknown or
+    /// deleted subscription, whose letters are kept). Needs a Tokio runtime.
+    pub fn replay_dead_letters(&self, subscription: &str) -> usize {
+        let Some(sub) = self.push().subscriptions.lock().get(subscription).cloned() else {
+            return 0;
+        };
+        let bodies: Vec<String> = {
+            let mut letters = self.push().dead_letters.lock();
+            let (mine, rest): (Vec<DeadDelivery>, Vec<DeadDelivery>) = letters
+                .drain(..)
+                .partition(|d| d.subscription == subscription);
+            *letters = rest;
+            mine.into_iter().map(|d| d.body).collect()
+        };
+        let http = reqwest::Client::new();
+        for body in &bodies {
+            tokio::spawn(deliver(
+                self.clone(),
+                http.clone(),
+                sub.clone(),
+                body.clone(),
+            ));
+        }
+        bodies.len()
+    }
+}
+
 async fn notifier(state: SimState) {
     let http = reqwest::Client::new();
     let mut tick = tokio::time::interval(Duration::from_millis(25));
@@ -438,6 +475,23 @@ async fn notifier(state: SimState) {
     }
 }
 
+/// Adds `dead` to the dead letters, dropping its subscription's oldest beyond the bound.
+fn park(state: &SimState, dead: DeadDelivery) {
+    let mut letters = state.push().dead_letters.lock();
+    let mine = letters
+        .iter()
+        .filter(|d| d.subscription == dead.subscription)
+        .count();
+    if mine >= DEAD_LETTERS_PER_SUBSCRIPTION
+        && let Some(i) = letters
+            .iter()
+            .position(|d| d.subscription == dead.subscription)
+    {
+        letters.remove(i);
+    }
+    letters.push(dead);
+}
+
 async fn deliver(state: SimState, http: reqwest::Client, sub: SimSubscription, body: String) {
     let retry_for = state.config().push_retry_for;
     let interval = state.config().push_retry_interval;
@@ -462,11 +516,14 @@ async fn deliver(state: SimState, http: reqwest::Client, sub: SimSubscription, b
         }
         tracing::debug!(subscription = %sub.id, attempts, "Push delivery failed; will retry.");
         if start.elapsed() + interval > retry_for {
-            state.push().dead_letters.lock().push(DeadDelivery {
-                subscription: sub.id.clone(),
-                body,
-                attempts,
-            });
+            park(
+                &state,
+                DeadDelivery {
+                    subscription: sub.id.clone(),
+                    body,
+                    attempts,
+                },
+            );
             return;
         }
         tokio::time::sleep(interval).await;

@@ -67,6 +67,25 @@ async fn patient_create_matches_existing_and_validates() {
         )
         .await;
     assert_eq!(best.as_array().unwrap().len(), 2);
+    // Scored: the candidate whose phone matches too comes first, with the higher score.
+    let best = h
+        .get_ok(
+            "/patients/enhancedbestmatch?firstname=TESTA&lastname=matchperson&dob=02%2F03%2F1981&mobilephone=617-555-0100",
+        )
+        .await;
+    let scores: Vec<u32> = best
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["score"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(best[0]["patientid"].as_str(), Some(id));
+    assert!(scores.len() == 2 && scores[0] > scores[1], "{scores:?}");
+    // A nickname-free other first name with only name and birth date is below the threshold.
+    let none = h
+        .get_ok("/patients/bestmatch?firstname=Zed&lastname=Matchperson&dob=02%2F03%2F1981")
+        .await;
+    assert_eq!(none.as_array().unwrap().len(), 0, "{none}");
     let ops: Vec<String> = h
         .sim
         .state
@@ -110,6 +129,45 @@ async fn book_one(h: &Harness) -> (String, String) {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v[0]["appointmentstatus"], "f");
     (patient, slot)
+}
+
+#[tokio::test]
+async fn booking_a_past_slot_is_refused() {
+    let h = Harness::start(SimConfig::default()).await;
+    let patient = h
+        .post_ok("/patients", &patient_form("Testa", "Pastbooker"))
+        .await[0]["patientid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let yesterday = (Utc::now() - ChronoDuration::days(1)).date_naive();
+    let past = h
+        .sim
+        .state
+        .add_open_slots(PID, "1", "71", yesterday, &["10:00"])
+        .remove(0);
+    let form = [("patientid", patient.as_str()), ("appointmenttypeid", "82")];
+    let r = h
+        .form(Method::PUT, &h.v1(&format!("/appointments/{past}")), &form)
+        .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("past"), "{v}");
+    let one = h.get_ok(&format!("/appointments/{past}")).await;
+    assert_eq!(one[0]["appointmentstatus"], "o", "nothing booked");
+    // Rescheduling onto it is refused too; the booking stays where it was.
+    let (patient, slot) = book_one(&h).await;
+    let r = h
+        .form(
+            Method::PUT,
+            &h.v1(&format!("/appointments/{slot}/reschedule")),
+            &[("patientid", patient.as_str()), ("newappointmentid", &past)],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let one = h.get_ok(&format!("/appointments/{slot}")).await;
+    assert_eq!(one[0]["appointmentstatus"], "f");
+    h.sim.shutdown().await;
 }
 
 #[tokio::test]

@@ -555,17 +555,21 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn simulator_retries_for_the_configured_period_then_dead_letters() {
-    let sim = RunningSim::start(SimConfig {
+/// A simulator that retries a failed push every 200 ms and gives up after 1 s.
+async fn fast_giving_up_sim() -> RunningSim {
+    RunningSim::start(SimConfig {
         push_retry_interval: Duration::from_millis(200),
         push_retry_for: Duration::from_secs(1),
         ..SimConfig::default()
     })
     .await
-    .unwrap();
-    // Nobody listens on this port.
-    subscribe(&sim, free_port()).await;
+    .unwrap()
+}
+
+/// Subscribes `Patient.create` to `port` (where nobody listens), adds a patient and waits until
+/// the simulator gives up on that notification: the dead letter.
+async fn dead_letter_one(sim: &RunningSim, port: u16) -> athena_sim::push::DeadDelivery {
+    subscribe(sim, port).await;
     sim.state.add_patient(
         PRACTICE,
         NewPatient::new(
@@ -579,10 +583,116 @@ async fn simulator_retries_for_the_configured_period_then_dead_letters() {
         !push.dead_letters.lock().is_empty()
     })
     .await;
-    let dead = push.dead_letters.lock()[0].clone();
+    push.dead_letters.lock()[0].clone()
+}
+
+#[tokio::test]
+async fn simulator_retries_for_the_configured_period_then_dead_letters() {
+    let sim = fast_giving_up_sim().await;
+    // Nobody listens on this port.
+    let dead = dead_letter_one(&sim, free_port()).await;
+    let push = sim.state.push();
     assert!(dead.attempts >= 3, "retried: {}", dead.attempts);
     assert_eq!(push.delivered.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert!(dead.body.contains("event-notification"));
+    sim.shutdown().await;
+}
+
+/// Serves `state` on `port` until the returned sender is dropped or fired.
+async fn serve_on(
+    port: u16,
+    state: fhir_push::receiver::ReceiverState,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = fhir_push::receiver::router(state, 64 * 1024);
+    let task = tokio::spawn(fhir_push::receiver::serve(listener, app, async move {
+        let _ = rx.await;
+    }));
+    (tx, task)
+}
+
+#[tokio::test]
+async fn dead_letters_replayed_after_an_outage_land_once_max_event_age_covers_them() {
+    let stack = Stack::get().await;
+    let sim = fast_giving_up_sim().await;
+    let port = free_port();
+    // The receiver is down: the notification is retried for a second, then dead-lettered.
+    let dead = dead_letter_one(&sim, port).await;
+    let push = sim.state.push();
+    let topic = athena_connect_tests::unique("push.notifications");
+    stack.create_topic(&topic, 1).await;
+    let kafka = stack.kafka();
+
+    // Up again, but with a max_event_age shorter than the outage: the replay is refused (422)
+    // and athena parks it again; nothing reaches Kafka.
+    let (state, _gap) = common::receiver_state(&kafka, "dl-strict", &topic);
+    let (stop, task) = serve_on(port, state.with_max_event_age(Duration::from_millis(500))).await;
+    let attempts = push.attempts.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(sim.state.replay_dead_letters(&dead.subscription), 1);
+    wait_for(
+        "the refused replay parked again",
+        Duration::from_secs(30),
+        || {
+            push.attempts.load(std::sync::atomic::Ordering::Relaxed) > attempts
+                && push.dead_letters.lock().len() == 1
+        },
+    )
+    .await;
+    assert_eq!(push.delivered.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        high_watermark(&kafka, &topic),
+        0,
+        "a stale event is not recorded"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+
+    // With max_event_age raised to cover the outage (docs/connectors/fhir-push.md), the replay
+    // through the admin route lands exactly once.
+    let guard = Arc::new(fhir_push::replay::ReplayGuard::new(
+        Duration::from_secs(3 * 3600),
+        1000,
+    ));
+    let (state, _gap) = common::receiver_state(&kafka, "dl", &topic);
+    let state = state
+        .with_max_event_age(Duration::from_secs(2 * 3600))
+        .with_replay_guard(guard);
+    let (stop, task) = serve_on(port, state).await;
+    let replayed: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/_sim/push/subscriptions/{}/replay",
+            sim.base_url, dead.subscription
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed["replayed"], 1);
+    wait_for("the replayed delivery", Duration::from_secs(30), || {
+        push.delivered.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(push.dead_letters.lock().is_empty());
+    assert_eq!(high_watermark(&kafka, &topic), 1);
+    // The same bytes again (a second replay, or a captured copy): replay protection answers
+    // 200 without a new record.
+    let status = common::post(&reqwest::Client::new(), port, &dead.body).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        high_watermark(&kafka, &topic),
+        1,
+        "remembered, not recorded twice"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
     sim.shutdown().await;
 }
 

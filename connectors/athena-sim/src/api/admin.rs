@@ -169,3 +169,29 @@ pub async fn put_withheld_scopes(
     s.revoke_tokens();
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// `GET /_sim/push/dead-letters`: per dead letter its subscription, attempts and size (the
+/// bodies are id-only but stay in the simulator).
+pub async fn dead_letters(State(s): State<SimState>) -> Response {
+    let v: Vec<Value> = s
+        .push()
+        .dead_letters
+        .lock()
+        .iter()
+        .map(|d| json!({"subscription": d.subscription, "attempts": d.attempts, "bytes": d.body.len()}))
+        .collect();
+    Json(json!(v)).into_response()
+}
+
+/// `POST /_sim/push/subscriptions/{id}/replay`: replays that subscription's dead letters
+/// (`{"replayed": n}`; 404 for an unknown subscription).
+pub async fn replay_dead_letters(State(s): State<SimState>, Path(id): Path<String>) -> Response {
+    if !s.push().subscriptions.lock().contains_key(&id) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "Unknown subscription."})),
+        )
+            .into_response();
+    }
+    Json(json!({"replayed": s.replay_dead_letters(&id)})).into_response()
+}

@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 
 use crate::model::{Appointment, AppointmentNote, Practice};
 use crate::state::SimState;
-use crate::util::{ApiError, ApiResult, Params, eastern_stamp, ok, parse_us_date, today_eastern};
+use crate::util::{
+    ApiError, ApiResult, Params, eastern_stamp, ok, parse_eastern, parse_us_date, today_eastern,
+    us_date,
+};
 
 /// Reasons served by `GET /appointmentcancelreasons`.
 pub const CANCEL_REASONS: &[(&str, &str, &str)] = &[
@@ -159,6 +162,7 @@ pub fn book(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Value, Str
                    "detailedmessage": "The appointment slot is no longer open."}),
         ));
     }
+    refuse_past(a, now)?;
     // athena's booking rules: a reason (web scheduling) or an appointment type (staff booking)
     // is required, and it must be one the practice schedules.
     // Guess: checked after the slot's availability (a taken slot answers 409 whatever the
@@ -200,6 +204,22 @@ pub fn book(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Value, Str
     let v = json!([a.to_json()]);
     p.appointment_changed(id, "ScheduleAppointment");
     Ok((v, id.to_string()))
+}
+
+/// 400 when slot `a` started before `now` (practice-local wall clock, US Eastern): athena books
+/// schedulable slots only.
+// Guess: athena's status and text for a past slot are not documented; we answer 400 with the
+// usual `error` body, checked after availability (a taken past slot is still 409). Past open
+// slots stay listed by `/appointments/open` (its date filters decide).
+fn refuse_past(a: &Appointment, now: chrono::DateTime<Utc>) -> ApiResult<()> {
+    let starts = parse_eastern(&format!("{} {}:00", us_date(a.date), a.start_time));
+    if starts.is_some_and(|t| t < now) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "The appointment slot is in the past and cannot be scheduled.",
+        ));
+    }
+    Ok(())
 }
 
 /// Domain op of `PUT /appointments/{id}/cancel` → `{"status":"x"}`.
@@ -256,6 +276,7 @@ pub fn reschedule(p: &mut Practice, params: &Params, id: u64) -> ApiResult<(Valu
         ));
     }
     let now = Utc::now();
+    refuse_past(target, now)?;
     let old = appt(p, id)?;
     old.status = "x".into();
     old.cancel_reason_id = Some(

@@ -208,7 +208,7 @@ fn last_updated_ok(bound: &str, t: chrono::DateTime<chrono::Utc>) -> Option<bool
     })
 }
 
-/// Default and largest `_count` of a patient-scoped search.
+/// Default and largest `_count` of a search.
 // Guess: the reference observed a default of ~20; the cap of 100 is ours.
 const DEFAULT_COUNT: usize = 20;
 const MAX_COUNT: usize = 100;
@@ -261,7 +261,8 @@ pub async fn read_patient(State(s): State<SimState>, Path(id): Path<String>) -> 
     }
 }
 
-/// `GET /fhir/r4/Patient?_id=…&ah-practice=…` (also `family`+`birthdate`/`given`/`gender`, `name`).
+/// `GET /fhir/r4/Patient?_id=…&ah-practice=…` (also `family`+`birthdate`/`given`/`gender`, `name`),
+/// paged like the patient-scoped searches (`_count`, `cursor`, `next` link).
 pub async fn search_patient(
     State(s): State<SimState>,
     headers: axum::http::HeaderMap,
@@ -291,6 +292,10 @@ pub async fn search_patient(
             "The search could not be completed: one of the required parameter combinations [[_id],[identifier],[name],[family,birthdate],[family,gender],[family,given]] was not provided.",
         );
     }
+    let (count, offset) = match page_params(&params) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let mut wanted: BTreeMap<u64, ()> = BTreeMap::new();
     for i in &ids {
         // Guess: a qualified id for another practice matches nothing; an unqualified id is
@@ -342,8 +347,12 @@ pub async fn search_patient(
             .map(|x| patient_resource(pid, x))
             .collect::<Vec<_>>()
     });
+    // Patients are kept by id, so pages are in id order and stable while nothing is added.
     match items {
-        Some(items) => fhir(StatusCode::OK, bundle(&base, items)),
+        Some(items) => fhir(
+            StatusCode::OK,
+            paged_bundle(&base, "Patient", &params, items, count, offset),
+        ),
         None => outcome(StatusCode::NOT_FOUND, "not-found", "Unknown practice."),
     }
 }
@@ -377,19 +386,9 @@ async fn by_patient(
             "_lastUpdated must be a FHIR instant with an optional ge/gt/le/lt/eq prefix.",
         );
     }
-    let count = params
-        .get("_count")
-        .map_or(Ok(DEFAULT_COUNT), str::parse::<usize>);
-    let offset = params.get("cursor").map_or(Ok(0), str::parse::<usize>);
-    let (count, offset) = match (count, offset) {
-        (Ok(c), Ok(o)) => (c.clamp(1, MAX_COUNT), o),
-        _ => {
-            return outcome(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                "_count and cursor must be non-negative numbers.",
-            );
-        }
+    let (count, offset) = match page_params(&params) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let categories = params.list("category");
     let base = base_url(&headers);
@@ -409,14 +408,44 @@ async fn by_patient(
     let Some(items) = found else {
         return outcome(StatusCode::NOT_FOUND, "not-found", "Unknown practice.");
     };
+    let items = items.into_iter().map(|(_, v)| v).collect();
+    fhir(
+        StatusCode::OK,
+        paged_bundle(&base, ty, &params, items, count, offset),
+    )
+}
+
+/// `_count` (default [`DEFAULT_COUNT`], clamped to 1..=[`MAX_COUNT`]) and `cursor` of a search,
+/// or the 400 answer for non-numbers.
+#[allow(clippy::result_large_err)]
+fn page_params(params: &Params) -> Result<(usize, usize), Response> {
+    let count = params
+        .get("_count")
+        .map_or(Ok(DEFAULT_COUNT), str::parse::<usize>);
+    let offset = params.get("cursor").map_or(Ok(0), str::parse::<usize>);
+    match (count, offset) {
+        (Ok(c), Ok(o)) => Ok((c.clamp(1, MAX_COUNT), o)),
+        _ => Err(outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "_count and cursor must be non-negative numbers.",
+        )),
+    }
+}
+
+/// One page (`count` items from `offset`) of a sorted search result as a searchset Bundle with
+/// `total` (the whole result), a `self` link and a `next` link unless this is the last page.
+fn paged_bundle(
+    base: &str,
+    ty: &str,
+    params: &Params,
+    items: Vec<Value>,
+    count: usize,
+    offset: usize,
+) -> Value {
     let total = items.len();
-    let page: Vec<Value> = items
-        .into_iter()
-        .skip(offset)
-        .take(count)
-        .map(|(_, v)| v)
-        .collect();
-    let mut b = bundle(&base, page);
+    let page: Vec<Value> = items.into_iter().skip(offset).take(count).collect();
+    let mut b = bundle(base, page);
     b["total"] = json!(total);
     let link = |cursor: Option<usize>| {
         let mut q: Vec<(&str, String)> = params
@@ -438,7 +467,7 @@ async fn by_patient(
         links.push(json!({"relation": "next", "url": link(Some(offset + count))}));
     }
     b["link"] = json!(links);
-    fhir(StatusCode::OK, b)
+    b
 }
 
 /// Whether any `category` coding code (or a plain `code[]` category) is in `wanted`.

@@ -247,6 +247,11 @@ pub fn build_router(state: SimState) -> Router {
         .route("/_sim/scopes/withheld", put(admin::put_withheld_scopes))
         .route("/_sim/generate", post(admin::generate))
         .route("/_sim/stats", get(admin::stats))
+        .route("/_sim/push/dead-letters", get(admin::dead_letters))
+        .route(
+            "/_sim/push/subscriptions/{id}/replay",
+            post(admin::replay_dead_letters),
+        )
         .route(
             "/_sim/practices/{practiceid}/patients",
             post(admin::add_patient),

@@ -181,23 +181,110 @@ pub async fn get_one(State(s): State<SimState>, Path((pid, id)): Path<(u64, u64)
     .into_response()
 }
 
-fn score(p: &crate::model::Patient, params: &Params) -> u32 {
-    let mut s = 0;
-    for (k, w) in [
-        ("firstname", 20),
-        ("lastname", 30),
-        ("dob", 30),
-        ("mobilephone", 5),
-        ("homephone", 5),
-        ("email", 5),
-        ("zip", 5),
-        ("sex", 5),
-    ] {
-        if params.get(k).is_some_and(|v| same(v, p.field(k))) {
-            s += w;
+/// Lower case without whitespace, hyphens or apostrophes (`"Mc Donald"` = `"mcdonald"`).
+fn norm_name(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '\'' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The digits of a value (phones, SSNs, zips).
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Common nickname pairs (formal, short). Guess: athena's list is not documented.
+const NICKNAMES: &[(&str, &str)] = &[
+    ("robert", "bob"),
+    ("robert", "rob"),
+    ("william", "bill"),
+    ("william", "will"),
+    ("elizabeth", "liz"),
+    ("elizabeth", "beth"),
+    ("james", "jim"),
+    ("katherine", "kate"),
+    ("catherine", "cathy"),
+    ("margaret", "peggy"),
+    ("michael", "mike"),
+    ("thomas", "tom"),
+    ("richard", "dick"),
+    ("joseph", "joe"),
+    ("jennifer", "jen"),
+    ("alexander", "alex"),
+];
+
+/// Whether two normalised first names are the same person's: one a prefix of the other (at
+/// least 3 letters, `chris`/`christopher`) or a nickname pair.
+fn first_name_tolerant(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    (short.len() >= 3 && long.starts_with(short))
+        || NICKNAMES
+            .iter()
+            .any(|(f, n)| (a == *f && b == *n) || (a == *n && b == *f))
+}
+
+/// Lowest score a best-match candidate needs (of 100).
+const MATCH_THRESHOLD: u32 = 60;
+
+/// athena-like best-match score of a patient against the query (0..=100), or `None` when the
+/// last name or birth date differ (both are required query fields).
+// Guess: athena's weights and threshold are not documented. Ours: last name 25, birth date 25,
+// first name 20 (12 for a prefix or nickname), phone 10 (any of mobile/home/work, digits only),
+// email 10, SSN last 4 digits 5, zip (first 5 digits) 3, sex 2; candidates need 60.
+fn score(p: &crate::model::Patient, params: &Params) -> Option<u32> {
+    let q = |k: &str| params.get(k).map(str::trim).filter(|v| !v.is_empty());
+    if norm_name(q("lastname")?) != norm_name(p.field("lastname"))
+        || parse_us_date(q("dob")?).is_none_or(|d| Some(d) != parse_us_date(p.field("dob")))
+    {
+        return None;
+    }
+    let mut s = 50;
+    if let Some(f) = q("firstname") {
+        let (a, b) = (norm_name(f), norm_name(p.field("firstname")));
+        if a == b {
+            s += 20;
+        } else if first_name_tolerant(&a, &b) {
+            s += 12;
         }
     }
-    s
+    let phone = |v: &str| {
+        let d = digits(v);
+        d[d.len().saturating_sub(10)..].to_string()
+    };
+    let stored: Vec<String> = ["mobilephone", "homephone", "workphone"]
+        .iter()
+        .map(|k| phone(p.field(k)))
+        .filter(|d| d.len() == 10)
+        .collect();
+    if ["mobilephone", "homephone", "workphone"]
+        .iter()
+        .filter_map(|k| q(k))
+        .any(|v| stored.contains(&phone(v)))
+    {
+        s += 10;
+    }
+    if q("email").is_some_and(|v| same(v, p.field("email"))) {
+        s += 10;
+    }
+    let last4 = |v: &str| {
+        let d = digits(v);
+        (d.len() >= 4).then(|| d[d.len() - 4..].to_string())
+    };
+    if q("ssn")
+        .and_then(last4)
+        .is_some_and(|a| Some(a) == last4(p.field("ssn")))
+    {
+        s += 5;
+    }
+    let zip5 = |v: &str| digits(v).chars().take(5).collect::<String>();
+    if q("zip").is_some_and(|v| zip5(v).len() == 5 && zip5(v) == zip5(p.field("zip"))) {
+        s += 3;
+    }
+    if q("sex").is_some_and(|v| same(v, p.field("sex"))) {
+        s += 2;
+    }
+    Some(s)
 }
 
 fn matches(s: &SimState, pid: u64, params: &Params, enhanced: bool) -> ApiResult {
@@ -210,32 +297,29 @@ fn matches(s: &SimState, pid: u64, params: &Params, enhanced: bool) -> ApiResult
         return Err(ApiError::missing(miss));
     }
     s.read(pid, |p| {
-        let mut hits: Vec<(u32, Value)> = p
+        let mut hits: Vec<(u32, u64, Value)> = p
             .patients
             .values()
-            .filter(|x| {
-                same(x.field("lastname"), params.get("lastname").unwrap_or(""))
-                    && x.field("dob") == params.get("dob").unwrap_or("")
-            })
-            .map(|x| {
+            .filter_map(|x| {
+                let sc = score(x, params).filter(|sc| *sc >= MATCH_THRESHOLD)?;
                 let mut v = x.to_json();
-                let sc = score(x, params);
                 if enhanced {
                     v["score"] = json!(sc.to_string());
                 }
-                (sc, v)
+                Some((sc, x.id, v))
             })
             .collect();
-        hits.sort_by_key(|h| std::cmp::Reverse(h.0));
+        // Best first; equal scores oldest patient first, so the answer is stable.
+        hits.sort_by_key(|h| (std::cmp::Reverse(h.0), h.1));
         // Guess: bestmatch returns only the best candidate, enhancedbestmatch all candidates
-        // with a score (both as plain arrays).
+        // above the threshold with a score (both as plain arrays).
         let n = if enhanced {
             hits.len()
         } else {
             hits.len().min(1)
         };
         Ok(Value::Array(
-            hits.into_iter().take(n).map(|(_, v)| v).collect(),
+            hits.into_iter().take(n).map(|(_, _, v)| v).collect(),
         ))
     })
 }
@@ -284,4 +368,83 @@ pub fn bad_id(field: &str) -> ApiError {
         StatusCode::BAD_REQUEST,
         json!({"error": format!("Invalid {field}.")}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Patient;
+
+    fn patient(fields: &[(&str, &str)]) -> Patient {
+        Patient {
+            id: 1,
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            modified: Utc::now(),
+        }
+    }
+
+    fn query(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn best_match_scores_tolerantly_and_gates_on_name_and_dob() {
+        let p = patient(&[
+            ("firstname", "Christopher"),
+            ("lastname", "Mc Testperson"),
+            ("dob", "02/03/1981"),
+            ("mobilephone", "(617) 555-0100"),
+            ("email", "c@example.invalid"),
+            ("ssn", "999-00-1234"),
+            ("zip", "02472-1234"),
+            ("sex", "M"),
+        ]);
+        let base = [("lastname", " mctestperson "), ("dob", "02/03/1981")];
+        let with = |extra: &[(&str, &str)]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            score(&p, &query(&v))
+        };
+        assert_eq!(
+            with(&[]),
+            Some(50),
+            "name and dob only: below the threshold"
+        );
+        assert_eq!(with(&[("firstname", "CHRISTOPHER")]), Some(70));
+        assert_eq!(with(&[("firstname", "Chris")]), Some(62), "prefix");
+        assert_eq!(
+            with(&[("firstname", "Bob")]),
+            Some(50),
+            "not a nickname of it"
+        );
+        assert_eq!(
+            with(&[
+                ("firstname", "christopher"),
+                ("homephone", "617-555-0100"),
+                ("email", "C@example.invalid"),
+                ("ssn", "1234"),
+                ("zip", "02472"),
+                ("sex", "m"),
+            ]),
+            Some(100)
+        );
+        assert_eq!(
+            score(
+                &p,
+                &query(&[("lastname", "Mctestperson"), ("dob", "02/04/1981")])
+            ),
+            None,
+            "another birth date is another patient"
+        );
+        assert!(first_name_tolerant("bob", "robert"));
+        assert!(!first_name_tolerant("al", "alan"), "prefix needs 3 letters");
+    }
 }

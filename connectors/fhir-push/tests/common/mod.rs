@@ -131,7 +131,9 @@ pub async fn receiver_on_new_topic(
     (state, gap, topic)
 }
 
-fn receiver_state(
+/// An in-process receiver state (athena adapter, 1.5 s budget) producing to `topic`, and its
+/// gap monitor.
+pub fn receiver_state(
     kafka: &KafkaConfig,
     name: &str,
     topic: &str,
