@@ -251,14 +251,16 @@ async fn broker_restart_during_a_run_loses_nothing() {
         })
     };
     wait_subscribed(&sim.state, &feeds, Duration::from_secs(60)).await;
-    sim.state.generate(200);
+    // The generator spreads its steps over every feed (clinical ones too); about 40% land on
+    // the three feeds read here.
+    sim.state.generate(400);
     drained(&sim.state, &feeds, "before the restart").await;
 
     // Stop the broker while changes keep coming and pages are being polled.
     let gen_state = sim.state.clone();
     let generator = tokio::spawn(async move {
         for _ in 0..100 {
-            gen_state.generate(2);
+            gen_state.generate(4);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });

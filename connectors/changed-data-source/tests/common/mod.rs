@@ -43,6 +43,12 @@ pub fn athena_config(base_url: &str) -> ClientConfig {
     c.rate_limit.qps = 500.0;
     c.rate_limit.burst = 100;
     c.rate_limit.token_requests_per_minute = 600;
+    // The simulator enforces scopes per route: feeds need the proprietary API, enrichment a FHIR
+    // read scope per type it reads.
+    c.scopes = athena_client::scopes::with_fhir_reads(
+        &[athena_client::scopes::MDP],
+        &[athena_contracts::events::FHIR_RESOURCE_TYPES, &["Patient"]].concat(),
+    );
     c
 }
 
