@@ -169,6 +169,7 @@ pub async fn run(
         ownership: ownership.clone(),
         parts: Partitions::default(),
         keys: HashMap::new(),
+        awaiting: HashMap::new(),
         running: 0,
         paused: false,
         newly_assigned: false,
@@ -225,7 +226,7 @@ pub async fn run(
                     st.parts.finish(&tp, epoch, offset, records);
                     schedule.finished();
                     if let Some(key) = key {
-                        st.next_for_key(&key, &shared);
+                        st.await_commit(key, epoch, offset, &shared);
                     }
                 }
                 None => break Err(Error::Transaction("completion channel closed".into())),
@@ -245,7 +246,11 @@ pub async fn run(
             }
             r = async { (&mut flushing.as_mut().expect("guarded").task).await }, if flushing.is_some() => {
                 let f = flushing.take().expect("guarded");
-                if let Err(e) = st.finish_flush(&f, r, name) {
+                let r = st.finish_flush(&f, r, name);
+                if r.is_ok() {
+                    st.release_committed(&f.taken, &shared);
+                }
+                if let Err(e) = r {
                     CommitFailed { connector: name, error: &e }.emit();
                     control.report_error(e.to_string());
                     if e.class() == ErrorClass::Fatal || matches!(e, Error::TransactionStuck(_)) {
@@ -417,8 +422,16 @@ fn consumer_config(
 struct LoopState {
     ownership: Arc<Ownership>,
     parts: Partitions,
-    /// A key is present while a worker runs for it; the deque holds its queued jobs.
+    /// A key is present while a worker runs for it, or while its last finished command's
+    /// result is not yet committed; the deque holds its queued jobs.
     keys: HashMap<KeyId, VecDeque<Job>>,
+    /// Keys whose last command finished but whose result is not committed yet: (epoch, offset).
+    /// The key's next command waits for that commit (per-key commit barrier): after a crash at
+    /// most one command per key is done-but-unpublished, and no later command on the same
+    /// entity has run yet, so reconciling it by reading athena's state back is sound (an update
+    /// replayed after the entity's later removal, or a freeze replayed after its unfreeze,
+    /// would otherwise be judged against a state it no longer owns).
+    awaiting: HashMap<KeyId, (u64, i64)>,
     running: usize,
     paused: bool,
     /// Partitions were assigned since the last pause check (they start unpaused).
@@ -488,12 +501,23 @@ impl LoopState {
         Ok(())
     }
 
-    /// Drops the queued (not started) jobs of `tp`.
+    /// Drops the queued (not started) jobs of `tp`, and its keys waiting for a commit that
+    /// will not come in this epoch.
     fn clear_queues(&mut self, tp: &Tp) {
         for (k, q) in self.keys.iter_mut() {
             if &k.0 == tp {
                 q.clear();
             }
+        }
+        let stale: Vec<KeyId> = self
+            .awaiting
+            .keys()
+            .filter(|k| &k.0 == tp)
+            .cloned()
+            .collect();
+        for k in stale {
+            self.awaiting.remove(&k);
+            self.keys.remove(&k);
         }
     }
 
@@ -615,8 +639,44 @@ impl LoopState {
         );
     }
 
+    /// A worker finished `key`'s command at (`epoch`, `offset`): its next command starts once
+    /// that result is committed ([`LoopState::release_committed`]); a command of a partition
+    /// epoch that is gone holds nothing back.
+    fn await_commit(&mut self, key: KeyId, epoch: u64, offset: i64, shared: &Arc<Shared>) {
+        if self.parts.epoch_of(&key.0) == Some(epoch) {
+            self.running = self.running.saturating_sub(1);
+            self.awaiting.insert(key, (epoch, offset));
+        } else {
+            self.next_for_key(&key, shared);
+        }
+    }
+
+    /// A commit of `taken` ((partition, epoch, last offset) each) succeeded: the keys whose
+    /// awaited result it covered start their next command.
+    fn release_committed(&mut self, taken: &[(Tp, u64, i64)], shared: &Arc<Shared>) {
+        let released: Vec<KeyId> = self
+            .awaiting
+            .iter()
+            .filter(|(k, (epoch, offset))| {
+                taken
+                    .iter()
+                    .any(|(tp, e, last)| tp == &k.0 && e == epoch && offset <= last)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in released {
+            self.awaiting.remove(&k);
+            self.start_next(&k, shared);
+        }
+    }
+
     fn next_for_key(&mut self, key: &KeyId, shared: &Arc<Shared>) {
         self.running = self.running.saturating_sub(1);
+        self.start_next(key, shared);
+    }
+
+    /// Starts `key`'s next queued command, or forgets the key when none is queued.
+    fn start_next(&mut self, key: &KeyId, shared: &Arc<Shared>) {
         let next = self.keys.get_mut(key).and_then(VecDeque::pop_front);
         match next {
             Some(job) => self.spawn(job, shared),
