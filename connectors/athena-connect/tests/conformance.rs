@@ -142,8 +142,15 @@ async fn read_and_write_passes_against_the_simulator() {
         assert!(line(&table, check).contains("PASS"), "{check}:\n{table}");
     }
     // Command types the pass cannot undo are named as skipped, not left out.
-    for skipped in ["write: CreateClaim", "write: RecordPayment", "write: RecordVitals"] {
-        assert!(line(&table, skipped).contains("skip"), "{skipped}:\n{table}");
+    for skipped in [
+        "write: CreateClaim",
+        "write: RecordPayment",
+        "write: RecordVitals",
+    ] {
+        assert!(
+            line(&table, skipped).contains("skip"),
+            "{skipped}:\n{table}"
+        );
     }
     // Read pass never takes rows: the generator's changes are still queued for the connector.
     s.sim.state.generate(3);
