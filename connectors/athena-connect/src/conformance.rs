@@ -222,7 +222,7 @@ fn unexercised_commands() -> Vec<Row> {
         .filter(|name| !EXERCISED.contains(name))
         .map(|name| {
             row(
-                &format!("write: {name}"),
+                format!("write: {name}"),
                 Outcome::Skip,
                 "not exercised: athena cannot undo it on shared data; try it by hand on a synthetic patient",
             )
