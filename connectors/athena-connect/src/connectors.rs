@@ -295,6 +295,15 @@ pub fn athena_use(config: &RootConfig) -> Result<AthenaUse, CoreError> {
                         u.feeds.push((i.name.to_string(), pid, *feed));
                     }
                 }
+                // Enrichment reads the FHIR types of each enriched feed's plan.
+                for feed in c.feeds.keys().filter(|f| c.enriches(**f)) {
+                    if let Some(plan) = changed_data_source::enrich::plan(*feed) {
+                        types.extend(plan.types.iter().map(|t| t.to_string()));
+                        if let Some((_, ty, _)) = plan.by_id {
+                            types.push(ty.to_string());
+                        }
+                    }
+                }
             }
             Typed::WriteBack(_) => u.sinks.push(i.name.to_string()),
             Typed::FhirPush(c) => {

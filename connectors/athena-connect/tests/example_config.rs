@@ -245,11 +245,17 @@ fn example_refuses_simulator_defaults_for_a_real_athena_and_derives_scopes() {
             "athena/service/Athenanet.MDP.*",
             "system/AllergyIntolerance.read",
             "system/Condition.read",
+            // Read by enrichment: patients → Coverage, lab and imaging results → DiagnosticReport,
+            // visits → DocumentReference, orders → ServiceRequest.
+            "system/Coverage.read",
+            "system/DiagnosticReport.read",
+            "system/DocumentReference.read",
             "system/Encounter.read",
             "system/Immunization.read",
             "system/MedicationRequest.read",
             "system/Observation.read",
             "system/Patient.read",
+            "system/ServiceRequest.read",
             "system/Subscription.read",
             "system/Subscription.write",
         ]
