@@ -55,7 +55,13 @@ detach bash -c 'exec -a "$0" sleep 30' "${MARK_PREFIX}probe $CACHE/probe" </dev/
 pid=$!
 PIDS+=("$pid")
 wait_cmdline "$pid" "${MARK_PREFIX}probe" || fail "detach: \$! is not the command: '$(proc_cmdline "$pid")'"
-pgid="$(ps -o pgid= -p "$pid" | tr -d ' ')"
+# The marker is on the command line from the start (an argument of perl or setsid), so the new session
+# may still be a moment away when it first shows: wait for it, bounded.
+for _ in $(seq 1 50); do
+    pgid="$(ps -o pgid= -p "$pid" | tr -d ' ')"
+    [[ "$pgid" == "$pid" ]] && break
+    sleep 0.1
+done
 [[ "$pgid" == "$pid" ]] || fail "detach: process group $pgid, expected its own ($pid)"
 [[ "$(ps -o pgid= -p $$ | tr -d ' ')" != "$pgid" ]] || fail "detach: same process group as the script"
 is_ours probe "$pid" || fail "is_ours probe $pid"
