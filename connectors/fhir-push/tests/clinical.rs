@@ -560,12 +560,20 @@ async fn problem_patient_case_and_referring_provider_pushes_become_their_events(
         "PatientCase.create",
         "ReferringProvider.create",
         "LabResult.create",
+        "Order.submit",
     ]
     .map(String::from)
     .to_vec();
     cfg.typed_topics
         .insert("Condition".into(), unique("conditions"));
-    for f in ["patient_cases", "referring_providers", "lab_results"] {
+    cfg.typed_topics
+        .insert("ServiceRequest".into(), unique("servicerequests"));
+    for f in [
+        "patient_cases",
+        "referring_providers",
+        "lab_results",
+        "orders",
+    ] {
         cfg.record_topics.insert(f.into(), unique(f));
     }
     let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
@@ -704,6 +712,62 @@ async fn problem_patient_case_and_referring_provider_pushes_become_their_events(
     assert_eq!(
         header(&dead[0], "__connect.errors.exception.class.name"),
         Some("athena.Forbidden")
+    );
+
+    // An order whose FHIR id guess misses (the read by id answers 404): the patient's
+    // `_lastUpdated` window finds the ServiceRequest instead, the same typed event.
+    sim.state.inject(
+        athena_sim::FaultRule::new(
+            athena_sim::Fault::Status {
+                code: 404,
+                retry_after: None,
+                body: None,
+            },
+            1,
+        )
+        .path(&format!("/fhir/r4/ServiceRequest/a-{PRACTICE}.order-")),
+    );
+    let order = sim
+        .state
+        .clinical_change(
+            PRACTICE,
+            athena_sim::clinical_changes::ClinicalKind::Referral,
+            60_178,
+            false,
+        )
+        .unwrap();
+    let held_order = sim
+        .state
+        .fhir_resource(PRACTICE, &order.resources[0])
+        .unwrap();
+    // The window holds every ServiceRequest of the patient changed in the last minutes
+    // (seeded ones included when the simulator started just now).
+    let recent = chrono::Utc::now() - chrono::Duration::minutes(4);
+    let in_window = sim
+        .state
+        .with_practice(PRACTICE, |p| {
+            athena_sim::api::fhir::resources(p, "ServiceRequest", Some(60_178))
+                .into_iter()
+                .filter_map(|(_, v)| {
+                    chrono::DateTime::parse_from_rfc3339(v["meta"]["lastUpdated"].as_str()?).ok()
+                })
+                .filter(|t| *t >= recent)
+                .count()
+        })
+        .unwrap();
+    let msgs = stack
+        .consume(
+            &cfg.typed_topic("ServiceRequest").unwrap(),
+            in_window,
+            Duration::from_secs(20),
+        )
+        .await;
+    let sr: athena_contracts::events::service_requests::ServiceRequestChanged =
+        pushed_as(&stack, &msgs, &held_order, "referral order (window)").await;
+    assert_eq!(sr.envelope.event_name.as_deref(), Some("Order.submit"));
+    assert!(
+        sim.state.faults().is_empty(),
+        "the read by id was tried first"
     );
     assert_eq!(handle.status().state, TaskState::Running);
     stop(handle, task).await;
