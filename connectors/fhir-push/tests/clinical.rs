@@ -246,6 +246,33 @@ async fn same_on_both_paths<T: FhirEvent>(
     }
 }
 
+/// Starts the push connector `cfg` against `sim` and waits until it created a Subscription per
+/// topic in the simulator.
+async fn start_subscribed(
+    sim: &RunningSim,
+    cfg: &fhir_push::Config,
+    env: &connector_core::runtime::RunEnv,
+) -> (
+    connector_core::runtime::TaskHandle,
+    tokio::task::JoinHandle<Result<(), fhir_push::Error>>,
+) {
+    let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
+    let task = {
+        let (cfg, env, client) = (cfg.clone(), env.clone(), athena(sim));
+        tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sim.state.push().subscriptions.lock().len() < cfg.subscription_topics.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriptions not created: {:?}",
+            handle.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (handle, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simulator_pushes_of_every_clinical_family_inflate_through_their_fetch_with_call() {
     use athena_contracts::events::claims::ClaimChanged;
@@ -311,20 +338,7 @@ async fn simulator_pushes_of_every_clinical_family_inflate_through_their_fetch_w
     ] {
         cfg.record_topics.insert(f.into(), unique(f));
     }
-    let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
-    let task = {
-        let (cfg, env, client) = (cfg.clone(), env.clone(), athena(&sim));
-        tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await })
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while sim.state.push().subscriptions.lock().len() < cfg.subscription_topics.len() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "subscriptions not created: {:?}",
-            handle.status()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (handle, task) = start_subscribed(&sim, &cfg, &env).await;
     // Everything the clinical changes below touch is at or after `since` (the backfill run).
     let since = chrono::Utc::now() - chrono::Duration::seconds(1);
     let mut made = std::collections::HashMap::new();
@@ -576,20 +590,7 @@ async fn problem_patient_case_and_referring_provider_pushes_become_their_events(
     ] {
         cfg.record_topics.insert(f.into(), unique(f));
     }
-    let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
-    let task = {
-        let (cfg, env, client) = (cfg.clone(), env.clone(), athena(&sim));
-        tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await })
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while sim.state.push().subscriptions.lock().len() < cfg.subscription_topics.len() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "subscriptions not created: {:?}",
-            handle.status()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (handle, task) = start_subscribed(&sim, &cfg, &env).await;
     sim.state.generate(120);
     let ledger = sim.state.ledger();
     let made = |op: &str, feed: &str| -> Vec<String> {
