@@ -313,7 +313,7 @@ pub fn athena_use(config: &RootConfig) -> Result<AthenaUse, CoreError> {
                 types.extend(
                     c.subscription_topics
                         .iter()
-                        .filter_map(|t| fhir_push::inflate::focus_fhir_type(t))
+                        .flat_map(|t| fhir_push::inflate::focus_fhir_types(t))
                         .map(str::to_string),
                 );
             }

@@ -20,6 +20,11 @@
 //!   `GET /referringproviders/{id}`) and mapped by the changed-data feed's mapper to that feed's
 //!   event (`ClaimChanged`, `LabResultChanged`, ...), so a record version gets the id it gets
 //!   on the changed-data path.
+//! - A lab result, imaging result or order is also read as its FHIR resources ([`record_fhir`],
+//!   decision 0027): the DiagnosticReport (with the Observations its `result` references) or
+//!   ServiceRequest named after the record, by id, else a search of the notification's patient
+//!   in a `_lastUpdated` window; they become the same typed events (same mapper, event id and
+//!   payload) the changed-data enrichment and the bulk backfill produce for that version.
 //! - Deduplication: `notificationEvent.id` (or the IG's subscription + event number) is
 //!   remembered for the last `dedup_capacity` events of this process; a repeat is dropped. After
 //!   a restart the ids are forgotten, but re-inflating a notification gives the same event id as
@@ -41,6 +46,7 @@ use std::time::Duration;
 
 use athena_client::api::changed::Feed;
 use athena_client::api::records::DocumentKind;
+use athena_client::model::FhirRef;
 use athena_client::{AthenaClient, PracticeId};
 use athena_contracts::envelope::event_headers;
 
@@ -64,7 +70,7 @@ use tracing::Instrument;
 use crate::adapter::PushAdapter;
 use crate::config::Config;
 use crate::error::Error;
-use crate::notification::{Notification, NotificationKind};
+use crate::notification::{Notification, NotificationEvent, NotificationKind};
 
 /// Retrying one notification: 200 ms doubling to 30 s, athena's `Retry-After` honoured up to
 /// 60 s, without limit (the offset must not pass a notification athena may still answer).
@@ -118,23 +124,94 @@ fn athena_id(v: &str) -> Result<&str, Error> {
     }
 }
 
-/// The FHIR resource type whose `system/{Type}.read` scope inflating a notification of `topic`
-/// (`Family.event`, reference §7.4) needs, or `None` when its focus is read through the
-/// proprietary API ("Fetch with": patients, appointments, claims, documents, providers). The
-/// scopes `athena-connect` requests for a push connector are derived from this, so it must
-/// agree with how [`Inflater`] reads each family.
-pub fn focus_fhir_type(topic: &str) -> Option<&str> {
+/// The FHIR resource types whose `system/{Type}.read` scopes inflating a notification of
+/// `topic` (`Family.event`, reference §7.4) needs: the focus's own type, plus the FHIR
+/// resources a lab result, imaging result or order focus is also read as
+/// ([`record_fhir`]); empty when everything is read through the proprietary API ("Fetch
+/// with": patients, appointments, claims, patient cases, providers). The scopes
+/// `athena-connect` requests for a push connector are derived from this, so it must agree with
+/// how [`Inflater`] reads each family.
+pub fn focus_fhir_types(topic: &str) -> Vec<&str> {
     let family = topic.split('.').next().unwrap_or(topic);
     match family {
-        "" | "Patient" | "Appointment" | "Claim" | "ImagingResult" | "LabResult" | "Order"
-        | "PatientCase" | "Provider" | "ReferringProvider" => None,
-        "ClinicalEncounterDiagnosis" | "PatientProblem" => Some("Condition"),
-        "HistoricalMedication" | "Prescription" => Some("MedicationRequest"),
-        "HistoricalVaccine" => Some("Immunization"),
+        "" | "Patient" | "Appointment" | "Claim" | "PatientCase" | "Provider"
+        | "ReferringProvider" => Vec::new(),
+        "LabResult" | "ImagingResult" | "Order" => record_fhir(&family.to_ascii_lowercase())
+            .map(|r| r.types.to_vec())
+            .unwrap_or_default(),
+        "ClinicalEncounterDiagnosis" | "PatientProblem" => vec!["Condition"],
+        "HistoricalMedication" | "Prescription" => vec!["MedicationRequest"],
+        "HistoricalVaccine" => vec!["Immunization"],
         // Encounter, and any family named after its FHIR resource.
-        other => Some(other),
+        other => vec![other],
     }
 }
+
+/// How the FHIR resources of a record named by athena identifier are read, beside the record
+/// itself (decision 0027).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFhir {
+    /// `(resource type, id token)`: the resource named `a-{practice}.{token}-{record id}`
+    /// (the id guess decision 0023 and the changed-data enrichment use), read by id.
+    pub by_id: (&'static str, &'static str),
+    /// The types searched by patient and `_lastUpdated` window when that read answers 404.
+    pub types: &'static [&'static str],
+}
+
+/// The FHIR side of a record focus (`labresult`, `imagingresult`, `order`): the same resources
+/// the changed-data enrichment of that record's feed reads, so push and changed data give the
+/// same typed events. `None` for records without a FHIR resource (claims, patient cases,
+/// providers).
+pub fn record_fhir(entity: &str) -> Option<RecordFhir> {
+    let r = |by_id, types| Some(RecordFhir { by_id, types });
+    match entity {
+        // A lab report's analytes are Observations its `result` references.
+        "labresult" => r(
+            ("DiagnosticReport", "labresult"),
+            &["DiagnosticReport", "Observation"],
+        ),
+        "imagingresult" => r(("DiagnosticReport", "imagingresult"), &["DiagnosticReport"]),
+        "order" => r(("ServiceRequest", "order"), &["ServiceRequest"]),
+        _ => None,
+    }
+}
+
+/// How far before a notification's change time the fallback `_lastUpdated` search reaches
+/// (clock skew between athena's commit time and `meta.lastUpdated`, as the changed-data
+/// enrichment's default window).
+pub const RECORD_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// Resources of one patient search page (the client follows `next` links).
+const SEARCH_COUNT: u32 = 100;
+
+/// Most `result` Observations of one DiagnosticReport read by id (a hostile report cannot
+/// make one notification read without bound).
+const MAX_RESULTS: usize = 100;
+
+/// The athena patient id of a document focus, from the AuditEvent patient extension.
+fn document_patient(e: &NotificationEvent) -> Result<&str, Error> {
+    let patient = e
+        .patient
+        .as_deref()
+        .and_then(|r| r.strip_prefix("Patient/"))
+        .and_then(athena_client::api::fhir::ids::patient_id)
+        .ok_or_else(|| {
+            Error::UnsupportedFocus("a document focus without the AuditEvent patient".into())
+        })?;
+    athena_id(patient)
+}
+
+/// The changed-data feeds whose events records named by athena identifier become
+/// ([`record_feed`]).
+pub const RECORD_FEEDS: [Feed; 7] = [
+    Feed::Claims,
+    Feed::LabResults,
+    Feed::ImagingResults,
+    Feed::Orders,
+    Feed::PatientCases,
+    Feed::Providers,
+    Feed::ReferringProviders,
+];
 
 /// The changed-data feed whose event a record named by athena identifier `entity` becomes.
 fn record_feed(entity: &str) -> Option<Feed> {
@@ -168,6 +245,7 @@ impl EventTypeVisitor for EncodeRecord<'_> {
         let value = Encoder::<T>::with_id(self.schema_id)?.encode(&ev)?;
         let env = ev.envelope();
         Ok(Some(Out {
+            event_id: env.event_id.clone(),
             key: format!("{}/{}", self.practice, env.entity_id),
             headers: event_headers(
                 env,
@@ -191,6 +269,8 @@ pub struct Handled {
 
 /// One encoded event ready to produce.
 struct Out {
+    /// The envelope's event id (one notification's events are deduplicated on it).
+    event_id: String,
     topic: String,
     key: String,
     value: Vec<u8>,
@@ -253,18 +333,10 @@ impl Inflater {
                 .expect("from the FHIR table")?;
             typed.insert(*ty, (topic, id));
         }
-        let record_topics = [
-            Feed::Claims,
-            Feed::LabResults,
-            Feed::ImagingResults,
-            Feed::Orders,
-            Feed::PatientCases,
-            Feed::Providers,
-            Feed::ReferringProviders,
-        ]
-        .into_iter()
-        .map(|f| (f, config.record_topic(f)))
-        .collect();
+        let record_topics = RECORD_FEEDS
+            .into_iter()
+            .map(|f| (f, config.record_topic(f)))
+            .collect();
         Ok(Inflater {
             typed,
             records: std::sync::Mutex::new(HashMap::new()),
@@ -334,6 +406,7 @@ impl Inflater {
                     return Ok(None);
                 };
                 Ok(Some(Out {
+                    event_id: ev.envelope.event_id.clone(),
                     topic: self.patients.0.clone(),
                     key: format!("{pid}/{}", ev.payload.patient_id),
                     value: self.patients.1.encode(&ev)?,
@@ -351,6 +424,7 @@ impl Inflater {
                     return Ok(None);
                 };
                 Ok(Some(Out {
+                    event_id: ev.envelope.event_id.clone(),
                     topic: self.appointments.0.clone(),
                     key: format!("{pid}/{}", ev.payload.appointment_id),
                     value: self.appointments.1.encode(&ev)?,
@@ -365,28 +439,19 @@ impl Inflater {
                 let (ident, _, id) = by_ident.expect("matched above");
                 let id = athena_id(id)?;
                 let feed = record_feed(ident).expect("matched above");
-                let doc = |k| (k, e.patient.as_deref());
                 let raw = match ident {
                     "claim" => practice.get_claim(id).await?.raw,
                     "provider" => practice.get_provider(id).await?,
                     "referringprovider" => practice.get_referring_provider(id).await?,
                     other => {
-                        let (kind, patient) = match other {
-                            "labresult" => doc(DocumentKind::LabResult),
-                            "imagingresult" => doc(DocumentKind::ImagingResult),
-                            "order" => doc(DocumentKind::Order),
-                            _ => doc(DocumentKind::PatientCase),
+                        let kind = match other {
+                            "labresult" => DocumentKind::LabResult,
+                            "imagingresult" => DocumentKind::ImagingResult,
+                            "order" => DocumentKind::Order,
+                            _ => DocumentKind::PatientCase,
                         };
-                        let patient = patient
-                            .and_then(|r| r.strip_prefix("Patient/"))
-                            .and_then(athena_client::api::fhir::ids::patient_id)
-                            .ok_or_else(|| {
-                                Error::UnsupportedFocus(
-                                    "a document focus without the AuditEvent patient".into(),
-                                )
-                            })?;
                         practice
-                            .get_patient_document(athena_id(patient)?, kind, id)
+                            .get_patient_document(document_patient(e)?, kind, id)
                             .await?
                     }
                 };
@@ -405,26 +470,14 @@ impl Inflater {
             _ => {
                 let target = by_fhir.expect("matched above");
                 let r = self.athena.fhir_read(&target).await?;
-                let ty = r.get("resourceType").and_then(serde_json::Value::as_str);
-                if let Some((topic, schema_id)) = ty.and_then(|t| self.typed.get(t)) {
-                    let e = match mapping::encode_typed_fhir(&pid, &r, &obs, *schema_id)
-                        .expect("typed types come from the FHIR table")
-                    {
-                        Ok(e) => e,
-                        Err(TypedEventError::Map(e)) => return Err(e.into()),
-                        Err(TypedEventError::Encode(e)) => return Err(e.into()),
-                    };
-                    return Ok(Some(Out {
-                        topic: topic.clone(),
-                        key: e.key,
-                        value: e.value,
-                        headers: e.headers,
-                    }));
+                if let Some(o) = self.typed_out(&pid, &r, &obs)? {
+                    return Ok(Some(o));
                 }
                 let Some(ev) = mapping::resource_from_fhir(&pid, &r, &obs) else {
                     return Ok(None);
                 };
                 Ok(Some(Out {
+                    event_id: ev.envelope.event_id.clone(),
                     topic: self.resources.0.clone(),
                     key: format!("{pid}/{}/{}", ev.resource_type, ev.fhir_id),
                     value: self.resources.1.encode(&ev)?,
@@ -436,6 +489,117 @@ impl Inflater {
                 }))
             }
         }
+    }
+
+    /// The typed event of FHIR resource `r` through the shared mapper (the one every path
+    /// calls), or `None` when its type has no typed event; a resource the mapper rejects is a
+    /// permanent error (the notification is dead-lettered).
+    fn typed_out(
+        &self,
+        pid: &str,
+        r: &serde_json::Value,
+        obs: &Observation,
+    ) -> Result<Option<Out>, Error> {
+        let ty = r.get("resourceType").and_then(serde_json::Value::as_str);
+        let Some((topic, schema_id)) = ty.and_then(|t| self.typed.get(t)) else {
+            return Ok(None);
+        };
+        let e = match mapping::encode_typed_fhir(pid, r, obs, *schema_id)
+            .expect("typed types come from the FHIR table")
+        {
+            Ok(e) => e,
+            Err(TypedEventError::Map(e)) => return Err(e.into()),
+            Err(TypedEventError::Encode(e)) => return Err(e.into()),
+        };
+        Ok(Some(Out {
+            event_id: e.event_id,
+            topic: topic.clone(),
+            key: e.key,
+            value: e.value,
+            headers: e.headers,
+        }))
+    }
+
+    /// The typed FHIR events of event `i` when its focus is a record with FHIR resources
+    /// ([`record_fhir`]: lab result, imaging result, order), beside the record's own event:
+    /// the resource named after the record read by id (a lab report with the Observations its
+    /// `result` references, also by id), else, when that read answers 404, a search of the
+    /// notification's patient in the `_lastUpdated` window reaching [`RECORD_WINDOW`] before
+    /// the change, following `next` links. In `meta.lastUpdated` order. Empty for any other
+    /// focus.
+    async fn inflate_record_fhir(&self, n: &Notification, i: usize) -> Result<Vec<Out>, Error> {
+        let e = &n.events[i];
+        // A focus with a usable FHIR reference is read as that resource by `inflate_one`.
+        if matches!(e.focus.fhir_ref(), Ok(Some(_))) {
+            return Ok(Vec::new());
+        }
+        let Some((entity, _, id)) = e.focus.athena_identifier() else {
+            return Ok(Vec::new());
+        };
+        let Some(plan) = record_fhir(entity) else {
+            return Ok(Vec::new());
+        };
+        let (id, patient) = (athena_id(id)?, document_patient(e)?);
+        let pid = self.practice.to_string();
+        let (ty, token) = plan.by_id;
+        let target = FhirRef {
+            base: None,
+            resource_type: ty.to_string(),
+            id: format!("a-{pid}.{token}-{id}"),
+            version: None,
+        };
+        let mut found = match self.athena.fhir_read(&target).await {
+            Ok(report) => {
+                let results = if plan.types.contains(&"Observation") {
+                    result_refs(&report)
+                } else {
+                    Vec::new()
+                };
+                let mut found = vec![report];
+                for r in results {
+                    match self.athena.fhir_read(&r).await {
+                        Ok(o) => found.push(o),
+                        // Gone since the report was read: nothing to emit for it.
+                        Err(athena_client::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                found
+            }
+            // The id guess missed (or the resource is gone): search the patient's window.
+            Err(athena_client::Error::NotFound { .. }) => {
+                let window = chrono::Duration::from_std(RECORD_WINDOW).unwrap_or_default();
+                let since = e.timestamp.unwrap_or_else(chrono::Utc::now) - window;
+                let mut found = Vec::new();
+                for ty in plan.types {
+                    match self
+                        .athena
+                        .fhir_search_patient(
+                            PracticeId(self.practice),
+                            ty,
+                            patient,
+                            Some(since),
+                            SEARCH_COUNT,
+                        )
+                        .await
+                    {
+                        Ok(v) => found.extend(v),
+                        Err(athena_client::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                found
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // One patient's resources in change order (the changed-data enrichment's order too).
+        found.sort_by_key(|r| mapping::fhir_version(r).1);
+        let obs = self.obs(n);
+        let mut outs = Vec::new();
+        for r in &found {
+            outs.extend(self.typed_out(&pid, r, &obs)?);
+        }
+        Ok(outs)
     }
 
     /// Topic and schema id of `feed`'s event, looked up in the registry on first use.
@@ -484,21 +648,39 @@ impl Inflater {
                 tracing::debug!(connector = %self.connector, "Dropped a duplicate notification event.");
                 continue;
             }
-            match self.inflate_one(&n, i).await {
-                Ok(Some(o)) => outs.push(o),
-                Ok(None) => {}
-                // Deleted since the notification (or never visible to us): nothing to emit,
-                // counted and skipped as the connector page documents.
-                Err(Error::Athena(athena_client::Error::NotFound { .. })) => {
-                    tracing::info!(connector = %self.connector, "Skipped a notification event whose focus no longer exists (404).");
-                    self.count_permanent();
+            // The focus's own event, then (for a lab result, imaging result or order) the
+            // typed FHIR events of the same change. A record that cannot be read is handled
+            // (skipped or dead-lettered) once, without its FHIR reads.
+            let own = self.inflate_one(&n, i).await.map(Vec::from_iter);
+            let fhir = match own {
+                Ok(_) => self.inflate_record_fhir(&n, i).await,
+                Err(_) => Ok(Vec::new()),
+            };
+            for read in [own, fhir] {
+                match read {
+                    Ok(events) => {
+                        for o in events {
+                            if !outs
+                                .iter()
+                                .any(|x: &Out| x.event_id == o.event_id && x.topic == o.topic)
+                            {
+                                outs.push(o);
+                            }
+                        }
+                    }
+                    // Deleted since the notification (or never visible to us): nothing to
+                    // emit, counted and skipped as the connector page documents.
+                    Err(Error::Athena(athena_client::Error::NotFound { .. })) => {
+                        tracing::info!(connector = %self.connector, "Skipped a notification event whose focus no longer exists (404).");
+                        self.count_permanent();
+                    }
+                    Err(e) if e.class() == ErrorClass::Permanent => {
+                        tracing::warn!(connector = %self.connector, error = %e, "A notification event's focus cannot be read; the notification goes to the dead-letter queue.");
+                        self.count_permanent();
+                        unreadable.get_or_insert(e);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.class() == ErrorClass::Permanent => {
-                    tracing::warn!(connector = %self.connector, error = %e, "A notification event's focus cannot be read; the notification goes to the dead-letter queue.");
-                    self.count_permanent();
-                    unreadable.get_or_insert(e);
-                }
-                Err(e) => return Err(e),
             }
             keys.extend(key);
         }
@@ -655,6 +837,22 @@ impl Inflater {
     }
 }
 
+/// The Observations a DiagnosticReport's `result` references (relative `Observation/{id}`
+/// only, at most [`MAX_RESULTS`]); anything else is ignored.
+fn result_refs(report: &serde_json::Value) -> Vec<FhirRef> {
+    report
+        .get("result")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("reference")?.as_str())
+        .filter_map(|r| FhirRef::parse(r).ok())
+        .filter(|r| r.base.is_none() && r.resource_type == "Observation")
+        .map(|r| FhirRef { version: None, ..r })
+        .take(MAX_RESULTS)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,27 +883,50 @@ mod tests {
             "Patient.update",
             "Appointment.check-in",
             "Claim.create",
-            "LabResult.close",
-            "Order.signoff",
             "PatientCase.add-note",
             "Provider.update",
             "ReferringProvider.create",
         ] {
-            assert_eq!(focus_fhir_type(proprietary), None, "{proprietary}");
+            assert!(focus_fhir_types(proprietary).is_empty(), "{proprietary}");
         }
-        assert_eq!(focus_fhir_type("Encounter.signoff"), Some("Encounter"));
-        assert_eq!(focus_fhir_type("PatientProblem.create"), Some("Condition"));
+        assert_eq!(focus_fhir_types("Encounter.signoff"), ["Encounter"]);
+        assert_eq!(focus_fhir_types("PatientProblem.create"), ["Condition"]);
         assert_eq!(
-            focus_fhir_type("ClinicalEncounterDiagnosis.update"),
-            Some("Condition")
+            focus_fhir_types("ClinicalEncounterDiagnosis.update"),
+            ["Condition"]
         );
         assert_eq!(
-            focus_fhir_type("Prescription.refill-create"),
-            Some("MedicationRequest")
+            focus_fhir_types("Prescription.refill-create"),
+            ["MedicationRequest"]
         );
         assert_eq!(
-            focus_fhir_type("HistoricalVaccine.create"),
-            Some("Immunization")
+            focus_fhir_types("HistoricalVaccine.create"),
+            ["Immunization"]
         );
+        // Records read through "fetch with" and, beside it, as their FHIR resources.
+        assert_eq!(
+            focus_fhir_types("LabResult.close"),
+            ["DiagnosticReport", "Observation"]
+        );
+        assert_eq!(
+            focus_fhir_types("ImagingResult.create"),
+            ["DiagnosticReport"]
+        );
+        assert_eq!(focus_fhir_types("Order.signoff"), ["ServiceRequest"]);
+    }
+
+    #[test]
+    fn a_lab_report_names_its_observations() {
+        let report = serde_json::json!({"resourceType": "DiagnosticReport", "result": [
+            {"reference": "Observation/a-1.labanalyte-7"},
+            {"reference": "Observation/a-1.labanalyte-8/_history/2"},
+            {"reference": "Specimen/a-1.specimen-1"},
+            {"reference": "https://elsewhere.example/fhir/Observation/x"},
+            {"reference": "Observation/../x"},
+            {"display": "no reference"}
+        ]});
+        let ids: Vec<String> = result_refs(&report).into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["a-1.labanalyte-7", "a-1.labanalyte-8"]);
+        assert!(result_refs(&serde_json::json!({"result": "x"})).is_empty());
     }
 }

@@ -103,6 +103,14 @@ pub fn topic_specs(config: &Config) -> Vec<TopicSpec> {
                 specs.push(TopicSpec::new(&t, config.topic_partitions));
             }
         }
+        // And the feed events of records named by athena identifier (lab results, orders, ...):
+        // without them the first such event waited for broker auto-creation.
+        for f in inflate::RECORD_FEEDS {
+            specs.push(TopicSpec::new(
+                config.record_topic(f),
+                config.topic_partitions,
+            ));
+        }
     }
     specs
 }
