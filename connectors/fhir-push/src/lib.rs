@@ -53,6 +53,9 @@ pub use error::Error;
 /// Longest the start-up read of the notifications topic for replay protection may take.
 const REPLAY_REBUILD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest a read of the notifications topic's newest record time may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The adapter `config` asks for.
 pub fn build_adapter(config: &Config) -> Arc<dyn adapter::PushAdapter> {
     match config.adapter {
@@ -248,6 +251,8 @@ pub async fn run(
         );
         let manage_subs = config.manage_subscriptions;
         let period = config.heartbeat_period;
+        let (kafka, topic) = (env.kafka.clone(), config.notifications_topic.clone());
+        let probe_group = format!("{}.gap-probe", config.group_id(&name));
         // Bound to the run's token like the receiver, so a failed run leaves no gap task behind.
         let until = token.clone();
         tokio::spawn(until.run_until_cancelled_owned(async move {
@@ -285,6 +290,21 @@ pub async fn run(
                     }
                 }
                 tokio::time::sleep(gap.tick()).await;
+                if gap.silence() > period {
+                    // Silence here may be traffic at another replica's receiver: the gap is the
+                    // notifications topic's silence, not this process's (decision 0026).
+                    match catch_up::newest_record_time(&kafka, &probe_group, &topic, PROBE_TIMEOUT)
+                        .await
+                    {
+                        Ok(Some(at)) => {
+                            gap.heard_elsewhere(at);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(connector = %name, error = %e, "Could not read the newest notification time; judging silence locally.");
+                        }
+                    }
+                }
                 if gap.check() {
                     control.report_error("push silent beyond heartbeat_period (possible gap)");
                     due = true;
@@ -348,7 +368,7 @@ async fn start_catch_up(
         &env.kafka,
         &format!("{}.catch-up-probe", config.group_id(name)),
         &config.notifications_topic,
-        Duration::from_secs(10),
+        PROBE_TIMEOUT,
     )
     .await
     {

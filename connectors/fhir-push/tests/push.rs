@@ -25,31 +25,13 @@ use fhir_push::signature::sign;
 use rdkafka::message::Message;
 
 mod common;
-use common::{PRACTICE, SECRET, athena, config, free_port, high_watermark, wait_listening};
+use common::{
+    PRACTICE, SECRET, athena, config, free_port, high_watermark, patient_bundle, wait_for,
+    wait_listening,
+};
 
 async fn codec(env: &RunEnv) -> AvroCodec {
     AvroCodec::new(env.registry.clone()).unwrap()
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn bundle(event_id: &str, patient: &str) -> String {
-    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
-        "resourceType": "SubscriptionStatus", "type": "event-notification",
-        "subscription": {"reference": "Subscription/s1"},
-        "topic": "https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/Patient.update",
-        "notificationEvent": [{"id": event_id, "eventNumber": "1",
-            "focus": {"reference": format!("Patient/a-{PRACTICE}.E-{patient}")}}]}}]})
-    .to_string()
 }
 
 #[tokio::test]
@@ -67,8 +49,8 @@ async fn forged_unsigned_and_wrongly_signed_get_401_and_nothing_reaches_kafka() 
     ));
     let url = format!("http://{addr}/notifications");
     let http = reqwest::Client::new();
-    let body = bundle("e-1", "1");
-    let other = bundle("e-2", "1");
+    let body = patient_bundle("e-1", "1");
+    let other = patient_bundle("e-2", "1");
     let cases: Vec<(&str, Option<String>, &str)> = vec![
         ("unsigned", None, &body),
         (
@@ -487,7 +469,7 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
     let push = sim.state.push();
 
     // A direct, correctly signed post: 503, not 2xx.
-    let body = bundle("direct-1", "1");
+    let body = patient_bundle("direct-1", "1");
     let status = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/notifications"))
         .header("X-Hub-Signature", sign(SECRET.as_bytes(), body.as_bytes()))

@@ -202,3 +202,27 @@ pub fn header<'a>(m: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
 }
+
+/// Waits until `f` holds, failing the test with `what` after `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `Patient.update` notification with one event `event_id` whose focus is `patient` of
+/// [`PRACTICE`].
+pub fn patient_bundle(event_id: &str, patient: &str) -> String {
+    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
+        "resourceType": "SubscriptionStatus", "type": "event-notification",
+        "subscription": {"reference": "Subscription/s1"},
+        "topic": "https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/Patient.update",
+        "notificationEvent": [{"id": event_id, "eventNumber": "1",
+            "focus": {"reference": format!("Patient/a-{PRACTICE}.E-{patient}")}}]}}]})
+    .to_string()
+}

@@ -1,0 +1,169 @@
+//! The push path scaled out on the real broker (decision 0026): two push connectors of one config
+//! (`role = "all"`: a receiver each, behind one public URL, and an inflater each, in one
+//! consumer group over the notifications topic).
+//!
+//! - Started at the same moment, both manage the Subscriptions, and one Subscription per topic
+//!   is left.
+//! - Notifications posted alternately to both receivers are each made durable by the one that
+//!   got it and inflated exactly once, with both inflaters holding partitions.
+//! - One replica stopped: its partitions move to the other, which inflates every notification
+//!   posted afterwards, whichever partition it lands on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use athena_connect_tests::Stack;
+use athena_contracts::PatientChanged;
+use athena_sim::{NewPatient, RunningSim, SimConfig};
+use connector_core::kafka::KafkaConfig;
+use connector_core::runtime::{RunEnv, TaskHandle, TaskState};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+
+mod common;
+use common::{PRACTICE, athena, config, free_port, patient_bundle, post, wait_for, wait_listening};
+
+type Replica = (
+    TaskHandle,
+    tokio::task::JoinHandle<Result<(), fhir_push::Error>>,
+);
+
+fn start(cfg: &fhir_push::Config, env: &RunEnv, client: &athena_client::AthenaClient) -> Replica {
+    let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
+    let (cfg, env, client) = (cfg.clone(), env.clone(), client.clone());
+    let task =
+        tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await });
+    (handle, task)
+}
+
+/// Per member of `group`: whether its assignment names `topic` (it holds partitions of it).
+fn members_holding(kafka: &KafkaConfig, group: &str, topic: &str) -> Vec<bool> {
+    let c: BaseConsumer = kafka
+        .consumer_config(&athena_connect_tests::unique("probe"))
+        .create()
+        .unwrap();
+    let list = c
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .unwrap();
+    list.groups()
+        .iter()
+        .filter(|g| g.name() == group)
+        .flat_map(|g| g.members())
+        .map(|m| {
+            m.assignment()
+                .is_some_and(|a| a.windows(topic.len()).any(|w| w == topic.as_bytes()))
+        })
+        .collect()
+}
+
+/// Patient id -> how many `PatientChanged` events, once `n` arrived.
+async fn inflated(stack: &Stack, topic: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut by_patient = BTreeMap::new();
+    for m in stack.consume(topic, n, Duration::from_secs(60)).await {
+        let ev: PatientChanged = stack.codec().decode(m.payload().unwrap()).await.unwrap();
+        *by_patient.entry(ev.payload.patient_id).or_default() += 1;
+    }
+    by_patient
+}
+
+#[tokio::test]
+async fn two_receivers_and_two_inflaters_share_the_push_path() {
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
+    let client = athena(&sim);
+    let (port_a, port_b) = (free_port(), free_port());
+    // One config: the public URL is the load balancer's (here receiver A's), each replica
+    // listens on its own port.
+    let (mut cfg_a, env) = config(&stack, port_a);
+    cfg_a.notifications_partitions = 4;
+    // No catch-up reads: they would add `replayed` copies of these patients to the count.
+    cfg_a.catch_up = false;
+    let mut cfg_b = cfg_a.clone();
+    cfg_b.listen = format!("127.0.0.1:{port_b}");
+    // Patients made before any Subscription exists: the simulator pushes nothing itself.
+    let patients: Vec<String> = (0..14)
+        .map(|i| {
+            sim.state.add_patient(
+                PRACTICE,
+                NewPatient::new(
+                    "Synth",
+                    &format!("Scale{i}"),
+                    chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
+                ),
+            )
+        })
+        .collect();
+
+    let a = start(&cfg_a, &env, &client);
+    let b = start(&cfg_b, &env, &client);
+    wait_listening(port_a).await;
+    wait_listening(port_b).await;
+    wait_for("both replicas running", Duration::from_secs(60), || {
+        [&a.0, &b.0]
+            .iter()
+            .all(|h| h.status().state == TaskState::Running)
+    })
+    .await;
+    // Both reconciled the Subscriptions concurrently: one per configured topic is left.
+    let mut topics: Vec<String> = sim
+        .state
+        .push()
+        .subscriptions
+        .lock()
+        .values()
+        .map(|s| s.topic.clone())
+        .collect();
+    topics.sort();
+    assert_eq!(topics.len(), cfg_a.subscription_topics.len(), "{topics:?}");
+    topics.dedup();
+    assert_eq!(topics.len(), cfg_a.subscription_topics.len(), "{topics:?}");
+
+    let group = cfg_a.group_id("push");
+    let topic = cfg_a.notifications_topic.clone();
+    wait_for(
+        "both inflaters holding partitions",
+        Duration::from_secs(60),
+        || members_holding(&env.kafka, &group, &topic) == [true, true],
+    )
+    .await;
+
+    // Phase 1: notifications alternately to both receivers.
+    let http = reqwest::Client::new();
+    for (i, p) in patients[..8].iter().enumerate() {
+        let port = if i % 2 == 0 { port_a } else { port_b };
+        let status = post(&http, port, &patient_bundle(&format!("scale-{i}"), p)).await;
+        assert_eq!(status, 200, "receiver on {port}");
+    }
+    let got = inflated(&stack, &cfg_a.patients_topic(), 8).await;
+    assert_eq!(got.len(), 8, "every notification inflated: {got:?}");
+    assert!(got.values().all(|n| *n == 1), "exactly once: {got:?}");
+
+    // Phase 2: replica B stops (its receiver and inflater); A takes every partition.
+    common::stop(b.0, b.1).await;
+    wait_for("A holding every partition", Duration::from_secs(60), || {
+        members_holding(&env.kafka, &group, &topic) == [true]
+    })
+    .await;
+    for (i, p) in patients[8..].iter().enumerate() {
+        let status = post(&http, port_a, &patient_bundle(&format!("scale-b-{i}"), p)).await;
+        assert_eq!(status, 200);
+    }
+    let got = inflated(&stack, &cfg_a.patients_topic(), patients.len()).await;
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut all = patients.clone();
+            all.sort();
+            all
+        },
+        "every notification inflated, on whichever partition it landed"
+    );
+    assert!(got.values().all(|n| *n == 1), "exactly once: {got:?}");
+    assert_eq!(
+        common::high_watermark(&env.kafka, &cfg_a.patients_topic()),
+        patients.len() as i64,
+        "no duplicate behind the ones read"
+    );
+    common::stop(a.0, a.1).await;
+    sim.shutdown().await;
+}
