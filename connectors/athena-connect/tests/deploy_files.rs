@@ -1,6 +1,7 @@
 //! The deployment files stay consistent with the binary: the Kubernetes config loads and
 //! validates, every manifest parses, the pod's grace period exceeds `shutdown_timeout`, schema
-//! registration runs as the Deployment's initContainer (no fixed-name Job), and the Grafana
+//! registration runs as the Deployment's initContainer (no fixed-name Job), the sources run as a
+//! multi-replica rolling Deployment guarded by a PodDisruptionBudget on the same pods, and the Grafana
 //! dashboard and the alert rules only query metrics the process actually exports.
 
 use std::collections::BTreeMap;
@@ -63,7 +64,43 @@ fn kubernetes_manifests_and_config_agree() {
         "terminationGracePeriodSeconds {grace} must exceed shutdown_timeout {:?}",
         config.shutdown_timeout
     );
-    assert_eq!(deployment["spec"]["replicas"].as_u64(), Some(1));
+    // Several replicas of one config share the work through Kafka groups (docs/scaling.md); a
+    // rollout replaces one pod at a time, the new one started first.
+    let replicas = deployment["spec"]["replicas"].as_u64().unwrap();
+    assert!(replicas >= 2, "replicas: {replicas}");
+    let strategy = &deployment["spec"]["strategy"];
+    assert_eq!(strategy["type"].as_str(), Some("RollingUpdate"));
+    assert_eq!(
+        strategy["rollingUpdate"]["maxUnavailable"].as_u64(),
+        Some(0)
+    );
+    // The PodDisruptionBudget selects exactly the Deployment's pods and leaves most of them up.
+    let resources: Vec<&str> = kustomization["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert!(resources.contains(&"pdb.yaml"), "{resources:?}");
+    let pdb: serde_yaml::Value = serde_yaml::from_str(&read("deploy/k8s/pdb.yaml")).unwrap();
+    assert_eq!(pdb["apiVersion"].as_str(), Some("policy/v1"));
+    assert_eq!(pdb["kind"].as_str(), Some("PodDisruptionBudget"));
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["template"]["metadata"]["labels"],
+        "the selector is the pods' labels"
+    );
+    let max_unavailable = pdb["spec"]["maxUnavailable"]
+        .as_u64()
+        .expect("the budget is a count of pods");
+    assert!(
+        (1..replicas).contains(&max_unavailable),
+        "maxUnavailable {max_unavailable} of {replicas}: drains proceed and some pods stay"
+    );
     assert_eq!(
         spec["securityContext"]["runAsNonRoot"].as_bool(),
         Some(true)
