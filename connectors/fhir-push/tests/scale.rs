@@ -76,11 +76,13 @@ async fn two_receivers_and_two_inflaters_share_the_push_path() {
     // listens on its own port.
     let (mut cfg_a, env) = config(&stack, port_a);
     cfg_a.notifications_partitions = 4;
-    // No catch-up reads: they would add `replayed` copies of these patients to the count.
+    // No catch-up reads: they would add `replayed` copies of these patients to the count. And
+    // Subscriptions to topics the test's patients do not trigger, so the only notifications are
+    // the ones the test posts.
     cfg_a.catch_up = false;
+    cfg_a.subscription_topics = vec!["Appointment.check-in".into(), "Encounter.check-in".into()];
     let mut cfg_b = cfg_a.clone();
     cfg_b.listen = format!("127.0.0.1:{port_b}");
-    // Patients made before any Subscription exists: the simulator pushes nothing itself.
     let patients: Vec<String> = (0..14)
         .map(|i| {
             sim.state.add_patient(
