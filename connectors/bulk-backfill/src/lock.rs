@@ -3,8 +3,9 @@
 //! checkpoint key, so the second overwrites the first's progress; there is no coordinator to
 //! ask, so the lock is a consumer group:
 //!
-//! - the group `athena-connect.backfill-lock.<name>.<practice>` subscribes to a one-partition,
-//!   never-written topic (`<checkpoint_topic>.lock`); **the lock is that partition**;
+//! - the group `<checkpoint_topic>.lock.<name>.<practice>` (one per checkpoint key, the state
+//!   two runs would fight over) subscribes to a one-partition, never-written topic
+//!   (`<checkpoint_topic>.lock`); **the lock is that partition**;
 //! - before joining, the group must be empty (described through the group list); members that
 //!   are still there after [`RELEASE_WAIT`] (longer than the session timeout, so a run that was
 //!   SIGKILLed has been expired by then and its restart goes ahead) belong to a live run, and
@@ -45,9 +46,10 @@ const JOINING: u8 = 0;
 const HELD: u8 = 1;
 const LOST: u8 = 2;
 
-/// The consumer group that is the lock of backfill `name` for `practice`.
-pub fn lock_group(name: &str, practice: u64) -> String {
-    format!("athena-connect.backfill-lock.{name}.{practice}")
+/// The consumer group that is the lock of backfill `name` for `practice` checkpointed on
+/// `checkpoint_topic` (one lock per checkpoint key).
+pub fn lock_group(checkpoint_topic: &str, name: &str, practice: u64) -> String {
+    format!("{checkpoint_topic}.lock.{name}.{practice}")
 }
 
 /// The one-partition topic the lock group subscribes to (nothing is ever written to it).
@@ -88,7 +90,7 @@ pub async fn acquire(
     name: &str,
     practice: u64,
 ) -> Result<ExportLock, Error> {
-    let group = lock_group(name, practice);
+    let group = lock_group(checkpoint_topic, name, practice);
     let topic = lock_topic(checkpoint_topic);
     let admin = kafka.build_admin()?;
     ensure_topics(

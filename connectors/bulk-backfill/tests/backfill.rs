@@ -380,9 +380,9 @@ log_interval = "500ms"
 }
 
 /// The members of the lock group of backfill `name` (empty when no run holds it).
-fn lock_members(env: &RunEnv, name: &str) -> usize {
+fn lock_members(env: &RunEnv, cfg: &Config, name: &str) -> usize {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let group = bulk_backfill::lock::lock_group(name, PRACTICE);
+    let group = bulk_backfill::lock::lock_group(&cfg.checkpoint_topic, name, PRACTICE);
     let c: BaseConsumer = env
         .kafka
         .consumer_config(&unique("probe"))
@@ -430,7 +430,7 @@ async fn a_second_run_of_the_same_backfill_is_refused_and_the_first_completes() 
         })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while lock_members(&env, &name) == 0 {
+    while lock_members(&env, &cfg, &name) == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the first run never took its lock"
@@ -448,13 +448,17 @@ async fn a_second_run_of_the_same_backfill_is_refused_and_the_first_completes() 
     let message = err.to_string();
     assert!(
         message.contains("backfill already running")
-            && message.contains(&bulk_backfill::lock::lock_group(&name, PRACTICE)),
+            && message.contains(&bulk_backfill::lock::lock_group(
+                &cfg.checkpoint_topic,
+                &name,
+                PRACTICE
+            )),
         "the message says what and which lock: {message}"
     );
     assert_eq!(err.class(), connector_core::ErrorClass::Fatal);
     assert!(!first.is_finished(), "the first run was not disturbed");
     assert_eq!(
-        lock_members(&env, &name),
+        lock_members(&env, &cfg, &name),
         1,
         "the refused run left the group"
     );

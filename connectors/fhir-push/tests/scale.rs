@@ -8,8 +8,11 @@
 //!   got it and inflated exactly once, with both inflaters holding partitions.
 //! - One replica stopped: its partitions move to the other, which inflates every notification
 //!   posted afterwards, whichever partition it lands on.
+//! - The same with two `athena-connect run` processes and one SIGKILLed: after the group's
+//!   session timeout the survivor inflates every notification, at least once, a repeat only with
+//!   the same event id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use athena_connect_tests::Stack;
@@ -21,7 +24,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
 mod common;
-use common::{PRACTICE, athena, config, free_port, patient_bundle, post, wait_for, wait_listening};
+use common::{
+    PRACTICE, RunProcess, athena, config, free_port, patient_bundle, post, run_toml, wait_for,
+    wait_listening,
+};
 
 type Replica = (
     TaskHandle,
@@ -56,14 +62,100 @@ fn members_holding(kafka: &KafkaConfig, group: &str, topic: &str) -> Vec<bool> {
         .collect()
 }
 
-/// Patient id -> how many `PatientChanged` events, once `n` arrived.
-async fn inflated(stack: &Stack, topic: &str, n: usize) -> BTreeMap<String, usize> {
-    let mut by_patient = BTreeMap::new();
+/// Whether `group` committed every partition of `topic` up to its end.
+fn all_committed(kafka: &KafkaConfig, group: &str, topic: &str) -> bool {
+    use rdkafka::{Offset, TopicPartitionList};
+    // Not subscribed: it only reads the group's offsets, it never joins.
+    let c: BaseConsumer = kafka.consumer_config(group).create().unwrap();
+    let timeout = Duration::from_secs(10);
+    let md = c.fetch_metadata(Some(topic), timeout).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let committed = c.committed_offsets(tpl, timeout).unwrap();
+    committed.elements().iter().all(|e| {
+        let (_, high) = c.fetch_watermarks(topic, e.partition(), timeout).unwrap();
+        high == 0 || e.offset() == Offset::Offset(high)
+    })
+}
+
+/// Patient id -> the event ids of its `PatientChanged` events (one per event), once `n` arrived.
+async fn inflated_ids(stack: &Stack, topic: &str, n: usize) -> BTreeMap<String, Vec<String>> {
+    let mut by_patient: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for m in stack.consume(topic, n, Duration::from_secs(60)).await {
         let ev: PatientChanged = stack.codec().decode(m.payload().unwrap()).await.unwrap();
-        *by_patient.entry(ev.payload.patient_id).or_default() += 1;
+        by_patient
+            .entry(ev.payload.patient_id)
+            .or_default()
+            .push(ev.envelope.event_id);
     }
     by_patient
+}
+
+/// Patient id -> how many `PatientChanged` events, once `n` arrived.
+async fn inflated(stack: &Stack, topic: &str, n: usize) -> BTreeMap<String, usize> {
+    inflated_ids(stack, topic, n)
+        .await
+        .into_iter()
+        .map(|(p, ids)| (p, ids.len()))
+        .collect()
+}
+
+/// `n` synthetic patients in the simulator.
+fn add_patients(sim: &RunningSim, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            sim.state.add_patient(
+                PRACTICE,
+                NewPatient::new(
+                    "Synth",
+                    &format!("Scale{i}"),
+                    chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// One `athena-connect run` process of the push connector `cfg` (`role = "all"`), listening on
+/// `port`, with the broker's minimum session timeout (a SIGKILLed replica's partitions move
+/// after 6 s).
+fn start_replica(
+    stack: &Stack,
+    sim: &RunningSim,
+    cfg: &fhir_push::Config,
+    port: u16,
+) -> RunProcess {
+    let toml = run_toml(
+        &stack.bootstrap,
+        "[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"",
+        &stack.registry_url,
+        &sim.base_url,
+        &format!(
+            r#"[sources.fhir_push.push]
+practice_id = {PRACTICE}
+secret = "${{FHIR_PUSH_SECRET}}"
+listen = "127.0.0.1:{port}"
+public_url = "{public_url}"
+notifications_topic = "{notifications}"
+notifications_partitions = {partitions}
+patients_topic = "{patients}"
+appointments_topic = "{appointments}"
+fhir_resources_topic = "{fhir}"
+group_id = "{group}"
+subscription_topics = ["Encounter.check-in"]
+catch_up = false"#,
+            public_url = cfg.public_url,
+            notifications = cfg.notifications_topic,
+            partitions = cfg.notifications_partitions,
+            patients = cfg.patients_topic(),
+            appointments = cfg.appointments_topic(),
+            fhir = cfg.fhir_resources_topic(),
+            group = cfg.group_id("push"),
+        ),
+    );
+    RunProcess::spawn(&toml, &[], &[])
 }
 
 #[tokio::test]
@@ -83,18 +175,7 @@ async fn two_receivers_and_two_inflaters_share_the_push_path() {
     cfg_a.subscription_topics = vec!["Appointment.check-in".into(), "Encounter.check-in".into()];
     let mut cfg_b = cfg_a.clone();
     cfg_b.listen = format!("127.0.0.1:{port_b}");
-    let patients: Vec<String> = (0..14)
-        .map(|i| {
-            sim.state.add_patient(
-                PRACTICE,
-                NewPatient::new(
-                    "Synth",
-                    &format!("Scale{i}"),
-                    chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
-                ),
-            )
-        })
-        .collect();
+    let patients = add_patients(&sim, 14);
 
     let a = start(&cfg_a, &env, &client);
     let b = start(&cfg_b, &env, &client);
@@ -167,5 +248,66 @@ async fn two_receivers_and_two_inflaters_share_the_push_path() {
         "no duplicate behind the ones read"
     );
     common::stop(a.0, a.1).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sigkilled_replica_s_partitions_are_inflated_by_the_other() {
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let (mut cfg, env) = config(&stack, port_a);
+    cfg.notifications_partitions = 4;
+    let patients = add_patients(&sim, 12);
+    let a = start_replica(&stack, &sim, &cfg, port_a);
+    let mut b = start_replica(&stack, &sim, &cfg, port_b);
+    wait_listening(port_a).await;
+    wait_listening(port_b).await;
+    let (group, topic) = (cfg.group_id("push"), cfg.notifications_topic.clone());
+    wait_for(
+        "both inflaters holding partitions",
+        Duration::from_secs(90),
+        || members_holding(&env.kafka, &group, &topic) == [true, true],
+    )
+    .await;
+
+    let http = reqwest::Client::new();
+    for (i, p) in patients[..6].iter().enumerate() {
+        let port = if i % 2 == 0 { port_a } else { port_b };
+        let body = patient_bundle(&format!("kill-{i}"), p);
+        assert_eq!(post(&http, port, &body).await, 200, "receiver on {port}");
+    }
+    // B dies without leaving the group; its partitions stay its own until the session expires,
+    // and what lands there meanwhile waits, durable, for A.
+    b.0.kill().unwrap();
+    b.0.wait().unwrap();
+    for (i, p) in patients[6..].iter().enumerate() {
+        let body = patient_bundle(&format!("kill-a-{i}"), p);
+        assert_eq!(post(&http, port_a, &body).await, 200);
+    }
+    // Every notification handled (offsets committed up to the end), then every event read.
+    wait_for(
+        "every notification inflated",
+        Duration::from_secs(90),
+        || all_committed(&env.kafka, &group, &topic),
+    )
+    .await;
+    let n = common::high_watermark(&env.kafka, &cfg.patients_topic()) as usize;
+    let got = inflated_ids(&stack, &cfg.patients_topic(), n).await;
+    let expected: BTreeSet<&String> = patients.iter().collect();
+    assert_eq!(
+        got.keys().collect::<BTreeSet<_>>(),
+        expected,
+        "every notification inflated"
+    );
+    for (patient, ids) in &got {
+        assert_eq!(
+            ids.iter().collect::<BTreeSet<_>>().len(),
+            1,
+            "a repeat of patient {patient} carries the same event id: {ids:?}"
+        );
+    }
+    assert_eq!(members_holding(&env.kafka, &group, &topic), [true]);
+    drop(a);
     sim.shutdown().await;
 }
