@@ -21,6 +21,15 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(repo(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
 }
 
+/// The strings of a YAML sequence.
+fn strings(v: &serde_yaml::Value) -> Vec<&str> {
+    v.as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect()
+}
+
 fn k8s_config() -> RootConfig {
     let dir = tempfile::tempdir().unwrap();
     for f in ["kafka-password", "admin-token", "athena-client-secret"] {
@@ -75,12 +84,7 @@ fn kubernetes_manifests_and_config_agree() {
         Some(0)
     );
     // The PodDisruptionBudget selects exactly the Deployment's pods and leaves most of them up.
-    let resources: Vec<&str> = kustomization["resources"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r.as_str())
-        .collect();
+    let resources = strings(&kustomization["resources"]);
     assert!(resources.contains(&"pdb.yaml"), "{resources:?}");
     let pdb: serde_yaml::Value = serde_yaml::from_str(&read("deploy/k8s/pdb.yaml")).unwrap();
     assert_eq!(pdb["apiVersion"].as_str(), Some("policy/v1"));
@@ -106,12 +110,7 @@ fn kubernetes_manifests_and_config_agree() {
         Some(true)
     );
     let container = &spec["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let args = strings(&container["args"]);
     assert_eq!(args, ["run", "--config", "/etc/athena-connect/config.toml"]);
     assert_eq!(config.admin.listen.port(), 9400);
 

@@ -62,6 +62,30 @@ fn members_holding(kafka: &KafkaConfig, group: &str, topic: &str) -> Vec<bool> {
         .collect()
 }
 
+/// Waits until both members of `group` hold partitions of `topic`.
+async fn both_holding(kafka: &KafkaConfig, group: &str, topic: &str) {
+    wait_for(
+        "both inflaters holding partitions",
+        Duration::from_secs(90),
+        || members_holding(kafka, group, topic) == [true, true],
+    )
+    .await;
+}
+
+/// Posts one notification per patient, alternately to the receivers on `ports`; each gets 200.
+async fn post_alternately(
+    http: &reqwest::Client,
+    ports: [u16; 2],
+    patients: &[String],
+    prefix: &str,
+) {
+    for (i, p) in patients.iter().enumerate() {
+        let port = ports[i % 2];
+        let body = patient_bundle(&format!("{prefix}-{i}"), p);
+        assert_eq!(post(http, port, &body).await, 200, "receiver on {port}");
+    }
+}
+
 /// Whether `group` committed every partition of `topic` up to its end.
 fn all_committed(kafka: &KafkaConfig, group: &str, topic: &str) -> bool {
     use rdkafka::{Offset, TopicPartitionList};
@@ -203,20 +227,11 @@ async fn two_receivers_and_two_inflaters_share_the_push_path() {
 
     let group = cfg_a.group_id("push");
     let topic = cfg_a.notifications_topic.clone();
-    wait_for(
-        "both inflaters holding partitions",
-        Duration::from_secs(60),
-        || members_holding(&env.kafka, &group, &topic) == [true, true],
-    )
-    .await;
+    both_holding(&env.kafka, &group, &topic).await;
 
     // Phase 1: notifications alternately to both receivers.
     let http = reqwest::Client::new();
-    for (i, p) in patients[..8].iter().enumerate() {
-        let port = if i % 2 == 0 { port_a } else { port_b };
-        let status = post(&http, port, &patient_bundle(&format!("scale-{i}"), p)).await;
-        assert_eq!(status, 200, "receiver on {port}");
-    }
+    post_alternately(&http, [port_a, port_b], &patients[..8], "scale").await;
     let got = inflated(&stack, &cfg_a.patients_topic(), 8).await;
     assert_eq!(got.len(), 8, "every notification inflated: {got:?}");
     assert!(got.values().all(|n| *n == 1), "exactly once: {got:?}");
@@ -264,19 +279,10 @@ async fn a_sigkilled_replica_s_partitions_are_inflated_by_the_other() {
     wait_listening(port_a).await;
     wait_listening(port_b).await;
     let (group, topic) = (cfg.group_id("push"), cfg.notifications_topic.clone());
-    wait_for(
-        "both inflaters holding partitions",
-        Duration::from_secs(90),
-        || members_holding(&env.kafka, &group, &topic) == [true, true],
-    )
-    .await;
+    both_holding(&env.kafka, &group, &topic).await;
 
     let http = reqwest::Client::new();
-    for (i, p) in patients[..6].iter().enumerate() {
-        let port = if i % 2 == 0 { port_a } else { port_b };
-        let body = patient_bundle(&format!("kill-{i}"), p);
-        assert_eq!(post(&http, port, &body).await, 200, "receiver on {port}");
-    }
+    post_alternately(&http, [port_a, port_b], &patients[..6], "kill").await;
     // B dies without leaving the group; its partitions stay its own until the session expires,
     // and what lands there meanwhile waits, durable, for A.
     b.0.kill().unwrap();
