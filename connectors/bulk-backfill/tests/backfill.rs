@@ -11,8 +11,9 @@
 //! - the backfill process (`athena-connect backfill`) killed with SIGKILL mid-download and
 //!   restarted still yields all N, re-emitting at most one checkpoint batch and never a whole file
 //!   (the restart waits out the dead run's lock session);
-//! - a second start of the same backfill while the first runs is refused with a clear message,
-//!   and the first completes with every resource once.
+//! - a second start of the same backfill (`athena-connect backfill`) while the first runs is
+//!   refused with a clear message and exit code 4, and the first completes with every resource
+//!   once.
 
 mod common;
 
@@ -269,20 +270,8 @@ async fn a_failed_patient_read_stops_the_run_with_the_lines_before_it_durable() 
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn killed_mid_download_and_restarted_yields_all_without_repeating_a_file() {
-    let stack = Stack::get().await;
-    let sim = sim_with_patients(120).await;
-    // Each file download takes a while, so the kill lands mid-download.
-    sim.state.inject(
-        FaultRule::new(Fault::Latency(Duration::from_millis(1500)), 10_000)
-            .method("GET")
-            .path("/fhir/r4/bulkfiles/"),
-    );
-    let env = env(&stack);
-    let cfg = config(100);
-    create_topics(&stack, &cfg).await;
-    let n = expected(&sim);
+/// An `athena-connect` config file whose `[backfill]` section is `cfg`'s, on the test stack.
+fn config_file(stack: &Stack, sim: &RunningSim, cfg: &Config) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     write!(
         file,
@@ -322,6 +311,24 @@ log_interval = "500ms"
         et = cfg.typed_topic("Encounter").unwrap(),
     )
     .unwrap();
+    file
+}
+
+#[tokio::test]
+async fn killed_mid_download_and_restarted_yields_all_without_repeating_a_file() {
+    let stack = Stack::get().await;
+    let sim = sim_with_patients(120).await;
+    // Each file download takes a while, so the kill lands mid-download.
+    sim.state.inject(
+        FaultRule::new(Fault::Latency(Duration::from_millis(1500)), 10_000)
+            .method("GET")
+            .path("/fhir/r4/bulkfiles/"),
+    );
+    let env = env(&stack);
+    let cfg = config(100);
+    create_topics(&stack, &cfg).await;
+    let n = expected(&sim);
+    let file = config_file(&stack, &sim, &cfg);
     let path = file.path().to_str().unwrap().to_string();
     let bin = athena_connect_tests::athena_connect_bin();
     let run = move || {
@@ -438,24 +445,41 @@ async fn a_second_run_of_the_same_backfill_is_refused_and_the_first_completes() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let (control, _h) = connector_core::runtime::task(&name, "bulk-backfill");
-    let second = run_backfill(&name, &cfg, &env, &client, control).await;
-    let err = second.expect_err("the second run is refused");
-    assert!(
-        matches!(err, bulk_backfill::Error::AlreadyRunning { .. }),
-        "{err}"
+    // The second start as an operator makes it: `athena-connect backfill`, same config and name.
+    let file = config_file(&stack, &sim, &cfg);
+    let args = [
+        "backfill",
+        "--config",
+        file.path().to_str().unwrap(),
+        "--name",
+        &name,
+    ]
+    .map(String::from);
+    let bin = athena_connect_tests::athena_connect_bin();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "refused with the conflict exit code: {stderr}"
     );
-    let message = err.to_string();
     assert!(
-        message.contains("backfill already running")
-            && message.contains(&bulk_backfill::lock::lock_group(
+        stderr.contains("backfill already running")
+            && stderr.contains(&bulk_backfill::lock::lock_group(
                 &cfg.checkpoint_topic,
                 &name,
                 PRACTICE
             )),
-        "the message says what and which lock: {message}"
+        "the message says what and which lock: {stderr}"
     );
-    assert_eq!(err.class(), connector_core::ErrorClass::Fatal);
     assert!(!first.is_finished(), "the first run was not disturbed");
     assert_eq!(
         lock_members(&env, &cfg, &name),
