@@ -38,6 +38,7 @@ pub mod telemetry;
 pub mod tls;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use athena_client::AthenaClient;
@@ -240,7 +241,9 @@ pub async fn run(
         None
     };
 
-    // Gap detection: silence -> signal + re-check the subscriptions + catch-up read.
+    // Gap detection: silence -> signal + re-check the subscriptions + catch-up read. The last
+    // two only in the leader, the replica whose inflater holds notifications partition 0.
+    let leader = Arc::new(AtomicBool::new(false));
     let gap_task = {
         let (gap, control, athena, adapter, name) = (
             gap.clone(),
@@ -252,6 +255,7 @@ pub async fn run(
         let manage_subs = config.manage_subscriptions;
         let period = config.heartbeat_period;
         let (kafka, topic) = (env.kafka.clone(), config.notifications_topic.clone());
+        let leads = leader.clone();
         let probe_group = format!("{}.gap-probe", config.group_id(&name));
         // Bound to the run's token like the receiver, so a failed run leaves no gap task behind.
         let until = token.clone();
@@ -269,7 +273,12 @@ pub async fn run(
                     if let Some(at) = gap.last_seen_at() {
                         cu.note_heard(at);
                     }
-                    if (due || cu.pending()) && tokio::time::Instant::now() >= not_before {
+                    // Only the leader reads: every replica sees the same gap, and N catch-ups
+                    // would emit the missed changes N times (decision 0026).
+                    if (due || cu.pending())
+                        && leads.load(Ordering::Relaxed)
+                        && tokio::time::Instant::now() >= not_before
+                    {
                         due = false;
                         let report = cu.step().await;
                         for f in &report.failures {
@@ -309,6 +318,7 @@ pub async fn run(
                     control.report_error("push silent beyond heartbeat_period (possible gap)");
                     due = true;
                     if manage_subs
+                        && leads.load(Ordering::Relaxed)
                         && !specs.is_empty()
                         && let Err(e) = manage::reconcile(
                             &athena,
@@ -336,7 +346,8 @@ pub async fn run(
             athena.clone(),
         )
     })
-    .await?;
+    .await?
+    .with_leader_flag(leader);
     // Its librdkafka statistics (lag, rtt, queue) become this connector's metrics.
     let consumer = env
         .kafka
