@@ -31,6 +31,11 @@ fn strings(v: &serde_yaml::Value) -> Vec<&str> {
 }
 
 fn k8s_config() -> RootConfig {
+    k8s_config_in_pod("athena-connect-5d9c7b-x2x4q")
+}
+
+/// The Kubernetes config as the pod `pod` loads it (`POD_NAME` from the downward API).
+fn k8s_config_in_pod(pod: &str) -> RootConfig {
     let dir = tempfile::tempdir().unwrap();
     for f in ["kafka-password", "admin-token", "athena-client-secret"] {
         std::fs::write(dir.path().join(f), "k8s-test-secret-value-0123\n").unwrap();
@@ -42,6 +47,7 @@ fn k8s_config() -> RootConfig {
     let env: BTreeMap<String, String> = [
         ("ATHENA_CLIENT_ID", "id"),
         ("FHIR_PUSH_SECRET", "k8s-test-push-secret-0123"),
+        ("POD_NAME", pod),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -105,6 +111,30 @@ fn kubernetes_manifests_and_config_agree() {
         (1..replicas).contains(&max_unavailable),
         "maxUnavailable {max_unavailable} of {replicas}: drains proceed and some pods stay"
     );
+    // Replicas never share a write-back transactional id (nor so a static group member id):
+    // two pods' configs give two, from the pod name the Deployment passes in.
+    let env_names: Vec<&str> = spec["containers"][0]["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(env_names.contains(&"POD_NAME"), "{env_names:?}");
+    let other = k8s_config_in_pod("athena-connect-5d9c7b-q7r2m");
+    for name in config.sinks.write_back.keys() {
+        let ids = [&config, &other].map(|c| {
+            let sink: write_back_sink::Config = athena_connect::config::typed(
+                &format!("sinks.write_back.{name}"),
+                &c.sinks.write_back[name],
+            )
+            .unwrap();
+            sink.transactional_id(name)
+        });
+        assert_ne!(
+            ids[0], ids[1],
+            "sinks.write_back.{name}: one id per replica"
+        );
+    }
     assert_eq!(
         spec["securityContext"]["runAsNonRoot"].as_bool(),
         Some(true)
