@@ -291,7 +291,7 @@ impl Inflater {
     }
 
     /// Keeps `flag` set while this inflater holds partition 0 of the notifications topic
-    /// (checked every second and after every notification): of the replicas of one push
+    /// (checked every second while it waits for a notification): of the replicas of one push
     /// connector, the one whose flag is set runs the singleton duties, the catch-up read and
     /// the subscription re-check after a gap (decision 0026). The group gives partition 0 to
     /// exactly one member, and a dead member's partition to another after the session timeout.

@@ -3,8 +3,8 @@
 //! status report. Creating is not idempotent at athena, so an ambiguous create is reconciled by
 //! listing again before anything is retried.
 //!
-//! Several replicas run this at once (every `role = "all"` process at start, and again after a
-//! gap; decision 0026), so two of them can both find a topic missing and both create it. Every
+//! Several replicas run this at once (every `role = "all"` process at start; the leader again
+//! after a gap; decision 0026), so two of them can both find a topic missing and both create it. Every
 //! pass therefore converges on one Subscription per spec by the same rule, whoever runs it: among
 //! the Subscriptions serving a spec, the one with the **smallest id** is kept and the others are
 //! deleted; a create is followed by a second listing that applies the rule. The smallest id ever
