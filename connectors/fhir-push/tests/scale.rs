@@ -8,6 +8,8 @@
 //!   got it and inflated exactly once, with both inflaters holding partitions.
 //! - One replica stopped: its partitions move to the other, which inflates every notification
 //!   posted afterwards, whichever partition it lands on.
+//! - A gap (silence) seen by both replicas is caught up by one: the leader, whose inflater holds
+//!   notifications partition 0.
 //! - The same with two `athena-connect run` processes and one SIGKILLed: after the group's
 //!   session timeout the survivor inflates every notification, at least once, a repeat only with
 //!   the same event id.
@@ -35,11 +37,31 @@ type Replica = (
 );
 
 fn start(cfg: &fhir_push::Config, env: &RunEnv, client: &athena_client::AthenaClient) -> Replica {
-    let (control, handle) = connector_core::runtime::task("push", "fhir-push-source");
+    start_named("push", cfg, env, client)
+}
+
+/// A replica under the connector name `name` (its own metric labels; the group is `cfg`'s).
+fn start_named(
+    name: &'static str,
+    cfg: &fhir_push::Config,
+    env: &RunEnv,
+    client: &athena_client::AthenaClient,
+) -> Replica {
+    let (control, handle) = connector_core::runtime::task(name, "fhir-push-source");
     let (cfg, env, client) = (cfg.clone(), env.clone(), client.clone());
     let task =
-        tokio::spawn(async move { fhir_push::run("push", &cfg, &env, &client, control).await });
+        tokio::spawn(async move { fhir_push::run(name, &cfg, &env, &client, control).await });
     (handle, task)
+}
+
+/// Catch-up reads connector `name` started (each counts the one uncovered topic once).
+fn catch_ups(name: &str) -> u64 {
+    let prefix = format!("athena_connect_push_catch_up_uncovered_total{{connector=\"{name}\"}} ");
+    connector_core::metrics::global()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
 }
 
 /// Per member of `group`: whether its assignment names `topic` (it holds partitions of it).
@@ -315,5 +337,49 @@ async fn a_sigkilled_replica_s_partitions_are_inflated_by_the_other() {
     }
     assert_eq!(members_holding(&env.kafka, &group, &topic), [true]);
     drop(a);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_gap_is_caught_up_by_the_leader_alone() {
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
+    let client = athena(&sim);
+    let (port_a, port_b) = (free_port(), free_port());
+    let (mut cfg_a, env) = config(&stack, port_a);
+    cfg_a.notifications_partitions = 4;
+    // Silence beyond 1 s is a gap; the one subscribed topic has no feed, so every catch-up read
+    // only counts it as uncovered (`push_catch_up_uncovered_total{connector}`), per replica.
+    cfg_a.heartbeat_period = Duration::from_secs(1);
+    cfg_a.catch_up = true;
+    cfg_a.manage_subscriptions = false;
+    cfg_a.subscription_topics = vec!["Encounter.check-in".into()];
+    let mut cfg_b = cfg_a.clone();
+    cfg_b.listen = format!("127.0.0.1:{port_b}");
+    let a = start_named("push-lead-a", &cfg_a, &env, &client);
+    let b = start_named("push-lead-b", &cfg_b, &env, &client);
+    both_holding(
+        &env.kafka,
+        &cfg_a.group_id("push"),
+        &cfg_a.notifications_topic,
+    )
+    .await;
+
+    // From a settled group on, the catch-ups of a few gaps all come from one replica.
+    let before = [catch_ups("push-lead-a"), catch_ups("push-lead-b")];
+    wait_for("three catch-up reads", Duration::from_secs(60), || {
+        catch_ups("push-lead-a") + catch_ups("push-lead-b") >= before[0] + before[1] + 3
+    })
+    .await;
+    let ran = [
+        catch_ups("push-lead-a") - before[0],
+        catch_ups("push-lead-b") - before[1],
+    ];
+    assert!(
+        ran.contains(&0),
+        "only the leader catches up, the other replica does not: {ran:?}"
+    );
+    common::stop(b.0, b.1).await;
+    common::stop(a.0, a.1).await;
     sim.shutdown().await;
 }
