@@ -204,16 +204,36 @@ catch_up = false"#,
     RunProcess::spawn(&toml, &[], &[])
 }
 
+/// A simulator, its client, two receiver ports and a push config on fresh topics (4
+/// notifications partitions) whose public URL is the first port's: the load balancer's.
+async fn setup(
+    stack: &Stack,
+) -> (
+    RunningSim,
+    athena_client::AthenaClient,
+    [u16; 2],
+    fhir_push::Config,
+    RunEnv,
+) {
+    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
+    let client = athena(&sim);
+    let ports = [free_port(), free_port()];
+    let (mut cfg, env) = config(stack, ports[0]);
+    cfg.notifications_partitions = 4;
+    (sim, client, ports, cfg, env)
+}
+
+/// The same connector config for a replica listening on `port`.
+fn listening_on(cfg: &fhir_push::Config, port: u16) -> fhir_push::Config {
+    let mut c = cfg.clone();
+    c.listen = format!("127.0.0.1:{port}");
+    c
+}
+
 #[tokio::test]
 async fn two_receivers_and_two_inflaters_share_the_push_path() {
     let stack = Stack::get().await;
-    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
-    let client = athena(&sim);
-    let (port_a, port_b) = (free_port(), free_port());
-    // One config: the public URL is the load balancer's (here receiver A's), each replica
-    // listens on its own port.
-    let (mut cfg_a, env) = config(&stack, port_a);
-    cfg_a.notifications_partitions = 4;
+    let (sim, client, [port_a, port_b], mut cfg_a, env) = setup(&stack).await;
     // No catch-up reads: they would add `replayed` copies of these patients to the count. And
     // Subscriptions to topics the test's patients do not trigger, so the only notifications are
     // the ones the test posts.
@@ -291,10 +311,7 @@ async fn two_receivers_and_two_inflaters_share_the_push_path() {
 #[tokio::test]
 async fn a_sigkilled_replica_s_partitions_are_inflated_by_the_other() {
     let stack = Stack::get().await;
-    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
-    let (mut cfg, env) = config(&stack, port_a);
-    cfg.notifications_partitions = 4;
+    let (sim, _, [port_a, port_b], cfg, env) = setup(&stack).await;
     let patients = add_patients(&sim, 12);
     let a = start_replica(&stack, &sim, &cfg, port_a);
     let mut b = start_replica(&stack, &sim, &cfg, port_b);
@@ -343,19 +360,14 @@ async fn a_sigkilled_replica_s_partitions_are_inflated_by_the_other() {
 #[tokio::test]
 async fn a_gap_is_caught_up_by_the_leader_alone() {
     let stack = Stack::get().await;
-    let sim = RunningSim::start(SimConfig::default()).await.unwrap();
-    let client = athena(&sim);
-    let (port_a, port_b) = (free_port(), free_port());
-    let (mut cfg_a, env) = config(&stack, port_a);
-    cfg_a.notifications_partitions = 4;
+    let (sim, client, [_, port_b], mut cfg_a, env) = setup(&stack).await;
     // Silence beyond 1 s is a gap; the one subscribed topic has no feed, so every catch-up read
     // only counts it as uncovered (`push_catch_up_uncovered_total{connector}`), per replica.
     cfg_a.heartbeat_period = Duration::from_secs(1);
     cfg_a.catch_up = true;
     cfg_a.manage_subscriptions = false;
     cfg_a.subscription_topics = vec!["Encounter.check-in".into()];
-    let mut cfg_b = cfg_a.clone();
-    cfg_b.listen = format!("127.0.0.1:{port_b}");
+    let cfg_b = listening_on(&cfg_a, port_b);
     let a = start_named("push-lead-a", &cfg_a, &env, &client);
     let b = start_named("push-lead-b", &cfg_b, &env, &client);
     both_holding(
