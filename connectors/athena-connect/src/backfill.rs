@@ -79,6 +79,11 @@ pub async fn backfill(path: &Path, name: &str) -> i32 {
             );
             exit::OK
         }
+        // Refused before it touched anything: not a failure to resume from.
+        Err(e @ bulk_backfill::Error::AlreadyRunning { .. }) => {
+            eprintln!("error: {e}");
+            exit::CONFLICT
+        }
         Err(e) => {
             eprintln!("error: {e}; run again to resume");
             exit::FAILURE

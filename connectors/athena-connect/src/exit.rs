@@ -9,7 +9,8 @@ pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 2;
 /// A schema is incompatible with what the registry holds.
 pub const INCOMPATIBLE: i32 = 3;
-/// The operation needs the connector stopped (e.g. `offsets reset` while it runs).
+/// The operation needs the connector stopped (e.g. `offsets reset` while it runs), or another
+/// run of the same backfill holds its lock.
 pub const CONFLICT: i32 = 4;
 
 /// `backfill` was interrupted by SIGTERM or Ctrl-C; its progress is checkpointed, run it again
@@ -21,7 +22,7 @@ pub const HELP: &str = "Exit codes: 0 success, 1 runtime failure (server unreach
 refused, a connector that did not stop within shutdown_timeout or had failed for good), 2 bad usage or invalid \
 configuration (the message names the key), 3 schema incompatible with the registry, 4 the \
 connector must be stopped first, or the reset would re-read commands older than a sink's \
-ledger_retention (offsets reset), 5 backfill interrupted (progress kept; rerun \
+ledger_retention (offsets reset), or another run of the same backfill is running, 5 backfill interrupted (progress kept; rerun \
 to resume).
 
 Start here: `athena-connect check --config FILE` validates the file and reaches athena, Kafka and \

@@ -1,6 +1,7 @@
 //! The deployment files stay consistent with the binary: the Kubernetes config loads and
 //! validates, every manifest parses, the pod's grace period exceeds `shutdown_timeout`, schema
-//! registration runs as the Deployment's initContainer (no fixed-name Job), and the Grafana
+//! registration runs as the Deployment's initContainer (no fixed-name Job), the sources run as a
+//! multi-replica rolling Deployment guarded by a PodDisruptionBudget on the same pods, and the Grafana
 //! dashboard and the alert rules only query metrics the process actually exports.
 
 use std::collections::BTreeMap;
@@ -20,7 +21,21 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(repo(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
 }
 
+/// The strings of a YAML sequence.
+fn strings(v: &serde_yaml::Value) -> Vec<&str> {
+    v.as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect()
+}
+
 fn k8s_config() -> RootConfig {
+    k8s_config_in_pod("athena-connect-5d9c7b-x2x4q")
+}
+
+/// The Kubernetes config as the pod `pod` loads it (`POD_NAME` from the downward API).
+fn k8s_config_in_pod(pod: &str) -> RootConfig {
     let dir = tempfile::tempdir().unwrap();
     for f in ["kafka-password", "admin-token", "athena-client-secret"] {
         std::fs::write(dir.path().join(f), "k8s-test-secret-value-0123\n").unwrap();
@@ -32,6 +47,7 @@ fn k8s_config() -> RootConfig {
     let env: BTreeMap<String, String> = [
         ("ATHENA_CLIENT_ID", "id"),
         ("FHIR_PUSH_SECRET", "k8s-test-push-secret-0123"),
+        ("POD_NAME", pod),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -63,18 +79,68 @@ fn kubernetes_manifests_and_config_agree() {
         "terminationGracePeriodSeconds {grace} must exceed shutdown_timeout {:?}",
         config.shutdown_timeout
     );
-    assert_eq!(deployment["spec"]["replicas"].as_u64(), Some(1));
+    // Several replicas of one config share the work through Kafka groups (docs/scaling.md); a
+    // rollout replaces one pod at a time, the new one started first.
+    let replicas = deployment["spec"]["replicas"].as_u64().unwrap();
+    assert!(replicas >= 2, "replicas: {replicas}");
+    let strategy = &deployment["spec"]["strategy"];
+    assert_eq!(strategy["type"].as_str(), Some("RollingUpdate"));
+    assert_eq!(
+        strategy["rollingUpdate"]["maxUnavailable"].as_u64(),
+        Some(0)
+    );
+    // The PodDisruptionBudget selects exactly the Deployment's pods and leaves most of them up.
+    let resources = strings(&kustomization["resources"]);
+    assert!(resources.contains(&"pdb.yaml"), "{resources:?}");
+    let pdb: serde_yaml::Value = serde_yaml::from_str(&read("deploy/k8s/pdb.yaml")).unwrap();
+    assert_eq!(pdb["apiVersion"].as_str(), Some("policy/v1"));
+    assert_eq!(pdb["kind"].as_str(), Some("PodDisruptionBudget"));
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["template"]["metadata"]["labels"],
+        "the selector is the pods' labels"
+    );
+    let max_unavailable = pdb["spec"]["maxUnavailable"]
+        .as_u64()
+        .expect("the budget is a count of pods");
+    assert!(
+        (1..replicas).contains(&max_unavailable),
+        "maxUnavailable {max_unavailable} of {replicas}: drains proceed and some pods stay"
+    );
+    // Replicas never share a write-back transactional id (nor so a static group member id):
+    // two pods' configs give two, from the pod name the Deployment passes in.
+    let env_names: Vec<&str> = spec["containers"][0]["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(env_names.contains(&"POD_NAME"), "{env_names:?}");
+    let other = k8s_config_in_pod("athena-connect-5d9c7b-q7r2m");
+    for name in config.sinks.write_back.keys() {
+        let ids = [&config, &other].map(|c| {
+            let sink: write_back_sink::Config = athena_connect::config::typed(
+                &format!("sinks.write_back.{name}"),
+                &c.sinks.write_back[name],
+            )
+            .unwrap();
+            sink.transactional_id(name)
+        });
+        assert_ne!(
+            ids[0], ids[1],
+            "sinks.write_back.{name}: one id per replica"
+        );
+    }
     assert_eq!(
         spec["securityContext"]["runAsNonRoot"].as_bool(),
         Some(true)
     );
     let container = &spec["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let args = strings(&container["args"]);
     assert_eq!(args, ["run", "--config", "/etc/athena-connect/config.toml"]);
     assert_eq!(config.admin.listen.port(), 9400);
 

@@ -6,6 +6,8 @@
 //! - [`config`]: the `backfill` config section.
 //! - [`state`]: the checkpoint (status URL, manifest, per-file progress, next `_since`).
 //! - [`progress`]: `indicatif` bar on a terminal, log lines otherwise.
+//! - [`lock`]: one run per export at a time, a Kafka consumer group as the lock (a second run
+//!   is refused with [`Error::AlreadyRunning`]).
 //! - [`run_backfill`]: the whole run; `bin/bulk-backfill.rs` is a thin CLI around it.
 //!
 //! # Resumption and delivery
@@ -35,6 +37,7 @@
 //! logged by resource type, line and field, never content.
 
 pub mod config;
+pub mod lock;
 pub mod progress;
 pub mod state;
 
@@ -86,6 +89,25 @@ pub enum Error {
         /// Decoder message (no payload).
         message: String,
     },
+    /// Another run of the same backfill (name and practice) holds its lock.
+    #[error(
+        "backfill already running: consumer group `{group}` (the lock of this backfill) has \
+         members {holders}; wait for that run to finish or stop it (a crashed run's lock frees \
+         itself after the session timeout)"
+    )]
+    AlreadyRunning {
+        /// The lock group.
+        group: String,
+        /// Who holds it (`client_id@host`, or how it was found).
+        holders: String,
+    },
+    /// This run lost its lock (it stalled past the group session timeout); it stopped before
+    /// writing its checkpoint again.
+    #[error("backfill lock lost; stopped before the next checkpoint write (rerun to resume)")]
+    LockLost,
+    /// The lock could not be set up (a thread or task failed).
+    #[error("backfill lock: {0}")]
+    Lock(String),
     /// An output file kept failing mid-download.
     #[error("download of a {resource_type} file failed {attempts} times")]
     Download {
@@ -111,7 +133,10 @@ impl Error {
                 athena_client::ErrorClass::Fatal => ErrorClass::Fatal,
             },
             Error::Core(e) => e.class(),
-            Error::Checkpoint { .. } => ErrorClass::Fatal,
+            Error::Checkpoint { .. }
+            | Error::AlreadyRunning { .. }
+            | Error::LockLost
+            | Error::Lock(_) => ErrorClass::Fatal,
             Error::Download { .. } => ErrorClass::Retriable,
         }
     }
@@ -342,10 +367,16 @@ impl<'a> FhirEventVisitor for ResolveTyped<'a> {
 struct Checkpoint {
     store: KafkaCheckpointStore,
     key: String,
+    /// Held for the whole run; dropped (released) with the checkpoint.
+    lock: lock::ExportLock,
 }
 
 impl Checkpoint {
     async fn save(&self, s: &BackfillState) -> Result<(), Error> {
+        // A run that lost its lock may share the key with a new holder: it writes nothing more.
+        if self.lock.lost() {
+            return Err(Error::LockLost);
+        }
         Ok(self.store.save(&self.key, &s.to_bytes()).await?)
     }
 }
@@ -384,11 +415,21 @@ pub async fn run_backfill(
             .collect();
         ensure_topics(&admin, env.kafka.replication_factor, &topics).await?;
     }
+    // The lock before the checkpoint is read: a second run is refused before it touches
+    // anything (decision 0026).
+    let lock = lock::acquire(
+        &env.kafka,
+        &config.checkpoint_topic,
+        name,
+        config.practice_id,
+    )
+    .await?;
     let producer = env.kafka.build_producer()?;
     let cp = Checkpoint {
         store: KafkaCheckpointStore::open(&env.kafka, &config.checkpoint_topic, producer.clone())
             .await?,
         key: checkpoint_key(name, config.practice_id),
+        lock,
     };
     let mut st = match cp.store.load().await?.get(&cp.key) {
         Some(b) => BackfillState::from_bytes(b).map_err(|e| Error::Checkpoint {

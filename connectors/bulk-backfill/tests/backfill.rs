@@ -9,7 +9,11 @@
 //! - a patient read that fails for good stops the run with every line before it durable, and the
 //!   rerun resumes at that line;
 //! - the backfill process (`athena-connect backfill`) killed with SIGKILL mid-download and
-//!   restarted still yields all N, re-emitting at most one checkpoint batch and never a whole file.
+//!   restarted still yields all N, re-emitting at most one checkpoint batch and never a whole file
+//!   (the restart waits out the dead run's lock session);
+//! - a second start of the same backfill (`athena-connect backfill`) while the first runs is
+//!   refused with a clear message and exit code 4, and the first completes with every resource
+//!   once.
 
 mod common;
 
@@ -266,20 +270,8 @@ async fn a_failed_patient_read_stops_the_run_with_the_lines_before_it_durable() 
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn killed_mid_download_and_restarted_yields_all_without_repeating_a_file() {
-    let stack = Stack::get().await;
-    let sim = sim_with_patients(120).await;
-    // Each file download takes a while, so the kill lands mid-download.
-    sim.state.inject(
-        FaultRule::new(Fault::Latency(Duration::from_millis(1500)), 10_000)
-            .method("GET")
-            .path("/fhir/r4/bulkfiles/"),
-    );
-    let env = env(&stack);
-    let cfg = config(100);
-    create_topics(&stack, &cfg).await;
-    let n = expected(&sim);
+/// An `athena-connect` config file whose `[backfill]` section is `cfg`'s, on the test stack.
+fn config_file(stack: &Stack, sim: &RunningSim, cfg: &Config) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     write!(
         file,
@@ -319,6 +311,24 @@ log_interval = "500ms"
         et = cfg.typed_topic("Encounter").unwrap(),
     )
     .unwrap();
+    file
+}
+
+#[tokio::test]
+async fn killed_mid_download_and_restarted_yields_all_without_repeating_a_file() {
+    let stack = Stack::get().await;
+    let sim = sim_with_patients(120).await;
+    // Each file download takes a while, so the kill lands mid-download.
+    sim.state.inject(
+        FaultRule::new(Fault::Latency(Duration::from_millis(1500)), 10_000)
+            .method("GET")
+            .path("/fhir/r4/bulkfiles/"),
+    );
+    let env = env(&stack);
+    let cfg = config(100);
+    create_topics(&stack, &cfg).await;
+    let n = expected(&sim);
+    let file = config_file(&stack, &sim, &cfg);
     let path = file.path().to_str().unwrap().to_string();
     let bin = athena_connect_tests::athena_connect_bin();
     let run = move || {
@@ -373,6 +383,120 @@ log_interval = "500ms"
         total - n
     );
     drop(file);
+    sim.shutdown().await;
+}
+
+/// The members of the lock group of backfill `name` (empty when no run holds it).
+fn lock_members(env: &RunEnv, cfg: &Config, name: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let group = bulk_backfill::lock::lock_group(&cfg.checkpoint_topic, name, PRACTICE);
+    let c: BaseConsumer = env
+        .kafka
+        .consumer_config(&unique("probe"))
+        .create()
+        .unwrap();
+    c.fetch_group_list(Some(&group), Duration::from_secs(10))
+        .unwrap()
+        .groups()
+        .iter()
+        .filter(|g| g.name() == group)
+        .map(|g| g.members().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_second_run_of_the_same_backfill_is_refused_and_the_first_completes() {
+    let stack = Stack::get().await;
+    let sim = sim_with_patients(30).await;
+    // The export stays "in progress" (202) until the fault is cleared, so the first run is
+    // certainly still running when the second starts.
+    sim.state.inject(
+        FaultRule::new(
+            Fault::Status {
+                code: 202,
+                retry_after: Some(1),
+                body: Some(String::new()),
+            },
+            100_000,
+        )
+        .method("GET")
+        .path("/fhir/r4/bulkstatus/"),
+    );
+    let client = athena(&sim);
+    let env = env(&stack);
+    let cfg = config(100);
+    create_topics(&stack, &cfg).await;
+    let n = expected(&sim);
+    let name = unique("lock");
+    let first = {
+        let (cfg, env, client, name) = (cfg.clone(), env.clone(), client.clone(), name.clone());
+        let (control, h) = connector_core::runtime::task(&name, "bulk-backfill");
+        tokio::spawn(async move {
+            let _h = h;
+            run_backfill(&name, &cfg, &env, &client, control).await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while lock_members(&env, &cfg, &name) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first run never took its lock"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The second start as an operator makes it: `athena-connect backfill`, same config and name.
+    let file = config_file(&stack, &sim, &cfg);
+    let args = [
+        "backfill",
+        "--config",
+        file.path().to_str().unwrap(),
+        "--name",
+        &name,
+    ]
+    .map(String::from);
+    let bin = athena_connect_tests::athena_connect_bin();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "refused with the conflict exit code: {stderr}"
+    );
+    assert!(
+        stderr.contains("backfill already running")
+            && stderr.contains(&bulk_backfill::lock::lock_group(
+                &cfg.checkpoint_topic,
+                &name,
+                PRACTICE
+            )),
+        "the message says what and which lock: {stderr}"
+    );
+    assert!(!first.is_finished(), "the first run was not disturbed");
+    assert_eq!(
+        lock_members(&env, &cfg, &name),
+        1,
+        "the refused run left the group"
+    );
+
+    sim.state.clear_faults();
+    let s = tokio::time::timeout(Duration::from_secs(60), first)
+        .await
+        .expect("the first run completes")
+        .unwrap()
+        .expect("the first run succeeds");
+    assert_eq!(s.events as usize, n);
+    let ids = events(&stack, &env, &cfg).await;
+    assert_eq!(ids.len(), n, "one event per resource");
+    assert!(ids.values().all(|c| *c == 1), "nothing written twice");
     sim.shutdown().await;
 }
 

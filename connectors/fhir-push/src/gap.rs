@@ -8,6 +8,11 @@
 //! notification, or a heartbeat / handshake whose event counter moved
 //! ([`GapMonitor::heartbeat`]); a replayed notification or heartbeat does not. The monitor also keeps the wall-clock time of the last notification,
 //! which is where a catch-up window starts.
+//!
+//! With several receivers behind one URL (decision 0026) a notification reaches one of them, so
+//! one process's silence is not a gap: before a silence counts, the connector looks at the
+//! newest record on the notifications topic, which every receiver writes to, and feeds it in
+//! with [`GapMonitor::heard_elsewhere`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +95,25 @@ impl GapMonitor {
         .emit();
     }
 
+    /// Records that some receiver (maybe another replica) made a notification durable at `at`
+    /// (the newest record time on the notifications topic). Moves the silence clock and the
+    /// last-seen time forward only; returns whether it moved them.
+    pub fn heard_elsewhere(&self, at: DateTime<Utc>) -> bool {
+        let mut wall = self.last_wall.lock();
+        if wall.is_some_and(|w| w >= at) {
+            return false;
+        }
+        let ago = (Utc::now() - at).to_std().unwrap_or_default();
+        let at_instant = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+        let mut last = self.last.lock();
+        if at_instant <= *last {
+            return false;
+        }
+        *last = at_instant;
+        *wall = Some(at);
+        true
+    }
+
     /// Wall-clock time of the last authentic notification of this process (`None` before the
     /// first). Unlike the silence clock, a gap does not reset it.
     pub fn last_seen_at(&self) -> Option<DateTime<Utc>> {
@@ -159,6 +183,22 @@ mod tests {
             "per subscription"
         );
         assert!(m.heartbeat(Some("Subscription/s1"), Some(6)), "moved");
+    }
+
+    #[test]
+    fn a_notification_another_receiver_took_ends_the_silence() {
+        let m = GapMonitor::new("elsewhere", Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(
+            !m.heard_elsewhere(Utc::now() - chrono::Duration::seconds(5)),
+            "older than this process's clock: no news"
+        );
+        let at = Utc::now() - chrono::Duration::milliseconds(10);
+        assert!(m.heard_elsewhere(at));
+        assert_eq!(m.last_seen_at(), Some(at));
+        assert!(m.silence() < Duration::from_millis(200));
+        assert!(!m.check(), "not a gap: another receiver heard something");
+        assert!(!m.heard_elsewhere(at), "the same record twice is no news");
     }
 
     #[test]

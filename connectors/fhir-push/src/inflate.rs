@@ -42,6 +42,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use athena_client::api::changed::Feed;
@@ -298,6 +299,9 @@ pub struct Inflater {
     dedup: Dedup,
     dlq: DeadLetterQueue,
     notifications_topic: String,
+    /// Set while this inflater holds partition 0 of the notifications topic (see
+    /// [`Inflater::with_leader_flag`]).
+    leader: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -354,7 +358,27 @@ impl Inflater {
             dlq: DeadLetterQueue::new(producer.clone(), config.dlq.clone(), name, "inflate"),
             producer,
             notifications_topic: config.notifications_topic.clone(),
+            leader: None,
         })
+    }
+
+    /// Keeps `flag` set while this inflater holds partition 0 of the notifications topic
+    /// (checked every second while it waits for a notification): of the replicas of one push
+    /// connector, the one whose flag is set runs the singleton duties, the catch-up read and
+    /// the subscription re-check after a gap (decision 0026). The group gives partition 0 to
+    /// exactly one member, and a dead member's partition to another after the session timeout.
+    pub fn with_leader_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.leader = Some(flag);
+        self
+    }
+
+    fn note_leadership<C: rdkafka::consumer::ConsumerContext>(&self, consumer: &StreamConsumer<C>) {
+        if let Some(flag) = &self.leader {
+            let holds = consumer
+                .assignment()
+                .is_ok_and(|a| holds_first_partition(&a, &self.notifications_topic));
+            flag.store(holds, Ordering::Relaxed);
+        }
     }
 
     fn obs(&self, n: &Notification) -> Observation {
@@ -734,12 +758,19 @@ impl Inflater {
                 operation: "subscribe to notifications",
                 source,
             })?;
+        // Partition 0's holder is the connector's leader; looked at every second.
+        let mut leadership = tokio::time::interval(Duration::from_secs(1));
+        leadership.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if control.is_paused() {
                 control.wait_resumed().await;
             }
             let msg: OwnedMessage = tokio::select! {
                 _ = control.shutdown_requested() => break,
+                _ = leadership.tick() => {
+                    self.note_leadership(&consumer);
+                    continue;
+                }
                 m = consumer.recv() => match m {
                     Ok(m) => m.detach(),
                     Err(e) => {
@@ -853,6 +884,14 @@ fn result_refs(report: &serde_json::Value) -> Vec<FhirRef> {
         .collect()
 }
 
+/// Whether `assignment` holds partition 0 of `topic` (the push connector's leader, decision 0026).
+pub fn holds_first_partition(assignment: &TopicPartitionList, topic: &str) -> bool {
+    assignment
+        .elements_for_topic(topic)
+        .iter()
+        .any(|e| e.partition() == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -863,6 +902,20 @@ mod tests {
         for bad in ["", "..", "1/2", "1%2F", "a b", &"9".repeat(33)] {
             assert!(athena_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_leader_is_the_holder_of_partition_zero() {
+        let mut a = TopicPartitionList::new();
+        a.add_partition("notifications", 1);
+        a.add_partition("other", 0);
+        assert!(!holds_first_partition(&a, "notifications"));
+        a.add_partition("notifications", 0);
+        assert!(holds_first_partition(&a, "notifications"));
+        assert!(!holds_first_partition(
+            &TopicPartitionList::new(),
+            "notifications"
+        ));
     }
 
     #[test]

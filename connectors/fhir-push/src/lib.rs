@@ -38,6 +38,7 @@ pub mod telemetry;
 pub mod tls;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use athena_client::AthenaClient;
@@ -52,6 +53,9 @@ pub use error::Error;
 
 /// Longest the start-up read of the notifications topic for replay protection may take.
 const REPLAY_REBUILD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest a read of the notifications topic's newest record time may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The adapter `config` asks for.
 pub fn build_adapter(config: &Config) -> Arc<dyn adapter::PushAdapter> {
@@ -245,7 +249,9 @@ pub async fn run(
         None
     };
 
-    // Gap detection: silence -> signal + re-check the subscriptions + catch-up read.
+    // Gap detection: silence -> signal + re-check the subscriptions + catch-up read. The last
+    // two only in the leader, the replica whose inflater holds notifications partition 0.
+    let leader = Arc::new(AtomicBool::new(false));
     let gap_task = {
         let (gap, control, athena, adapter, name) = (
             gap.clone(),
@@ -256,6 +262,9 @@ pub async fn run(
         );
         let manage_subs = config.manage_subscriptions;
         let period = config.heartbeat_period;
+        let (kafka, topic) = (env.kafka.clone(), config.notifications_topic.clone());
+        let leads = leader.clone();
+        let probe_group = format!("{}.gap-probe", config.group_id(&name));
         // Bound to the run's token like the receiver, so a failed run leaves no gap task behind.
         let until = token.clone();
         tokio::spawn(until.run_until_cancelled_owned(async move {
@@ -272,7 +281,12 @@ pub async fn run(
                     if let Some(at) = gap.last_seen_at() {
                         cu.note_heard(at);
                     }
-                    if (due || cu.pending()) && tokio::time::Instant::now() >= not_before {
+                    // Only the leader reads: every replica sees the same gap, and N catch-ups
+                    // would emit the missed changes N times (decision 0026).
+                    if (due || cu.pending())
+                        && leads.load(Ordering::Relaxed)
+                        && tokio::time::Instant::now() >= not_before
+                    {
                         due = false;
                         let report = cu.step().await;
                         for f in &report.failures {
@@ -293,10 +307,26 @@ pub async fn run(
                     }
                 }
                 tokio::time::sleep(gap.tick()).await;
+                if gap.silence() > period {
+                    // Silence here may be traffic at another replica's receiver: the gap is the
+                    // notifications topic's silence, not this process's (decision 0026).
+                    match catch_up::newest_record_time(&kafka, &probe_group, &topic, PROBE_TIMEOUT)
+                        .await
+                    {
+                        Ok(Some(at)) => {
+                            gap.heard_elsewhere(at);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(connector = %name, error = %e, "Could not read the newest notification time; judging silence locally.");
+                        }
+                    }
+                }
                 if gap.check() {
                     control.report_error("push silent beyond heartbeat_period (possible gap)");
                     due = true;
                     if manage_subs
+                        && leads.load(Ordering::Relaxed)
                         && !specs.is_empty()
                         && let Err(e) = manage::reconcile(
                             &athena,
@@ -324,7 +354,8 @@ pub async fn run(
             athena.clone(),
         )
     })
-    .await?;
+    .await?
+    .with_leader_flag(leader);
     // Its librdkafka statistics (lag, rtt, queue) become this connector's metrics.
     let consumer = env
         .kafka
@@ -356,7 +387,7 @@ async fn start_catch_up(
         &env.kafka,
         &format!("{}.catch-up-probe", config.group_id(name)),
         &config.notifications_topic,
-        Duration::from_secs(10),
+        PROBE_TIMEOUT,
     )
     .await
     {

@@ -31,7 +31,7 @@ use rdkafka::producer::FutureRecord;
 use secrecy::SecretString;
 
 mod common;
-use common::{PRACTICE, SECRET, athena, free_port, high_watermark, stop};
+use common::{PRACTICE, SECRET, athena, free_port, high_watermark, stop, wait_for};
 
 /// A simulator whose failed push deliveries die after about a second, with a change generator
 /// limited to patient and appointment changes (run by hand, no background task).
@@ -133,17 +133,6 @@ fn metric(line_start: &str) -> u64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0, |v| v as u64)
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every row of `feed` in the simulator (a test view; the connector never sees this).

@@ -8,7 +8,6 @@
 //! - Kafka unreachable (the receiver's bootstrap goes through a TCP proxy the test stops): no
 //!   2xx, then once the proxy is back the retried notification lands, nothing lost.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,31 +24,13 @@ use fhir_push::signature::sign;
 use rdkafka::message::Message;
 
 mod common;
-use common::{PRACTICE, SECRET, athena, config, free_port, high_watermark, wait_listening};
+use common::{
+    PRACTICE, RunProcess, SECRET, athena, config, free_port, high_watermark, patient_bundle,
+    run_toml, wait_for, wait_listening,
+};
 
 async fn codec(env: &RunEnv) -> AvroCodec {
     AvroCodec::new(env.registry.clone()).unwrap()
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn bundle(event_id: &str, patient: &str) -> String {
-    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
-        "resourceType": "SubscriptionStatus", "type": "event-notification",
-        "subscription": {"reference": "Subscription/s1"},
-        "topic": "https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/Patient.update",
-        "notificationEvent": [{"id": event_id, "eventNumber": "1",
-            "focus": {"reference": format!("Patient/a-{PRACTICE}.E-{patient}")}}]}}]})
-    .to_string()
 }
 
 #[tokio::test]
@@ -67,8 +48,8 @@ async fn forged_unsigned_and_wrongly_signed_get_401_and_nothing_reaches_kafka() 
     ));
     let url = format!("http://{addr}/notifications");
     let http = reqwest::Client::new();
-    let body = bundle("e-1", "1");
-    let other = bundle("e-2", "1");
+    let body = patient_bundle("e-1", "1");
+    let other = patient_bundle("e-2", "1");
     let cases: Vec<(&str, Option<String>, &str)> = vec![
         ("unsigned", None, &body),
         (
@@ -287,38 +268,19 @@ async fn connector_subscribes_receives_and_inflates_with_shared_event_ids() {
 }
 
 /// The push connector's receiver as a real process: `athena-connect run --only receiver` with
-/// `role = "receiver"` (the webhook alone, durable on Kafka before 2xx).
-/// The process and the directory of its config file (removed when the receiver is dropped).
-struct Receiver(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Receiver {
-    fn start(bootstrap: &str, port: u16, topic: &str, crash: bool) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("receiver.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[kafka]
-bootstrap_servers = "{bootstrap}"
-replication_factor = 1
-[kafka.producer]
+/// `role = "receiver"` (the webhook alone, durable on Kafka before 2xx); with `crash`, it dies
+/// right after Kafka acknowledged a notification, before it answers.
+fn start_receiver(bootstrap: &str, port: u16, topic: &str, crash: bool) -> RunProcess {
+    let toml = run_toml(
+        bootstrap,
+        r#"[kafka.producer]
 # Fail deliveries fast when Kafka is away: the receiver answers 503 anyway, and a message that
 # lingers only turns into a harmless duplicate.
-"message.timeout.ms" = "30000"
-
-[schema_registry]
-url = "http://127.0.0.1:1/unused"
-
-[athena]
-base_url = "http://127.0.0.1:1"
-client_id = "unused"
-client_secret = "unused"
-
-[admin]
-enabled = false
-
-[sources.fhir_push.receiver]
+"message.timeout.ms" = "30000""#,
+        "http://127.0.0.1:1/unused",
+        "http://127.0.0.1:1",
+        &format!(
+            r#"[sources.fhir_push.receiver]
 role = "receiver"
 practice_id = {PRACTICE}
 secret = "${{FHIR_PUSH_SECRET}}"
@@ -326,32 +288,15 @@ listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}/notifications"
 notifications_topic = "{topic}"
 ack_budget = "1500ms"
-manage_subscriptions = false
-"#
-            ),
-        )
-        .expect("write the receiver config");
-        let mut cmd = Command::new(athena_connect_tests::athena_connect_bin());
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config)
-            .args(["--only", "receiver"])
-            .env("FHIR_PUSH_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if crash {
-            cmd.env("FHIR_PUSH_CRASH_AFTER_DURABLE", "1");
-        }
-        Receiver(cmd.spawn().expect("receiver process starts"), dir)
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+manage_subscriptions = false"#
+        ),
+    );
+    let env: &[(&str, &str)] = if crash {
+        &[("FHIR_PUSH_CRASH_AFTER_DURABLE", "1")]
+    } else {
+        &[]
+    };
+    RunProcess::spawn(&toml, &["--only", "receiver"], env)
 }
 
 async fn subscribe(sim: &RunningSim, port: u16) {
@@ -417,7 +362,7 @@ async fn receiver_killed_after_produce_before_answer_gives_exactly_one_event() {
     stack.create_topic(&cfg.notifications_topic, 2).await;
 
     stack.create_topic(&cfg.patients_topic(), 1).await;
-    let mut crashing = Receiver::start(&stack.bootstrap, port, &cfg.notifications_topic, true);
+    let mut crashing = start_receiver(&stack.bootstrap, port, &cfg.notifications_topic, true);
     wait_listening(port).await;
     subscribe(&sim, port).await;
     sim.state.add_patient(
@@ -438,7 +383,7 @@ async fn receiver_killed_after_produce_before_answer_gives_exactly_one_event() {
     assert_eq!(push.delivered.load(std::sync::atomic::Ordering::Relaxed), 0);
 
     // Restarted, the receiver takes athena's retry of the same notification.
-    let _receiver = Receiver::start(&stack.bootstrap, port, &cfg.notifications_topic, false);
+    let _receiver = start_receiver(&stack.bootstrap, port, &cfg.notifications_topic, false);
     wait_for("the retried delivery", Duration::from_secs(60), || {
         push.delivered.load(std::sync::atomic::Ordering::Relaxed) == 1
     })
@@ -476,7 +421,7 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
     stack.create_topic(&cfg.patients_topic(), 1).await;
     // The proxy starts down: the receiver cannot reach any broker.
     let mut proxy = TcpProxy::new(&stack.bootstrap);
-    let _receiver = Receiver::start(
+    let _receiver = start_receiver(
         &proxy.addr().to_string(),
         port,
         &cfg.notifications_topic,
@@ -487,7 +432,7 @@ async fn with_kafka_unreachable_no_2xx_and_nothing_lost_after_it_returns() {
     let push = sim.state.push();
 
     // A direct, correctly signed post: 503, not 2xx.
-    let body = bundle("direct-1", "1");
+    let body = patient_bundle("direct-1", "1");
     let status = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/notifications"))
         .header("X-Hub-Signature", sign(SECRET.as_bytes(), body.as_bytes()))

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use athena_client::{AthenaClient, ClientConfig, Environment};
@@ -201,4 +202,95 @@ pub fn header<'a>(m: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'
         .find(|h| h.key == key)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Waits until `f` holds, failing the test with `what` after `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `Patient.update` notification with one event `event_id` whose focus is `patient` of
+/// [`PRACTICE`].
+pub fn patient_bundle(event_id: &str, patient: &str) -> String {
+    serde_json::json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": {
+        "resourceType": "SubscriptionStatus", "type": "event-notification",
+        "subscription": {"reference": "Subscription/s1"},
+        "topic": "https://api.platform.athenahealth.com/fhir/r4/SubscriptionTopic/Patient.update",
+        "notificationEvent": [{"id": event_id, "eventNumber": "1",
+            "focus": {"reference": format!("Patient/a-{PRACTICE}.E-{patient}")}}]}}]})
+    .to_string()
+}
+
+/// An `athena-connect` config for the push tests: `[kafka]` on `bootstrap` (plus `kafka_extra`,
+/// e.g. a `[kafka.producer]` table), the registry at `registry`, athena at `athena_url`, no admin
+/// API, and `section` (the `[sources.fhir_push.<name>]` table).
+pub fn run_toml(
+    bootstrap: &str,
+    kafka_extra: &str,
+    registry: &str,
+    athena_url: &str,
+    section: &str,
+) -> String {
+    format!(
+        r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+replication_factor = 1
+{kafka_extra}
+
+[schema_registry]
+url = "{registry}"
+auto_register = true
+
+[athena]
+base_url = "{athena_url}"
+client_id = "sim-client"
+client_secret = "sim-secret"
+
+[admin]
+enabled = false
+
+{section}
+"#
+    )
+}
+
+/// An `athena-connect run` process on a config written from `toml`, with the push secret in
+/// `FHIR_PUSH_SECRET`; killed when dropped (its config directory removed with it).
+pub struct RunProcess(pub Child, tempfile::TempDir);
+
+impl RunProcess {
+    /// Starts `athena-connect run --config <file> <args>` with `env` set.
+    pub fn spawn(toml: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("athena-connect.toml");
+        std::fs::write(&config, toml).expect("write the config");
+        let child = Command::new(athena_connect_tests::athena_connect_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("FHIR_PUSH_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("athena-connect starts");
+        RunProcess(child, dir)
+    }
+}
+
+impl Drop for RunProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
