@@ -94,6 +94,74 @@ pub struct Config {
     /// rate; this only overlaps athena's latency so a backlog can use the budget.
     #[serde(default = "default_enrich_concurrency")]
     pub enrich_concurrency: usize,
+    /// How instances started with this config share its (practice, feed) tasks through Kafka
+    /// group membership (decision 0025). Always on: a single instance owns every task.
+    #[serde(default)]
+    pub scale_out: ScaleOut,
+}
+
+/// `[sources.changed_data.<name>.scale_out]`: the tasks topic, the consumer group whose
+/// members divide the tasks, and this instance's identity in it (decision 0025).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleOut {
+    /// Compacted topic whose partitions carry the tasks (a task belongs to partition
+    /// `fnv1a("<practice>/<feed>") % partitions`). Default `<state_topic>.tasks`; shared by every
+    /// connector with that state topic (each has its own group).
+    #[serde(default)]
+    pub tasks_topic: Option<String>,
+    /// Partitions of the tasks topic when the connector creates it (an existing topic keeps
+    /// its count; every instance reads it from the broker). More partitions than instances
+    /// spread the tasks more evenly.
+    #[serde(default = "default_tasks_partitions")]
+    pub tasks_partitions: i32,
+    /// The consumer group of the instances of this connector. Default
+    /// `athena-connect.<state_topic>.<connector>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// This instance's id in status and logs (Kafka Connect's `worker_id`). Default
+    /// `<hostname>:<pid>`. When set, it is also the `group.instance.id` (static membership): a
+    /// restarted instance with the same id gets its tasks back at once, without a rebalance.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// Static membership (`group.instance.id` = `worker_id`, else the host name): a restarted
+    /// instance gets its tasks back at once, but a stopped one keeps them until
+    /// `session_timeout` (static members do not leave the group). Off: an instance that stops
+    /// hands its tasks over at once, one that crashes after `session_timeout`. Default on.
+    #[serde(default = "default_true")]
+    pub static_membership: bool,
+    /// How long the group waits for a silent instance before giving its tasks to the others.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How long a revocation waits for the revoked tasks' drains to end and their cursors to
+    /// be written before the tasks are released anyway (the next owner's fencing then stops a
+    /// late write).
+    #[serde(default = "default_release_timeout", with = "humantime_serde")]
+    pub release_timeout: Duration,
+}
+
+impl Default for ScaleOut {
+    fn default() -> Self {
+        ScaleOut {
+            tasks_topic: None,
+            tasks_partitions: default_tasks_partitions(),
+            group_id: None,
+            worker_id: None,
+            static_membership: true,
+            session_timeout: default_session_timeout(),
+            release_timeout: default_release_timeout(),
+        }
+    }
+}
+
+fn default_tasks_partitions() -> i32 {
+    12
+}
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_release_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// Per-feed overrides.
@@ -167,6 +235,35 @@ const RESERVED_PARAMS: &[&str] = &[
 ];
 
 impl Config {
+    /// The tasks topic (see [`ScaleOut::tasks_topic`]).
+    pub fn tasks_topic(&self) -> String {
+        self.scale_out
+            .tasks_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.tasks", self.state_topic))
+    }
+
+    /// The consumer group of connector `name`'s instances (see [`ScaleOut::group_id`]).
+    pub fn group_id(&self, name: &str) -> String {
+        self.scale_out
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("athena-connect.{}.{name}", self.state_topic))
+    }
+
+    /// The transactional id of the (practice, feed) task: its cursor writes (and in
+    /// exactly-once mode its events) go through a producer with this id, so a new owner's
+    /// `init_transactions` fences the previous one.
+    pub fn transactional_id(&self, name: &str, practice: &str, feed: Feed) -> String {
+        format!(
+            "{}-{}-{}-{}",
+            self.transactional_id_prefix,
+            name,
+            practice,
+            athena_contracts::events::feed_name(feed)
+        )
+    }
+
     /// The topic of `feed`.
     pub fn topic(&self, feed: Feed) -> String {
         self.feeds
@@ -263,6 +360,27 @@ impl Validate for Config {
                 "enrich_concurrency",
                 "must be between 1 and 64",
             ));
+        }
+        if !(1..=1000).contains(&self.scale_out.tasks_partitions) {
+            return Err(CoreError::config(
+                "scale_out.tasks_partitions",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.scale_out.session_timeout < Duration::from_secs(6) {
+            return Err(CoreError::config(
+                "scale_out.session_timeout",
+                "must be at least 6s (the broker's group.min.session.timeout.ms)",
+            ));
+        }
+        for (key, v) in [
+            ("scale_out.tasks_topic", &self.scale_out.tasks_topic),
+            ("scale_out.group_id", &self.scale_out.group_id),
+            ("scale_out.worker_id", &self.scale_out.worker_id),
+        ] {
+            if v.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(CoreError::config(key, "must not be empty"));
+            }
         }
         if let Some(k) = athena_contracts::mapping::invalid_typed_topic(&self.typed_topics) {
             return Err(CoreError::config(

@@ -246,6 +246,30 @@ impl RateLimiter {
         }
     }
 
+    /// Limits this process to `share` (0..=1) of the configured `qps` and `burst`: the key's
+    /// limit is divided among the instances that use it (the changed-data source sets its share
+    /// of owned tasks on every rebalance, decision 0025). At least one request a second and a
+    /// burst of one remain, so a small share still progresses.
+    pub fn set_share(&self, share: f64) {
+        let share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        let rate = (self.config.qps * share).max(self.config.qps.min(1.0));
+        let burst = (f64::from(self.config.burst) * share).max(1.0);
+        let mut st = self.state.lock();
+        st.bucket.refill(Instant::now());
+        st.bucket.rate = rate;
+        st.bucket.burst = burst;
+        st.bucket.tokens = st.bucket.tokens.min(burst);
+    }
+
+    /// The requests per second this process may currently send (`qps` times its share).
+    pub fn rate(&self) -> f64 {
+        self.state.lock().bucket.rate
+    }
+
     /// Wait for a token-endpoint permit (separate per-minute budget).
     pub async fn acquire_token_grant(&self) {
         loop {

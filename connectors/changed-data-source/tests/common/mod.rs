@@ -103,8 +103,17 @@ pub async fn stop_connector(
 
 /// Every row the simulator handed out (processed) on `feed`, as (event id, snapshot).
 pub fn handed_out(sim: &SimState, feed: Feed) -> Vec<(String, serde_json::Value)> {
+    handed_out_in(sim, PRACTICE, feed)
+}
+
+/// Every row the simulator handed out (processed) on `feed` of `practice`.
+pub fn handed_out_in(
+    sim: &SimState,
+    practice: u64,
+    feed: Feed,
+) -> Vec<(String, serde_json::Value)> {
     let codec = events::codec_with_id(feed, 1).expect("codec");
-    sim.with_practice(PRACTICE, |p| {
+    sim.with_practice(practice, |p| {
         p.feeds
             .get(feed.path())
             .map(|f| {
@@ -113,7 +122,7 @@ pub fn handed_out(sim: &SimState, feed: Feed) -> Vec<(String, serde_json::Value)
                     .filter(|r| r.processed_at.is_some())
                     .map(|r| {
                         (
-                            codec.event_id(&PRACTICE.to_string(), &r.snapshot),
+                            codec.event_id(&practice.to_string(), &r.snapshot),
                             r.snapshot.clone(),
                         )
                     })
