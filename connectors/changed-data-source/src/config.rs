@@ -61,8 +61,9 @@ pub struct Config {
     /// clock skew with athena and its whole-second timestamps.
     #[serde(default = "default_replay_margin", with = "humantime_serde")]
     pub replay_margin: Duration,
-    /// Requests per day this instance may spend on polls, spread over its feeds (athena's daily
-    /// quota is per API key and shared). Unset = no budget beyond the poll intervals.
+    /// Requests per day this connector may spend on polls, spread over all its (practice, feed)
+    /// tasks, so the instances that share them stay within it together (athena's daily quota is
+    /// per API key and shared). Unset = no budget beyond the poll intervals.
     #[serde(default)]
     pub daily_request_budget: Option<u64>,
     /// Keep the original athena record in each event's `original` field. Turn off for PHI
@@ -72,8 +73,9 @@ pub struct Config {
     /// Create the subscriptions the config asks for at start (idempotently).
     #[serde(default = "default_true")]
     pub manage_subscriptions: bool,
-    /// Prefix of the transactional ids in exactly-once mode (the id is
-    /// `<prefix>-<connector>-<practice>-<feed>`, so a restarted instance fences its zombie).
+    /// Prefix of the per-task transactional ids (exactly-once: `<prefix>-<connector>-<practice>-
+    /// <feed>`; at-least-once, cursor writes only: `<prefix>-cursor-<state_topic>-<connector>-
+    /// <practice>-<feed>`), so a new owner or a restarted instance fences the previous one.
     #[serde(default = "default_txn_prefix")]
     pub transactional_id_prefix: String,
     /// Where an event Kafka refuses for good (too large even without `original`, topic not
@@ -119,9 +121,9 @@ pub struct ScaleOut {
     /// `athena-connect.<state_topic>.<connector>`.
     #[serde(default)]
     pub group_id: Option<String>,
-    /// This instance's id in status and logs (Kafka Connect's `worker_id`). Default
-    /// `<hostname>:<pid>`. When set, it is also the `group.instance.id` (static membership): a
-    /// restarted instance with the same id gets its tasks back at once, without a rebalance.
+    /// This instance's id in status and logs (Kafka Connect's `worker_id`), default
+    /// `<hostname>:<pid>`; with `static_membership` also its `group.instance.id` (default the
+    /// host name). Two instances on one host need distinct ids.
     #[serde(default)]
     pub worker_id: Option<String>,
     /// Static membership (`group.instance.id` = `worker_id`, else the host name): a restarted
@@ -253,15 +255,22 @@ impl Config {
 
     /// The transactional id of the (practice, feed) task: its cursor writes (and in
     /// exactly-once mode its events) go through a producer with this id, so a new owner's
-    /// `init_transactions` fences the previous one.
+    /// `init_transactions` fences the previous one. Exactly-once keeps its historical id
+    /// `<prefix>-<connector>-<practice>-<feed>`; at-least-once names the state topic too
+    /// (`<prefix>-cursor-<state_topic>-<connector>-<practice>-<feed>`), like the cursor key's
+    /// namespace, so two deployments with the same connector name on one cluster (or two test
+    /// runs) never fence each other.
     pub fn transactional_id(&self, name: &str, practice: &str, feed: Feed) -> String {
-        format!(
-            "{}-{}-{}-{}",
-            self.transactional_id_prefix,
-            name,
-            practice,
-            athena_contracts::events::feed_name(feed)
-        )
+        let feed = athena_contracts::events::feed_name(feed);
+        match self.mode {
+            DeliveryMode::ExactlyOnce => {
+                format!("{}-{name}-{practice}-{feed}", self.transactional_id_prefix)
+            }
+            DeliveryMode::AtLeastOnce => format!(
+                "{}-cursor-{}-{name}-{practice}-{feed}",
+                self.transactional_id_prefix, self.state_topic
+            ),
+        }
     }
 
     /// The topic of `feed`.

@@ -3,7 +3,9 @@
 //!   owned by at most one instance, the work is spread, an instance that stops hands its tasks
 //!   to the others, and the union of the events covers every change;
 //! - two instances of one connector in different groups (no shared membership) cannot both
-//!   write a task's cursor: the second fences the first, which stops polling; nothing is lost.
+//!   write a task's cursor: the second fences the first, which stops polling; nothing is lost;
+//! - three real `athena-connect run --only` processes, one of them SIGKILLed and restarted at
+//!   random moments (10 times): no change lost, duplicates only replayed with the original's id.
 
 mod common;
 
@@ -414,6 +416,184 @@ async fn a_second_instance_outside_the_group_fences_the_first() {
     println!(
         "fenced {fenced:?} after the second instance started ({fenced_at:?} incl. its start-up); \
          {changes} changes, all on Kafka, {dupes} duplicates (replayed)"
+    );
+    sim.shutdown().await;
+}
+
+const KILLS: usize = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_sigkilled_repeatedly_lose_nothing() {
+    use rand::Rng;
+    let stack = Stack::get().await;
+    let practices = [195_900u64, 195_901, 195_902];
+    let feeds = &FEEDS[..3];
+    let sim = RunningSim::start(SimConfig {
+        practices: practices.to_vec(),
+        token_rate_limit_per_minute: 10_000,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let prefix = unique("cds.scalekill");
+    let name = "scalekill";
+    let section = toml(&prefix, &practices, feeds, "");
+    let config: Config =
+        connector_core::config::load_str(&section, &Default::default(), "X").expect("config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = run_config(dir.path(), &stack, &sim.base_url, name, &section);
+    let log = dir.path().join("run.log");
+    let workers = ["w1", "w2", "w3"];
+    // Static membership (the default) with the worker id as group.instance.id: a restarted
+    // process gets its tasks back at once.
+    let spawn = |w: &str| {
+        spawn_run(
+            &path,
+            name,
+            &log,
+            &[(
+                "ATHENA_CONNECT__SOURCES__CHANGED_DATA__SCALEKILL__SCALE_OUT__WORKER_ID",
+                w,
+            )],
+        )
+    };
+    let mut children: Vec<_> = workers.iter().map(|w| spawn(w)).collect();
+    subscribed(&sim.state, &practices, feeds).await;
+    let (stop_gen, generator) = generate(&sim.state);
+    let mut rng = rand::rng();
+    for i in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(800..2500))).await;
+        let k = i % workers.len();
+        assert!(
+            children[k].try_wait().expect("status").is_none(),
+            "{} exited on its own; log:\n{}",
+            workers[k],
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        children[k].start_kill().expect("SIGKILL"); // tokio's kill is SIGKILL on Unix
+        children[k].wait().await.expect("reaped");
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..1000))).await;
+        children[k] = spawn(workers[k]);
+    }
+    stop_gen.store(true, Ordering::Relaxed);
+    generator.await.expect("generator");
+    until("every feed drained", Duration::from_secs(90), || {
+        practices.iter().all(|p| {
+            feeds
+                .iter()
+                .all(|f| sim.state.pending_changes(*p, f.path()) == 0)
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (w, mut child) in workers.iter().zip(children) {
+        let pid = child.id().expect("pid").to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("stops on SIGTERM")
+            .expect("status");
+        assert!(status.success(), "{w} exit {status:?}");
+    }
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let replays = log_text.matches("replaying its window").count();
+    let (changes, dupes) = check_events(&stack, &sim.state, &config, &practices, feeds).await;
+    println!(
+        "3 processes, {KILLS} SIGKILLs: {changes} changes, all on Kafka; {dupes} duplicates \
+         (replayed, original ids); {replays} replays"
+    );
+    assert!(changes > 300, "too few changes to mean anything: {changes}");
+    assert!(
+        replays > 0,
+        "no kill hit a poll in progress; the test proved nothing about replay"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_share_the_keys_qps_limit() {
+    let stack = Stack::get().await;
+    let practices = [195_900u64, 195_901, 195_902];
+    let limit = 20u32;
+    let sim = RunningSim::start(SimConfig {
+        practices: practices.to_vec(),
+        qps_limit: Some(limit),
+        token_rate_limit_per_minute: 10_000,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let prefix = unique("cds.scaleqps");
+    let name = "scaleqps";
+    let section = toml(&prefix, &practices, FEEDS, "");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = run_config(dir.path(), &stack, &sim.base_url, name, &section);
+    let log = dir.path().join("run.log");
+    // Each process is configured with (about) the key's whole limit; together they must keep
+    // within it by taking their share of the tasks.
+    let children: Vec<_> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|w| {
+            spawn_run(
+                &path,
+                name,
+                &log,
+                &[
+                    (
+                        "ATHENA_CONNECT__SOURCES__CHANGED_DATA__SCALEQPS__SCALE_OUT__WORKER_ID",
+                        w,
+                    ),
+                    ("ATHENA_CONNECT__ATHENA__RATE_LIMIT__QPS", "19"),
+                    ("ATHENA_CONNECT__ATHENA__RATE_LIMIT__BURST", "4"),
+                    // Small pages: the backlog takes a few hundred requests.
+                    (
+                        "ATHENA_CONNECT__SOURCES__CHANGED_DATA__SCALEQPS__PAGE_SIZE",
+                        "10",
+                    ),
+                ],
+            )
+        })
+        .collect();
+    subscribed(&sim.state, &practices, FEEDS).await;
+    // Let the group settle, then a backlog: every poll cycle drains full pages back to back.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let requests = |s: &SimState| -> u64 {
+        s.request_counts()
+            .iter()
+            .filter(|(k, _)| !k.contains("oauth2"))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    let (r0, t0) = (requests(&sim.state), sim.state.qps_throttled());
+    let start = Instant::now();
+    sim.state.generate(2500);
+    until("the backlog drained", Duration::from_secs(60), || {
+        practices.iter().all(|p| {
+            FEEDS
+                .iter()
+                .all(|f| sim.state.pending_changes(*p, f.path()) == 0)
+        })
+    })
+    .await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let (sent, throttled) = (requests(&sim.state) - r0, sim.state.qps_throttled() - t0);
+    for mut child in children {
+        child.start_kill().expect("kill");
+        child.wait().await.expect("reaped");
+    }
+    println!(
+        "3 processes under a {limit} qps limit: {sent} requests in {elapsed:.1} s ({:.1}/s, {:.0}% of the limit), {throttled} throttled",
+        sent as f64 / elapsed,
+        100.0 * sent as f64 / elapsed / f64::from(limit)
+    );
+    assert!(sent > 150, "too few requests to mean anything: {sent}");
+    assert!(
+        throttled * 100 <= sent,
+        "{throttled} of {sent} requests throttled (more than 1%); log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     sim.shutdown().await;
 }

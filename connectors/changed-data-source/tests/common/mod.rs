@@ -231,3 +231,85 @@ pub fn expected_counts(rows: &[(String, serde_json::Value)]) -> BTreeMap<String,
     }
     m
 }
+
+/// Writes a whole `athena-connect` config (local stack, simulator at `sim_url`, admin off) with
+/// `section` (a connector table as [`connector_toml`] makes it) as connector `name`; returns
+/// its path.
+pub fn run_config(
+    dir: &std::path::Path,
+    stack: &Stack,
+    sim_url: &str,
+    name: &str,
+    section: &str,
+) -> String {
+    // The section's own sub-tables (`[feeds.x]`, `[scale_out]`) nest under the connector.
+    let section: String = section
+        .lines()
+        .map(|l| match l.strip_prefix('[') {
+            Some(rest) => format!("[sources.changed_data.{name}.{rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let text = format!(
+        r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+replication_factor = 1
+
+[schema_registry]
+url = "{registry}"
+auto_register = true
+
+[athena]
+base_url = "{sim_url}"
+client_id = "sim-client"
+client_secret = "sim-secret"
+request_timeout = "5s"
+[athena.retry]
+base = "20ms"
+cap = "200ms"
+[athena.rate_limit]
+qps = 500.0
+burst = 100
+token_requests_per_minute = 600
+
+[admin]
+enabled = false
+
+[sources.changed_data.{name}]
+{section}
+"#,
+        bootstrap = stack.bootstrap,
+        registry = stack.registry_url,
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+/// Starts `athena-connect run --config <config> --only <name>` with `env` set, appending its
+/// log to `log`; killed when dropped.
+pub fn spawn_run(
+    config: &str,
+    name: &str,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> tokio::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    tokio::process::Command::new(athena_connect_tests::athena_connect_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(["--only", name])
+        .env("RUST_LOG", "warn,changed_data_source=info")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the connector binary")
+}
