@@ -87,7 +87,7 @@ async fn crash_and_restart(mode: &str) {
     generator.await.expect("generator");
 
     // A last run drains what is left, then stops on SIGTERM.
-    let mut child = spawn(&config, &log);
+    let child = spawn(&config, &log);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while pending(&sim.state, FEEDS) > 0 {
         assert!(
@@ -98,16 +98,7 @@ async fn crash_and_restart(mode: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pid = child.id().expect("pid").to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill -TERM");
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("stops on SIGTERM")
-        .expect("status");
-    assert!(status.success(), "exit {status:?}");
+    stop_run(child, "crash").await;
 
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     let replays = log_text.matches("replaying its window").count();

@@ -191,17 +191,7 @@ impl KafkaCheckpointStore {
                 }
                 Some(Ok(m)) => {
                     deadline = std::time::Instant::now() + timeout;
-                    let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                        continue;
-                    };
-                    match m.payload() {
-                        Some(v) if !v.is_empty() => {
-                            state.insert(key.to_string(), v.to_vec());
-                        }
-                        _ => {
-                            state.remove(key);
-                        }
-                    }
+                    apply(&mut state, &m);
                 }
             }
         }
@@ -336,21 +326,27 @@ pub fn load_to_high_watermark(
             }
             Some(Ok(m)) => {
                 last_progress = std::time::Instant::now();
-                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                    continue;
-                };
-                match m.payload() {
-                    Some(v) if !v.is_empty() => {
-                        state.insert(key.to_string(), v.to_vec());
-                    }
-                    _ => {
-                        state.remove(key);
-                    }
-                }
+                apply(&mut state, &m);
             }
         }
     }
     Ok(state)
+}
+
+/// Applies one record of a state topic to `state`: the last value of a key wins, an empty one
+/// (tombstone) deletes it; a record without a UTF-8 key is not ours and is skipped.
+fn apply(state: &mut HashMap<String, Vec<u8>>, m: &impl Message) {
+    let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+        return;
+    };
+    match m.payload() {
+        Some(v) if !v.is_empty() => {
+            state.insert(key.to_string(), v.to_vec());
+        }
+        _ => {
+            state.remove(key);
+        }
+    }
 }
 
 /// The record that stores `value` under `key` on `topic` (for use inside a transaction).

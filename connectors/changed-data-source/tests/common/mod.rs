@@ -313,3 +313,17 @@ pub fn spawn_run(
         .spawn()
         .expect("start the connector binary")
 }
+
+/// Stops a `run` process with SIGTERM and asserts it exits successfully within 30 s.
+pub async fn stop_run(mut child: tokio::process::Child, what: &str) {
+    let pid = child.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .expect("status");
+    assert!(status.success(), "{what}: exit {status:?}");
+}
