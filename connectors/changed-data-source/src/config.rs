@@ -477,6 +477,37 @@ mod tests {
     }
 
     #[test]
+    fn scale_out_defaults_and_ids() {
+        let c = parse("practices = [\"1\"]\nfeeds.patients = {}");
+        c.validate().unwrap();
+        assert_eq!(c.tasks_topic(), "athena.connect.state.v1.tasks");
+        assert_eq!(
+            c.group_id("src"),
+            "athena-connect.athena.connect.state.v1.src"
+        );
+        assert_eq!(c.scale_out.tasks_partitions, 12);
+        assert!(c.scale_out.static_membership);
+        assert_eq!(
+            c.transactional_id("src", "1", Feed::LabResults),
+            "athena-connect-cds-cursor-athena.connect.state.v1-src-1-labresults"
+        );
+        let c = parse(
+            "practices = [\"1\"]\nmode = \"exactly_once\"\nfeeds.patients = {}\n\
+             [scale_out]\ntasks_topic = \"t\"\ngroup_id = \"g\"\nworker_id = \"pod-0\"",
+        );
+        c.validate().unwrap();
+        assert_eq!(
+            (c.tasks_topic().as_str(), c.group_id("src").as_str()),
+            ("t", "g")
+        );
+        // Exactly-once keeps the id it always had.
+        assert_eq!(
+            c.transactional_id("src", "1", Feed::Patients),
+            "athena-connect-cds-src-1-patients"
+        );
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let bad = [
             ("practices = []\nfeeds.patients = {}", "practices"),
@@ -485,6 +516,18 @@ mod tests {
             (
                 "practices = [\"1\"]\npage_size = 9000\nfeeds.patients = {}",
                 "page_size",
+            ),
+            (
+                "practices = [\"1\"]\nfeeds.patients = {}\n[scale_out]\ntasks_partitions = 0",
+                "scale_out.tasks_partitions",
+            ),
+            (
+                "practices = [\"1\"]\nfeeds.patients = {}\n[scale_out]\nsession_timeout = \"1s\"",
+                "scale_out.session_timeout",
+            ),
+            (
+                "practices = [\"1\"]\nfeeds.patients = {}\n[scale_out]\nworker_id = \" \"",
+                "scale_out.worker_id",
             ),
             (
                 "practices = [\"1\"]\n[feeds.patients]\nparams = { offset = \"5\" }",

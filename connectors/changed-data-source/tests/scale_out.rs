@@ -5,7 +5,9 @@
 //! - two instances of one connector in different groups (no shared membership) cannot both
 //!   write a task's cursor: the second fences the first, which stops polling; nothing is lost;
 //! - three real `athena-connect run --only` processes, one of them SIGKILLed and restarted at
-//!   random moments (10 times): no change lost, duplicates only replayed with the original's id.
+//!   random moments (10 times): no change lost, duplicates only replayed with the original's id
+//!   (exactly-once: none for a `read_committed` reader);
+//! - three processes under the simulator's QPS limit stay within it (at most 1% throttled).
 
 mod common;
 
@@ -422,6 +424,17 @@ const KILLS: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_sigkilled_repeatedly_lose_nothing() {
+    sigkill_one_of_three("at_least_once").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_sigkilled_repeatedly_exactly_once_no_duplicates() {
+    sigkill_one_of_three("exactly_once").await;
+}
+
+/// Three processes of one config; one after the other is SIGKILLed at a random moment and
+/// restarted, [`KILLS`] times, under the change generator.
+async fn sigkill_one_of_three(mode: &str) {
     use rand::Rng;
     let stack = Stack::get().await;
     let practices = [195_900u64, 195_901, 195_902];
@@ -433,9 +446,12 @@ async fn instances_sigkilled_repeatedly_lose_nothing() {
     })
     .await
     .expect("sim");
-    let prefix = unique("cds.scalekill");
+    let prefix = unique(&format!("cds.scalekill.{mode}"));
     let name = "scalekill";
-    let section = toml(&prefix, &practices, feeds, "");
+    let section = format!(
+        "mode = \"{mode}\"\n{}",
+        toml(&prefix, &practices, feeds, "")
+    );
     let config: Config =
         connector_core::config::load_str(&section, &Default::default(), "X").expect("config");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -491,9 +507,12 @@ async fn instances_sigkilled_repeatedly_lose_nothing() {
     let replays = log_text.matches("replaying its window").count();
     let (changes, dupes) = check_events(&stack, &sim.state, &config, &practices, feeds).await;
     println!(
-        "3 processes, {KILLS} SIGKILLs: {changes} changes, all on Kafka; {dupes} duplicates \
+        "{mode}: 3 processes, {KILLS} SIGKILLs: {changes} changes, all on Kafka; {dupes} duplicates \
          (replayed, original ids); {replays} replays"
     );
+    if mode == "exactly_once" {
+        assert_eq!(dupes, 0, "read_committed saw changes more than once");
+    }
     assert!(changes > 300, "too few changes to mean anything: {changes}");
     assert!(
         replays > 0,
