@@ -178,6 +178,7 @@ pub async fn run(
     let mut tasks: tokio::task::JoinSet<TaskEnd> = tokio::task::JoinSet::new();
     let mut last_fatal: Option<Error> = None;
     let mut failed: HashSet<(String, Feed)> = HashSet::new();
+    let mut membership_lost = false;
     loop {
         tokio::select! {
             _ = control.shutdown_requested() => break,
@@ -236,9 +237,7 @@ pub async fn run(
                 }
                 None => {
                     tracing::error!("The tasks-group membership ended; stopping this connector's tasks.");
-                    control.report_error(
-                        "the tasks-group membership ended (another instance with the same scale_out.worker_id?); tasks released",
-                    );
+                    membership_lost = true;
                     break;
                 }
             },
@@ -246,8 +245,8 @@ pub async fn run(
                 Ok((t, result)) => {
                     ended(&t, result, &mut running, &mut view, &mut failed, &mut last_fatal);
                     ownership::publish(name, &view, athena);
-                    // Every task this instance owns stopped for good (none was fenced): fail,
-                    // so the supervisor restarts the connector (as before scale-out).
+                    // Every task this instance owns stopped for good (none was fenced): the
+                    // connector fails with the last error, as before scale-out.
                     if !running.is_empty() && running.keys().all(|t| failed.contains(t))
                         && let Some(e) = last_fatal.take()
                     {
@@ -275,6 +274,17 @@ pub async fn run(
     }
     drop(membership);
     ownership::withdraw(name, &worker, athena);
+    if membership_lost && !control.is_shutdown() {
+        // Fatal, so a supervisor does not restart it: the usual cause is a second instance with
+        // the same group.instance.id, and a restart would only take the membership back from it.
+        control.set_state(TaskState::Failed);
+        return Err(Error::Config(connector_core::CoreError::config(
+            "scale_out.worker_id",
+            "the tasks-group membership failed for good (usually another instance joined with the same \
+             worker id, or host name when none is set); tasks released. Give each instance its own \
+             scale_out.worker_id",
+        )));
+    }
     control.set_state(if control.is_shutdown() {
         TaskState::Stopped
     } else {

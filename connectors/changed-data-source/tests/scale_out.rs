@@ -605,3 +605,44 @@ async fn three_processes_share_the_keys_qps_limit() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_instance_with_the_same_worker_id_stops_the_first_for_good() {
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig::default()).await.expect("sim");
+    let prefix = unique("cds.sameid");
+    let name = "sameid";
+    let feeds = &FEEDS[..2];
+    let config: Config = connector_core::config::load_str(
+        &toml(&prefix, &[PRACTICE], feeds, "worker_id = \"same\""),
+        &Default::default(),
+        "X",
+    )
+    .expect("config");
+    let env = env(&stack);
+    let athena = AthenaClient::new(athena_config(&sim.base_url)).expect("client");
+    let (ha, ra) = spawn_connector(name, &config, &env, &athena);
+    until(
+        "the first instance owns every task",
+        Duration::from_secs(60),
+        || view(name, "same").owned.len() == feeds.len(),
+    )
+    .await;
+    // Same group.instance.id: the group takes the membership from the first instance, which
+    // releases its tasks and fails fatally (a supervisor restart would only take it back).
+    let (hb, rb) = spawn_connector(name, &config, &env, &athena);
+    let first = tokio::time::timeout(Duration::from_secs(30), ra)
+        .await
+        .expect("the first instance stops")
+        .expect("no panic");
+    let e = first.expect_err("the first instance fails");
+    assert!(e.to_string().contains("scale_out.worker_id"), "{e}");
+    assert_eq!(e.class(), connector_core::ErrorClass::Fatal);
+    assert_eq!(ha.status().state, TaskState::Failed);
+    until("the second instance runs", Duration::from_secs(30), || {
+        hb.status().state == TaskState::Running
+    })
+    .await;
+    stop_connector(&hb, rb).await;
+    sim.shutdown().await;
+}
