@@ -295,14 +295,36 @@ async fn three_instances_share_the_tasks_one_owner_each() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // w2 stops: its tasks are released (cursors written) and taken over by w1 and w3.
+    let moved = view(name, "w2").owned;
     let stopping = Instant::now();
     stop_connector(&h2, r2).await;
     let released = stopping.elapsed();
+    let stopped_at = chrono::Utc::now();
     let handover = until("w2's tasks taken over", Duration::from_secs(30), || {
         view(name, "w1").owned.len() + view(name, "w3").owned.len() == total
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // As athena saw the handover: per moved task, from w2's last destructive poll to the new
+    // owner's first (printed, not asserted: timing).
+    let mut gaps = Vec::new();
+    for p in practices {
+        for f in FEEDS {
+            if !moved.contains(&format!("{p}/{}", changed_data_source::task::feed_name(*f))) {
+                continue;
+            }
+            let polled = sim
+                .state
+                .with_practice(p, |pr| pr.feeds[f.path()].polled.clone())
+                .unwrap_or_default();
+            let last = polled.iter().rev().find(|t| **t <= stopped_at);
+            let first = polled.iter().find(|t| **t > stopped_at);
+            if let (Some(l), Some(n)) = (last, first) {
+                gaps.push((*n - *l).num_milliseconds());
+            }
+        }
+    }
+    gaps.sort_unstable();
     stop_gen.store(true, Ordering::Relaxed);
     generator.await.expect("generator");
 
@@ -333,7 +355,8 @@ async fn three_instances_share_the_tasks_one_owner_each() {
     assert!(changes > 300, "too few changes to mean anything: {changes}");
     println!(
         "3 instances, {total} tasks: spread {counts:?} after {spread:?}; w2 stopped in {released:?}, \
-         its tasks owned again {handover:?} later; {changes} changes, all on Kafka, {dupes} duplicates (replayed)"
+         its tasks owned again {handover:?} later; moved tasks unpolled (last poll of the old owner to the \
+         first of the new, ms) {gaps:?}; {changes} changes, all on Kafka, {dupes} duplicates (replayed)"
     );
     sim.shutdown().await;
 }
