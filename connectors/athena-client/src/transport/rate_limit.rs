@@ -392,6 +392,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_share_scales_the_rate_with_a_floor() {
+        let l = RateLimiter::new("share", cfg(20.0, 8));
+        assert_eq!(l.rate(), 20.0);
+        l.set_share(0.25);
+        assert_eq!(l.rate(), 5.0);
+        assert_eq!(l.state.lock().bucket.burst, 2.0);
+        // A tiny share still sends one request a second.
+        l.set_share(0.01);
+        assert_eq!(l.rate(), 1.0);
+        assert_eq!(l.state.lock().bucket.burst, 1.0);
+        l.set_share(f64::NAN);
+        assert_eq!(l.rate(), 20.0);
+        l.set_share(3.0);
+        assert_eq!(l.rate(), 20.0);
+    }
+
     #[tokio::test]
     async fn round_robin_between_practices() {
         let l = Arc::new(RateLimiter::new("t", cfg(200.0, 1)));
