@@ -488,10 +488,17 @@ async fn sigkill_one_of_three(mode: &str) {
             &path,
             name,
             &log,
-            &[(
-                "ATHENA_CONNECT__SOURCES__CHANGED_DATA__SCALEKILL__SCALE_OUT__WORKER_ID",
-                w,
-            )],
+            &[
+                (
+                    "ATHENA_CONNECT__SOURCES__CHANGED_DATA__SCALEKILL__SCALE_OUT__WORKER_ID",
+                    w,
+                ),
+                // Small pages: drains are longer, so more kills land inside one (a replay).
+                (
+                    "ATHENA_CONNECT__SOURCES__CHANGED_DATA__SCALEKILL__PAGE_SIZE",
+                    "10",
+                ),
+            ],
         )
     };
     let mut children: Vec<_> = workers.iter().map(|w| spawn(w)).collect();
