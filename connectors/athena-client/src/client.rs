@@ -119,6 +119,17 @@ impl AthenaClient {
         self.inner.transport.set_observer(observer)
     }
 
+    /// Limits this process to `share` of the key's `rate_limit` (see
+    /// [`RateLimiter::set_share`]); shared by every client of the same key.
+    pub fn set_rate_share(&self, share: f64) {
+        self.inner.transport.limiter.set_share(share);
+    }
+
+    /// The requests per second the shared limiter currently allows.
+    pub fn rate(&self) -> f64 {
+        self.inner.transport.limiter.rate()
+    }
+
     /// The latest `X-RateLimit-*` quota headers seen by the shared limiter.
     pub fn quota(&self) -> QuotaSnapshot {
         self.inner.transport.limiter.quota()

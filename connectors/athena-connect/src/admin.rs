@@ -377,6 +377,11 @@ fn status_json(st: &AdminState, full: &ConnectorStatus, connect_type: &str) -> V
     if let Some(ms) = full.next_restart_in_ms {
         v["next_restart_in_ms"] = json!(ms);
     }
+    // A changed-data source shares its (practice, feed) tasks with the other instances of its
+    // config (decision 0025): which of them this instance (`worker_id`) owns.
+    if let Some(o) = changed_data_source::ownership::ownership(&s.connector) {
+        v["ownership"] = json!(o);
+    }
     v
 }
 

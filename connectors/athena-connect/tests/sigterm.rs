@@ -90,6 +90,58 @@ appointments = {{}}
         first.output()
     );
 
+    // Alone, the instance owns both tasks, and says so in its status and metrics (decision 0025).
+    let mut seen = Vec::new();
+    let status = admin_call(
+        &first.admin,
+        "GET",
+        "/connectors/src/status",
+        Some(ADMIN_TOKEN),
+        &mut seen,
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&status.text).expect("status JSON");
+    let owned: BTreeSet<&str> = v["ownership"]["owned"]
+        .as_array()
+        .expect("ownership.owned")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    let want: BTreeSet<String> = FEEDS
+        .iter()
+        .map(|(feed, _, _)| format!("{PRACTICE}/{feed}"))
+        .collect();
+    assert_eq!(
+        owned,
+        want.iter().map(String::as_str).collect(),
+        "{}",
+        status.text
+    );
+    assert_eq!(v["ownership"]["tasks_total"], 2, "{}", status.text);
+    assert!(
+        !v["ownership"]["worker_id"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{}",
+        status.text
+    );
+    let metrics = admin_call(
+        &first.admin,
+        "GET",
+        "/metrics",
+        Some(ADMIN_TOKEN),
+        &mut seen,
+    )
+    .await;
+    assert!(
+        metrics
+            .text
+            .contains("source_owned_tasks{connector=\"src\"} 2"),
+        "{}",
+        metrics.text
+    );
+
     first.sigterm();
     let code = first.wait_exit(Duration::from_secs(90)).await;
     let out = first.output();

@@ -242,8 +242,14 @@ pub struct FeedState {
     pub pending: Vec<(DateTime<Utc>, SubOp)>,
     /// Every queued row (processed ones stay for `showprocessed*` re-delivery).
     pub rows: Vec<ChangeRow>,
+    /// When destructive polls were answered (the last [`MAX_POLL_TIMES`]): tests measure how
+    /// long a feed went unpolled while its poller changed.
+    pub polled: std::collections::VecDeque<DateTime<Utc>>,
     next_seq: u64,
 }
+
+/// Destructive poll times kept per feed.
+pub const MAX_POLL_TIMES: usize = 10_000;
 
 impl FeedState {
     /// Applies every pending op whose effective time is not after `now`.

@@ -156,6 +156,10 @@ pub async fn api_guard(State(state): State<SimState>, req: Request, next: Next) 
         b.last = now;
         if b.tokens < 1.0 {
             drop(b);
+            state
+                .inner
+                .qps_throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return throttled(&state, Throttle::Qps, None);
         }
         b.tokens -= 1.0;

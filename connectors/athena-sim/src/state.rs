@@ -86,6 +86,8 @@ pub struct Inner {
     pub counts: Mutex<BTreeMap<(String, String), u64>>,
     /// QPS bucket.
     pub qps: Mutex<Bucket>,
+    /// API requests answered with the over-QPS throttle.
+    pub qps_throttled: AtomicU64,
     /// Daily quota: (UTC day, requests used).
     pub quota: Mutex<(NaiveDate, u64)>,
     /// Bulk exports by job id.
@@ -129,6 +131,7 @@ impl SimState {
                     tokens: qps,
                     last: Instant::now(),
                 }),
+                qps_throttled: AtomicU64::new(0),
                 quota: Mutex::new((Utc::now().date_naive(), 0)),
                 exports: Mutex::new(BTreeMap::new()),
                 push: Default::default(),
@@ -184,6 +187,13 @@ impl SimState {
             .get(&(method.to_ascii_uppercase(), route_template.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// API requests answered with the over-QPS throttle (`qps_limit`).
+    pub fn qps_throttled(&self) -> u64 {
+        self.inner
+            .qps_throttled
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every request count, keyed `"METHOD template"` (for `GET /_sim/stats`).

@@ -61,8 +61,9 @@ pub struct Config {
     /// clock skew with athena and its whole-second timestamps.
     #[serde(default = "default_replay_margin", with = "humantime_serde")]
     pub replay_margin: Duration,
-    /// Requests per day this instance may spend on polls, spread over its feeds (athena's daily
-    /// quota is per API key and shared). Unset = no budget beyond the poll intervals.
+    /// Requests per day this connector may spend on polls, spread over all its (practice, feed)
+    /// tasks, so the instances that share them stay within it together (athena's daily quota is
+    /// per API key and shared). Unset = no budget beyond the poll intervals.
     #[serde(default)]
     pub daily_request_budget: Option<u64>,
     /// Keep the original athena record in each event's `original` field. Turn off for PHI
@@ -72,8 +73,9 @@ pub struct Config {
     /// Create the subscriptions the config asks for at start (idempotently).
     #[serde(default = "default_true")]
     pub manage_subscriptions: bool,
-    /// Prefix of the transactional ids in exactly-once mode (the id is
-    /// `<prefix>-<connector>-<practice>-<feed>`, so a restarted instance fences its zombie).
+    /// Prefix of the per-task transactional ids (exactly-once: `<prefix>-<connector>-<practice>-
+    /// <feed>`; at-least-once, cursor writes only: `<prefix>-cursor-<state_topic>-<connector>-
+    /// <practice>-<feed>`), so a new owner or a restarted instance fences the previous one.
     #[serde(default = "default_txn_prefix")]
     pub transactional_id_prefix: String,
     /// Where an event Kafka refuses for good (too large even without `original`, topic not
@@ -94,6 +96,74 @@ pub struct Config {
     /// rate; this only overlaps athena's latency so a backlog can use the budget.
     #[serde(default = "default_enrich_concurrency")]
     pub enrich_concurrency: usize,
+    /// How instances started with this config share its (practice, feed) tasks through Kafka
+    /// group membership (decision 0025). Always on: a single instance owns every task.
+    #[serde(default)]
+    pub scale_out: ScaleOut,
+}
+
+/// `[sources.changed_data.<name>.scale_out]`: the tasks topic, the consumer group whose
+/// members divide the tasks, and this instance's identity in it (decision 0025).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleOut {
+    /// Compacted topic whose partitions carry the tasks (a task belongs to partition
+    /// `fnv1a("<practice>/<feed>") % partitions`). Default `<state_topic>.tasks`; shared by every
+    /// connector with that state topic (each has its own group).
+    #[serde(default)]
+    pub tasks_topic: Option<String>,
+    /// Partitions of the tasks topic when the connector creates it (an existing topic keeps
+    /// its count; every instance reads it from the broker). More partitions than instances
+    /// spread the tasks more evenly.
+    #[serde(default = "default_tasks_partitions")]
+    pub tasks_partitions: i32,
+    /// The consumer group of the instances of this connector. Default
+    /// `athena-connect.<state_topic>.<connector>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// This instance's id in status and logs (Kafka Connect's `worker_id`), default
+    /// `<hostname>:<pid>`; with `static_membership` also its `group.instance.id` (default the
+    /// host name). Two instances on one host need distinct ids.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// Static membership (`group.instance.id` = `worker_id`, else the host name): a restarted
+    /// instance gets its tasks back at once, but a stopped one keeps them until
+    /// `session_timeout` (static members do not leave the group). Off: an instance that stops
+    /// hands its tasks over at once, one that crashes after `session_timeout`. Default on.
+    #[serde(default = "default_true")]
+    pub static_membership: bool,
+    /// How long the group waits for a silent instance before giving its tasks to the others.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How long a revocation waits for the revoked tasks' drains to end and their cursors to
+    /// be written before the tasks are released anyway (the next owner's fencing then stops a
+    /// late write).
+    #[serde(default = "default_release_timeout", with = "humantime_serde")]
+    pub release_timeout: Duration,
+}
+
+impl Default for ScaleOut {
+    fn default() -> Self {
+        ScaleOut {
+            tasks_topic: None,
+            tasks_partitions: default_tasks_partitions(),
+            group_id: None,
+            worker_id: None,
+            static_membership: true,
+            session_timeout: default_session_timeout(),
+            release_timeout: default_release_timeout(),
+        }
+    }
+}
+
+fn default_tasks_partitions() -> i32 {
+    12
+}
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_release_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// Per-feed overrides.
@@ -167,6 +237,42 @@ const RESERVED_PARAMS: &[&str] = &[
 ];
 
 impl Config {
+    /// The tasks topic (see [`ScaleOut::tasks_topic`]).
+    pub fn tasks_topic(&self) -> String {
+        self.scale_out
+            .tasks_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.tasks", self.state_topic))
+    }
+
+    /// The consumer group of connector `name`'s instances (see [`ScaleOut::group_id`]).
+    pub fn group_id(&self, name: &str) -> String {
+        self.scale_out
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("athena-connect.{}.{name}", self.state_topic))
+    }
+
+    /// The transactional id of the (practice, feed) task: its cursor writes (and in
+    /// exactly-once mode its events) go through a producer with this id, so a new owner's
+    /// `init_transactions` fences the previous one. Exactly-once keeps its historical id
+    /// `<prefix>-<connector>-<practice>-<feed>`; at-least-once names the state topic too
+    /// (`<prefix>-cursor-<state_topic>-<connector>-<practice>-<feed>`), like the cursor key's
+    /// namespace, so two deployments with the same connector name on one cluster (or two test
+    /// runs) never fence each other.
+    pub fn transactional_id(&self, name: &str, practice: &str, feed: Feed) -> String {
+        let feed = athena_contracts::events::feed_name(feed);
+        match self.mode {
+            DeliveryMode::ExactlyOnce => {
+                format!("{}-{name}-{practice}-{feed}", self.transactional_id_prefix)
+            }
+            DeliveryMode::AtLeastOnce => format!(
+                "{}-cursor-{}-{name}-{practice}-{feed}",
+                self.transactional_id_prefix, self.state_topic
+            ),
+        }
+    }
+
     /// The topic of `feed`.
     pub fn topic(&self, feed: Feed) -> String {
         self.feeds
@@ -264,6 +370,27 @@ impl Validate for Config {
                 "must be between 1 and 64",
             ));
         }
+        if !(1..=1000).contains(&self.scale_out.tasks_partitions) {
+            return Err(CoreError::config(
+                "scale_out.tasks_partitions",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.scale_out.session_timeout < Duration::from_secs(6) {
+            return Err(CoreError::config(
+                "scale_out.session_timeout",
+                "must be at least 6s (the broker's group.min.session.timeout.ms)",
+            ));
+        }
+        for (key, v) in [
+            ("scale_out.tasks_topic", &self.scale_out.tasks_topic),
+            ("scale_out.group_id", &self.scale_out.group_id),
+            ("scale_out.worker_id", &self.scale_out.worker_id),
+        ] {
+            if v.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(CoreError::config(key, "must not be empty"));
+            }
+        }
         if let Some(k) = athena_contracts::mapping::invalid_typed_topic(&self.typed_topics) {
             return Err(CoreError::config(
                 format!("typed_topics.{k}"),
@@ -350,6 +477,37 @@ mod tests {
     }
 
     #[test]
+    fn scale_out_defaults_and_ids() {
+        let c = parse("practices = [\"1\"]\nfeeds.patients = {}");
+        c.validate().unwrap();
+        assert_eq!(c.tasks_topic(), "athena.connect.state.v1.tasks");
+        assert_eq!(
+            c.group_id("src"),
+            "athena-connect.athena.connect.state.v1.src"
+        );
+        assert_eq!(c.scale_out.tasks_partitions, 12);
+        assert!(c.scale_out.static_membership);
+        assert_eq!(
+            c.transactional_id("src", "1", Feed::LabResults),
+            "athena-connect-cds-cursor-athena.connect.state.v1-src-1-labresults"
+        );
+        let c = parse(
+            "practices = [\"1\"]\nmode = \"exactly_once\"\nfeeds.patients = {}\n\
+             [scale_out]\ntasks_topic = \"t\"\ngroup_id = \"g\"\nworker_id = \"pod-0\"",
+        );
+        c.validate().unwrap();
+        assert_eq!(
+            (c.tasks_topic().as_str(), c.group_id("src").as_str()),
+            ("t", "g")
+        );
+        // Exactly-once keeps the id it always had.
+        assert_eq!(
+            c.transactional_id("src", "1", Feed::Patients),
+            "athena-connect-cds-src-1-patients"
+        );
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let bad = [
             ("practices = []\nfeeds.patients = {}", "practices"),
@@ -358,6 +516,18 @@ mod tests {
             (
                 "practices = [\"1\"]\npage_size = 9000\nfeeds.patients = {}",
                 "page_size",
+            ),
+            (
+                "practices = [\"1\"]\nfeeds.patients = {}\n[scale_out]\ntasks_partitions = 0",
+                "scale_out.tasks_partitions",
+            ),
+            (
+                "practices = [\"1\"]\nfeeds.patients = {}\n[scale_out]\nsession_timeout = \"1s\"",
+                "scale_out.session_timeout",
+            ),
+            (
+                "practices = [\"1\"]\nfeeds.patients = {}\n[scale_out]\nworker_id = \" \"",
+                "scale_out.worker_id",
             ),
             (
                 "practices = [\"1\"]\n[feeds.patients]\nparams = { offset = \"5\" }",

@@ -110,6 +110,9 @@ pub struct FeedTask {
     pub replay_seen: HashSet<String>,
     /// FHIR enrichment of this feed's rows, when switched on (`feeds.<name>.enrich`).
     pub enricher: Option<Arc<crate::enrich::Enricher>>,
+    /// Cancelled when the task is revoked from this instance: the drain in progress stops
+    /// after its current page, the cursor is written, and the loop ends (decision 0025).
+    pub release: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for FeedTask {
@@ -194,9 +197,12 @@ impl FeedTask {
         let mut needs_replay = self.cursor.in_progress_since.is_some();
         let mut attempt = 0u32;
         let mut control = self.control.clone();
-        while !control.is_shutdown() {
-            control.wait_resumed().await;
-            if control.is_shutdown() {
+        while !control.is_shutdown() && !self.release.is_cancelled() {
+            tokio::select! {
+                _ = control.wait_resumed() => {}
+                _ = self.release.cancelled() => {}
+            }
+            if control.is_shutdown() || self.release.is_cancelled() {
                 break;
             }
             // One root span per poll cycle (a drain, or a replay), closed and exported when
@@ -272,6 +278,7 @@ impl FeedTask {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = control.shutdown_requested() => {}
+                    _ = self.release.cancelled() => {}
                 }
             }
         }
@@ -488,16 +495,19 @@ impl FeedTask {
                 let n = page.items.len();
                 let skip = self.skip_set();
                 self.enrich_page(&page.items, false).await?;
-                // A full page means more may wait: read the next one while this one is mapped.
-                let (mapped, prefetched) = if n >= page_size as usize {
-                    let (m, p) = tokio::join!(
-                        self.map_page(page.items, false, &skip),
-                        self.poll_once(&params)
-                    );
-                    (m, Some(p))
-                } else {
-                    (self.map_page(page.items, false, &skip).await, None)
-                };
+                // A full page means more may wait: read the next one while this one is mapped
+                // (unless the task is being released: the drain ends with this page, and the
+                // rows left at athena wait for the next owner's poll).
+                let (mapped, prefetched) =
+                    if n >= page_size as usize && !self.release.is_cancelled() {
+                        let (m, p) = tokio::join!(
+                            self.map_page(page.items, false, &skip),
+                            self.poll_once(&params)
+                        );
+                        (m, Some(p))
+                    } else {
+                        (self.map_page(page.items, false, &skip).await, None)
+                    };
                 let events = Arc::new(mapped?);
                 let count = events.len();
                 let send = {
@@ -612,7 +622,8 @@ impl FeedTask {
                 }
             };
             let n = page.items.len();
-            let last = n < page_size as usize;
+            // A released task ends its drain with this page (the rest waits for the next owner).
+            let last = n < page_size as usize || self.release.is_cancelled();
             // 3. Produce; 4. after the last page, clear the marker once everything is
             // acknowledged. Exactly-once writes the cursor (marker kept until the last page,
             // recent ids) in every page's transaction.

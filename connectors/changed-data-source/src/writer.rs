@@ -65,6 +65,11 @@ pub enum Writer {
         producer: FutureProducer,
         /// The cursor store (boxed: it is much larger than the other variant).
         store: Box<KafkaCheckpointStore>,
+        /// The task's own transactional writer (an [`Writer::ExactlyOnce`]) through which the
+        /// cursor is written, so that a newer owner's `init_transactions` fences this one: its
+        /// next cursor write (the marker before a poll) fails with [`Error::Fenced`] and the
+        /// feed is not polled again (decision 0025). `None`: cursors go through `store`.
+        fence: Option<Box<Writer>>,
     },
     /// A transactional producer owned by this (practice, feed).
     ExactlyOnce {
@@ -144,6 +149,22 @@ async fn init_transactional(
 }
 
 impl Writer {
+    /// Initialises an at-least-once writer whose cursor writes go through a transactional
+    /// producer with `transactional_id` (fencing any older owner of the task).
+    pub async fn at_least_once_fenced(
+        producer: FutureProducer,
+        store: KafkaCheckpointStore,
+        kafka: &KafkaConfig,
+        transactional_id: &str,
+    ) -> Result<Writer, Error> {
+        let fence = Writer::exactly_once(kafka, store.topic(), transactional_id).await?;
+        Ok(Writer::AtLeastOnce {
+            producer,
+            store: Box::new(store),
+            fence: Some(Box::new(fence)),
+        })
+    }
+
     /// Initialises an exactly-once writer: creates the transactional producer and runs
     /// `init_transactions`, which fences any older instance with the same id.
     pub async fn exactly_once(
@@ -182,6 +203,9 @@ impl Writer {
     /// Durably stores the cursor alone (the marker before a poll, or a cleared cursor).
     pub async fn save_cursor(&self, key: &str, cursor: &[u8]) -> Result<(), Error> {
         match self {
+            Writer::AtLeastOnce {
+                fence: Some(fence), ..
+            } => Box::pin(fence.save_cursor(key, cursor)).await,
             Writer::AtLeastOnce { store, .. } => Ok(store.save(key, cursor).await?),
             Writer::ExactlyOnce { .. } => {
                 let page = Page {
@@ -207,10 +231,10 @@ impl Writer {
         cancel: &CancellationToken,
     ) -> Result<(), Error> {
         match self {
-            Writer::AtLeastOnce { producer, store } => {
+            Writer::AtLeastOnce { producer, .. } => {
                 send_all_acked(producer, page, cancel).await?;
                 if let Some((key, value)) = cursor {
-                    store.save(key, value).await?;
+                    self.save_cursor(key, value).await?;
                 }
                 Ok(())
             }
@@ -263,8 +287,13 @@ impl Writer {
                     Ok(_) => return Ok(()),
                     Err(f) => f,
                 };
+            // A fenced producer may report the failure of a produce or an abort before it
+            // reports itself fenced: never renew it then, since a fresh `init_transactions` would
+            // fence the new owner in turn (decision 0025).
+            let fatal = current.client().fatal_error().is_some();
             match (failure.class, failure.record.and_then(|r| included.get(r))) {
                 (ErrorClass::Fatal, _) => return Err(Error::Fenced(transactional_id.clone())),
+                _ if fatal => return Err(Error::Fenced(transactional_id.clone())),
                 // This event can never be written as it is; the page goes again without it (or
                 // with its minimised form), on a fresh producer.
                 (ErrorClass::Permanent, Some(&i)) => {

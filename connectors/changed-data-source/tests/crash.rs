@@ -9,17 +9,16 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use athena_client::api::changed::Feed;
-use athena_connect_tests::{Stack, athena_connect_bin, unique};
+use athena_connect_tests::{Stack, unique};
 use athena_sim::{RunningSim, SimConfig};
 use common::*;
 use rand::Rng;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const FEEDS: &[Feed] = &[
     Feed::Patients,
@@ -36,61 +35,11 @@ fn write_config(dir: &Path, stack: &Stack, sim_url: &str, prefix: &str, mode: &s
         FEEDS,
         &format!("mode = \"{mode}\"\npage_size = 20\nreplay_margin = \"2s\""),
     );
-    let text = format!(
-        r#"
-[kafka]
-bootstrap_servers = "{bootstrap}"
-replication_factor = 1
-
-[schema_registry]
-url = "{registry}"
-auto_register = true
-
-[athena]
-base_url = "{sim_url}"
-client_id = "sim-client"
-client_secret = "sim-secret"
-request_timeout = "5s"
-[athena.retry]
-base = "20ms"
-cap = "200ms"
-[athena.rate_limit]
-qps = 500.0
-burst = 100
-token_requests_per_minute = 600
-
-[admin]
-enabled = false
-
-[sources.changed_data.crash]
-{section}
-"#,
-        bootstrap = stack.bootstrap,
-        registry = stack.registry_url,
-        section = section.replace("[feeds.", "[sources.changed_data.crash.feeds."),
-    );
-    let path = dir.join("connector.toml");
-    std::fs::write(&path, text).expect("write config");
-    path.display().to_string()
+    run_config(dir, stack, sim_url, "crash", &section)
 }
 
 fn spawn(config: &str, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    Command::new(athena_connect_bin())
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .args(["--only", "crash"])
-        .env("RUST_LOG", "warn,changed_data_source=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the connector binary")
+    spawn_run(config, "crash", log, &[])
 }
 
 async fn crash_and_restart(mode: &str) {
@@ -138,7 +87,7 @@ async fn crash_and_restart(mode: &str) {
     generator.await.expect("generator");
 
     // A last run drains what is left, then stops on SIGTERM.
-    let mut child = spawn(&config, &log);
+    let child = spawn(&config, &log);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while pending(&sim.state, FEEDS) > 0 {
         assert!(
@@ -149,16 +98,7 @@ async fn crash_and_restart(mode: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pid = child.id().expect("pid").to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill -TERM");
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("stops on SIGTERM")
-        .expect("status");
-    assert!(status.success(), "exit {status:?}");
+    stop_run(child, "crash").await;
 
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     let replays = log_text.matches("replaying its window").count();

@@ -118,6 +118,18 @@ impl KafkaCheckpointStore {
         &self.topic
     }
 
+    /// Loads every checkpoint up to the topic's high watermark as of the call (see
+    /// [`load_to_high_watermark`]): for a store that several transactional producers write.
+    pub async fn load_to_high_watermark(&self) -> Result<HashMap<String, Vec<u8>>, CoreError> {
+        let kafka = self.kafka.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            load_to_high_watermark(&kafka, &topic, "athena-connect-checkpoint-loader")
+        })
+        .await
+        .map_err(|e| CoreError::task("checkpoint loader", &e))?
+    }
+
     fn load_blocking(
         kafka: &KafkaConfig,
         topic: &str,
@@ -179,17 +191,7 @@ impl KafkaCheckpointStore {
                 }
                 Some(Ok(m)) => {
                     deadline = std::time::Instant::now() + timeout;
-                    let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                        continue;
-                    };
-                    match m.payload() {
-                        Some(v) if !v.is_empty() => {
-                            state.insert(key.to_string(), v.to_vec());
-                        }
-                        _ => {
-                            state.remove(key);
-                        }
-                    }
+                    apply(&mut state, &m);
                 }
             }
         }
@@ -228,6 +230,122 @@ impl CheckpointStore for KafkaCheckpointStore {
                 operation: "delete checkpoint",
                 source,
             })
+    }
+}
+
+/// How long a high-watermark load may make no progress.
+pub const LOAD_STALL: Duration = Duration::from_secs(150);
+
+fn kafka_err(operation: &'static str) -> impl FnOnce(KafkaError) -> CoreError {
+    move |source| CoreError::Kafka { operation, source }
+}
+
+/// Reads `topic` (`read_committed`) from the beginning until every partition's position has
+/// reached its high watermark as of the start, waiting for transactions open below it to end
+/// (not only to the last stable offset, where [`KafkaCheckpointStore::load`] stops). For stores
+/// with several transactional writers: any writer's open transaction holds the last stable
+/// offset back and would hide every value written after it began. Waiting is bounded by the
+/// open transactions' lifetime (`transaction.timeout.ms` for one whose producer died); no
+/// progress for [`LOAD_STALL`] is an error. `loader` is the consumer's (unused) group id.
+pub fn load_to_high_watermark(
+    kafka: &KafkaConfig,
+    topic: &str,
+    loader: &str,
+) -> Result<HashMap<String, Vec<u8>>, CoreError> {
+    let timeout = Duration::from_secs(30);
+    let consumer: BaseConsumer = kafka
+        .consumer_config(loader)
+        .create()
+        .map_err(kafka_err("create checkpoint loader"))?;
+    // The watermark query of a read_committed client answers the last stable offset; the
+    // high watermark needs a read_uncommitted one.
+    let mut probe_cfg = kafka.consumer_config(loader);
+    probe_cfg.set("isolation.level", "read_uncommitted");
+    let probe: BaseConsumer = probe_cfg
+        .create()
+        .map_err(kafka_err("create checkpoint probe"))?;
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka_err("checkpoint metadata"))?;
+    let mut targets: HashMap<i32, i64> = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics().iter().flat_map(|t| t.partitions()) {
+        let (_low, high) = probe
+            .fetch_watermarks(topic, p.id(), timeout)
+            .map_err(kafka_err("checkpoint watermarks"))?;
+        targets.insert(p.id(), high);
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .map_err(kafka_err("checkpoint assign"))?;
+    }
+    drop(probe);
+    consumer
+        .assign(&tpl)
+        .map_err(kafka_err("checkpoint assign"))?;
+    let reached = |consumer: &BaseConsumer| -> Result<bool, CoreError> {
+        let pos = consumer
+            .position()
+            .map_err(kafka_err("checkpoint position"))?;
+        Ok(targets.iter().all(|(p, high)| {
+            *high <= 0
+                || matches!(
+                    pos.find_partition(topic, *p).map(|e| e.offset()),
+                    Some(Offset::Offset(o)) if o >= *high
+                )
+        }))
+    };
+    let mut state = HashMap::new();
+    let mut last_progress = std::time::Instant::now();
+    let mut last_pos: Option<Vec<i64>> = None;
+    while !reached(&consumer)? {
+        if last_progress.elapsed() > LOAD_STALL {
+            return Err(CoreError::Kafka {
+                operation: "load checkpoints (no progress towards the high watermark)",
+                source: KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
+            });
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {
+                // Positions also move over control records and aborted data.
+                let pos: Vec<i64> = consumer
+                    .position()
+                    .map_err(kafka_err("checkpoint position"))?
+                    .elements()
+                    .iter()
+                    .map(|e| e.offset().to_raw().unwrap_or(-1))
+                    .collect();
+                if last_pos.as_ref() != Some(&pos) {
+                    last_pos = Some(pos);
+                    last_progress = std::time::Instant::now();
+                }
+            }
+            Some(Err(source)) => {
+                return Err(CoreError::Kafka {
+                    operation: "load checkpoints",
+                    source,
+                });
+            }
+            Some(Ok(m)) => {
+                last_progress = std::time::Instant::now();
+                apply(&mut state, &m);
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Applies one record of a state topic to `state`: the last value of a key wins, an empty one
+/// (tombstone) deletes it; a record without a UTF-8 key is not ours and is skipped.
+fn apply(state: &mut HashMap<String, Vec<u8>>, m: &impl Message) {
+    let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+        return;
+    };
+    match m.payload() {
+        Some(v) if !v.is_empty() => {
+            state.insert(key.to_string(), v.to_vec());
+        }
+        _ => {
+            state.remove(key);
+        }
     }
 }
 

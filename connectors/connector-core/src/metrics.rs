@@ -169,6 +169,8 @@ pub struct Metrics {
     /// The poll interval a feed's share of the daily request budget allows (0 = no budget).
     pub source_budget_poll_interval_seconds:
         Family<FeedLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// (practice, feed) tasks this instance owns through the tasks group (decision 0025).
+    pub source_owned_tasks: Family<ConnectorLabels, Gauge>,
     /// Errors by class.
     pub errors: Family<ErrorLabels, Counter>,
     /// Commands by type and outcome.
@@ -241,6 +243,7 @@ impl Metrics {
             source_offset_commits: Family::default(),
             source_feed_lag_seconds: Family::default(),
             source_budget_poll_interval_seconds: Family::default(),
+            source_owned_tasks: Family::default(),
             errors: Family::default(),
             sink_commands: Family::default(),
             sink_command_latency_seconds: Family::new_with_constructor(|| {
@@ -303,6 +306,11 @@ impl Metrics {
             "source_budget_poll_interval_seconds",
             "Poll interval allowed by the feed's share of the daily request budget",
             m.source_budget_poll_interval_seconds.clone(),
+        );
+        registry.register(
+            "source_owned_tasks",
+            "Changed-data tasks (practice, feed) this instance owns",
+            m.source_owned_tasks.clone(),
         );
         registry.register("errors", "Errors by class", m.errors.clone());
         registry.register(

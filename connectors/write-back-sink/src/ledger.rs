@@ -20,11 +20,8 @@ use connector_core::checkpoint::{CheckpointStore, KafkaCheckpointStore};
 use connector_core::kafka::KafkaConfig;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
 
@@ -111,9 +108,15 @@ impl LedgerStore for KafkaLedgerStore {
         let kafka = self.kafka.clone();
         let topic = self.topic().to_string();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || load_to_high_watermark(&kafka, &topic))
-                .await
-                .map_err(|e| CoreError::task("ledger loader", &e))?
+            tokio::task::spawn_blocking(move || {
+                connector_core::checkpoint::load_to_high_watermark(
+                    &kafka,
+                    &topic,
+                    "athena-connect-ledger-loader",
+                )
+            })
+            .await
+            .map_err(|e| CoreError::task("ledger loader", &e))?
         })
     }
 
@@ -277,105 +280,6 @@ impl Ledger {
 /// No progress for this long while loading fails the load (longer than the default
 /// `transaction.timeout.ms` of 120 s, after which the broker aborts a dead producer's
 /// transaction and the last stable offset moves on).
-const LOAD_STALL: Duration = Duration::from_secs(150);
-
-fn kafka_err(operation: &'static str) -> impl FnOnce(KafkaError) -> CoreError {
-    move |source| CoreError::Kafka { operation, source }
-}
-
-/// Reads `topic` (`read_committed`) from the beginning until every partition's position has
-/// reached its high watermark as of the start; see [`Ledger::load`].
-fn load_to_high_watermark(
-    kafka: &KafkaConfig,
-    topic: &str,
-) -> Result<HashMap<String, Vec<u8>>, CoreError> {
-    let timeout = Duration::from_secs(30);
-    let consumer: BaseConsumer = kafka
-        .consumer_config("athena-connect-ledger-loader")
-        .create()
-        .map_err(kafka_err("create ledger loader"))?;
-    // The watermark query of a read_committed client answers the last stable offset; the
-    // high watermark needs a read_uncommitted one.
-    let mut probe_cfg = kafka.consumer_config("athena-connect-ledger-loader");
-    probe_cfg.set("isolation.level", "read_uncommitted");
-    let probe: BaseConsumer = probe_cfg
-        .create()
-        .map_err(kafka_err("create ledger probe"))?;
-    let md = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(kafka_err("ledger metadata"))?;
-    let mut targets: HashMap<i32, i64> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics().iter().flat_map(|t| t.partitions()) {
-        let (_low, high) = probe
-            .fetch_watermarks(topic, p.id(), timeout)
-            .map_err(kafka_err("ledger watermarks"))?;
-        targets.insert(p.id(), high);
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .map_err(kafka_err("ledger assign"))?;
-    }
-    drop(probe);
-    consumer.assign(&tpl).map_err(kafka_err("ledger assign"))?;
-    let reached = |consumer: &BaseConsumer| -> Result<bool, CoreError> {
-        let pos = consumer.position().map_err(kafka_err("ledger position"))?;
-        Ok(targets.iter().all(|(p, high)| {
-            *high <= 0
-                || matches!(
-                    pos.find_partition(topic, *p).map(|e| e.offset()),
-                    Some(Offset::Offset(o)) if o >= *high
-                )
-        }))
-    };
-    let mut state = HashMap::new();
-    let mut last_progress = std::time::Instant::now();
-    let mut last_pos: Option<Vec<i64>> = None;
-    while !reached(&consumer)? {
-        if last_progress.elapsed() > LOAD_STALL {
-            return Err(CoreError::Kafka {
-                operation: "load the ledger (no progress towards the high watermark)",
-                source: KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
-            });
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {
-                // Positions also move over control records and aborted data.
-                let pos: Vec<i64> = consumer
-                    .position()
-                    .map_err(kafka_err("ledger position"))?
-                    .elements()
-                    .iter()
-                    .map(|e| e.offset().to_raw().unwrap_or(-1))
-                    .collect();
-                if last_pos.as_ref() != Some(&pos) {
-                    last_pos = Some(pos);
-                    last_progress = std::time::Instant::now();
-                }
-            }
-            Some(Err(source)) => {
-                return Err(CoreError::Kafka {
-                    operation: "load the ledger",
-                    source,
-                });
-            }
-            Some(Ok(m)) => {
-                last_progress = std::time::Instant::now();
-                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                    continue;
-                };
-                match m.payload() {
-                    Some(v) if !v.is_empty() => {
-                        state.insert(key.to_string(), v.to_vec());
-                    }
-                    _ => {
-                        state.remove(key);
-                    }
-                }
-            }
-        }
-    }
-    Ok(state)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

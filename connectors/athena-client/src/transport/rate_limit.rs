@@ -246,6 +246,30 @@ impl RateLimiter {
         }
     }
 
+    /// Limits this process to `share` (0..=1) of the configured `qps` and `burst`: the key's
+    /// limit is divided among the instances that use it (the changed-data source sets its share
+    /// of owned tasks on every rebalance, decision 0025). At least one request a second and a
+    /// burst of one remain, so a small share still progresses.
+    pub fn set_share(&self, share: f64) {
+        let share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        let rate = (self.config.qps * share).max(self.config.qps.min(1.0));
+        let burst = (f64::from(self.config.burst) * share).max(1.0);
+        let mut st = self.state.lock();
+        st.bucket.refill(Instant::now());
+        st.bucket.rate = rate;
+        st.bucket.burst = burst;
+        st.bucket.tokens = st.bucket.tokens.min(burst);
+    }
+
+    /// The requests per second this process may currently send (`qps` times its share).
+    pub fn rate(&self) -> f64 {
+        self.state.lock().bucket.rate
+    }
+
     /// Wait for a token-endpoint permit (separate per-minute budget).
     pub async fn acquire_token_grant(&self) {
         loop {
@@ -366,6 +390,23 @@ mod tests {
             burst,
             ..RateLimitConfig::default()
         }
+    }
+
+    #[test]
+    fn a_share_scales_the_rate_with_a_floor() {
+        let l = RateLimiter::new("share", cfg(20.0, 8));
+        assert_eq!(l.rate(), 20.0);
+        l.set_share(0.25);
+        assert_eq!(l.rate(), 5.0);
+        assert_eq!(l.state.lock().bucket.burst, 2.0);
+        // A tiny share still sends one request a second.
+        l.set_share(0.01);
+        assert_eq!(l.rate(), 1.0);
+        assert_eq!(l.state.lock().bucket.burst, 1.0);
+        l.set_share(f64::NAN);
+        assert_eq!(l.rate(), 20.0);
+        l.set_share(3.0);
+        assert_eq!(l.rate(), 20.0);
     }
 
     #[tokio::test]

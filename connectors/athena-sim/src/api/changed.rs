@@ -137,6 +137,12 @@ pub fn poll(state: &SimState, pid: u64, def: &'static FeedDef, params: &Params) 
                 "Changed messages require setup (subscription) that has not been done.",
             ));
         }
+        if !leave {
+            f.polled.push_back(now);
+            if f.polled.len() > crate::feeds::MAX_POLL_TIMES {
+                f.polled.pop_front();
+            }
+        }
         // Guess: with a showprocessed window athena returns the still-unprocessed rows *and* the
         // processed ones whose processed time is in the window (a recovery read sees everything
         // it may have lost); rows re-delivered from the window keep their first processed time.

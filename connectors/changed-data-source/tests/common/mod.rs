@@ -103,8 +103,17 @@ pub async fn stop_connector(
 
 /// Every row the simulator handed out (processed) on `feed`, as (event id, snapshot).
 pub fn handed_out(sim: &SimState, feed: Feed) -> Vec<(String, serde_json::Value)> {
+    handed_out_in(sim, PRACTICE, feed)
+}
+
+/// Every row the simulator handed out (processed) on `feed` of `practice`.
+pub fn handed_out_in(
+    sim: &SimState,
+    practice: u64,
+    feed: Feed,
+) -> Vec<(String, serde_json::Value)> {
     let codec = events::codec_with_id(feed, 1).expect("codec");
-    sim.with_practice(PRACTICE, |p| {
+    sim.with_practice(practice, |p| {
         p.feeds
             .get(feed.path())
             .map(|f| {
@@ -113,7 +122,7 @@ pub fn handed_out(sim: &SimState, feed: Feed) -> Vec<(String, serde_json::Value)
                     .filter(|r| r.processed_at.is_some())
                     .map(|r| {
                         (
-                            codec.event_id(&PRACTICE.to_string(), &r.snapshot),
+                            codec.event_id(&practice.to_string(), &r.snapshot),
                             r.snapshot.clone(),
                         )
                     })
@@ -221,4 +230,100 @@ pub fn expected_counts(rows: &[(String, serde_json::Value)]) -> BTreeMap<String,
         *m.entry(id.clone()).or_insert(0) += 1;
     }
     m
+}
+
+/// Writes a whole `athena-connect` config (local stack, simulator at `sim_url`, admin off) with
+/// `section` (a connector table as [`connector_toml`] makes it) as connector `name`; returns
+/// its path.
+pub fn run_config(
+    dir: &std::path::Path,
+    stack: &Stack,
+    sim_url: &str,
+    name: &str,
+    section: &str,
+) -> String {
+    // The section's own sub-tables (`[feeds.x]`, `[scale_out]`) nest under the connector.
+    let section: String = section
+        .lines()
+        .map(|l| match l.strip_prefix('[') {
+            Some(rest) => format!("[sources.changed_data.{name}.{rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let text = format!(
+        r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+replication_factor = 1
+
+[schema_registry]
+url = "{registry}"
+auto_register = true
+
+[athena]
+base_url = "{sim_url}"
+client_id = "sim-client"
+client_secret = "sim-secret"
+request_timeout = "5s"
+[athena.retry]
+base = "20ms"
+cap = "200ms"
+[athena.rate_limit]
+qps = 500.0
+burst = 100
+token_requests_per_minute = 600
+
+[admin]
+enabled = false
+
+[sources.changed_data.{name}]
+{section}
+"#,
+        bootstrap = stack.bootstrap,
+        registry = stack.registry_url,
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+/// Starts `athena-connect run --config <config> --only <name>` with `env` set, appending its
+/// log to `log`; killed when dropped.
+pub fn spawn_run(
+    config: &str,
+    name: &str,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> tokio::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    tokio::process::Command::new(athena_connect_tests::athena_connect_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(["--only", name])
+        .env("RUST_LOG", "warn,changed_data_source=info")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the connector binary")
+}
+
+/// Stops a `run` process with SIGTERM and asserts it exits successfully within 30 s.
+pub async fn stop_run(mut child: tokio::process::Child, what: &str) {
+    let pid = child.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .expect("status");
+    assert!(status.success(), "{what}: exit {status:?}");
 }
