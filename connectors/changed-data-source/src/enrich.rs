@@ -25,6 +25,7 @@
 //!   in `meta.lastUpdated` order, so one patient's clinical events read back in change order.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use athena_client::api::changed::Feed;
@@ -48,6 +49,9 @@ use crate::error::Error;
 
 /// Resources of one patient search page (the client follows `next` links).
 const SEARCH_COUNT: u32 = 100;
+
+/// Shards of the per-patient lock.
+const PATIENT_LOCKS: usize = 256;
 
 /// How the resources a feed's row signals are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +172,8 @@ pub fn signals(
 /// One encoded typed event.
 struct Out {
     topic: String,
+    /// Full name of the event's schema (to drop `original` from a refused event).
+    schema: &'static str,
     key: String,
     value: Vec<u8>,
     headers: OwnedHeaders,
@@ -186,6 +192,8 @@ pub struct Enricher {
     keep_original: bool,
     window: Duration,
     concurrency: usize,
+    /// Per-patient turn taking shared by the feed tasks (see [`Enricher::patient_lock`]).
+    locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl std::fmt::Debug for Enricher {
@@ -223,6 +231,9 @@ impl Enricher {
             keep_original: config.keep_original,
             window: config.enrich_window,
             concurrency: config.enrich_concurrency,
+            locks: (0..PATIENT_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -252,49 +263,114 @@ impl Enricher {
             include_original: self.keep_original,
         };
         let _ = replayed;
-        // Reads of different signals overlap (athena answers in ~100 ms; the shared limiter,
-        // not this loop, bounds the rate); `buffered` keeps the signals' order for producing.
-        let futs: Vec<futures::future::BoxFuture<'_, Result<Vec<Value>, Error>>> = signals
-            .iter()
-            .map(|s| self.read(pid, plan, s).boxed())
+        // One unit of work per patient: its rows' reads merged (one search per type, one read
+        // per named resource), so a page never reads one resource twice.
+        let mut patients: Vec<(&str, Vec<&Signal>)> = Vec::new();
+        for s in signals {
+            match patients.iter_mut().find(|(p, _)| *p == s.patient) {
+                Some((_, v)) => v.push(s),
+                None => patients.push((&s.patient, vec![s])),
+            }
+        }
+        // Patients overlap (athena answers in ~100 ms; the shared limiter, not this loop,
+        // bounds the rate); each patient's events are ordered by its own lock.
+        let futs: Vec<futures::future::BoxFuture<'_, Result<usize, Error>>> = patients
+            .into_iter()
+            .map(|(patient, sigs)| {
+                self.enrich_patient(pid, plan, practice, patient, sigs, &obs)
+                    .boxed()
+            })
             .collect();
-        let reads = futures::stream::iter(futs)
-            .buffered(self.concurrency.max(1))
+        let done = futures::stream::iter(futs)
+            .buffer_unordered(self.concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
+        let mut acked = 0usize;
+        for d in done {
+            acked += d?;
+        }
+        Ok(acked)
+    }
+
+    /// Reads, maps and produces one patient's signalled resources while holding the patient's
+    /// lock, so that across every feed task of the connector a later read of the patient is
+    /// produced after an earlier one: a resource's versions never read back out of order (a
+    /// read returns the resource's current version), and one read's resources go out in
+    /// `meta.lastUpdated` order.
+    async fn enrich_patient(
+        &self,
+        pid: PracticeId,
+        plan: Plan,
+        practice: &str,
+        patient: &str,
+        signals: Vec<&Signal>,
+        obs: &Observation,
+    ) -> Result<usize, Error> {
+        let _turn = self.patient_lock(patient).lock().await;
+        let mut found = self.read(pid, plan, patient, &signals).await?;
+        found.sort_by_key(|r| mapping::fhir_version(r).1);
         let mut seen: HashSet<String> = HashSet::new();
         let mut outs: Vec<Out> = Vec::new();
-        for found in reads {
-            let mut found = found?;
-            // One patient's resources in change order.
-            found.sort_by_key(|r| mapping::fhir_version(r).1);
-            for r in &found {
-                if let Some(o) = self.encode(practice, r, &obs).await?
-                    && seen.insert(o.event_id.clone())
-                {
-                    outs.push(o);
-                }
+        for r in &found {
+            if let Some(o) = self.encode(practice, r, obs).await?
+                && seen.insert(o.event_id.clone())
+            {
+                outs.push(o);
             }
         }
         self.produce(outs).await
     }
 
-    /// The resources one signal points at: read by id, else (or when that read answers 404)
-    /// searched in the patient's `_lastUpdated` window.
-    async fn read(&self, pid: PracticeId, plan: Plan, s: &Signal) -> Result<Vec<Value>, Error> {
+    /// The lock of `patient`'s shard (a fixed number of shards: bounded memory for any number
+    /// of patients; two patients sharing a shard only wait for each other).
+    fn patient_lock(&self, patient: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        patient.hash(&mut h);
+        &self.locks[(h.finish() % self.locks.len() as u64) as usize]
+    }
+
+    /// The resources one patient's signals point at: each named resource read by id; the
+    /// types searched once in the widest `_lastUpdated` window of the signals that name none
+    /// (or whose read answered 404).
+    async fn read(
+        &self,
+        pid: PracticeId,
+        plan: Plan,
+        patient: &str,
+        signals: &[&Signal],
+    ) -> Result<Vec<Value>, Error> {
         let mut found: Vec<Value> = Vec::new();
-        if let Some(r) = &s.by_id {
-            match self.athena.fhir_read(r).await {
-                Ok(v) => return Ok(vec![v]),
-                // The id guess missed (or the resource is gone): search the window.
-                Err(athena_client::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::Athena(e)),
+        let mut since: Option<DateTime<Utc>> = None;
+        let mut read: Vec<&FhirRef> = Vec::new();
+        for s in signals {
+            if let Some(r) = &s.by_id {
+                if read
+                    .iter()
+                    .any(|x| x.id == r.id && x.resource_type == r.resource_type)
+                {
+                    continue;
+                }
+                read.push(r);
+                match self.athena.fhir_read(r).await {
+                    Ok(v) => {
+                        found.push(v);
+                        continue;
+                    }
+                    // The id guess missed (or the resource is gone): search the window.
+                    Err(athena_client::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(Error::Athena(e)),
+                }
             }
+            since = Some(since.map_or(s.since, |t| t.min(s.since)));
         }
+        let Some(since) = since else {
+            return Ok(found);
+        };
         for ty in plan.types {
             match self
                 .athena
-                .fhir_search_patient(pid, ty, &s.patient, Some(s.since), SEARCH_COUNT)
+                .fhir_search_patient(pid, ty, patient, Some(since), SEARCH_COUNT)
                 .await
             {
                 Ok(v) => found.extend(v),
@@ -338,6 +414,7 @@ impl Enricher {
         };
         Ok(Some(Out {
             topic: topic.clone(),
+            schema: athena_contracts::events::fhir_spec(ty).map_or("", |s| s.schema_name),
             key: e.key,
             value: e.value,
             headers: e.headers,
@@ -345,8 +422,12 @@ impl Enricher {
         }))
     }
 
-    /// Produces every event and awaits every acknowledgement; an event Kafka refuses for good
-    /// is parked in its topic's dead-letter topic, a transient failure fails the step.
+    /// Produces every event and awaits every acknowledgement. An event Kafka refuses for good
+    /// (too large, invalid) is sent once more without `original` (the PHI-minimised form, same
+    /// event id); refused again, it is parked in its topic's dead-letter topic with a
+    /// `KAFKA_PRODUCE` reason: the full event, else the minimised one, else the headers alone
+    /// (they name the event id), so not even a dead-letter topic's size limit stalls the feed.
+    /// A transient failure fails the step (the page is read again).
     async fn produce(&self, outs: Vec<Out>) -> Result<usize, Error> {
         if outs.is_empty() {
             return Ok(0);
@@ -366,23 +447,10 @@ impl Enricher {
             match r {
                 Ok(_) => acked += 1,
                 Err(source) => {
-                    let e = CoreError::Kafka {
-                        operation: "produce enriched event",
-                        source,
-                    };
-                    if e.class() != ErrorClass::Permanent {
-                        return Err(e.into());
+                    let e = permanent(source)?;
+                    if self.refused(o, e).await? {
+                        acked += 1;
                     }
-                    let reason = Reason::from_core(&e, Stage::KafkaProduce);
-                    self.dlq
-                        .send_unwritten(
-                            &o.topic,
-                            Some(o.key.as_bytes()),
-                            Some(&o.value),
-                            Some(&o.headers),
-                            &reason,
-                        )
-                        .await?;
                 }
             }
         }
@@ -393,6 +461,69 @@ impl Enricher {
         }
         .emit();
         Ok(acked)
+    }
+
+    /// Event `o` was refused for good: its minimised form, else the dead-letter topic. Returns
+    /// whether the (minimised) event itself landed.
+    async fn refused(&self, o: &Out, mut e: CoreError) -> Result<bool, Error> {
+        // Our own encoding, so a failure here cannot happen; it only means "no slim form".
+        let slim = connector_core::avro::without_optional_field(&o.value, o.schema, "original")
+            .ok()
+            .flatten();
+        if let Some(slim) = &slim {
+            tracing::warn!(connector = %self.connector, event_id = %o.event_id, "Kafka refused an enriched event for good; sending it without `original`.");
+            let r = produce_each(
+                &self.producer,
+                std::iter::once(
+                    FutureRecord::to(&o.topic)
+                        .key(&o.key)
+                        .payload(slim)
+                        .headers(o.headers.clone()),
+                ),
+            )
+            .await;
+            match r.into_iter().next().expect("one record") {
+                Ok(_) => return Ok(true),
+                Err(source) => e = permanent(source)?,
+            }
+        }
+        tracing::warn!(connector = %self.connector, event_id = %o.event_id, error = %e, "Kafka refused an enriched event for good; parking it in the dead-letter topic.");
+        let reason = Reason::from_core(&e, Stage::KafkaProduce);
+        let mut values = vec![Some(o.value.as_slice())];
+        values.extend(slim.as_deref().map(Some));
+        values.push(None);
+        let mut last = None;
+        for value in values {
+            match self
+                .dlq
+                .send_unwritten(
+                    &o.topic,
+                    Some(o.key.as_bytes()),
+                    value,
+                    Some(&o.headers),
+                    &reason,
+                )
+                .await
+            {
+                Ok(()) => return Ok(false),
+                Err(e) if e.class() == ErrorClass::Permanent => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.expect("at least one dead letter was tried").into())
+    }
+}
+
+/// The error of a refused produce when it is permanent (`Err` when the step must fail).
+fn permanent(source: rdkafka::error::KafkaError) -> Result<CoreError, Error> {
+    let e = CoreError::Kafka {
+        operation: "produce enriched event",
+        source,
+    };
+    if e.class() == ErrorClass::Permanent {
+        Ok(e)
+    } else {
+        Err(e.into())
     }
 }
 
