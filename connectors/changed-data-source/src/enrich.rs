@@ -60,11 +60,19 @@ pub struct Plan {
     pub types: &'static [&'static str],
     /// `(row id field, resource type, id token)` when a row names its resource by id.
     pub by_id: Option<(&'static str, &'static str, &'static str)>,
+    /// Whether the patient's proprietary insurance packages are read too (decision 0028).
+    pub insurances: bool,
 }
 
 /// The enrichment plan of `feed` (`None`: the feed signals no FHIR resource).
 pub fn plan(feed: Feed) -> Option<Plan> {
-    let p = |types, by_id| Some(Plan { types, by_id });
+    let p = |types, by_id| {
+        Some(Plan {
+            types,
+            by_id,
+            insurances: false,
+        })
+    };
     match feed {
         Feed::Problems => p(&["Condition"], Some(("problemid", "Condition", "problem"))),
         Feed::Allergies => p(
@@ -101,7 +109,12 @@ pub fn plan(feed: Feed) -> Option<Plan> {
             None,
         ),
         Feed::Appointments => p(&["Encounter"], None),
-        Feed::Patients => p(&["Coverage"], None),
+        // athena keeps insurance on the patient: a patient row signals both readings of it.
+        Feed::Patients => Some(Plan {
+            types: &["Coverage"],
+            by_id: None,
+            insurances: true,
+        }),
         _ => None,
     }
 }
@@ -318,7 +331,67 @@ impl Enricher {
                 outs.push(o);
             }
         }
+        if plan.insurances {
+            outs.extend(self.insurances(pid, practice, patient, obs).await?);
+        }
         self.produce(outs).await
+    }
+
+    /// The Coverage events of the patient's proprietary insurance packages (`GET
+    /// /patients/{id}/insurances`, decision 0028); a package that does not map is
+    /// dead-lettered, a patient athena no longer knows (404) has none.
+    async fn insurances(
+        &self,
+        pid: PracticeId,
+        practice: &str,
+        patient: &str,
+        obs: &Observation,
+    ) -> Result<Vec<Out>, Error> {
+        let Some((topic, schema_id)) = self.typed.get("Coverage") else {
+            return Ok(Vec::new());
+        };
+        let list = match self.athena.practice(pid).insurances(patient).await {
+            Ok(l) => l,
+            Err(athena_client::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::Athena(e)),
+        };
+        let mut outs = Vec::new();
+        for i in &list {
+            match mapping::encode_insurance(practice, patient, &i.raw, obs, *schema_id) {
+                Ok(e) => outs.push(Out {
+                    topic: topic.clone(),
+                    schema: <athena_contracts::events::coverages::CoverageChanged as connector_core::avro::AvroRecord>::SCHEMA_NAME,
+                    key: e.key,
+                    value: e.value,
+                    headers: e.headers,
+                    event_id: e.event_id,
+                }),
+                Err(TypedEventError::Map(e)) => self.unmappable(topic, &i.raw, &e).await?,
+                Err(TypedEventError::Encode(e)) => return Err(e.into()),
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Parks a record the typed mapper rejects in `topic`'s dead-letter topic.
+    async fn unmappable(
+        &self,
+        topic: &str,
+        r: &Value,
+        e: &athena_contracts::events::fhir::FhirMapError,
+    ) -> Result<(), Error> {
+        let reason = Reason::new(
+            Stage::ValueConverter,
+            ErrorClass::Permanent,
+            "changed_data_source::Unmappable",
+            e,
+        );
+        tracing::warn!(connector = %self.connector, error = %e, "A resource does not map; parking it in the dead-letter topic.");
+        let body = r.to_string();
+        self.dlq
+            .send_unwritten(topic, None, Some(body.as_bytes()), None, &reason)
+            .await?;
+        Ok(())
     }
 
     /// The lock of `patient`'s shard (a fixed number of shards: bounded memory for any number
@@ -397,17 +470,7 @@ impl Enricher {
         {
             Ok(e) => e,
             Err(TypedEventError::Map(e)) => {
-                let reason = Reason::new(
-                    Stage::ValueConverter,
-                    ErrorClass::Permanent,
-                    "changed_data_source::Unmappable",
-                    &e,
-                );
-                tracing::warn!(connector = %self.connector, error = %e, "A FHIR resource does not map; parking it in the dead-letter topic.");
-                let body = r.to_string();
-                self.dlq
-                    .send_unwritten(topic, None, Some(body.as_bytes()), None, &reason)
-                    .await?;
+                self.unmappable(topic, r, &e).await?;
                 return Ok(None);
             }
             Err(TypedEventError::Encode(e)) => return Err(e.into()),

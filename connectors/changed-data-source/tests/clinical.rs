@@ -456,9 +456,14 @@ async fn problems_order_and_bad_resources_through_enrichment() {
     .await
     .expect("sim");
     let prefix = unique("cds.order");
-    let feeds = [Feed::Problems, Feed::LabResults, Feed::Visits];
+    let feeds = [
+        Feed::Problems,
+        Feed::LabResults,
+        Feed::Visits,
+        Feed::Patients,
+    ];
     let mut text = connector_toml(&prefix, &feeds, "enrich_window = \"2m\"");
-    for key in ["problems", "lab_results", "visits"] {
+    for key in ["problems", "lab_results", "visits", "patients"] {
         text = text.replace(
             &format!("[feeds.{key}]\n"),
             &format!("[feeds.{key}]\nenrich = true\n"),
@@ -573,6 +578,82 @@ async fn problems_order_and_bad_resources_through_enrichment() {
         .concat(),
     )
     .await;
+
+    // Coverage from the proprietary insurances (decision 0028): a package added, then
+    // changed; each state arrives on the coverage topic (same schema as FHIR Coverage) as the
+    // shared mapper makes it of the record athena serves, keyed by the patient.
+    let athena_p = athena.practice(athena_client::PracticeId(PRACTICE));
+    let fields = athena_client::api::insurances::InsuranceFields {
+        insurance_package_id: Some("881".into()),
+        sequence_number: Some(1),
+        insurance_id_number: Some("SYN0001".into()),
+        policyholder_firstname: Some("Testa".into()),
+        policyholder_lastname: Some("Testperson".into()),
+        policyholder_dob: chrono::NaiveDate::from_ymd_opt(1980, 2, 3),
+        policyholder_sex: Some("F".into()),
+        relationship_to_insured_id: Some("1".into()),
+        extra: vec![("policynumber".into(), "G-77".into())],
+    };
+    let patient = PATIENT.to_string();
+    let coverages = config.typed_topic("Coverage");
+    for step in 0..2 {
+        // Each state read back before the next change (a read returns the current state).
+        if step == 0 {
+            athena_p
+                .create_insurance(&patient, &fields)
+                .await
+                .expect("add insurance");
+        } else {
+            let insurance = athena_p.insurances(&patient).await.expect("insurances")[0]
+                .insuranceid
+                .clone()
+                .unwrap();
+            let changed = athena_client::api::insurances::InsuranceFields {
+                insurance_id_number: Some("SYN0002".into()),
+                ..Default::default()
+            };
+            athena_p
+                .update_insurance(&patient, &insurance, &changed)
+                .await
+                .expect("update insurance");
+        }
+        let held = athena_p.insurances(&patient).await.expect("insurances");
+        assert_eq!(held.len(), 1);
+        let want = athena_contracts::events::coverages::coverage_from_insurance(
+            &PRACTICE.to_string(),
+            &patient,
+            &held[0].raw,
+            &Observation {
+                source: SourceKind::ChangedData,
+                event_name: None,
+                snapshot: true,
+                include_original: true,
+            },
+        )
+        .expect("maps");
+        let id = want.envelope.event_id.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let m = loop {
+            if let Some(m) = read_all(&stack, &coverages)
+                .into_iter()
+                .find(|m| event_id(m) == id)
+            {
+                break m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no coverage event {id}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(m.key(), Some(format!("{PRACTICE}/{PATIENT}").as_bytes()));
+        let mut got: CoverageChanged = stack.codec().decode(m.payload().unwrap()).await.unwrap();
+        assert_eq!(got.envelope.entity_type, "insurance");
+        let sub = ["SYN0001", "SYN0002"][step];
+        assert_eq!(got.payload.subscriber_id.as_deref(), Some(sub));
+        got.envelope.observed_at = want.envelope.observed_at;
+        assert_eq!(got, want, "same record, same event");
+    }
 
     // The problem, through the problems feed: code with system, clinical status, onset,
     // patient; both versions, in change order.
