@@ -153,6 +153,16 @@ pub fn fhir_id(practice: u64, token: &str, id: &str) -> String {
 }
 
 impl Practice {
+    /// The department of `patient` (`1` when it has none); `None` for an unknown patient.
+    fn patient_department(&self, patient: u64) -> Option<String> {
+        Some(
+            self.patients
+                .get(&patient)?
+                .department()
+                .unwrap_or_else(|| "1".into()),
+        )
+    }
+
     /// Adds a problem to `patient`'s chart (a SNOMED CT code picked by `variant`, started
     /// today), or with `resolve` ends the patient's latest problem (an `END` event: served as
     /// `clinicalStatus` resolved with an abatement date): either way a problems feed row
@@ -166,11 +176,7 @@ impl Practice {
         resolve: bool,
         now: DateTime<Utc>,
     ) -> Option<ClinicalChange> {
-        let dept = self
-            .patients
-            .get(&patient)?
-            .department()
-            .unwrap_or_else(|| "1".into());
+        let dept = self.patient_department(patient)?;
         let today = us_date(today_eastern());
         let (item, event) = if resolve {
             let c = self
@@ -235,11 +241,7 @@ impl Practice {
         update: bool,
         now: DateTime<Utc>,
     ) -> Option<ClinicalChange> {
-        let dept = self
-            .patients
-            .get(&patient)?
-            .department()
-            .unwrap_or_else(|| "1".into());
+        let dept = self.patient_department(patient)?;
         let pid = self.id;
         // The patient's latest record of this kind, found by its primary resource's id.
         let prefix = format!("a-{pid}.{}-", kind.token());

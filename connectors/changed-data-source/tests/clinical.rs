@@ -347,19 +347,6 @@ async fn every_clinical_row_arrives_as_typed_events_through_enrichment() {
     sim.shutdown().await;
 }
 
-/// `n` pseudo-random lower-case letters (synthetic, and not a repetition a codec could shrink).
-fn filler(seed: u64, n: usize) -> String {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect()
-}
-
 /// The event id every path gives the simulator's current version of `reference`.
 fn held_event_id(sim: &RunningSim, reference: &str) -> String {
     let obs = Observation {

@@ -25,19 +25,6 @@ use rdkafka::message::Message;
 /// The patients topic's `max.message.bytes`: a normal patient event (a few KB) fits.
 const TOPIC_MAX_BYTES: usize = 16_384;
 
-/// `n` pseudo-random lower-case letters (synthetic, and not a repetition a codec could shrink).
-fn filler(seed: u64, n: usize) -> String {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect()
-}
-
 async fn refused_events_are_minimised_or_parked(mode: &str) {
     let stack = Stack::get().await;
     let sim = RunningSim::start(SimConfig::default()).await.expect("sim");

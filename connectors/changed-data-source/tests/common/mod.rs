@@ -222,3 +222,16 @@ pub fn expected_counts(rows: &[(String, serde_json::Value)]) -> BTreeMap<String,
     }
     m
 }
+
+/// `n` pseudo-random lower-case letters (synthetic, and not a repetition a codec could shrink).
+pub fn filler(seed: u64, n: usize) -> String {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
