@@ -8,7 +8,10 @@
 //!   athena's `a-{practice}.{token}-{record id}`: problems, allergies, medications, vaccines,
 //!   prescriptions, imaging results, orders), falling back to the window search when that read
 //!   answers 404; else (lab results, visits, appointments, patients) a `patient` + `_lastUpdated
-//!   ge <row time − enrich_window>` search per resource type, following `next` links.
+//!   ge <row time − enrich_window>` search per resource type, following `next` links. A page's
+//!   rows are merged per patient (each named resource read once, one search per type with the
+//!   widest window). A `patients` row also reads the patient's proprietary insurance packages,
+//!   produced as `CoverageChanged` (decision 0028).
 //! - **Stateless**: no per-patient cursor. A window that overlaps an earlier one re-emits the
 //!   same versions under the same deterministic event ids (resource id + version), which
 //!   consumers already deduplicate for push and replay; a million patients cost nothing to
@@ -18,11 +21,15 @@
 //!   replays the rows and reads again: at-least-once, like the rows. In exactly-once mode the
 //!   typed events are written outside the page's transaction (at-least-once, acknowledged before
 //!   it commits).
-//! - **Bad resources** (missing required fields, wrong type, an event Kafka refuses for good)
-//!   go to the typed topic's dead-letter topic with the `__connect.errors.*` context and the
-//!   page completes; athena outages and throttling fail the step, which the feed retries.
-//! - **Order**: events are keyed `practice/patient`, and each patient's resources are produced
-//!   in `meta.lastUpdated` order, so one patient's clinical events read back in change order.
+//! - **Bad resources** (decision 0028; missing required fields, wrong type) go to the typed
+//!   topic's dead-letter topic with the `__connect.errors.*` context; unknown code systems pass
+//!   through as given; an event Kafka refuses for good is sent without `original`, then
+//!   dead-lettered; the page completes. athena outages and throttling fail the step, which the
+//!   feed retries.
+//! - **Order** (decision 0028): events are keyed `practice/patient`; each patient's reads,
+//!   mapping and produce run under the patient's lock, shared by all feed tasks, so a later read
+//!   is produced later and each resource's versions read back in change order; one read's
+//!   resources are produced in `meta.lastUpdated` order.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
