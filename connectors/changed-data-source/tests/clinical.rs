@@ -428,7 +428,10 @@ async fn small_topic(stack: &Stack, topic: &str) {
 /// simulator changed them; and bad resources never stop the connector: an unknown code passes
 /// through with its system as given, a resource missing a required field and an event too
 /// large for its topic even without `original` are dead-lettered with the
-/// `__connect.errors.*` context, and a huge inline attachment lands without `original`.
+/// `__connect.errors.*` context, and a huge inline attachment lands without `original`. Also
+/// the two remaining signals: a proprietary insurance package (patients feed) arrives as a
+/// `CoverageChanged`, and an appointment checked in then out (appointments feed) as its
+/// Encounter's two versions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn problems_order_and_bad_resources_through_enrichment() {
     use connector_core::headers::get_str;
@@ -448,9 +451,16 @@ async fn problems_order_and_bad_resources_through_enrichment() {
         Feed::LabResults,
         Feed::Visits,
         Feed::Patients,
+        Feed::Appointments,
     ];
     let mut text = connector_toml(&prefix, &feeds, "enrich_window = \"2m\"");
-    for key in ["problems", "lab_results", "visits", "patients"] {
+    for key in [
+        "problems",
+        "lab_results",
+        "visits",
+        "patients",
+        "appointments",
+    ] {
         text = text.replace(
             &format!("[feeds.{key}]\n"),
             &format!("[feeds.{key}]\nenrich = true\n"),
@@ -640,6 +650,40 @@ async fn problems_order_and_bad_resources_through_enrichment() {
         assert_eq!(got.payload.subscriber_id.as_deref(), Some(sub));
         got.envelope.observed_at = want.envelope.observed_at;
         assert_eq!(got, want, "same record, same event");
+    }
+
+    // Encounters from the appointments feed: an appointment checked in (Encounter arrived),
+    // then checked out (finished), each state read back before the next.
+    let day = (chrono::Utc::now() + chrono::Duration::days(2)).date_naive();
+    let slot = st
+        .add_open_slots(PRACTICE, "1", "71", day, &["15:00"])
+        .remove(0);
+    let booking = athena_client::api::appointments::BookAppointment {
+        patient_id: patient.clone(),
+        appointment_type_id: Some("82".into()),
+        ..Default::default()
+    };
+    athena_p
+        .book_appointment(&slot, &booking)
+        .await
+        .expect("book");
+    athena_p.start_checkin(&slot).await.expect("start check-in");
+    athena_p.checkin(&slot).await.expect("check in");
+    let encounter = format!("Encounter/a-{PRACTICE}.encounter-{slot}");
+    for (step, status) in ["arrived", "finished"].into_iter().enumerate() {
+        if step == 1 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            athena_p.checkout(&slot).await.expect("check out");
+        }
+        wait_events(&stack, &config, &sim, std::slice::from_ref(&encounter)).await;
+        let e: EncounterChanged = check(
+            &stack,
+            &read_all(&stack, &config.typed_topic("Encounter")),
+            &held(&sim, &encounter),
+            "encounters (appointments)",
+        )
+        .await;
+        assert_eq!(e.payload.status, status);
     }
 
     // The problem, through the problems feed: code with system, clinical status, onset,
