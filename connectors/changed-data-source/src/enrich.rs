@@ -422,27 +422,36 @@ impl Enricher {
     ) -> Result<Vec<Value>, Error> {
         let mut found: Vec<Value> = Vec::new();
         let mut since: Option<DateTime<Utc>> = None;
-        let mut read: Vec<&FhirRef> = Vec::new();
+        let widen = |since: &mut Option<DateTime<Utc>>, s: &Signal| {
+            *since = Some(since.map_or(s.since, |t| t.min(s.since)));
+        };
+        // Each named resource once; the reads overlap (the shared limiter bounds the rate).
+        let mut named: Vec<(&FhirRef, &Signal)> = Vec::new();
         for s in signals {
-            if let Some(r) = &s.by_id {
-                if read
-                    .iter()
-                    .any(|x| x.id == r.id && x.resource_type == r.resource_type)
-                {
-                    continue;
-                }
-                read.push(r);
-                match self.athena.fhir_read(r).await {
-                    Ok(v) => {
-                        found.push(v);
-                        continue;
+            match &s.by_id {
+                Some(r) => {
+                    match named
+                        .iter_mut()
+                        .find(|(x, _)| x.id == r.id && x.resource_type == r.resource_type)
+                    {
+                        // The earliest change time, should the read fall back to the window.
+                        Some((_, first)) if s.since < first.since => *first = s,
+                        Some(_) => {}
+                        None => named.push((r, s)),
                     }
-                    // The id guess missed (or the resource is gone): search the window.
-                    Err(athena_client::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(Error::Athena(e)),
                 }
+                None => widen(&mut since, s),
             }
-            since = Some(since.map_or(s.since, |t| t.min(s.since)));
+        }
+        let reads =
+            futures::future::join_all(named.iter().map(|(r, _)| self.athena.fhir_read(r))).await;
+        for ((_, s), read) in named.iter().zip(reads) {
+            match read {
+                Ok(v) => found.push(v),
+                // The id guess missed (or the resource is gone): search the window.
+                Err(athena_client::Error::NotFound { .. }) => widen(&mut since, s),
+                Err(e) => return Err(Error::Athena(e)),
+            }
         }
         let Some(since) = since else {
             return Ok(found);
