@@ -407,21 +407,6 @@ async fn first_occurrences<T: FhirEvent>(
     out
 }
 
-/// Creates `topic` (3 partitions, like the connector's) with a `max.message.bytes` that a
-/// normal clinical event fits in and a huge one does not.
-async fn small_topic(stack: &Stack, topic: &str) {
-    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-    let admin = stack.kafka().build_admin().expect("admin");
-    let new = NewTopic::new(topic, 3, TopicReplication::Fixed(1)).set("max.message.bytes", "16384");
-    for r in admin
-        .create_topics([&new], &AdminOptions::new())
-        .await
-        .expect("create topic")
-    {
-        r.expect("create topic");
-    }
-}
-
 /// A problem changed in the simulator arrives as a typed Condition through the problems
 /// feed's enrichment with the fields the simulator holds; one patient's problems, lab results
 /// and visits, each changed twice across three feeds, read back per topic in the order the
@@ -472,14 +457,8 @@ async fn problems_order_and_bad_resources_through_enrichment() {
         config.typed_topic("Condition"),
         config.typed_topic("DocumentReference"),
     );
-    small_topic(&stack, &conditions).await;
-    small_topic(&stack, &documents).await;
-    let mut kafka = stack.kafka();
-    // The limit applies to a whole record batch: batches stay well under it, uncompressed.
-    kafka
-        .producer
-        .insert("compression.type".into(), "none".into());
-    kafka.producer.insert("batch.size".into(), "8000".into());
+    // A limit a normal clinical event fits in and a huge one does not.
+    let kafka = small_topics(&stack, &[&conditions, &documents], 3, 16_384).await;
     let mut registry = stack.registry();
     registry.auto_register = true;
     let env = RunEnv { kafka, registry };
