@@ -275,7 +275,6 @@ impl Enricher {
         let Some(plan) = plan(feed) else {
             return Ok(0);
         };
-        let pid = PracticeId(practice.parse::<u64>().unwrap_or_default());
         let obs = Observation {
             source: SourceKind::ChangedData,
             event_name: None,
@@ -294,10 +293,13 @@ impl Enricher {
         }
         // Patients overlap (athena answers in ~100 ms; the shared limiter, not this loop,
         // bounds the rate); each patient's events are ordered by its own lock.
+        // At most `concurrency` reads of this page in flight (the limiter bounds the rate; an
+        // unbounded queue behind it would time requests out).
+        let permits = tokio::sync::Semaphore::new(self.concurrency.max(1));
         let futs: Vec<futures::future::BoxFuture<'_, Result<usize, Error>>> = patients
             .into_iter()
             .map(|(patient, sigs)| {
-                self.enrich_patient(pid, plan, practice, patient, sigs, &obs)
+                self.enrich_patient(plan, practice, patient, sigs, &obs, &permits)
                     .boxed()
             })
             .collect();
@@ -319,15 +321,16 @@ impl Enricher {
     /// `meta.lastUpdated` order.
     async fn enrich_patient(
         &self,
-        pid: PracticeId,
         plan: Plan,
         practice: &str,
         patient: &str,
         signals: Vec<&Signal>,
         obs: &Observation,
+        permits: &tokio::sync::Semaphore,
     ) -> Result<usize, Error> {
+        let pid = PracticeId(practice.parse::<u64>().unwrap_or_default());
         let _turn = self.patient_lock(patient).lock().await;
-        let mut found = self.read(pid, plan, patient, &signals).await?;
+        let mut found = self.read(pid, plan, patient, &signals, permits).await?;
         found.sort_by_key(|r| mapping::fhir_version(r).1);
         let mut seen: HashSet<String> = HashSet::new();
         let mut outs: Vec<Out> = Vec::new();
@@ -339,6 +342,7 @@ impl Enricher {
             }
         }
         if plan.insurances {
+            let _permit = permits.acquire().await;
             outs.extend(self.insurances(pid, practice, patient, obs).await?);
         }
         self.produce(outs).await
@@ -419,6 +423,7 @@ impl Enricher {
         plan: Plan,
         patient: &str,
         signals: &[&Signal],
+        permits: &tokio::sync::Semaphore,
     ) -> Result<Vec<Value>, Error> {
         let mut found: Vec<Value> = Vec::new();
         let mut since: Option<DateTime<Utc>> = None;
@@ -443,8 +448,11 @@ impl Enricher {
                 None => widen(&mut since, s),
             }
         }
-        let reads =
-            futures::future::join_all(named.iter().map(|(r, _)| self.athena.fhir_read(r))).await;
+        let reads = futures::future::join_all(named.iter().map(|(r, _)| async move {
+            let _permit = permits.acquire().await;
+            self.athena.fhir_read(r).await
+        }))
+        .await;
         for ((_, s), read) in named.iter().zip(reads) {
             match read {
                 Ok(v) => found.push(v),
@@ -457,6 +465,7 @@ impl Enricher {
             return Ok(found);
         };
         for ty in plan.types {
+            let _permit = permits.acquire().await;
             match self
                 .athena
                 .fhir_search_patient(pid, ty, patient, Some(since), SEARCH_COUNT)
