@@ -338,6 +338,32 @@ pub fn encode_typed_fhir(
     )
 }
 
+/// The Coverage event of a proprietary insurance record of `patient`
+/// ([`crate::events::coverages::coverage_from_insurance`]), encoded with the schema id of the
+/// Coverage topic: the same schema and topic as the FHIR Coverage (decision 0028).
+pub fn encode_insurance(
+    practice: &str,
+    patient: &str,
+    rec: &Value,
+    obs: &Observation,
+    schema_id: u32,
+) -> Result<EncodedFhirEvent, TypedEventError> {
+    use crate::events::coverages::{CoverageChanged, coverage_from_insurance};
+    let ev = coverage_from_insurance(practice, patient, rec, obs)?;
+    let value =
+        connector_core::avro::Encoder::<CoverageChanged>::with_id(schema_id)?.encode(&ev)?;
+    Ok(EncodedFhirEvent {
+        key: ev.key(),
+        value,
+        headers: crate::envelope::event_headers(
+            ev.envelope(),
+            <CoverageChanged as connector_core::avro::AvroRecord>::SCHEMA_NAME,
+            &format!("athena://{practice}/insurances"),
+        ),
+        event_id: ev.envelope().event_id.clone(),
+    })
+}
+
 type SchemaIdFuture<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<u32, connector_core::CoreError>> + Send + 'a>,
 >;

@@ -13,6 +13,7 @@
 //! | `Referral` | ServiceRequest | `orders` (OrderAdd/Update) | Order.submit / Order.update |
 //! | `Visit` | Encounter, vital-sign Observations, progress-note DocumentReference, encounter-diagnosis Condition | `visits` (VisitAdd/Update) | Encounter.signoff, ClinicalEncounterDiagnosis.* |
 //! | `Coverage` | Coverage | `patients` (UpdatePatient) | Patient.update |
+//! | (`problem_change`) | Condition (problem-list item, from the chart) | `chart/healthhistory/problems` (ProblemAdd/Update) | PatientProblem.* |
 //!
 // Guess: athena does not document how its FHIR logical ids relate to the proprietary ids of a
 // changed-data row. The simulator uses `a-{pid}.{token}-{proprietary id}` (tokens `vaccine`,
@@ -26,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::clinical::{CVX, ICD10, LOINC, RXNORM, SNOMED, UCUM, coding, iso};
 use crate::model::{ChartItem, ChartKind, Practice};
-use crate::util::eastern_stamp;
+use crate::util::{eastern_stamp, today_eastern, us_date};
 
 const OBS_CAT: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 
@@ -152,6 +153,82 @@ pub fn fhir_id(practice: u64, token: &str, id: &str) -> String {
 }
 
 impl Practice {
+    /// The department of `patient` (`1` when it has none); `None` for an unknown patient.
+    fn patient_department(&self, patient: u64) -> Option<String> {
+        Some(
+            self.patients
+                .get(&patient)?
+                .department()
+                .unwrap_or_else(|| "1".into()),
+        )
+    }
+
+    /// Adds a problem to `patient`'s chart (a SNOMED CT code picked by `variant`, started
+    /// today), or with `resolve` ends the patient's latest problem (an `END` event: served as
+    /// `clinicalStatus` resolved with an abatement date): either way a problems feed row
+    /// (ProblemAdd / ProblemUpdate) and its `PatientProblem.*` push notification. The problem
+    /// is served as FHIR Condition `a-{pid}.problem-{problemid}`. `None` for an unknown patient
+    /// (or nothing to resolve).
+    pub fn problem_change(
+        &mut self,
+        patient: u64,
+        variant: u64,
+        resolve: bool,
+        now: DateTime<Utc>,
+    ) -> Option<ClinicalChange> {
+        let dept = self.patient_department(patient)?;
+        let today = us_date(today_eastern());
+        let (item, event) = if resolve {
+            let c = self
+                .chart
+                .iter_mut()
+                .rev()
+                .find(|c| c.kind == ChartKind::Problem && c.patient_id == patient)?;
+            if let Some(es) = c.json.get_mut("events").and_then(Value::as_array_mut) {
+                es.push(json!({"eventtype": "END", "enddate": today}));
+            }
+            c.json["lastmodified"] = json!(eastern_stamp(now));
+            c.modified = now;
+            (c.clone(), "ProblemUpdate")
+        } else {
+            let (code, name) = [
+                ("38341003", "Hypertension"),
+                ("44054006", "Type 2 diabetes"),
+                ("195967001", "Asthma"),
+            ][variant as usize % 3];
+            let id = self.next_chart_id();
+            let json = json!({"problemid": id, "patientid": patient, "departmentid": dept,
+                "codeset": "SNOMED", "code": code, "name": name,
+                "events": [{"eventtype": "START", "startdate": today}],
+                "lastmodified": eastern_stamp(now)});
+            let item = ChartItem {
+                id,
+                kind: ChartKind::Problem,
+                patient_id: patient,
+                department_id: dept.clone(),
+                json,
+                modified: now,
+            };
+            self.chart.push(item.clone());
+            (item, "ProblemAdd")
+        };
+        self.change(
+            "chart/healthhistory/problems",
+            event,
+            Some(dept),
+            Some(patient.to_string()),
+            item.json.clone(),
+        );
+        Some(ClinicalChange {
+            record_id: item.id.to_string(),
+            resources: vec![format!(
+                "Condition/{}",
+                fhir_id(self.id, "problem", &item.id.to_string())
+            )],
+            updated: resolve,
+        })
+    }
+
     /// Makes one clinical change for `patient`: creates a new record, or (with `update` and an
     /// earlier record of this kind for the patient) updates the latest one. `variant` picks the
     /// codes (any number; the generator passes a random one). Returns `None` for an unknown
@@ -164,11 +241,7 @@ impl Practice {
         update: bool,
         now: DateTime<Utc>,
     ) -> Option<ClinicalChange> {
-        let dept = self
-            .patients
-            .get(&patient)?
-            .department()
-            .unwrap_or_else(|| "1".into());
+        let dept = self.patient_department(patient)?;
         let pid = self.id;
         // The patient's latest record of this kind, found by its primary resource's id.
         let prefix = format!("a-{pid}.{}-", kind.token());

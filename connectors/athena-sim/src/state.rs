@@ -298,6 +298,21 @@ impl SimState {
             .clinical_change(kind, patient, variant, update, Utc::now())
     }
 
+    /// Adds a problem to `patient`'s chart now, or with `resolve` ends the latest one (a test
+    /// helper beyond the contract; see [`Practice::problem_change`]).
+    pub fn problem_change(
+        &self,
+        practice: u64,
+        patient: u64,
+        resolve: bool,
+    ) -> Option<crate::clinical_changes::ClinicalChange> {
+        let mut w = self.inner.world.lock();
+        let variant = w.rng.random_range(0..1000);
+        w.practices
+            .get_mut(&practice)?
+            .problem_change(patient, variant, resolve, Utc::now())
+    }
+
     /// The FHIR resource `reference` (`Type/id`) as the simulator serves it now (a test helper
     /// beyond the contract).
     pub fn fhir_resource(&self, practice: u64, reference: &str) -> Option<serde_json::Value> {

@@ -1,6 +1,7 @@
 //! The backfill path of every clinical capability row, in incremental `_since` mode, beside the
-//! changed-data enrichment path: one simulator change of each clinical kind after `since` arrives
-//! through the backfill as the typed event of every resource it touched, equal (id and payload)
+//! changed-data enrichment path: one simulator change of each clinical kind (and a problem-list
+//! item) after `since` arrives through the backfill as the typed event of every resource it
+//! touched, equal (id and payload)
 //! to the shared mapper's output for the simulator's resource, and through the changed-data
 //! source (enrichment on) as an event with the same id and an identical payload and original;
 //! nothing older than `since` is exported again.
@@ -90,6 +91,7 @@ async fn clinical_changes_since_the_last_run_arrive_as_typed_events() {
     let prefix = unique("cds");
     let feeds = [
         "patients",
+        "problems",
         "medications",
         "vaccines",
         "prescriptions",
@@ -116,6 +118,7 @@ async fn clinical_changes_since_the_last_run_arrive_as_typed_events() {
     };
     let paths = [
         "patients",
+        "chart/healthhistory/problems",
         "chart/healthhistory/medication",
         "chart/healthhistory/vaccine",
         "prescriptions",
@@ -146,6 +149,13 @@ async fn clinical_changes_since_the_last_run_arrive_as_typed_events() {
             .unwrap();
         touched.extend(c.resources);
     }
+    // A problem-list item (the problems feed, read by id).
+    touched.extend(
+        sim.state
+            .problem_change(PRACTICE, patient, false)
+            .unwrap()
+            .resources,
+    );
     // A resource change no row signals (backfill only).
     let allergy = sim
         .state

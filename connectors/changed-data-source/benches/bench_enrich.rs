@@ -66,6 +66,12 @@ async fn main() {
     cfg.request_timeout = Duration::from_secs(30);
     cfg.rate_limit.qps = qps;
     cfg.rate_limit.burst = (qps as u32).max(1);
+    // The simulator enforces scopes per route: the feed needs the proprietary API, enrichment
+    // the FHIR read scope of what it reads (without them every read is a 403).
+    cfg.scopes = athena_client::scopes::with_fhir_reads(
+        &[athena_client::scopes::MDP],
+        athena_contracts::events::FHIR_RESOURCE_TYPES,
+    );
     let athena = AthenaClient::new(cfg).expect("client");
     athena
         .practice(PRACTICE)

@@ -8,7 +8,10 @@
 //!   athena's `a-{practice}.{token}-{record id}`: problems, allergies, medications, vaccines,
 //!   prescriptions, imaging results, orders), falling back to the window search when that read
 //!   answers 404; else (lab results, visits, appointments, patients) a `patient` + `_lastUpdated
-//!   ge <row time − enrich_window>` search per resource type, following `next` links.
+//!   ge <row time − enrich_window>` search per resource type, following `next` links. A page's
+//!   rows are merged per patient (each named resource read once, one search per type with the
+//!   widest window). A `patients` row also reads the patient's proprietary insurance packages,
+//!   produced as `CoverageChanged` (decision 0028).
 //! - **Stateless**: no per-patient cursor. A window that overlaps an earlier one re-emits the
 //!   same versions under the same deterministic event ids (resource id + version), which
 //!   consumers already deduplicate for push and replay; a million patients cost nothing to
@@ -18,13 +21,18 @@
 //!   replays the rows and reads again: at-least-once, like the rows. In exactly-once mode the
 //!   typed events are written outside the page's transaction (at-least-once, acknowledged before
 //!   it commits).
-//! - **Bad resources** (missing required fields, wrong type, an event Kafka refuses for good)
-//!   go to the typed topic's dead-letter topic with the `__connect.errors.*` context and the
-//!   page completes; athena outages and throttling fail the step, which the feed retries.
-//! - **Order**: events are keyed `practice/patient`, and each patient's resources are produced
-//!   in `meta.lastUpdated` order, so one patient's clinical events read back in change order.
+//! - **Bad resources** (decision 0028; missing required fields, wrong type) go to the typed
+//!   topic's dead-letter topic with the `__connect.errors.*` context; unknown code systems pass
+//!   through as given; an event Kafka refuses for good is sent without `original`, then
+//!   dead-lettered; the page completes. athena outages and throttling fail the step, which the
+//!   feed retries.
+//! - **Order** (decision 0028): events are keyed `practice/patient`; each patient's reads,
+//!   mapping and produce run under the patient's lock, shared by all feed tasks, so a later read
+//!   is produced later and each resource's versions read back in change order; one read's
+//!   resources are produced in `meta.lastUpdated` order.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use athena_client::api::changed::Feed;
@@ -49,6 +57,9 @@ use crate::error::Error;
 /// Resources of one patient search page (the client follows `next` links).
 const SEARCH_COUNT: u32 = 100;
 
+/// Shards of the per-patient lock.
+const PATIENT_LOCKS: usize = 256;
+
 /// How the resources a feed's row signals are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
@@ -56,11 +67,19 @@ pub struct Plan {
     pub types: &'static [&'static str],
     /// `(row id field, resource type, id token)` when a row names its resource by id.
     pub by_id: Option<(&'static str, &'static str, &'static str)>,
+    /// Whether the patient's proprietary insurance packages are read too (decision 0028).
+    pub insurances: bool,
 }
 
 /// The enrichment plan of `feed` (`None`: the feed signals no FHIR resource).
 pub fn plan(feed: Feed) -> Option<Plan> {
-    let p = |types, by_id| Some(Plan { types, by_id });
+    let p = |types, by_id| {
+        Some(Plan {
+            types,
+            by_id,
+            insurances: false,
+        })
+    };
     match feed {
         Feed::Problems => p(&["Condition"], Some(("problemid", "Condition", "problem"))),
         Feed::Allergies => p(
@@ -97,7 +116,12 @@ pub fn plan(feed: Feed) -> Option<Plan> {
             None,
         ),
         Feed::Appointments => p(&["Encounter"], None),
-        Feed::Patients => p(&["Coverage"], None),
+        // athena keeps insurance on the patient: a patient row signals both readings of it.
+        Feed::Patients => Some(Plan {
+            types: &["Coverage"],
+            by_id: None,
+            insurances: true,
+        }),
         _ => None,
     }
 }
@@ -168,6 +192,8 @@ pub fn signals(
 /// One encoded typed event.
 struct Out {
     topic: String,
+    /// Full name of the event's schema (to drop `original` from a refused event).
+    schema: &'static str,
     key: String,
     value: Vec<u8>,
     headers: OwnedHeaders,
@@ -186,6 +212,8 @@ pub struct Enricher {
     keep_original: bool,
     window: Duration,
     concurrency: usize,
+    /// Per-patient turn taking shared by the feed tasks (see [`Enricher::patient_lock`]).
+    locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl std::fmt::Debug for Enricher {
@@ -223,6 +251,9 @@ impl Enricher {
             keep_original: config.keep_original,
             window: config.enrich_window,
             concurrency: config.enrich_concurrency,
+            locks: (0..PATIENT_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -244,7 +275,6 @@ impl Enricher {
         let Some(plan) = plan(feed) else {
             return Ok(0);
         };
-        let pid = PracticeId(practice.parse::<u64>().unwrap_or_default());
         let obs = Observation {
             source: SourceKind::ChangedData,
             event_name: None,
@@ -252,49 +282,193 @@ impl Enricher {
             include_original: self.keep_original,
         };
         let _ = replayed;
-        // Reads of different signals overlap (athena answers in ~100 ms; the shared limiter,
-        // not this loop, bounds the rate); `buffered` keeps the signals' order for producing.
-        let futs: Vec<futures::future::BoxFuture<'_, Result<Vec<Value>, Error>>> = signals
-            .iter()
-            .map(|s| self.read(pid, plan, s).boxed())
+        // One unit of work per patient: its rows' reads merged (one search per type, one read
+        // per named resource), so a page never reads one resource twice.
+        let mut patients: Vec<(&str, Vec<&Signal>)> = Vec::new();
+        for s in signals {
+            match patients.iter_mut().find(|(p, _)| *p == s.patient) {
+                Some((_, v)) => v.push(s),
+                None => patients.push((&s.patient, vec![s])),
+            }
+        }
+        // Patients overlap (athena answers in ~100 ms; the shared limiter, not this loop,
+        // bounds the rate); each patient's events are ordered by its own lock.
+        // At most `concurrency` reads of this page in flight (the limiter bounds the rate; an
+        // unbounded queue behind it would time requests out).
+        let permits = tokio::sync::Semaphore::new(self.concurrency.max(1));
+        let futs: Vec<futures::future::BoxFuture<'_, Result<usize, Error>>> = patients
+            .into_iter()
+            .map(|(patient, sigs)| {
+                self.enrich_patient(plan, practice, patient, sigs, &obs, &permits)
+                    .boxed()
+            })
             .collect();
-        let reads = futures::stream::iter(futs)
-            .buffered(self.concurrency.max(1))
+        let done = futures::stream::iter(futs)
+            .buffer_unordered(self.concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
+        let mut acked = 0usize;
+        for d in done {
+            acked += d?;
+        }
+        Ok(acked)
+    }
+
+    /// Reads, maps and produces one patient's signalled resources while holding the patient's
+    /// lock, so that across every feed task of the connector a later read of the patient is
+    /// produced after an earlier one: a resource's versions never read back out of order (a
+    /// read returns the resource's current version), and one read's resources go out in
+    /// `meta.lastUpdated` order.
+    async fn enrich_patient(
+        &self,
+        plan: Plan,
+        practice: &str,
+        patient: &str,
+        signals: Vec<&Signal>,
+        obs: &Observation,
+        permits: &tokio::sync::Semaphore,
+    ) -> Result<usize, Error> {
+        let pid = PracticeId(practice.parse::<u64>().unwrap_or_default());
+        let _turn = self.patient_lock(patient).lock().await;
+        let mut found = self.read(pid, plan, patient, &signals, permits).await?;
+        found.sort_by_key(|r| mapping::fhir_version(r).1);
         let mut seen: HashSet<String> = HashSet::new();
         let mut outs: Vec<Out> = Vec::new();
-        for found in reads {
-            let mut found = found?;
-            // One patient's resources in change order.
-            found.sort_by_key(|r| mapping::fhir_version(r).1);
-            for r in &found {
-                if let Some(o) = self.encode(practice, r, &obs).await?
-                    && seen.insert(o.event_id.clone())
-                {
-                    outs.push(o);
-                }
+        for r in &found {
+            if let Some(o) = self.encode(practice, r, obs).await?
+                && seen.insert(o.event_id.clone())
+            {
+                outs.push(o);
             }
+        }
+        if plan.insurances {
+            let _permit = permits.acquire().await;
+            outs.extend(self.insurances(pid, practice, patient, obs).await?);
         }
         self.produce(outs).await
     }
 
-    /// The resources one signal points at: read by id, else (or when that read answers 404)
-    /// searched in the patient's `_lastUpdated` window.
-    async fn read(&self, pid: PracticeId, plan: Plan, s: &Signal) -> Result<Vec<Value>, Error> {
+    /// The Coverage events of the patient's proprietary insurance packages (`GET
+    /// /patients/{id}/insurances`, decision 0028); a package that does not map is
+    /// dead-lettered, a patient athena no longer knows (404) has none.
+    async fn insurances(
+        &self,
+        pid: PracticeId,
+        practice: &str,
+        patient: &str,
+        obs: &Observation,
+    ) -> Result<Vec<Out>, Error> {
+        let Some((topic, schema_id)) = self.typed.get("Coverage") else {
+            return Ok(Vec::new());
+        };
+        let list = match self.athena.practice(pid).insurances(patient).await {
+            Ok(l) => l,
+            Err(athena_client::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::Athena(e)),
+        };
+        let mut outs = Vec::new();
+        for i in &list {
+            match mapping::encode_insurance(practice, patient, &i.raw, obs, *schema_id) {
+                Ok(e) => outs.push(Out {
+                    topic: topic.clone(),
+                    schema: <athena_contracts::events::coverages::CoverageChanged as connector_core::avro::AvroRecord>::SCHEMA_NAME,
+                    key: e.key,
+                    value: e.value,
+                    headers: e.headers,
+                    event_id: e.event_id,
+                }),
+                Err(TypedEventError::Map(e)) => self.unmappable(topic, &i.raw, &e).await?,
+                Err(TypedEventError::Encode(e)) => return Err(e.into()),
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Parks a record the typed mapper rejects in `topic`'s dead-letter topic.
+    async fn unmappable(
+        &self,
+        topic: &str,
+        r: &Value,
+        e: &athena_contracts::events::fhir::FhirMapError,
+    ) -> Result<(), Error> {
+        let reason = Reason::new(
+            Stage::ValueConverter,
+            ErrorClass::Permanent,
+            "changed_data_source::Unmappable",
+            e,
+        );
+        tracing::warn!(connector = %self.connector, error = %e, "A resource does not map; parking it in the dead-letter topic.");
+        let body = r.to_string();
+        self.dlq
+            .send_unwritten(topic, None, Some(body.as_bytes()), None, &reason)
+            .await?;
+        Ok(())
+    }
+
+    /// The lock of `patient`'s shard (a fixed number of shards: bounded memory for any number
+    /// of patients; two patients sharing a shard only wait for each other).
+    fn patient_lock(&self, patient: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        patient.hash(&mut h);
+        &self.locks[(h.finish() % self.locks.len() as u64) as usize]
+    }
+
+    /// The resources one patient's signals point at: each named resource read by id; the
+    /// types searched once in the widest `_lastUpdated` window of the signals that name none
+    /// (or whose read answered 404).
+    async fn read(
+        &self,
+        pid: PracticeId,
+        plan: Plan,
+        patient: &str,
+        signals: &[&Signal],
+        permits: &tokio::sync::Semaphore,
+    ) -> Result<Vec<Value>, Error> {
         let mut found: Vec<Value> = Vec::new();
-        if let Some(r) = &s.by_id {
-            match self.athena.fhir_read(r).await {
-                Ok(v) => return Ok(vec![v]),
+        let mut since: Option<DateTime<Utc>> = None;
+        let widen = |since: &mut Option<DateTime<Utc>>, s: &Signal| {
+            *since = Some(since.map_or(s.since, |t| t.min(s.since)));
+        };
+        // Each named resource once; the reads overlap (the shared limiter bounds the rate).
+        let mut named: Vec<(&FhirRef, &Signal)> = Vec::new();
+        for s in signals {
+            match &s.by_id {
+                Some(r) => {
+                    match named
+                        .iter_mut()
+                        .find(|(x, _)| x.id == r.id && x.resource_type == r.resource_type)
+                    {
+                        // The earliest change time, should the read fall back to the window.
+                        Some((_, first)) if s.since < first.since => *first = s,
+                        Some(_) => {}
+                        None => named.push((r, s)),
+                    }
+                }
+                None => widen(&mut since, s),
+            }
+        }
+        let reads = futures::future::join_all(named.iter().map(|(r, _)| async move {
+            let _permit = permits.acquire().await;
+            self.athena.fhir_read(r).await
+        }))
+        .await;
+        for ((_, s), read) in named.iter().zip(reads) {
+            match read {
+                Ok(v) => found.push(v),
                 // The id guess missed (or the resource is gone): search the window.
-                Err(athena_client::Error::NotFound { .. }) => {}
+                Err(athena_client::Error::NotFound { .. }) => widen(&mut since, s),
                 Err(e) => return Err(Error::Athena(e)),
             }
         }
+        let Some(since) = since else {
+            return Ok(found);
+        };
         for ty in plan.types {
+            let _permit = permits.acquire().await;
             match self
                 .athena
-                .fhir_search_patient(pid, ty, &s.patient, Some(s.since), SEARCH_COUNT)
+                .fhir_search_patient(pid, ty, patient, Some(since), SEARCH_COUNT)
                 .await
             {
                 Ok(v) => found.extend(v),
@@ -321,23 +495,14 @@ impl Enricher {
         {
             Ok(e) => e,
             Err(TypedEventError::Map(e)) => {
-                let reason = Reason::new(
-                    Stage::ValueConverter,
-                    ErrorClass::Permanent,
-                    "changed_data_source::Unmappable",
-                    &e,
-                );
-                tracing::warn!(connector = %self.connector, error = %e, "A FHIR resource does not map; parking it in the dead-letter topic.");
-                let body = r.to_string();
-                self.dlq
-                    .send_unwritten(topic, None, Some(body.as_bytes()), None, &reason)
-                    .await?;
+                self.unmappable(topic, r, &e).await?;
                 return Ok(None);
             }
             Err(TypedEventError::Encode(e)) => return Err(e.into()),
         };
         Ok(Some(Out {
             topic: topic.clone(),
+            schema: athena_contracts::events::fhir_spec(ty).map_or("", |s| s.schema_name),
             key: e.key,
             value: e.value,
             headers: e.headers,
@@ -345,8 +510,12 @@ impl Enricher {
         }))
     }
 
-    /// Produces every event and awaits every acknowledgement; an event Kafka refuses for good
-    /// is parked in its topic's dead-letter topic, a transient failure fails the step.
+    /// Produces every event and awaits every acknowledgement. An event Kafka refuses for good
+    /// (too large, invalid) is sent once more without `original` (the PHI-minimised form, same
+    /// event id); refused again, it is parked in its topic's dead-letter topic with a
+    /// `KAFKA_PRODUCE` reason: the full event, else the minimised one, else the headers alone
+    /// (they name the event id), so not even a dead-letter topic's size limit stalls the feed.
+    /// A transient failure fails the step (the page is read again).
     async fn produce(&self, outs: Vec<Out>) -> Result<usize, Error> {
         if outs.is_empty() {
             return Ok(0);
@@ -366,23 +535,10 @@ impl Enricher {
             match r {
                 Ok(_) => acked += 1,
                 Err(source) => {
-                    let e = CoreError::Kafka {
-                        operation: "produce enriched event",
-                        source,
-                    };
-                    if e.class() != ErrorClass::Permanent {
-                        return Err(e.into());
+                    let e = permanent(source)?;
+                    if self.refused(o, e).await? {
+                        acked += 1;
                     }
-                    let reason = Reason::from_core(&e, Stage::KafkaProduce);
-                    self.dlq
-                        .send_unwritten(
-                            &o.topic,
-                            Some(o.key.as_bytes()),
-                            Some(&o.value),
-                            Some(&o.headers),
-                            &reason,
-                        )
-                        .await?;
                 }
             }
         }
@@ -393,6 +549,69 @@ impl Enricher {
         }
         .emit();
         Ok(acked)
+    }
+
+    /// Event `o` was refused for good: its minimised form, else the dead-letter topic. Returns
+    /// whether the (minimised) event itself landed.
+    async fn refused(&self, o: &Out, mut e: CoreError) -> Result<bool, Error> {
+        // Our own encoding, so a failure here cannot happen; it only means "no slim form".
+        let slim = connector_core::avro::without_optional_field(&o.value, o.schema, "original")
+            .ok()
+            .flatten();
+        if let Some(slim) = &slim {
+            tracing::warn!(connector = %self.connector, event_id = %o.event_id, "Kafka refused an enriched event for good; sending it without `original`.");
+            let r = produce_each(
+                &self.producer,
+                std::iter::once(
+                    FutureRecord::to(&o.topic)
+                        .key(&o.key)
+                        .payload(slim)
+                        .headers(o.headers.clone()),
+                ),
+            )
+            .await;
+            match r.into_iter().next().expect("one record") {
+                Ok(_) => return Ok(true),
+                Err(source) => e = permanent(source)?,
+            }
+        }
+        tracing::warn!(connector = %self.connector, event_id = %o.event_id, error = %e, "Kafka refused an enriched event for good; parking it in the dead-letter topic.");
+        let reason = Reason::from_core(&e, Stage::KafkaProduce);
+        let mut values = vec![Some(o.value.as_slice())];
+        values.extend(slim.as_deref().map(Some));
+        values.push(None);
+        let mut last = None;
+        for value in values {
+            match self
+                .dlq
+                .send_unwritten(
+                    &o.topic,
+                    Some(o.key.as_bytes()),
+                    value,
+                    Some(&o.headers),
+                    &reason,
+                )
+                .await
+            {
+                Ok(()) => return Ok(false),
+                Err(e) if e.class() == ErrorClass::Permanent => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.expect("at least one dead letter was tried").into())
+    }
+}
+
+/// The error of a refused produce when it is permanent (`Err` when the step must fail).
+fn permanent(source: rdkafka::error::KafkaError) -> Result<CoreError, Error> {
+    let e = CoreError::Kafka {
+        operation: "produce enriched event",
+        source,
+    };
+    if e.class() == ErrorClass::Permanent {
+        Ok(e)
+    } else {
+        Err(e.into())
     }
 }
 

@@ -19,24 +19,10 @@ use changed_data_source::Config;
 use common::*;
 use connector_core::headers::get_str;
 use connector_core::runtime::{RunEnv, TaskState};
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::message::Message;
 
 /// The patients topic's `max.message.bytes`: a normal patient event (a few KB) fits.
 const TOPIC_MAX_BYTES: usize = 16_384;
-
-/// `n` pseudo-random lower-case letters (synthetic, and not a repetition a codec could shrink).
-fn filler(seed: u64, n: usize) -> String {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect()
-}
 
 async fn refused_events_are_minimised_or_parked(mode: &str) {
     let stack = Stack::get().await;
@@ -52,25 +38,9 @@ async fn refused_events_are_minimised_or_parked(mode: &str) {
     let topic = config.topic(Feed::Patients);
     let dlq_topic = format!("{topic}.dlq");
 
-    // The event topic exists before the connector starts (it is left as it is), with a limit
-    // one patient's event exceeds.
-    let mut kafka = stack.kafka();
-    let admin = kafka.build_admin().expect("admin");
-    let limit = TOPIC_MAX_BYTES.to_string();
-    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("max.message.bytes", &limit);
-    for r in admin
-        .create_topics([&new], &AdminOptions::new())
-        .await
-        .expect("create topic")
-    {
-        r.expect("create topic");
-    }
-    // The limit applies to a whole record batch: batches stay well under it, and uncompressed,
-    // so what decides is the size of the one large event.
-    kafka
-        .producer
-        .insert("compression.type".into(), "none".into());
-    kafka.producer.insert("batch.size".into(), "8000".into());
+    // The event topic exists before the connector starts, with a limit one patient's event
+    // exceeds.
+    let kafka = small_topics(&stack, &[&topic], 1, TOPIC_MAX_BYTES).await;
     let mut registry = stack.registry();
     registry.auto_register = true;
     let env = RunEnv { kafka, registry };

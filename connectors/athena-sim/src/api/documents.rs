@@ -203,6 +203,8 @@ pub fn add_insurance(
     };
     let v = insurance_json(&ins);
     p.insurances.insert(id, ins);
+    // Guess (as for updates): a new package shows as a patient update.
+    p.patient_changed(patient, "UpdatePatient");
     Ok((json!([v]), id.to_string()))
 }
 

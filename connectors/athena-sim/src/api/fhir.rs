@@ -125,16 +125,37 @@ pub fn chart_resource(pid: u64, c: &ChartItem) -> Option<Value> {
             .to_string()
     };
     match c.kind {
-        ChartKind::Problem => Some(json!({
-            "resourceType": "Condition",
-            "id": format!("a-{pid}.problem-{}", c.id),
-            "meta": {"lastUpdated": c.modified.to_rfc3339()},
-            "extension": practice_ext(pid),
-            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item"}]}],
-            "code": {"coding": [{"system": "http://snomed.info/sct", "code": s("code"), "display": s("name")}]},
-            "subject": subject,
-        })),
+        ChartKind::Problem => {
+            // The problem's START / END events (athena's problem history) give the onset and
+            // the abatement; an ended problem is resolved.
+            let event = |ty: &str, key: &str| {
+                c.json
+                    .get("events")
+                    .and_then(Value::as_array)
+                    .and_then(|es| es.iter().rev().find(|e| e["eventtype"] == ty))
+                    .and_then(|e| e.get(key)?.as_str().and_then(parse_us_date))
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+            };
+            let (onset, end) = (event("START", "startdate"), event("END", "enddate"));
+            let status = if end.is_some() { "resolved" } else { "active" };
+            let mut v = json!({
+                "resourceType": "Condition",
+                "id": format!("a-{pid}.problem-{}", c.id),
+                "meta": {"lastUpdated": c.modified.to_rfc3339()},
+                "extension": practice_ext(pid),
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": status}]},
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item"}]}],
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": s("code"), "display": s("name")}]},
+                "subject": subject,
+            });
+            if let Some(d) = onset {
+                v["onsetDateTime"] = json!(d);
+            }
+            if let Some(d) = end {
+                v["abatementDateTime"] = json!(d);
+            }
+            Some(v)
+        }
         ChartKind::Allergy => Some(json!({
             "resourceType": "AllergyIntolerance",
             "id": format!("a-{pid}.allergy-{}", c.id),

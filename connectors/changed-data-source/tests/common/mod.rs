@@ -327,3 +327,51 @@ pub async fn stop_run(mut child: tokio::process::Child, what: &str) {
         .expect("status");
     assert!(status.success(), "{what}: exit {status:?}");
 }
+
+/// `n` pseudo-random lower-case letters (synthetic, and not a repetition a codec could shrink).
+pub fn filler(seed: u64, n: usize) -> String {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
+/// Creates `topic` (`partitions`, `max.message.bytes` = `max_bytes`) before the connector starts
+/// (it leaves an existing topic as it is), and returns a Kafka config whose producer keeps
+/// record batches uncompressed and well under the limit (the limit applies to a whole batch),
+/// so what decides is the size of one large event.
+pub async fn small_topics(
+    stack: &Stack,
+    topics: &[&str],
+    partitions: i32,
+    max_bytes: usize,
+) -> connector_core::kafka::KafkaConfig {
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    let mut kafka = stack.kafka();
+    let admin = kafka.build_admin().expect("admin");
+    let limit = max_bytes.to_string();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            NewTopic::new(t, partitions, TopicReplication::Fixed(1))
+                .set("max.message.bytes", &limit)
+        })
+        .collect();
+    for r in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .expect("create topic")
+    {
+        r.expect("create topic");
+    }
+    kafka
+        .producer
+        .insert("compression.type".into(), "none".into());
+    kafka.producer.insert("batch.size".into(), "8000".into());
+    kafka
+}
