@@ -156,6 +156,10 @@ async fn every_clinical_row_arrives_as_typed_events_through_enrichment() {
     }
     sim.state.generate(1);
     let first_visit = held(&sim, &changes[6].1.resources[0]);
+    // The first version must be read before it is replaced: the visits feed is enriched by a
+    // window search, which finds only the current version (and the connector's first poll waits
+    // for its group to assign the tasks, decision 0025).
+    wait_events(&stack, &config, &sim, &changes[6].1.resources[..1]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let visit_update = sim
         .state
