@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use athena_client::AthenaClient;
 use athena_client::api::changed::Feed;
-use athena_client::{AthenaClient, ClientConfig, Environment};
 use athena_connect_tests::bench::figure;
 use athena_connect_tests::{Stack, unique};
 use athena_sim::{ChangeKind, GeneratorConfig, RunningSim, SimConfig, SimState};
@@ -33,6 +33,11 @@ use changed_data_source::task::feed_name;
 use chrono::{DateTime, Utc};
 use connector_core::metrics::{FeedLabels, global};
 use connector_core::runtime::{RunEnv, TaskHandle, TaskState, task};
+
+// The integration tests' simulator client config (its own token per client).
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::athena_config;
 
 const PRACTICES: [u64; 3] = [195_900, 195_901, 195_902];
 const FEEDS: &[Feed] = &[
@@ -50,22 +55,6 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn athena_config(base_url: &str) -> ClientConfig {
-    let mut c = ClientConfig::new(
-        Environment::Custom(base_url.parse().expect("sim url")),
-        "sim-client",
-        "sim-secret".to_string().into(),
-    );
-    c.request_timeout = Duration::from_secs(30);
-    c.rate_limit.qps = 1000.0;
-    c.rate_limit.burst = 100;
-    c.scopes = athena_client::scopes::with_fhir_reads(
-        &[athena_client::scopes::MDP],
-        &[athena_contracts::events::FHIR_RESOURCE_TYPES, &["Patient"]].concat(),
-    );
-    c
 }
 
 fn config(prefix: &str, worker: &str, page_size: u32) -> Config {
@@ -273,15 +262,8 @@ async fn main() {
         generator: Some(GeneratorConfig {
             rate_per_sec: 0.0,
             practices: vec![],
-            mix: vec![
-                ChangeKind::NewPatient,
-                ChangeKind::UpdatePatient,
-                ChangeKind::Booking,
-                ChangeKind::Cancellation,
-                ChangeKind::CheckIn,
-                ChangeKind::Problem,
-                ChangeKind::Allergy,
-            ],
+            // NewPatient .. Allergy: patients, appointments, problems, allergies.
+            mix: ChangeKind::ALL[..7].to_vec(),
         }),
         token_rate_limit_per_minute: 1000,
         daily_quota: 100_000_000,
