@@ -245,10 +245,11 @@ async fn report(
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    if std::env::var_os("BENCH_LOG").is_some() {
-        // The connectors' logs on stderr (rebalances, releases, replays).
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        // The connectors' logs on stderr (rebalances, releases, replays), e.g.
+        // `BENCH_LOG=info` or `BENCH_LOG=changed_data_source=debug`.
         tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)
             .init();
     }
