@@ -242,13 +242,23 @@ pub struct FeedState {
     pub pending: Vec<(DateTime<Utc>, SubOp)>,
     /// Every queued row (processed ones stay for `showprocessed*` re-delivery).
     pub rows: Vec<ChangeRow>,
-    /// When destructive polls were answered (the last [`MAX_POLL_TIMES`]): tests measure how
-    /// long a feed went unpolled while its poller changed.
-    pub polled: std::collections::VecDeque<DateTime<Utc>>,
+    /// The destructive polls answered (the last [`MAX_POLL_TIMES`]), when and by whom: tests
+    /// measure how long a feed went unpolled while its poller changed, and check that two
+    /// clients never polled it in turns.
+    pub polled: std::collections::VecDeque<Poll>,
     next_seq: u64,
 }
 
-/// Destructive poll times kept per feed.
+/// One answered destructive poll of a feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    /// When it was answered.
+    pub at: DateTime<Utc>,
+    /// Who polled: [`crate::guard::Caller`] of the access token used (empty if none was seen).
+    pub caller: String,
+}
+
+/// Destructive polls kept per feed.
 pub const MAX_POLL_TIMES: usize = 10_000;
 
 impl FeedState {

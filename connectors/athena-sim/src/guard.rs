@@ -99,8 +99,22 @@ fn unauthorized(body: Response) -> Response {
     r
 }
 
+/// Who sent a request, for the simulator's own records: the first 8 hex digits of the SHA-256 of
+/// the access token it carried. Each client process fetches its own token, so this tells them
+/// apart without keeping the token itself (a test reads it from the poll log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+impl Caller {
+    fn of(token: &str) -> Caller {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(token.as_bytes());
+        Caller(d[..4].iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
 /// Token check, throttling, quota and practice validation for API routes.
-pub async fn api_guard(State(state): State<SimState>, req: Request, next: Next) -> Response {
+pub async fn api_guard(State(state): State<SimState>, mut req: Request, next: Next) -> Response {
     // 1. Bearer token.
     let bearer = req
         .headers()
@@ -147,6 +161,7 @@ pub async fn api_guard(State(state): State<SimState>, req: Request, next: Next) 
         tracing::info!(needed, "Refused a request whose token lacks a scope.");
         return crate::scopes::forbidden(&needed);
     }
+    req.extensions_mut().insert(Caller::of(&token));
     // 2. Per-second limit (token bucket refilled continuously, capacity = one second's worth).
     if let Some(qps) = state.config().qps_limit {
         let mut b = state.inner.qps.lock();

@@ -1,7 +1,9 @@
 //! Scale-out (decision 0025), real broker and registry, in-process simulator and instances:
 //! - three instances of one config share 3 practices x 4 feeds: at every sample each task is
 //!   owned by at most one instance, the work is spread, an instance that stops hands its tasks
-//!   to the others, and the union of the events covers every change;
+//!   to the others, the simulator's poll log shows no two instances polling one feed in turns
+//!   (its pollers change only as often as the status saw its owner change), and the union of
+//!   the events covers every change;
 //! - two instances of one connector in different groups (no shared membership) cannot both
 //!   write a task's cursor: the second fences the first, which stops polling; nothing is lost;
 //! - three real `athena-connect run --only` processes, one of them SIGKILLed and restarted at
@@ -247,13 +249,20 @@ async fn three_instances_share_the_tasks_one_owner_each() {
         .collect();
     let total = practices.len() * FEEDS.len();
     let env = env(&stack);
-    let athena = AthenaClient::new(athena_config(&sim.base_url)).expect("client");
+    // One client (so one access token) per instance, as separate processes would have: the
+    // simulator's poll log tells the instances apart by their token.
+    let athena: Vec<AthenaClient> = workers
+        .iter()
+        .map(|_| AthenaClient::new(athena_config(&sim.base_url)).expect("client"))
+        .collect();
 
-    // The monitor: at every sample, no task is owned by two instances.
+    // The monitor: at every sample, no task is owned by two instances; per task, the owners
+    // in the order the status showed them (consecutive repeats collapsed).
     let overlaps = Arc::new(Mutex::new(Vec::<String>::new()));
+    let owners = Arc::new(Mutex::new(BTreeMap::<String, Vec<&str>>::new()));
     let watching = Arc::new(AtomicBool::new(true));
     let monitor = {
-        let (overlaps, watching) = (overlaps.clone(), watching.clone());
+        let (overlaps, owners, watching) = (overlaps.clone(), owners.clone(), watching.clone());
         tokio::spawn(async move {
             while watching.load(Ordering::Relaxed) {
                 let mut seen: BTreeMap<String, &str> = BTreeMap::new();
@@ -267,6 +276,11 @@ async fn three_instances_share_the_tasks_one_owner_each() {
                                 .unwrap()
                                 .push(format!("{t} owned by {other} and {w}"));
                         }
+                        let mut owners = owners.lock().unwrap();
+                        let history = owners.entry(t.clone()).or_default();
+                        if history.last() != Some(w) {
+                            history.push(w);
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -274,7 +288,7 @@ async fn three_instances_share_the_tasks_one_owner_each() {
         })
     };
 
-    let (h1, r1) = spawn_connector(name, &configs[0], &env, &athena);
+    let (h1, r1) = spawn_connector(name, &configs[0], &env, &athena[0]);
     until("w1 owns every task", Duration::from_secs(60), || {
         view(name, "w1").owned.len() == total
     })
@@ -283,8 +297,8 @@ async fn three_instances_share_the_tasks_one_owner_each() {
     let (stop_gen, generator) = generate(&sim.state);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let (h2, r2) = spawn_connector(name, &configs[1], &env, &athena);
-    let (h3, r3) = spawn_connector(name, &configs[2], &env, &athena);
+    let (h2, r2) = spawn_connector(name, &configs[1], &env, &athena[1]);
+    let (h3, r3) = spawn_connector(name, &configs[2], &env, &athena[2]);
     let spread = until("the tasks spread", Duration::from_secs(45), || {
         let vs: Vec<OwnershipView> = workers.iter().map(|w| view(name, w)).collect();
         vs.iter().all(|v| !v.owned.is_empty())
@@ -317,10 +331,10 @@ async fn three_instances_share_the_tasks_one_owner_each() {
                 .state
                 .with_practice(p, |pr| pr.feeds[f.path()].polled.clone())
                 .unwrap_or_default();
-            let last = polled.iter().rev().find(|t| **t <= stopped_at);
-            let first = polled.iter().find(|t| **t > stopped_at);
+            let last = polled.iter().rev().find(|p| p.at <= stopped_at);
+            let first = polled.iter().find(|p| p.at > stopped_at);
             if let (Some(l), Some(n)) = (last, first) {
-                gaps.push((*n - *l).num_milliseconds());
+                gaps.push((n.at - l.at).num_milliseconds());
             }
         }
     }
@@ -346,6 +360,45 @@ async fn three_instances_share_the_tasks_one_owner_each() {
     monitor.await.expect("monitor");
     let overlaps = overlaps.lock().unwrap().clone();
     assert!(overlaps.is_empty(), "tasks with two owners: {overlaps:?}");
+    // As athena saw it: per feed, the runs of consecutive polls by one caller (access token).
+    // A caller's polls end before the next caller's begin, so the pollers change at most as
+    // often as the owners did; two instances polling one feed in turns would show as many
+    // more runs than owners.
+    let owners = owners.lock().unwrap().clone();
+    let mut callers = BTreeSet::new();
+    for p in practices {
+        for f in FEEDS {
+            let task = format!("{p}/{}", changed_data_source::task::feed_name(*f));
+            let polled = sim
+                .state
+                .with_practice(p, |pr| pr.feeds[f.path()].polled.clone())
+                .unwrap_or_default();
+            let mut runs: Vec<&str> = Vec::new();
+            for poll in &polled {
+                callers.insert(poll.caller.clone());
+                if runs.last() != Some(&poll.caller.as_str()) {
+                    runs.push(&poll.caller);
+                }
+            }
+            let history = owners.get(&task).cloned().unwrap_or_default();
+            assert!(
+                runs.len() <= history.len(),
+                "{task}: polled by callers in {} runs {runs:?}, owned in turn by {history:?}",
+                runs.len()
+            );
+            if moved.contains(&task) {
+                assert!(
+                    runs.len() >= 2,
+                    "{task} moved from w2, but the poll log shows one caller: {runs:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        callers.len(),
+        workers.len(),
+        "each instance polls with its own token: callers {callers:?}"
+    );
     assert!(
         ownership_of(name, "w1").is_none(),
         "a stopped instance owns nothing"

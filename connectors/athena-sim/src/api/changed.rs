@@ -84,8 +84,14 @@ pub fn change_subscription(
     })
 }
 
-/// `GET /{feed}/changed`: the destructive read.
-pub fn poll(state: &SimState, pid: u64, def: &'static FeedDef, params: &Params) -> ApiResult {
+/// `GET /{feed}/changed`: the destructive read; `caller` is recorded with the poll's time.
+pub fn poll(
+    state: &SimState,
+    pid: u64,
+    def: &'static FeedDef,
+    params: &Params,
+    caller: String,
+) -> ApiResult {
     let window = match (
         params.get("showprocessedstartdatetime"),
         params.get("showprocessedenddatetime"),
@@ -138,7 +144,7 @@ pub fn poll(state: &SimState, pid: u64, def: &'static FeedDef, params: &Params) 
             ));
         }
         if !leave {
-            f.polled.push_back(now);
+            f.polled.push_back(crate::feeds::Poll { at: now, caller });
             if f.polled.len() > crate::feeds::MAX_POLL_TIMES {
                 f.polled.pop_front();
             }

@@ -21,7 +21,7 @@ pub mod reference;
 pub mod subscriptions;
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::{DefaultBodyLimit, Path, State},
     middleware::from_fn_with_state,
     response::{IntoResponse, Response},
@@ -42,8 +42,14 @@ fn feed_routes(mut r: Router<SimState>) -> Router<SimState> {
             .route(
                 &base,
                 get(
-                    move |State(s): State<SimState>, Path(pid): Path<u64>, q: Params| async move {
-                        changed::poll(&s, pid, def, &q).map(ok).into_response()
+                    move |State(s): State<SimState>,
+                          Path(pid): Path<u64>,
+                          caller: Option<Extension<crate::guard::Caller>>,
+                          q: Params| async move {
+                        let caller = caller.map(|Extension(c)| c.0).unwrap_or_default();
+                        changed::poll(&s, pid, def, &q, caller)
+                            .map(ok)
+                            .into_response()
                     },
                 ),
             )
