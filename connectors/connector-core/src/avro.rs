@@ -950,6 +950,9 @@ fn classify_decode_error(id: u32, e: schema_registry_converter::error::SRCError)
 pub struct Encoder<T: AvroRecord> {
     id: u32,
     writer: GenericDatumWriter<'static>,
+    /// The size of the last record written: the next buffer is allocated once, at about the
+    /// right size, instead of growing (a source encodes thousands of similar records a page).
+    size_hint: std::sync::atomic::AtomicUsize,
     _t: std::marker::PhantomData<fn(&T)>,
 }
 
@@ -972,6 +975,7 @@ impl<T: AvroRecord> Encoder<T> {
         Ok(Encoder {
             id: schema_id,
             writer,
+            size_hint: std::sync::atomic::AtomicUsize::new(256),
             _t: std::marker::PhantomData,
         })
     }
@@ -983,12 +987,17 @@ impl<T: AvroRecord> Encoder<T> {
 
     /// Encodes `value` in the Confluent wire format.
     pub fn encode(&self, value: &T) -> Result<Vec<u8>, CoreError> {
-        let mut out = Vec::with_capacity(256);
+        use std::sync::atomic::Ordering::Relaxed;
+        // A little headroom over the last size: similar records then fit without a regrowth.
+        let hint = self.size_hint.load(Relaxed);
+        let mut out = Vec::with_capacity(hint + hint / 4);
         out.push(0);
         out.extend_from_slice(&self.id.to_be_bytes());
         self.writer
             .write_ser(&mut out, value)
             .map_err(|e| CoreError::Encode(format!("{}: {e}", T::SCHEMA_NAME)))?;
+        self.size_hint
+            .store(out.len().clamp(16, 64 * 1024), Relaxed);
         Ok(out)
     }
 }

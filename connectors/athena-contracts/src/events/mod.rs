@@ -205,7 +205,7 @@ impl<'a> Rec<'a> {
     /// An athena `MM/DD/YYYY` (or ISO) date.
     pub fn date(&self, keys: &[&str]) -> Option<Date> {
         self.s(keys)
-            .and_then(|s| de::parse_date(&s))
+            .and_then(|s| crate::time::us_date(&s).or_else(|| de::parse_date(&s)))
             .map(Date::from)
     }
     /// An athena timestamp (US Eastern `MM/DD/YYYY HH:MM:SS`, or ISO 8601 with offset) in UTC.
