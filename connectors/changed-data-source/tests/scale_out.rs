@@ -522,6 +522,17 @@ async fn sigkill_one_of_three(mode: &str) {
     })
     .await
     .expect("sim");
+    // athena-like poll latency: a drain then spans most of a poll cycle, so a kill at a random
+    // moment of a polling process usually lands inside one (with an instant simulator the
+    // marker was set for a few ms per cycle, and a run of 10 kills could miss them all).
+    sim.state.inject(
+        athena_sim::FaultRule::new(
+            athena_sim::Fault::Latency(Duration::from_millis(150)),
+            1_000_000,
+        )
+        .method("GET")
+        .path("/changed"),
+    );
     let prefix = unique(&format!("cds.scalekill.{mode}"));
     let name = "scalekill";
     let section = format!(
@@ -554,13 +565,33 @@ async fn sigkill_one_of_three(mode: &str) {
             ],
         )
     };
+    // Who has polled so far, as athena saw it (each process polls with its own access token):
+    // a kill is aimed at a process that is polling, not at one still starting (on a loaded
+    // machine a restart can take longer than the pause between kills).
+    let callers = || -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for p in practices {
+            for f in feeds {
+                let polled = sim
+                    .state
+                    .with_practice(p, |pr| pr.feeds[f.path()].polled.clone())
+                    .unwrap_or_default();
+                out.extend(polled.into_iter().map(|poll| poll.caller));
+            }
+        }
+        out
+    };
     let mut children: Vec<_> = workers.iter().map(|w| spawn(w)).collect();
     subscribed(&sim.state, &practices, feeds).await;
     let (stop_gen, generator) = generate(&sim.state);
+    until("all three processes poll", Duration::from_secs(60), || {
+        callers().len() >= workers.len()
+    })
+    .await;
     let mut rng = rand::rng();
     for i in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(800..2500))).await;
         let k = i % workers.len();
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
         assert!(
             children[k].try_wait().expect("status").is_none(),
             "{} exited on its own; log:\n{}",
@@ -570,7 +601,15 @@ async fn sigkill_one_of_three(mode: &str) {
         children[k].start_kill().expect("SIGKILL"); // tokio's kill is SIGKILL on Unix
         children[k].wait().await.expect("reaped");
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..1000))).await;
+        let before = callers().len();
         children[k] = spawn(workers[k]);
+        // The new incarnation polls (a new token) before the next kill is aimed.
+        until(
+            "the restarted process polls",
+            Duration::from_secs(60),
+            || callers().len() > before,
+        )
+        .await;
     }
     stop_gen.store(true, Ordering::Relaxed);
     generator.await.expect("generator");
