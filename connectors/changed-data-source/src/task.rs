@@ -622,8 +622,12 @@ impl FeedTask {
                 }
             };
             let n = page.items.len();
-            // A released task ends its drain with this page (the rest waits for the next owner).
-            let last = n < page_size as usize || self.release.is_cancelled();
+            // A released task ends its drain with this page (the rest waits for the next owner),
+            // and so does one asked to shut down: under a backlog that athena keeps refilling a
+            // drain may not otherwise end, and the stop (and the handover of a leaving instance's
+            // tasks) would wait for it. The rows not yet polled stay at athena.
+            let last =
+                n < page_size as usize || self.release.is_cancelled() || self.control.is_shutdown();
             // 3. Produce; 4. after the last page, clear the marker once everything is
             // acknowledged. Exactly-once writes the cursor (marker kept until the last page,
             // recent ids) in every page's transaction.
