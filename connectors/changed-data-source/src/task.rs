@@ -496,18 +496,22 @@ impl FeedTask {
                 let skip = self.skip_set();
                 self.enrich_page(&page.items, false).await?;
                 // A full page means more may wait: read the next one while this one is mapped
-                // (unless the task is being released: the drain ends with this page, and the
-                // rows left at athena wait for the next owner's poll).
-                let (mapped, prefetched) =
-                    if n >= page_size as usize && !self.release.is_cancelled() {
-                        let (m, p) = tokio::join!(
-                            self.map_page(page.items, false, &skip),
-                            self.poll_once(&params)
-                        );
-                        (m, Some(p))
-                    } else {
-                        (self.map_page(page.items, false, &skip).await, None)
-                    };
+                // (unless the task is being released or asked to shut down: the drain ends with
+                // this page, as in `drain_pages`, and the rows left at athena wait for the next
+                // poll, this owner's or the next one's; under a backlog athena keeps refilling,
+                // a drain that went on would hold the stop for as long as the backlog lasts).
+                let (mapped, prefetched) = if n >= page_size as usize
+                    && !self.release.is_cancelled()
+                    && !self.control.is_shutdown()
+                {
+                    let (m, p) = tokio::join!(
+                        self.map_page(page.items, false, &skip),
+                        self.poll_once(&params)
+                    );
+                    (m, Some(p))
+                } else {
+                    (self.map_page(page.items, false, &skip).await, None)
+                };
                 let events = Arc::new(mapped?);
                 let count = events.len();
                 let send = {

@@ -174,3 +174,111 @@ async fn every_configured_feed_lands_on_kafka_with_matching_fields() {
     stop_connector(&handle, runner).await;
     sim.shutdown().await;
 }
+
+/// Destructive polls of the patients feed answered so far (the simulator's poll log).
+fn patient_polls(sim: &athena_sim::SimState) -> usize {
+    sim.with_practice(PRACTICE, |p| {
+        p.feeds
+            .get(Feed::Patients.path())
+            .map_or(0, |f| f.polled.len())
+    })
+    .unwrap_or(0)
+}
+
+/// A stop while athena keeps the feed full ends the drain after the page in hand, in both modes:
+/// at most the poll in flight and the one read ahead of it are answered after the stop was
+/// asked for, and rows stay queued for the next poll. (A drain that only ends on a short page
+/// would hold the stop, and a leaving instance's tasks, for as long as the backlog lasts.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_under_a_refilled_backlog_ends_after_the_page_in_hand() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stack = Stack::get().await;
+    let sim = RunningSim::start(SimConfig {
+        generator: Some(athena_sim::GeneratorConfig {
+            rate_per_sec: 0.0,
+            practices: vec![],
+            mix: vec![
+                athena_sim::ChangeKind::NewPatient,
+                athena_sim::ChangeKind::UpdatePatient,
+            ],
+        }),
+        token_rate_limit_per_minute: 10_000,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    // athena-like poll latency, so a stop always finds a drain in flight.
+    sim.state.inject(
+        athena_sim::FaultRule::new(
+            athena_sim::Fault::Latency(Duration::from_millis(30)),
+            u32::MAX,
+        )
+        .method("GET")
+        .path("/patients/changed"),
+    );
+    let athena = AthenaClient::new(athena_config(&sim.base_url)).expect("client");
+    let mut registry = stack.registry();
+    registry.auto_register = true;
+    let env = RunEnv {
+        kafka: stack.kafka(),
+        registry,
+    };
+    for mode in ["at_least_once", "exactly_once"] {
+        let prefix = unique(&format!("cds.stop.{mode}"));
+        let config: Config = connector_core::config::load_str(
+            &connector_toml(
+                &prefix,
+                &[Feed::Patients],
+                &format!("mode = \"{mode}\"\npage_size = 20"),
+            ),
+            &Default::default(),
+            "X",
+        )
+        .expect("config");
+        // The backlog, kept at 400 rows or more: every page is full.
+        let refill = Arc::new(AtomicBool::new(true));
+        let feeder = {
+            let (state, refill) = (sim.state.clone(), refill.clone());
+            tokio::spawn(async move {
+                while refill.load(Ordering::Relaxed) {
+                    let queued = state.pending_changes(PRACTICE, Feed::Patients.path());
+                    if queued < 400 {
+                        state.generate(400 - queued);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        let name: &'static str = if mode == "exactly_once" {
+            "stop-eos"
+        } else {
+            "stop-alo"
+        };
+        let (handle, runner) = spawn_connector(name, &config, &env, &athena);
+        wait_subscribed(&sim.state, &[Feed::Patients], Duration::from_secs(60)).await;
+        let before = patient_polls(&sim.state);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while patient_polls(&sim.state) < before + 5 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{mode}: the drain never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let at_stop = patient_polls(&sim.state);
+        stop_connector(&handle, runner).await;
+        let after = patient_polls(&sim.state) - at_stop;
+        refill.store(false, Ordering::Relaxed);
+        feeder.await.expect("feeder");
+        assert!(
+            after <= 2,
+            "{mode}: {after} polls answered after the stop was asked for (the drain went on)"
+        );
+        assert!(
+            sim.state.pending_changes(PRACTICE, Feed::Patients.path()) > 0,
+            "{mode}: the backlog ran out, so the stop proved nothing"
+        );
+    }
+    sim.shutdown().await;
+}
