@@ -1253,7 +1253,13 @@ page_size = 50
         } else {
             ty
         };
-        if by_generator.contains(&(op.to_string(), entity.clone())) {
+        // Only a state change (a slot booked, cancelled, checked in) is precluded by the
+        // generator's write; an update of the same patient is written again.
+        let transition = matches!(
+            op,
+            "BookAppointment" | "CancelAppointment" | "CheckIn" | "RescheduleAppointment"
+        );
+        if transition && by_generator.contains(&(op.to_string(), entity.clone())) {
             // The generator got there first, so this command wrote nothing of its own.
             raced += 1;
             continue;
