@@ -11,12 +11,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use connector_core::avro::{RegistryConfig, SubjectStrategy};
 use connector_core::secret::Secret;
 
-/// mimalloc instead of the system allocator: the connectors parse and re-serialise JSON and
-/// build Avro records per event, and glibc's malloc spent about a fifth of the source's CPU
-/// (arena locking, returning and re-faulting pages). Decision 0029.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "athena-connect",

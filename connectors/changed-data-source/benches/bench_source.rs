@@ -31,10 +31,6 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
 
-/// The shipped binary's allocator (`athena-connect`'s `main.rs`), so the figures are its.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const PRACTICE: u64 = 195_900;
 
 fn athena_config(base_url: &str) -> ClientConfig {

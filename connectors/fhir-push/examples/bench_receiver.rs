@@ -24,10 +24,6 @@ use fhir_push::signature::sign;
 use futures::StreamExt;
 use rdkafka::producer::FutureRecord;
 
-/// The shipped binary's allocator (`athena-connect`'s `main.rs`), so the figures are its.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const SECRET: &str = "bench-shared-secret-0123456789";
 
 fn body(i: usize) -> String {

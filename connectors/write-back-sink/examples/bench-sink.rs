@@ -42,10 +42,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use secrecy::SecretString;
 use write_back_sink::Config;
 
-/// The shipped binary's allocator (`athena-connect`'s `main.rs`), so the figures are its.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const PRACTICE: u64 = 195_900;
 
 #[derive(Parser)]
