@@ -11,7 +11,7 @@
 //!   loader reads `read_committed`, so an aborted transaction leaves the `in_flight` record
 //!   visible and the command is reconciled again).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use athena_contracts::CommandResult;
@@ -195,6 +195,11 @@ impl LedgerStore for MemoryLedgerStore {
 pub struct Ledger {
     store: Box<dyn LedgerStore>,
     entries: Mutex<HashMap<String, LedgerEntry>>,
+    /// Commands whose `done` entry was remembered in memory ([`Ledger::remember`]) and is not
+    /// known to be committed: its transaction was not committed yet, or was aborted. Every
+    /// other `done` entry was loaded from the topic, so it is committed, and with it (one
+    /// transaction) its result.
+    unpublished: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -213,6 +218,7 @@ impl Ledger {
         Ledger {
             store: Box::new(store),
             entries: Mutex::new(HashMap::new()),
+            unpublished: Mutex::new(HashSet::new()),
         }
     }
 
@@ -245,7 +251,11 @@ impl Ledger {
             }
         }
         let n = map.len();
-        *self.entries.lock() = map;
+        let mut entries = self.entries.lock();
+        *entries = map;
+        // Only committed records were read: nothing remembered before survives the reload.
+        self.unpublished.lock().clear();
+        drop(entries);
         Ok(n)
     }
 
@@ -263,12 +273,29 @@ impl Ledger {
         let bytes = Self::encode(&entry);
         self.store.save(command_id, &bytes).await?;
         self.entries.lock().insert(command_id.to_string(), entry);
+        self.unpublished.lock().remove(command_id);
         Ok(())
     }
 
     /// Remembers a `done` entry in memory (its record goes into the result transaction).
     pub fn remember(&self, command_id: &str, entry: LedgerEntry) {
         self.entries.lock().insert(command_id.to_string(), entry);
+        self.unpublished.lock().insert(command_id.to_string());
+    }
+
+    /// Whether `command_id`'s `done` entry is one [`Ledger::remember`]ed in memory whose
+    /// transaction is not known to be committed (false for an entry loaded from the topic:
+    /// that one is committed, and so is its result).
+    pub fn is_unpublished(&self, command_id: &str) -> bool {
+        self.unpublished.lock().contains(command_id)
+    }
+
+    /// The transaction holding the `done` records of `command_ids` committed.
+    pub fn published<'a>(&self, command_ids: impl IntoIterator<Item = &'a str>) {
+        let mut u = self.unpublished.lock();
+        for id in command_ids {
+            u.remove(id);
+        }
     }
 
     /// The serialised value of `entry`.

@@ -233,13 +233,13 @@ pub async fn run(
             },
             _ = schedule.wait(), if flushing.is_none() && schedule.is_due_set() => {
                 schedule.started();
-                match st.start_flush(&txp, &consumer) {
+                match st.start_flush(&txp, &consumer, &ledger) {
                     Ok(f) => flushing = f,
                     Err(e) => break Err(e),
                 }
             }
             _ = tick.tick(), if flushing.is_none() => {
-                match st.start_flush(&txp, &consumer) {
+                match st.start_flush(&txp, &consumer, &ledger) {
                     Ok(f) => flushing = f,
                     Err(e) => break Err(e),
                 }
@@ -318,7 +318,7 @@ pub async fn run(
         }
     }
     if result.is_ok()
-        && let Err(e) = st.flush_now(&txp, &consumer, name).await
+        && let Err(e) = st.flush_now(&txp, &consumer, &ledger, name).await
     {
         tracing::warn!(connector = name, error = %e, "Final commit failed; the commands will be reconciled on restart.");
     }
@@ -693,6 +693,7 @@ impl LoopState {
         &mut self,
         txp: &FutureProducer,
         consumer: &Arc<StreamConsumer<Ctx>>,
+        ledger: &Arc<Ledger>,
     ) -> Result<Option<Flush>, Error> {
         let mut batch = None;
         // Picked under the ownership lock; see `Ownership::begin_commit`.
@@ -717,6 +718,12 @@ impl LoopState {
         let ownership = self.ownership.clone();
         let records = batch.records;
         let records_n = records.len();
+        // The commands whose `done` records this transaction carries.
+        let done_ids: Vec<String> = records
+            .iter()
+            .filter(|r| r.topic == ledger.topic())
+            .filter_map(|r| String::from_utf8(r.key.clone()).ok())
+            .collect();
         let task = tokio::spawn(async move {
             let r = commit_batch(&txp, &consumer, &records, offsets).await;
             ownership.end_commit();
@@ -727,6 +734,8 @@ impl LoopState {
             taken: batch.taken,
             records: records_n,
             started: Instant::now(),
+            ledger: ledger.clone(),
+            done_ids,
         }))
     }
 
@@ -741,6 +750,9 @@ impl LoopState {
         match r {
             Ok(_) => {
                 self.parts.committed(&flush.taken);
+                flush
+                    .ledger
+                    .published(flush.done_ids.iter().map(String::as_str));
                 OffsetsCommitted {
                     connector: name,
                     records: flush.records,
@@ -759,9 +771,10 @@ impl LoopState {
         &mut self,
         txp: &FutureProducer,
         consumer: &Arc<StreamConsumer<Ctx>>,
+        ledger: &Arc<Ledger>,
         name: &str,
     ) -> Result<(), Error> {
-        match self.start_flush(txp, consumer)? {
+        match self.start_flush(txp, consumer, ledger)? {
             Some(mut f) => {
                 let r = (&mut f.task).await;
                 self.finish_flush(&f, r, name)
@@ -779,4 +792,8 @@ struct Flush {
     records: usize,
     /// When it was started.
     started: Instant,
+    /// The ledger, told which `done` records are committed once the transaction is.
+    ledger: Arc<Ledger>,
+    /// The commands whose `done` records it carries.
+    done_ids: Vec<String>,
 }

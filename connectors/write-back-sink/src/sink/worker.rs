@@ -138,10 +138,22 @@ pub(super) async fn work(shared: &Shared, job: &Job) -> Result<Option<Vec<OutRec
             position: p,
             result,
         }) if p == position => {
-            // This very message was finished before, but its offset is not committed, so its
-            // result was not either (they go in one transaction): the in-memory entry of an
-            // attempt whose commit was aborted or whose partition moved. Publish that result
-            // now, with its ledger record, instead of re-running the command.
+            if !shared.ledger.is_unpublished(cmd.command_id()) {
+                // Its `done` record was loaded from the ledger, so it is committed, and so is
+                // its result (one transaction): the offset was committed too, yet the message
+                // was read again. Publishing the result again would make a second result for
+                // one message; commit the offset only.
+                tracing::warn!(
+                    command_id = cmd.command_id(),
+                    partition = job.tp.1,
+                    offset = job.offset,
+                    "A command whose result is already committed was read again; not publishing it twice."
+                );
+                return Ok(Some(Vec::new()));
+            }
+            // This very message was finished before, but its transaction did not commit (the
+            // in-memory entry of an attempt whose commit was aborted or whose partition moved).
+            // Publish that result now, with its ledger record, instead of re-running the command.
             let entry = LedgerEntry::Done {
                 position,
                 result: result.clone(),
@@ -375,5 +387,112 @@ mod tests {
         let (attempts, error) = r.unwrap_err();
         assert_eq!(attempts, 1);
         assert!(error.contains("no acknowledgement"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod republish_tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::ledger::{LedgerStore, MemoryLedgerStore};
+    use athena_client::{AthenaClient, ClientConfig, Environment};
+
+    fn shared(ledger: Arc<Ledger>) -> (Arc<Shared>, mpsc::UnboundedReceiver<Done>) {
+        let athena = AthenaClient::new(ClientConfig::new(
+            Environment::Preview,
+            "unit-test",
+            "not-a-secret".to_string().into(),
+        ))
+        .unwrap();
+        let (done_tx, rx) = mpsc::unbounded_channel();
+        let shared = Shared {
+            name: "wb".into(),
+            executor: Executor::new(athena, ledger.clone(), Arc::new(Config::default())),
+            ledger,
+            encoder: Encoder::with_id(1).unwrap(),
+            results_topic: "results".into(),
+            permits: Semaphore::new(4),
+            done_tx,
+            ownership: Arc::new(Ownership::default()),
+            dlq_retry_timeout: Duration::from_secs(1),
+        };
+        (Arc::new(shared), rx)
+    }
+
+    fn tp() -> super::super::Tp {
+        (Arc::from("commands"), 0)
+    }
+
+    fn job(id: &str, offset: i64) -> Job {
+        let cmd: athena_contracts::commands::UpdatePatient = serde_json::from_value(
+            serde_json::json!({"command_id": id, "practice_id": "195900", "patient_id": "1"}),
+        )
+        .unwrap();
+        Job {
+            tp: tp(),
+            epoch: 1,
+            key: (tp(), b"195900/1".to_vec()),
+            offset,
+            headers: None,
+            command: Box::new(cmd),
+            received_at: TimestampMillis::now(),
+        }
+    }
+
+    fn done(id: &str, offset: i64) -> LedgerEntry {
+        LedgerEntry::Done {
+            position: Position {
+                topic: "commands".into(),
+                partition: 0,
+                offset,
+            },
+            result: CommandResult {
+                command_id: id.into(),
+                command_type: "UpdatePatient".into(),
+                practice_id: "195900".into(),
+                correlation_id: None,
+                status: CommandStatus::Applied,
+                athena_ids: Default::default(),
+                error: None,
+                attempts: 1,
+                received_at: TimestampMillis(1),
+                completed_at: TimestampMillis(2),
+            },
+        }
+    }
+
+    /// The chaos test once saw two committed results for one command. A `done` record loaded
+    /// from the ledger topic is committed, and its result with it (one transaction); a message
+    /// read again at that position (its committed offset read again) must not publish the result
+    /// a second time. Only a `done` entry remembered in memory whose transaction did not commit
+    /// is published again.
+    #[tokio::test]
+    async fn a_committed_done_entry_is_not_published_again_when_its_message_is_read_again() {
+        let store = Arc::new(MemoryLedgerStore::new());
+        store
+            .save("committed", &Ledger::encode(&done("committed", 7)))
+            .await
+            .unwrap();
+        let ledger = Arc::new(Ledger::with_store(store));
+        ledger.load().await.unwrap();
+        let (shared, _rx) = shared(ledger.clone());
+        shared.ownership.own(&tp(), 1);
+
+        let out = work(&shared, &job("committed", 7)).await.unwrap().unwrap();
+        assert!(
+            out.is_empty(),
+            "a committed result was published again: {} records",
+            out.len()
+        );
+
+        // Remembered in memory, its transaction aborted: published now, with its ledger record.
+        ledger.remember("aborted", done("aborted", 8));
+        let out = work(&shared, &job("aborted", 8)).await.unwrap().unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].topic, "results");
+        // Once its transaction committed, it is not published again either.
+        ledger.published(["aborted"]);
+        let out = work(&shared, &job("aborted", 8)).await.unwrap().unwrap();
+        assert!(out.is_empty());
     }
 }
