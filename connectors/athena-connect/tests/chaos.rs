@@ -1161,12 +1161,25 @@ page_size = 50
     // Exactly one result per command.
     assert!(results_in, "not every command got a result within 180 s");
     let mut results: HashMap<String, Vec<CommandResult>> = HashMap::new();
+    // Where each result sits, so a doubled one can be told apart: the same `completed_at` and
+    // `attempts` twice is one result published again, `attempts = 0` is the command re-run.
+    let mut placed: HashMap<String, Vec<String>> = HashMap::new();
     for msg in read_to_end(&kafka, &names.results) {
         let r: CommandResult = cmds
             .codec
             .decode(msg.payload().expect("payload"))
             .await
             .expect("result decodes");
+        placed.entry(r.command_id.clone()).or_default().push(format!(
+            "partition {} offset {} status {:?} attempts {} received {} completed {} error {:?}",
+            msg.partition(),
+            msg.offset(),
+            r.status,
+            r.attempts,
+            r.received_at.0,
+            r.completed_at.0,
+            r.error.as_ref().map(|e| e.code.clone())
+        ));
         results.entry(r.command_id.clone()).or_default().push(r);
     }
     let doubled: Vec<_> = results
@@ -1175,6 +1188,9 @@ page_size = 50
         .map(|(k, v)| (k, v.iter().map(|r| r.status).collect::<Vec<_>>()))
         .take(5)
         .collect();
+    for (id, v) in placed.iter().filter(|(_, v)| v.len() > 1).take(5) {
+        println!("chaos: results of {id}: {v:?}");
+    }
     assert!(doubled.is_empty(), "more than one result for {doubled:?}");
     let ids: HashSet<&String> = cmds.ids.iter().map(|(id, _, _)| id).collect();
     let without: Vec<_> = ids
